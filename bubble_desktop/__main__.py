@@ -1,0 +1,3 @@
+from bubble_desktop.cli import main
+
+raise SystemExit(main())

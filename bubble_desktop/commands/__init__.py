@@ -1,0 +1,1 @@
+"""bubble-cli subcommands, one module each (see bubble_desktop/cli.py)."""

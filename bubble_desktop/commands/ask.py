@@ -1,0 +1,9 @@
+"""bubble-cli ask (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sub.add_parser("ask", help="(not yet available)")

@@ -1,0 +1,9 @@
+"""bubble-cli kb (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sub.add_parser("kb", help="(not yet available)")

@@ -1,0 +1,9 @@
+"""bubble-cli models (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sub.add_parser("models", help="(not yet available)")

@@ -1,0 +1,1 @@
+"""Chat models: the protocol, the transformers backend, ChatGLM, GGUF import, LoRA, endpoints."""

@@ -1,0 +1,195 @@
+"""Validated settings, saved as JSON in the config folder.
+
+Every field carries a title, a plain-words description and its range; the settings dialog is
+built from that metadata (``field_info``). The file has a ``schema_version``; older files are
+migrated, and a corrupt or invalid file is moved aside and replaced by defaults, with a notice —
+never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="ignore", validate_assignment=True, frozen=False)
+
+
+class ModelSettings(_Section):
+    path: str = Field("", title="Model folder", description="A folder with a chat model (config.json + weights), or a GGUF file imported with Import GGUF.")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", title="Device", description="Where the model runs. Auto picks the GPU (CUDA or Apple MPS) when there is one, else the CPU.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", title="Precision", description="Number format of the weights. Auto: bfloat16/float16 on a GPU, float32 on the CPU.")
+    quantization: Literal["none", "8bit", "4bit"] = Field("none", title="Quantization", description="Load the weights in 8 or 4 bits (bitsandbytes) to save GPU memory. Needs an NVIDIA GPU.")
+    lora_path: str = Field("", title="LoRA adapter", description="Optional folder with a PEFT/LoRA adapter applied on top of the model.")
+    context_window: int = Field(0, ge=0, le=1_048_576, title="Context window", description="Tokens the model can see at once. 0 reads it from the model's config.")
+    backend: Literal["transformers", "openai"] = Field("transformers", title="Backend", description="Run the model here (transformers), or send prompts to an OpenAI-compatible server you run yourself.")
+    endpoint_url: str = Field("", title="Server URL", description="OpenAI-compatible endpoint, e.g. http://gpu-box:8000/v1 (vLLM, llama.cpp server, TGI).")
+    endpoint_model: str = Field("", title="Server model name", description="The model name the server expects.")
+    endpoint_api_key: str = Field("", title="Server API key", description="Sent to your server only.")
+
+
+class SamplingSettings(_Section):
+    temperature: float = Field(0.7, ge=0.0, le=2.0, title="Temperature", description="How adventurous the wording is. 0 always picks the most likely next word (repeatable answers); higher values give more varied, more surprising text.", json_schema_extra={"step": 0.05})
+    top_p: float = Field(0.9, ge=0.0, le=1.0, title="Top-p", description="Only consider the smallest set of next words whose probabilities add up to this share. Lower = safer, more focused.", json_schema_extra={"step": 0.01})
+    top_k: int = Field(40, ge=0, le=500, title="Top-k", description="Only consider the k most likely next words. 0 turns this limit off.")
+    repetition_penalty: float = Field(1.1, ge=1.0, le=2.0, title="Repetition penalty", description="Makes the model less likely to repeat itself. 1.0 = no penalty.", json_schema_extra={"step": 0.01})
+    max_new_tokens: int = Field(512, ge=1, le=32_768, title="Max new tokens", description="The longest answer, in tokens (a token is roughly ¾ of an English word or one Chinese character).")
+    seed: int = Field(-1, ge=-1, le=2**31 - 1, title="Seed", description="The same seed and settings give the same answer again. -1 picks a new random seed each time.")
+    system_prompt: str = Field("You are O.Bubble, a helpful assistant that runs privately on the user's computer. Answer concisely.", title="System prompt", description="Instructions the model sees before every conversation.")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "precise": {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.05},
+    "balanced": {"temperature": 0.7, "top_p": 0.9, "top_k": 40, "repetition_penalty": 1.1},
+    "creative": {"temperature": 1.1, "top_p": 0.95, "top_k": 100, "repetition_penalty": 1.15},
+}
+
+
+def apply_preset(sampling: SamplingSettings, name: str) -> SamplingSettings:
+    if name not in PRESETS:
+        raise KeyError(name)
+    return sampling.model_copy(update=PRESETS[name])
+
+
+class KnowledgeSettings(_Section):
+    embedding_model: str = Field("", title="Embedding model", description="A sentence-transformers model id or folder. Empty uses the built-in all-MiniLM-L6-v2 (English; Chinese still works through keyword search). For Chinese documents a multilingual model such as bge-small-zh is better.")
+    chunk_size: int = Field(500, ge=100, le=8000, title="Chunk size", description="Characters per piece of a document that is indexed and retrieved.")
+    chunk_overlap: int = Field(80, ge=0, le=2000, title="Chunk overlap", description="Characters shared by neighbouring pieces, so a sentence cut at a boundary is still found.")
+    top_k: int = Field(4, ge=1, le=50, title="Sources per answer", description="How many pieces of your documents are given to the model with each question.")
+    score_threshold: float = Field(0.0, ge=0.0, le=1.0, title="Minimum score", description="Pieces scoring below this are not used. 0 keeps the best ones whatever their score.", json_schema_extra={"step": 0.01})
+    hybrid: bool = Field(True, title="Hybrid search", description="Combine meaning-based (dense) and keyword (BM25) search. Keeps Chinese retrieval working with English embedding models.")
+    qdrant_url: str = Field("", title="Qdrant server URL", description="Empty keeps the knowledge bases on this computer. A URL (e.g. http://localhost:6333) stores them on your own Qdrant server instead.")
+    qdrant_api_key: str = Field("", title="Qdrant API key", description="For a Qdrant server that needs one.")
+    embed_threads: int = Field(0, ge=0, le=64, title="Embedding threads", description="CPU threads used for embedding. 0 chooses automatically.")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> KnowledgeSettings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk overlap must be smaller than chunk size")
+        return self
+
+
+class WebSettings(_Section):
+    enabled: bool = Field(False, title="Search the web", description="Send your question to DuckDuckGo and give fresh results to the model. Off by default: when on, the question leaves this computer.")
+    mode: Literal["news", "text"] = Field("news", title="Search type", description="News articles or general web pages.")
+    timelimit: Literal["d", "w", "m", "y", "any"] = Field("w", title="Time range", description="Only results from the past day, week, month or year.")
+    region: str = Field("wt-wt", title="Region", description="Search region code, e.g. wt-wt (no region), cn-zh, us-en.")
+    safesearch: Literal["on", "moderate", "off"] = Field("moderate", title="Safe search", description="Filter explicit results.")
+    max_results: int = Field(5, ge=1, le=25, title="Results", description="How many search results are given to the model.")
+    deadline_s: float = Field(8.0, ge=1.0, le=60.0, title="Deadline (s)", description="Give up on the web after this many seconds and answer without it.", json_schema_extra={"step": 0.5})
+    proxy: str = Field("", title="Proxy", description="Optional proxy, e.g. socks5h://127.0.0.1:1080 or http://user:pass@host:port.")
+
+
+class AppearanceSettings(_Section):
+    language: Literal["system", "zh_CN", "en"] = Field("system", title="Language", description="Language of the app. System follows your computer's language.")
+    theme: Literal["system", "light", "dark"] = Field("system", title="Theme", description="Light or dark colours, or follow the system.")
+    font_size: int = Field(11, ge=8, le=24, title="Font size", description="Text size in points in the chat.")
+
+
+class Settings(_Section):
+    schema_version: int = SCHEMA_VERSION
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    appearance: AppearanceSettings = Field(default_factory=AppearanceSettings)
+
+    def snapshot(self) -> Settings:
+        """An independent deep copy, taken when a message is sent (later edits don't touch it)."""
+        return self.model_copy(deep=True)
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "model": ModelSettings,
+    "sampling": SamplingSettings,
+    "knowledge": KnowledgeSettings,
+    "web": WebSettings,
+    "appearance": AppearanceSettings,
+}
+
+
+def field_info(section: type[_Section]) -> list[dict[str, Any]]:
+    """Title, description, type, range and choices of each field: what the settings dialog is built from."""
+    schema = section.model_json_schema()
+    out = []
+    for name, f in section.model_fields.items():
+        prop = schema["properties"][name]
+        info: dict[str, Any] = {
+            "name": name,
+            "title": f.title or name,
+            "description": f.description or "",
+            "default": f.default,
+            "type": prop.get("type"),
+            "minimum": prop.get("minimum"),
+            "maximum": prop.get("maximum"),
+            "choices": prop.get("enum"),
+            "step": prop.get("step"),
+        }
+        out.append(info)
+    return out
+
+
+# Migrations: version N -> N+1 on the raw dict. Add one whenever SCHEMA_VERSION goes up.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    0: lambda d: {**d, "schema_version": 1},
+}
+
+
+def _migrate(data: dict[str, Any]) -> dict[str, Any]:
+    version = int(data.get("schema_version", 0))
+    while version < SCHEMA_VERSION:
+        data = MIGRATIONS[version](data)
+        version = int(data["schema_version"])
+    return data
+
+
+def load_settings(path: Path) -> tuple[Settings, list[str]]:
+    """Read settings; returns them and notices for the user (e.g. a corrupt file that was moved aside)."""
+    notices: list[str] = []
+    if not path.exists():
+        return Settings(), notices
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        if int(raw.get("schema_version", 0)) > SCHEMA_VERSION:
+            notices.append(
+                f"Settings file {path} is from a newer Bubble (schema {raw.get('schema_version')}); "
+                "unknown options are ignored."
+            )
+        return Settings.model_validate(_migrate(raw)), notices
+    except (ValueError, ValidationError, OSError, KeyError, TypeError) as exc:
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            os.replace(path, aside)
+            where = f"It was moved to {aside}."
+        except OSError:
+            where = "It could not be moved aside."
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.warning("settings file %s unreadable: %s", path, exc)
+        notices.append(f"Your settings file could not be read ({first}). Defaults are used. {where}")
+        return Settings(), notices
+
+
+def save_settings(settings: Settings, path: Path) -> None:
+    """Write atomically (temp file + rename), so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(settings.model_dump_json(indent=2), encoding="utf-8")
+    os.replace(tmp, path)
