@@ -72,9 +72,25 @@ class Generation:
         self.text_parts: list[str] = []
 
     def __iter__(self) -> Iterator[str]:
-        for chunk in self._chunks:
-            self.text_parts.append(chunk)
-            yield chunk
+        try:
+            for chunk in self._chunks:
+                self.text_parts.append(chunk)
+                yield chunk
+        finally:
+            # a consumer that stops early must not leave the producer (e.g. a generate thread) running
+            self.close()
+
+    def close(self) -> None:
+        """Stop producing and release what the producer holds (idempotent)."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Generation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def text(self) -> str:

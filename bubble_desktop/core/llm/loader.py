@@ -1,0 +1,338 @@
+"""Load a chat model from a LoadRequest: validate the input, pick device and precision, apply LoRA.
+
+Everything the user can get wrong (no folder, a folder that is not a model, an architecture
+transformers cannot run, a hub id that is not downloaded, a GGUF file, CUDA out of memory) becomes
+a :class:`UserFacingError` here, before or instead of a traceback. Hubs are never contacted unless
+the request explicitly allows a download (``request.extra["allow_download"]``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from bubble_desktop.core.errors import (
+    ModelError,
+    ModelNotFoundError,
+    OutOfMemoryError,
+    UnsupportedModelError,
+)
+from bubble_desktop.core.llm.base import ChatModel, LoadRequest, ModelInfo, ProgressCallback
+from bubble_desktop.core.settings import ModelSettings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONTEXT_WINDOW = 2048
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def from_settings(settings: ModelSettings, trust_remote_code: bool = False) -> LoadRequest:
+    """The LoadRequest for the saved model settings plus the user's remote-code consent."""
+    return LoadRequest(
+        path=settings.path,
+        device=settings.device,
+        dtype=settings.dtype,
+        quantization=settings.quantization,
+        lora_path=settings.lora_path,
+        context_window=settings.context_window,
+        trust_remote_code=trust_remote_code,
+    )
+
+
+def _progress(cb: ProgressCallback | None, fraction: float, what: str) -> None:
+    if cb is not None:
+        cb(fraction, what)
+
+
+def resolve_model_path(path: str, allow_download: bool = False) -> Path:
+    """A local model folder for ``path``: the folder itself, or a hub id already in the HF cache."""
+    if not path or not path.strip():
+        raise ModelNotFoundError("No model is chosen.", "Choose a model folder in Settings → Model, or pass --model PATH.")
+    p = Path(path).expanduser()
+    if p.exists():
+        return p
+    if os.sep not in path and "/" not in path:
+        from bubble_desktop.core.paths import Paths
+
+        imported = Paths.default().models_dir / path
+        if imported.exists():
+            return imported
+    if _HUB_ID.match(path) and not path.startswith((".", "/", "~")):
+        from huggingface_hub import snapshot_download
+
+        try:
+            return Path(snapshot_download(path, local_files_only=not allow_download))
+        except Exception as exc:
+            if allow_download:
+                raise ModelNotFoundError(
+                    f"Could not download {path!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                    "Check the model id and your network connection, or download the model folder yourself.",
+                ) from exc
+            raise ModelNotFoundError(
+                f"{path!r} is not a folder here and is not downloaded in the Hugging Face cache "
+                "(Bubble never downloads without asking).",
+                "Download the model folder and choose it, or allow the download explicitly.",
+            ) from exc
+    raise ModelNotFoundError(f"The model folder {str(p)!r} does not exist.")
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """config.json of a model folder, with clear errors for the usual wrong picks."""
+    if folder.is_file():
+        if folder.suffix.lower() == ".gguf":
+            raise ModelError(
+                f"{folder.name} is a GGUF file; Bubble runs GGUF models after a one-time import.",
+                f"Import it first: bubble-cli models import-gguf {str(folder)!r} (or Import GGUF in the app).",
+            )
+        raise ModelNotFoundError(f"{str(folder)!r} is a file, not a model folder.")
+    cfg = folder / "config.json"
+    if not cfg.is_file():
+        if (folder / "adapter_config.json").is_file():
+            raise ModelNotFoundError(
+                f"{str(folder)!r} is a LoRA adapter, not a full model.",
+                "Choose the base model as the model folder and this folder as the LoRA adapter.",
+            )
+        ggufs = sorted(folder.glob("*.gguf"))
+        if ggufs:
+            raise ModelError(
+                f"{str(folder)!r} holds a GGUF file ({ggufs[0].name}) but no config.json.",
+                f"Import it first: bubble-cli models import-gguf {str(ggufs[0])!r}.",
+            )
+        raise ModelNotFoundError(f"{str(folder)!r} is not a model folder: it has no config.json.")
+    try:
+        data = json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"The model's config.json could not be read: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelNotFoundError("The model's config.json is not a JSON object.")
+    return data
+
+
+def _model_kind(config: Any) -> str:
+    """'causal' or 'seq2seq' for a transformers config, else UnsupportedModelError."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+    )
+
+    model_type = getattr(config, "model_type", "")
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return "causal"
+    if model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES:
+        return "seq2seq"
+    raise UnsupportedModelError(
+        f"The model type {model_type!r} cannot generate text (it is not a causal or seq2seq language model)."
+    )
+
+
+def resolve_device(device: str) -> str:
+    """auto → cuda, then mps, then cpu; a chosen device that is not there is an error."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if device in ("", "auto"):
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if device.startswith("cuda") and not cuda:
+        raise ModelError("CUDA was chosen but no NVIDIA GPU is usable here.", "Set the device to Auto or CPU.")
+    if device == "mps" and not mps:
+        raise ModelError("MPS was chosen but Apple's GPU backend is not available here.", "Set the device to Auto or CPU.")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> Any:
+    """auto → bfloat16 (or float16) on a GPU, float32 on the CPU."""
+    import torch
+
+    if dtype in ("", "auto"):
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device == "mps":
+            return torch.float16
+        return torch.float32
+    table = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if dtype not in table:
+        raise ModelError(f"Unknown precision {dtype!r}.", "Use auto, float32, float16 or bfloat16.")
+    return table[dtype]
+
+
+def _quantization_config(quantization: str, dtype: Any) -> Any:
+    if quantization in ("", "none"):
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ModelError(
+            f"{quantization} loading needs an NVIDIA GPU with CUDA, and none is usable here.",
+            "Set Quantization to none, or use a smaller model.",
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as exc:
+        raise ModelError(
+            f"{quantization} loading needs the bitsandbytes package.", "pip install bitsandbytes"
+        ) from exc
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    if quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_type="nf4")
+    raise ModelError(f"Unknown quantization {quantization!r}.", "Use none, 8bit or 4bit.")
+
+
+def context_window_of(config: Any, tokenizer: Any, override: int = 0) -> int:
+    if override > 0:
+        return override
+    for name in ("max_position_embeddings", "n_positions", "seq_length", "max_sequence_length", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    tmax = getattr(tokenizer, "model_max_length", 0)
+    if isinstance(tmax, int) and 0 < tmax < 1_000_000:
+        return tmax
+    return DEFAULT_CONTEXT_WINDOW
+
+
+def _apply_lora(model: Any, lora_path: str, merge: bool) -> Any:
+    folder = Path(lora_path).expanduser()
+    if not (folder / "adapter_config.json").is_file():
+        raise ModelNotFoundError(
+            f"{str(folder)!r} is not a LoRA adapter folder (no adapter_config.json).",
+            "Choose a folder saved by peft (adapter_config.json + adapter weights), or clear the LoRA setting.",
+        )
+    from peft import PeftModel
+
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
+    except Exception as exc:
+        raise ModelError(
+            f"The LoRA adapter does not fit this model: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+            "Use an adapter trained for this base model.",
+        ) from exc
+    # merging folds the adapter into the weights: no per-step overhead while generating
+    return peft_model.merge_and_unload() if merge else peft_model
+
+
+def load_model(request: LoadRequest, progress: ProgressCallback | None = None) -> ChatModel:
+    """Load the model the request names; raises UserFacingError subclasses for anything the user can fix."""
+    allow_download = bool(request.extra.get("allow_download", False))
+    _progress(progress, 0.0, "Checking the model folder")
+    folder = resolve_model_path(request.path, allow_download=allow_download)
+    raw_config = read_config(folder)
+    if raw_config.get("auto_map"):
+        try:
+            from bubble_desktop.core.llm.chatglm import load_remote_code_model
+        except ImportError as exc:
+            raise UnsupportedModelError(
+                "This model ships its own Python code, which this build of Bubble cannot run yet."
+            ) from exc
+        return load_remote_code_model(request, progress)  # type: ignore[no-any-return]
+    model_type = raw_config.get("model_type")
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    if not model_type or model_type not in CONFIG_MAPPING_NAMES:
+        raise UnsupportedModelError(
+            f"The model type {model_type!r} in config.json is not one transformers {_tf_version()} knows."
+        )
+    config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    kind = _model_kind(config)
+    return _load_transformers(request, folder, config, kind, progress)
+
+
+def _tf_version() -> str:
+    import transformers
+
+    return str(transformers.__version__)
+
+
+def _load_transformers(request: LoadRequest, folder: Path, config: Any, kind: str,
+                       progress: ProgressCallback | None) -> ChatModel:
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from bubble_desktop.core.llm.transformers_backend import TransformersChatModel
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # progress goes through our callback, not tqdm on stderr
+    device = resolve_device(request.device)
+    dtype = resolve_dtype(request.dtype, device)
+    quant = _quantization_config(request.quantization, dtype)
+    _progress(progress, 0.1, "Loading the tokenizer")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:
+        raise ModelNotFoundError(
+            f"The tokenizer in {str(folder)!r} could not be loaded: {_first_line(exc)}",
+            "The folder needs the tokenizer files (tokenizer.json or tokenizer.model + tokenizer_config.json).",
+        ) from exc
+    _progress(progress, 0.25, "Loading the weights")
+    cls = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+    kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": 0}
+    try:
+        model = cls.from_pretrained(str(folder), **kwargs)
+        if quant is None:
+            _progress(progress, 0.8, f"Moving the model to {device}")
+            model = model.to(device)
+    except Exception as exc:
+        if _is_oom(exc):
+            _free()
+            raise OutOfMemoryError(f"Not enough memory to load this model on {device}.") from exc
+        if isinstance(exc, OSError):
+            raise ModelNotFoundError(
+                f"The weights in {str(folder)!r} could not be loaded: {_first_line(exc)}"
+            ) from exc
+        raise ModelError(f"The model could not be loaded: {_first_line(exc)}") from exc
+    lora = ""
+    if request.lora_path:
+        _progress(progress, 0.9, "Applying the LoRA adapter")
+        model = _apply_lora(model, request.lora_path, merge=quant is None)
+        lora = str(Path(request.lora_path).expanduser())
+    model.eval()
+    real_device = str(next(model.parameters()).device)
+    info = ModelInfo(
+        name=folder.name,
+        path=str(folder),
+        arch=str(getattr(config, "model_type", "")),
+        device=real_device,
+        dtype=str(dtype).removeprefix("torch.") if quant is None else request.quantization,
+        context_window=context_window_of(config, tokenizer, request.context_window),
+        lora=lora or None,
+    )
+    log.info("loaded %s (%s) on %s as %s", info.name, info.arch, info.device, info.dtype)
+    _progress(progress, 1.0, "Ready")
+    return TransformersChatModel(model, tokenizer, info, is_seq2seq=kind == "seq2seq")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _is_oom(exc: BaseException) -> bool:
+    from bubble_desktop.core.llm.transformers_backend import _is_oom as is_oom
+
+    return is_oom(exc)
+
+
+def _free() -> None:
+    import gc
+
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def is_model_folder(path: str | os.PathLike[str]) -> bool:
+    """A cheap check for pickers: does this folder look like a model?"""
+    return (Path(path) / "config.json").is_file()
