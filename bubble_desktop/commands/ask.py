@@ -1,9 +1,140 @@
-"""bubble-cli ask (placeholder until its issue lands)."""
+"""bubble-cli ask: stream an answer from a local model to stdout.
+
+Shaped so that more context sources slot in: ``build_messages`` makes the message list (knowledge
+base and web results can be added there), ``print_answer`` streams or prints JSON. Nothing heavy is
+imported at parse time.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bubble_desktop.core.llm.base import ChatMessage, ChatModel, Generation
+    from bubble_desktop.core.settings import SamplingSettings, Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    sub.add_parser("ask", help="(not yet available)")
+    p = sub.add_parser(
+        "ask",
+        help="ask a question and stream the answer",
+        description="Ask a local model a question; the answer streams to stdout. "
+        "Options left out come from the saved settings.",
+    )
+    p.add_argument("question", help="the question")
+    p.add_argument("--model", metavar="PATH", help="model folder (or the name of an imported model)")
+    p.add_argument("--system", metavar="TEXT", help="system prompt")
+    p.add_argument("--temperature", type=float, metavar="F", help="0 = greedy (repeatable)")
+    p.add_argument("--top-p", type=float, metavar="F")
+    p.add_argument("--top-k", type=int, metavar="N", help="0 = off")
+    p.add_argument("--repetition-penalty", type=float, metavar="F")
+    p.add_argument("--max-new-tokens", type=int, metavar="N")
+    p.add_argument("--seed", type=int, metavar="N", help="-1 = random")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
+    p.add_argument("--lora", metavar="DIR", help="LoRA (peft) adapter folder applied on top of the model")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow models that ship their own Python code (e.g. ChatGLM)")
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end instead of streaming")
+    p.set_defaults(func=run)
+
+
+def load_user_settings() -> Settings:
+    from bubble_desktop.core.paths import Paths
+    from bubble_desktop.core.settings import load_settings
+
+    settings, notices = load_settings(Paths.default().settings_file)
+    for notice in notices:
+        print(f"note: {notice}", file=sys.stderr)
+    return settings
+
+
+def sampling_from_args(args: argparse.Namespace, settings: Settings) -> SamplingSettings:
+    """The saved sampling settings with the command-line overrides applied (validated)."""
+    from pydantic import ValidationError
+
+    from bubble_desktop.core.errors import SettingsError
+    from bubble_desktop.core.settings import SamplingSettings
+
+    update: dict[str, Any] = {}
+    for name in ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed"):
+        value = getattr(args, name, None)
+        if value is not None:
+            update[name] = value
+    if args.system is not None:
+        update["system_prompt"] = args.system
+    try:
+        return SamplingSettings.model_validate({**settings.sampling.model_dump(), **update})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err.get("loc", ())).replace("_", "-")
+        raise SettingsError(f"--{where}: {err.get('msg')}", "See bubble-cli ask --help for the ranges.") from exc
+
+
+def load_for_args(args: argparse.Namespace, settings: Settings) -> ChatModel:
+    from bubble_desktop.core.llm.loader import from_settings, load_model
+
+    model_settings = settings.model.model_copy()
+    request = from_settings(model_settings, trust_remote_code=bool(args.trust_remote_code))
+    if args.model:
+        request.path = args.model
+        request.lora_path = ""
+    if args.device:
+        request.device = args.device
+    if args.dtype:
+        request.dtype = args.dtype
+    if args.lora:
+        request.lora_path = args.lora
+    return load_model(request)
+
+
+def build_messages(args: argparse.Namespace, model: ChatModel, sampling: SamplingSettings) -> list[ChatMessage]:
+    """System prompt + question, fitted to the context window with room for the answer."""
+    from bubble_desktop.core.llm.history import fit_messages
+
+    fitted = fit_messages(model, sampling.system_prompt, [], args.question, sampling.max_new_tokens)
+    return list(fitted.messages)
+
+
+def print_answer(generation: Generation, as_json: bool) -> int:
+    """Stream chunks to stdout (flushed per chunk), or print one JSON object at the end."""
+    out = sys.stdout
+    for chunk in generation:
+        if not as_json:
+            out.write(chunk)
+            out.flush()
+    stats = generation.stats
+    assert stats is not None
+    if as_json:
+        result: dict[str, Any] = {
+            "answer": generation.text,
+            "prompt_tokens": stats.prompt_tokens,
+            "completion_tokens": stats.completion_tokens,
+            "ttft_s": stats.ttft_s,
+            "tokens_per_s": stats.tokens_per_s,
+            "finish_reason": stats.finish_reason,
+        }
+        if stats.error:
+            result["error"] = stats.error
+        out.write(json.dumps(result, ensure_ascii=False) + "\n")
+    else:
+        out.write("\n")
+    out.flush()
+    if stats.finish_reason == "error":
+        print(f"error: {stats.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_user_settings()
+    sampling = sampling_from_args(args, settings)
+    model = load_for_args(args, settings)
+    try:
+        messages = build_messages(args, model, sampling)
+        return print_answer(model.stream(messages, sampling), args.json)
+    finally:
+        model.unload()
