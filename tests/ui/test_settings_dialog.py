@@ -1,0 +1,101 @@
+"""Settings dialog: built from the models' metadata, validates inline, presets, round-trips to disk."""
+
+from __future__ import annotations
+
+import pytest
+
+from bubble_desktop.core.paths import Paths
+from bubble_desktop.core.settings import PRESETS, SECTIONS, Settings, load_settings
+from bubble_desktop.ui.settings_dialog import SettingsDialog
+
+
+@pytest.fixture
+def paths(bubble_home) -> Paths:
+    return Paths.under(bubble_home).ensure()
+
+
+@pytest.fixture
+def dialog(qtbot, paths) -> SettingsDialog:
+    d = SettingsDialog(Settings(), paths)
+    qtbot.addWidget(d)
+    return d
+
+
+def test_every_field_of_every_section_has_an_editor_with_a_tooltip(dialog):
+    for section, model in SECTIONS.items():
+        for name in model.model_fields:
+            editor = dialog.editor(section, name)
+            assert editor.value() == getattr(getattr(Settings(), section), name)
+            assert editor.toolTip(), f"{section}.{name} has no tooltip"
+    pages = [dialog.pages.item(i).text() for i in range(dialog.pages.count())]
+    assert pages == ["Model", "Sampling", "Knowledge", "Web search", "Appearance", "Data"]
+
+
+def test_sampling_numbers_have_slider_and_spin_box_in_sync(dialog):
+    temperature = dialog.editor("sampling", "temperature")
+    assert temperature.slider is not None
+    temperature.slider.setValue(temperature.slider.maximum())
+    assert temperature.value() == pytest.approx(2.0)
+    temperature.spin.setValue(0.35)
+    assert temperature.slider.value() == round(0.35 / 0.05)
+
+
+def test_round_trip_persists_and_emits(qtbot, dialog, paths):
+    dialog.editor("sampling", "temperature").set_value(0.25)
+    dialog.editor("sampling", "max_new_tokens").set_value(1024)
+    dialog.editor("sampling", "system_prompt").set_value("Answer in one line.")
+    dialog.editor("web", "mode").set_value("text")
+    dialog.editor("appearance", "theme").set_value("dark")
+    dialog.editor("knowledge", "hybrid").set_value(False)
+    dialog.editor("knowledge", "qdrant_url").set_value("http://localhost:6333")
+    with qtbot.waitSignal(dialog.settings_changed, timeout=2000) as blocker:
+        dialog.ok_button.click()
+    emitted: Settings = blocker.args[0]
+    assert emitted.sampling.temperature == pytest.approx(0.25)
+    loaded, notices = load_settings(paths.settings_file)
+    assert notices == []
+    assert loaded == emitted
+    assert loaded.sampling.max_new_tokens == 1024
+    assert loaded.sampling.system_prompt == "Answer in one line."
+    assert loaded.web.mode == "text" and loaded.appearance.theme == "dark"
+    assert loaded.knowledge.hybrid is False and loaded.knowledge.qdrant_url == "http://localhost:6333"
+    # Reopened from the saved file, the dialog shows the saved values.
+    again = SettingsDialog(loaded, paths)
+    qtbot.addWidget(again)
+    assert again.editor("sampling", "temperature").value() == pytest.approx(0.25)
+    assert again.editor("web", "mode").value() == "text"
+
+
+def test_invalid_overlap_is_shown_inline_and_blocks_ok(qtbot, dialog, paths):
+    dialog.show()
+    dialog.editor("knowledge", "chunk_overlap").set_value(600)  # chunk size is 500
+    error = dialog.error_label("knowledge", "chunk_overlap")
+    assert not error.isHidden() and "overlap" in error.text().lower()
+    assert not dialog.ok_button.isEnabled()
+    assert dialog.apply() is False
+    assert not paths.settings_file.exists()
+    dialog.editor("knowledge", "chunk_size").set_value(1000)
+    assert error.isHidden()
+    assert dialog.ok_button.isEnabled()
+
+
+def test_presets_and_restore_defaults(dialog):
+    dialog.apply_preset("precise")
+    for name, value in PRESETS["precise"].items():
+        assert dialog.editor("sampling", name).value() == pytest.approx(value)
+    dialog.preset_buttons["creative"].click()
+    assert dialog.editor("sampling", "temperature").value() == pytest.approx(PRESETS["creative"]["temperature"])
+    dialog.editor("sampling", "seed").set_value(42)
+    dialog.restore_defaults("sampling")
+    defaults = Settings().sampling
+    assert dialog.editor("sampling", "temperature").value() == pytest.approx(defaults.temperature)
+    assert dialog.editor("sampling", "seed").value() == -1
+
+
+def test_language_change_says_restart(qtbot, dialog):
+    dialog.show()
+    assert dialog.language_note.isHidden()
+    dialog.editor("appearance", "language").set_value("zh_CN")
+    assert not dialog.language_note.isHidden()
+    combo = dialog.editor("appearance", "language").combo
+    assert combo.currentText() == "中文（简体）"
