@@ -1,0 +1,480 @@
+"""The conversation: one widget per message in a scroll area, answers rendered as Markdown.
+
+An answer being streamed keeps a cursor where its still-open tail starts; each update removes
+the old tail, appends the blocks that just closed (frozen for good) and inserts the new tail,
+so the work per update is proportional to the tail, not to the whole answer.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QUrl, Signal, Slot
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QPalette, QTextCursor, QTextDocument
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QTextBrowser,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from bubble_desktop.ui.markdown_render import Palette, StreamingMarkdown, render_markdown, set_copy_label
+
+
+def is_dark(widget: QWidget | None = None) -> bool:
+    """Whether the current palette is dark (window colour darker than its text)."""
+    pal = widget.palette() if widget is not None else QGuiApplication.palette()
+    return pal.color(QPalette.ColorRole.Window).lightness() < pal.color(QPalette.ColorRole.WindowText).lightness()
+
+
+@dataclass(frozen=True)
+class SourceView:
+    """A source shown under an answer: a knowledge chunk (file) or a web page (url)."""
+
+    number: int
+    title: str
+    kind: str  # "kb" or "web"
+    target: str  # file path or url
+    text: str = ""  # the chunk text, shown when the file cannot be opened
+    score: float | None = None
+
+
+def source_view(number: int, source: Any) -> SourceView:
+    """Adapt whatever the chat service returns as a source (dataclass or dict) for display."""
+
+    def get(name: str, default: Any = None) -> Any:
+        if isinstance(source, dict):
+            return source.get(name, default)
+        return getattr(source, name, default)
+
+    url = get("url") or ""
+    path = get("path") or get("source") or ""
+    kind = get("kind") or ("web" if url else "kb")
+    if kind not in ("kb", "web"):
+        kind = "web" if url else "kb"
+    target = str(url or path)
+    title = str(get("title") or (path.rsplit("/", 1)[-1] if path else url) or f"[{number}]")
+    return SourceView(
+        int(get("number", number) or number),
+        title,
+        kind,
+        target,
+        str(get("text") or get("snippet") or get("body") or ""),
+        get("score"),
+    )
+
+
+# Qt rich text understands a small CSS subset; sizes are relative to the widget font.
+DOCUMENT_CSS = """
+h1 { font-size: x-large; margin-top: 10px; margin-bottom: 6px; }
+h2 { font-size: large; margin-top: 10px; margin-bottom: 4px; }
+h3, h4, h5, h6 { font-size: medium; margin-top: 8px; margin-bottom: 4px; }
+p { margin-top: 4px; margin-bottom: 4px; }
+code { font-family: "DejaVu Sans Mono", Consolas, "Courier New", monospace; }
+pre { font-family: "DejaVu Sans Mono", Consolas, "Courier New", monospace; }
+ul, ol { margin-top: 2px; margin-bottom: 2px; }
+blockquote { margin-left: 12px; font-style: italic; }
+"""
+
+_ZWSP = "\u200b"
+
+
+def _append_html(cursor: QTextCursor, markup: str) -> None:
+    """Append ``markup`` at the cursor so the result has the blocks ``setHtml`` would give.
+
+    ``insertHtml`` merges the first inserted block into the block at the cursor (a heading
+    appended after a paragraph would lose its level). A zero-width space inserted first keeps
+    the inserted blocks apart; it is removed again right after.
+    """
+    start = cursor.position()
+    if start == 0:
+        cursor.insertHtml(markup)
+        return
+    cursor.insertHtml(_ZWSP + markup)
+    end = cursor.position()
+    probe = QTextCursor(cursor.document())
+    probe.setPosition(start)
+    probe.setPosition(start + 1, QTextCursor.MoveMode.KeepAnchor)
+    if probe.selectedText() == _ZWSP:
+        probe.removeSelectedText()
+        end -= 1
+    cursor.setPosition(end)
+
+
+class MessageBody(QTextBrowser):
+    """Read-only rich text that is as tall as its content (the scroll area scrolls, not it)."""
+
+    code_copied = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setOpenLinks(False)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.viewport().setAutoFillBackground(False)
+        self.setStyleSheet("QTextBrowser { background: transparent; }")
+        self.document().setDocumentMargin(2)
+        self.document().setDefaultStyleSheet(DOCUMENT_CSS)
+        self.document().documentLayout().documentSizeChanged.connect(self._on_document_size_changed)
+        self.anchorClicked.connect(self._on_anchor_clicked)
+        self.codes: list[str] = []
+        self._stream: StreamingMarkdown | None = None
+        self._tail_start = 0
+        self._height = 0
+
+    # ---- content -----------------------------------------------------------------------
+    def set_markdown(self, text: str, palette: Palette) -> None:
+        rendered = render_markdown(text, palette)
+        self.codes = rendered.codes
+        self._stream = None
+        self.setHtml(rendered.html)
+
+    def set_plain(self, text: str) -> None:
+        self.codes = []
+        self._stream = None
+        self.setHtml(f'<p style="white-space: pre-wrap">{html.escape(text)}</p>')
+
+    def begin_stream(self, palette: Palette) -> None:
+        self._stream = StreamingMarkdown(palette)
+        self._tail_start = 0
+        self.codes = []
+        self.document().clear()
+        self._remember_tail_block(QTextCursor(self.document()))
+
+    def feed(self, text: str) -> None:
+        if self._stream is not None:
+            self._stream.feed(text)
+
+    def flush(self, final: bool = False) -> None:
+        """Re-render the open tail (and append newly closed blocks)."""
+        stream = self._stream
+        if stream is None:
+            return
+        update = stream.update(final=final)
+        cursor = QTextCursor(self.document())
+        cursor.beginEditBlock()
+        cursor.setPosition(self._tail_start)
+        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
+        self._restore_tail_block(cursor)
+        if update.frozen_html:
+            _append_html(cursor, update.frozen_html)
+            self._tail_start = cursor.position()
+            self._remember_tail_block(cursor)
+        if update.tail_html:
+            _append_html(cursor, update.tail_html)
+        cursor.endEditBlock()
+        self.codes = stream.codes
+        if final:
+            self._stream = None
+
+    def _remember_tail_block(self, cursor: QTextCursor) -> None:
+        self._tail_block = (cursor.blockFormat(), cursor.blockCharFormat(), cursor.currentList() is not None)
+
+    def _restore_tail_block(self, cursor: QTextCursor) -> None:
+        """Removing the old tail can leave its first block's format (e.g. list membership)
+        on the block the tail started in; put back what that block had."""
+        block_format, char_format, in_list = self._tail_block
+        current = cursor.currentList()
+        if current is not None and not in_list:
+            current.remove(cursor.block())
+        if cursor.blockFormat() != block_format:
+            cursor.setBlockFormat(block_format)
+        if cursor.blockCharFormat() != char_format:
+            cursor.setBlockCharFormat(char_format)
+
+    @property
+    def streamed_text(self) -> str:
+        return self._stream.text if self._stream is not None else ""
+
+    # ---- size --------------------------------------------------------------------------
+    @Slot()
+    def _on_document_size_changed(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        h = int(self.document().size().height()) + 4
+        if h != self._height:
+            self._height = h
+            self.setFixedHeight(h)
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        self.document().setTextWidth(self.viewport().width())
+        self._fit()
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(400, max(self._height, 20))
+
+    def wheelEvent(self, event: Any) -> None:  # noqa: N802
+        event.ignore()  # let the conversation scroll
+
+    # ---- links -------------------------------------------------------------------------
+    @Slot(QUrl)
+    def _on_anchor_clicked(self, url: QUrl) -> None:
+        if url.scheme() == "copy":
+            try:
+                code = self.codes[int(url.path())]
+            except (ValueError, IndexError):
+                return
+            QGuiApplication.clipboard().setText(code)
+            self.code_copied.emit(code)
+        elif url.scheme() in ("http", "https", "mailto"):
+            QDesktopServices.openUrl(url)
+
+
+class MessageWidget(QFrame):
+    """One message: who, the text, its actions (copy, edit, regenerate), sources, errors, speed."""
+
+    copy_requested = Signal(object)
+    edit_requested = Signal(object)
+    regenerate_requested = Signal(object)
+    source_activated = Signal(object)  # SourceView
+
+    def __init__(self, role: str, message_id: str | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.role = role
+        self.message_id = message_id
+        self.text = ""
+        self.sources: tuple[SourceView, ...] = ()
+        self.setObjectName("userMessage" if role == "user" else "assistantMessage")
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 8, 12, 8)
+        layout.setSpacing(2)
+
+        header = QHBoxLayout()
+        header.setSpacing(4)
+        self.who = QLabel(self.tr("You") if role == "user" else self.tr("Bubble"))
+        self.who.setObjectName("messageRole")
+        font = self.who.font()
+        font.setBold(True)
+        self.who.setFont(font)
+        header.addWidget(self.who)
+        self.status = QLabel()
+        self.status.setObjectName("messageStatus")
+        header.addWidget(self.status)
+        header.addStretch(1)
+        self.copy_button = self._tool(self.tr("Copy"), self.tr("Copy this message"), self._on_copy_clicked)
+        header.addWidget(self.copy_button)
+        self.edit_button = self._tool(
+            self.tr("Edit"), self.tr("Edit this question and send it again"), self._on_edit_clicked
+        )
+        self.edit_button.setVisible(role == "user")
+        header.addWidget(self.edit_button)
+        self.regenerate_button = self._tool(
+            self.tr("Regenerate"), self.tr("Answer this question again"), self._on_regenerate_clicked
+        )
+        self.regenerate_button.setVisible(False)
+        header.addWidget(self.regenerate_button)
+        layout.addLayout(header)
+
+        self.body = MessageBody(self)
+        layout.addWidget(self.body)
+
+        self.notice_label = QLabel()
+        self.notice_label.setObjectName("messageNotice")
+        self.notice_label.setWordWrap(True)
+        self.notice_label.setVisible(False)
+        layout.addWidget(self.notice_label)
+
+        self.error_label = QLabel()
+        self.error_label.setObjectName("messageError")
+        self.error_label.setWordWrap(True)
+        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error_label.setVisible(False)
+        layout.addWidget(self.error_label)
+
+        self.sources_label = QLabel()
+        self.sources_label.setObjectName("messageSources")
+        self.sources_label.setWordWrap(True)
+        self.sources_label.setTextFormat(Qt.TextFormat.RichText)
+        self.sources_label.setVisible(False)
+        self.sources_label.linkActivated.connect(self._on_source_link_activated)
+        layout.addWidget(self.sources_label)
+
+        self.stats_label = QLabel()
+        self.stats_label.setObjectName("messageStats")
+        self.stats_label.setVisible(False)
+        layout.addWidget(self.stats_label)
+
+    def _tool(self, text: str, tip: str, slot: Any) -> QToolButton:
+        button = QToolButton(self)
+        button.setText(text)
+        button.setToolTip(tip)
+        button.setAutoRaise(True)
+        button.setCursor(Qt.CursorShape.PointingHandCursor)
+        button.clicked.connect(slot)
+        return button
+
+    # ---- content -----------------------------------------------------------------------
+    def set_text(self, text: str, palette: Palette) -> None:
+        self.text = text
+        if self.role == "user":
+            self.body.set_plain(text)
+        else:
+            self.body.set_markdown(text, palette)
+
+    def begin_stream(self, palette: Palette) -> None:
+        self.text = ""
+        self.status.setText(self.tr("writing…"))
+        self.copy_button.setEnabled(False)
+        self.body.begin_stream(palette)
+
+    def feed(self, text: str) -> None:
+        self.text += text
+        self.body.feed(text)
+        self.body.flush()
+
+    def end_stream(self) -> None:
+        self.body.flush(final=True)
+        self.status.setText("")
+        self.copy_button.setEnabled(True)
+
+    def set_sources(self, sources: tuple[SourceView, ...]) -> None:
+        self.sources = sources
+        if not sources:
+            self.sources_label.setVisible(False)
+            return
+        links = []
+        for s in sources:
+            icon = "🌐" if s.kind == "web" else "📄"
+            links.append(f'<a href="source:{s.number}">[{s.number}] {icon} {html.escape(s.title)}</a>')
+        self.sources_label.setText(self.tr("Sources:") + " " + " &nbsp; ".join(links))
+        self.sources_label.setVisible(True)
+
+    def set_notices(self, notices: tuple[str, ...]) -> None:
+        self.notice_label.setText("\n".join(notices))
+        self.notice_label.setVisible(bool(notices))
+
+    def set_error(self, message: str, hint: str = "") -> None:
+        text = f"⚠ {message}" + (f"\n{hint}" if hint else "")
+        self.error_label.setText(text)
+        self.error_label.setVisible(True)
+
+    def set_stats(self, text: str) -> None:
+        self.stats_label.setText(text)
+        self.stats_label.setVisible(bool(text))
+
+    # ---- actions -----------------------------------------------------------------------
+    @Slot()
+    def _on_copy_clicked(self) -> None:
+        QGuiApplication.clipboard().setText(self.text)
+        self.copy_requested.emit(self)
+
+    @Slot()
+    def _on_edit_clicked(self) -> None:
+        self.edit_requested.emit(self)
+
+    @Slot()
+    def _on_regenerate_clicked(self) -> None:
+        self.regenerate_requested.emit(self)
+
+    @Slot(str)
+    def _on_source_link_activated(self, link: str) -> None:
+        try:
+            number = int(link.split(":", 1)[1])
+        except (IndexError, ValueError):
+            return
+        for s in self.sources:
+            if s.number == number:
+                self.source_activated.emit(s)
+                return
+
+
+class ChatView(QScrollArea):
+    """The list of messages; keeps the newest text in view while the user is at the bottom."""
+
+    edit_requested = Signal(object)  # MessageWidget
+    regenerate_requested = Signal(object)
+    source_activated = Signal(object)  # SourceView
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("chatView")
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._container = QWidget()
+        self._container.setObjectName("chatContainer")
+        self._layout = QVBoxLayout(self._container)
+        self._layout.setContentsMargins(16, 12, 16, 12)
+        self._layout.setSpacing(10)
+        self._layout.addStretch(1)
+        self.setWidget(self._container)
+        self.messages: list[MessageWidget] = []
+        self._follow = True
+        self.verticalScrollBar().rangeChanged.connect(self._on_range_changed)
+        self.verticalScrollBar().valueChanged.connect(self._on_value_changed)
+        set_copy_label(self.tr("Copy"))
+        self.palette_md = Palette.for_theme(is_dark(self))
+        self._container.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        if watched is self._container and event.type() == QEvent.Type.PaletteChange:
+            self.palette_md = Palette.for_theme(is_dark(self))
+        return super().eventFilter(watched, event)
+
+    def clear(self) -> None:
+        for m in self.messages:
+            self._layout.removeWidget(m)
+            m.deleteLater()
+        self.messages.clear()
+        self._follow = True
+
+    def add_message(self, role: str, text: str = "", message_id: str | None = None) -> MessageWidget:
+        widget = MessageWidget(role, message_id, self._container)
+        if text:
+            widget.set_text(text, self.palette_md)
+        widget.edit_requested.connect(self.edit_requested)
+        widget.regenerate_requested.connect(self.regenerate_requested)
+        widget.source_activated.connect(self.source_activated)
+        self._layout.insertWidget(self._layout.count() - 1, widget)
+        self.messages.append(widget)
+        self._follow = True
+        return widget
+
+    def remove_from(self, widget: MessageWidget) -> None:
+        """Remove ``widget`` and every message after it (regenerate / edit & resend)."""
+        if widget not in self.messages:
+            return
+        index = self.messages.index(widget)
+        for m in self.messages[index:]:
+            self._layout.removeWidget(m)
+            m.deleteLater()
+        del self.messages[index:]
+
+    def update_actions(self, busy: bool) -> None:
+        """Regenerate only on the last answer; nothing editable while an answer streams."""
+        last_answer = next((m for m in reversed(self.messages) if m.role == "assistant"), None)
+        for m in self.messages:
+            if m.role == "assistant":
+                m.regenerate_button.setVisible(m is last_answer and not busy)
+            else:
+                m.edit_button.setEnabled(not busy)
+
+    @Slot(int, int)
+    def _on_range_changed(self, _minimum: int, maximum: int) -> None:
+        if self._follow:
+            self.verticalScrollBar().setValue(maximum)
+
+    @Slot(int)
+    def _on_value_changed(self, value: int) -> None:
+        bar = self.verticalScrollBar()
+        self._follow = value >= bar.maximum() - 8
+
+
+def plain_text_of_html(markup: str) -> str:
+    """What a rich-text document shows for ``markup`` (tests compare streamed vs one-shot)."""
+    doc = QTextDocument()
+    doc.setHtml(markup)
+    return doc.toPlainText()

@@ -1,0 +1,413 @@
+"""The model's thread: one long-lived InferenceWorker moved to a QThread, and its GUI-side controller.
+
+The worker owns the loaded model. Requests arrive by queued signal and carry a request id; every
+result carries it back, and the controller drops results of requests it no longer waits for.
+Text does not travel by signal (one queued event per token floods the GUI): the worker appends
+chunks to the job's :class:`TokenBuffer`, and a ~30 Hz timer on the GUI thread drains it.
+Stop is the job's ``threading.Event``, set directly from the GUI thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+
+from bubble_desktop.core.errors import RemoteCodeConsentRequired, UserFacingError
+from bubble_desktop.core.llm.base import GenerationStats, LoadRequest, ModelInfo
+from bubble_desktop.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DRAIN_INTERVAL_MS = 33  # ~30 Hz
+
+
+class TokenBuffer:
+    """Text chunks handed from the worker thread to the GUI thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._parts: list[str] = []
+
+    def push(self, chunk: str) -> None:
+        with self._lock:
+            self._parts.append(chunk)
+
+    def drain(self) -> str:
+        with self._lock:
+            if not self._parts:
+                return ""
+            text = "".join(self._parts)
+            self._parts.clear()
+            return text
+
+
+@dataclass(frozen=True)
+class AskJob:
+    """One question for the model, with the settings snapshot taken when it was sent."""
+
+    request_id: int
+    kind: Literal["ask", "regenerate", "edit"]
+    question: str
+    settings: Settings
+    conversation_id: str | None = None
+    kb_names: tuple[str, ...] = ()
+    web: bool = False
+    message_id: str | None = None  # the message regenerated or edited
+    cancel: threading.Event = field(default_factory=threading.Event, compare=False)
+    buffer: TokenBuffer = field(default_factory=TokenBuffer, compare=False)
+
+
+@dataclass(frozen=True)
+class LoadJob:
+    request_id: int
+    request: LoadRequest
+    cancel: threading.Event = field(default_factory=threading.Event, compare=False)
+
+
+@dataclass(frozen=True)
+class AnswerMeta:
+    """Known before the first chunk: where the answer is saved and what it was based on."""
+
+    conversation_id: str | None
+    sources: tuple[Any, ...] = ()
+    notices: tuple[str, ...] = ()
+    question_message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AnswerResult:
+    conversation_id: str | None
+    message_id: str | None
+    stats: GenerationStats | None
+    error: str | None = None  # shown inline under the partial answer
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    message: str
+    hint: str
+    needs_consent: bool = False
+    cancelled: bool = False
+
+
+class _LoadCancelled(Exception):
+    """Raised from the progress callback to abandon a load the user no longer wants."""
+
+
+# load_model(request, progress) -> ChatModel; the chat service's ask/regenerate/edit_and_resend.
+LoadFunction = Callable[[LoadRequest, Callable[[float, str], None]], Any]
+
+
+class InferenceWorker(QObject):
+    """Lives in the inference thread and owns the model; never touch it from the GUI thread."""
+
+    load_progressed = Signal(int, float, str)
+    loaded = Signal(int, object)  # ModelInfo
+    load_failed = Signal(int, object)  # LoadFailure
+    answer_started = Signal(int, object)  # AnswerMeta
+    answer_finished = Signal(int, object)  # AnswerResult
+    unloaded = Signal()
+
+    def __init__(self, load_function: LoadFunction, chat_service: Any) -> None:
+        super().__init__()
+        self._load_function = load_function
+        self._service = chat_service
+        self._model: Any = None
+
+    @Slot(object)
+    def load(self, job: LoadJob) -> None:
+        rid = job.request_id
+
+        def progress(fraction: float, what: str) -> None:
+            if job.cancel.is_set():
+                raise _LoadCancelled()
+            self.load_progressed.emit(rid, float(fraction), str(what))
+
+        self._unload()
+        try:
+            model = self._load_function(job.request, progress)
+        except _LoadCancelled:
+            self.load_failed.emit(rid, LoadFailure("Loading was cancelled.", "", cancelled=True))
+            return
+        except RemoteCodeConsentRequired as exc:
+            self.load_failed.emit(rid, LoadFailure(exc.message, exc.hint, needs_consent=True))
+            return
+        except UserFacingError as exc:
+            self.load_failed.emit(rid, LoadFailure(exc.message, exc.hint))
+            return
+        except Exception as exc:  # thread boundary: the user hears about it, the log keeps details
+            log.exception("model load failed")
+            self.load_failed.emit(rid, LoadFailure(f"{type(exc).__name__}: {exc}", "Details are in the log file."))
+            return
+        if job.cancel.is_set():
+            _unload_model(model)
+            self.load_failed.emit(rid, LoadFailure("Loading was cancelled.", "", cancelled=True))
+            return
+        self._model = model
+        self.loaded.emit(rid, model.info)
+
+    @Slot(object)
+    def ask(self, job: AskJob) -> None:
+        rid = job.request_id
+        if self._model is None:
+            self.answer_finished.emit(
+                rid, AnswerResult(job.conversation_id, None, None, "No model is loaded.", "Choose a model first.")
+            )
+            return
+        conversation_id = job.conversation_id
+        answer = None
+        try:
+            answer = self._start(job)
+            conversation_id = getattr(answer, "conversation_id", conversation_id)
+            self.answer_started.emit(
+                rid,
+                AnswerMeta(
+                    conversation_id,
+                    tuple(getattr(answer, "sources", ()) or ()),
+                    tuple(getattr(answer, "notices", ()) or ()),
+                    getattr(answer, "question_message_id", None),
+                ),
+            )
+            for chunk in answer:
+                job.buffer.push(chunk)
+            stats = getattr(answer, "stats", None)
+            error = stats.error if stats is not None and stats.finish_reason == "error" else None
+            self.answer_finished.emit(
+                rid, AnswerResult(conversation_id, getattr(answer, "message_id", None), stats, error)
+            )
+        except UserFacingError as exc:
+            self.answer_finished.emit(
+                rid, AnswerResult(conversation_id, getattr(answer, "message_id", None), None, exc.message, exc.hint)
+            )
+        except Exception as exc:  # thread boundary
+            log.exception("generation failed")
+            self.answer_finished.emit(
+                rid,
+                AnswerResult(
+                    conversation_id,
+                    getattr(answer, "message_id", None),
+                    None,
+                    f"{type(exc).__name__}: {exc}",
+                    "Details are in the log file.",
+                ),
+            )
+
+    def _start(self, job: AskJob) -> Any:
+        common = {"kb_names": job.kb_names, "web": job.web, "cancel": job.cancel}
+        if job.kind == "regenerate":
+            return self._service.regenerate(self._model, job.conversation_id, job.settings, **common)
+        if job.kind == "edit":
+            return self._service.edit_and_resend(
+                self._model, job.conversation_id, job.message_id, job.question, job.settings, **common
+            )
+        return self._service.ask(
+            self._model, job.question, job.settings, conversation_id=job.conversation_id, **common
+        )
+
+    @Slot()
+    def unload(self) -> None:
+        self._unload()
+        self.unloaded.emit()
+
+    def _unload(self) -> None:
+        model, self._model = self._model, None
+        if model is not None:
+            _unload_model(model)
+
+
+def _unload_model(model: Any) -> None:
+    try:
+        model.unload()
+    except Exception:
+        log.exception("unloading the model failed")
+
+
+class InferenceController(QObject):
+    """GUI-side owner of the inference thread: starts requests, drains text, drops stale results."""
+
+    # to the worker (queued: the worker lives in another thread)
+    _load_requested = Signal(object)
+    _ask_requested = Signal(object)
+    _unload_requested = Signal()
+
+    # to the UI
+    model_loading = Signal(str)  # path
+    load_progressed = Signal(float, str)
+    model_loaded = Signal(object)  # ModelInfo
+    model_load_failed = Signal(object, object)  # LoadFailure, LoadRequest
+    answer_started = Signal(int, object)  # request id, AnswerMeta
+    text_arrived = Signal(int, str)  # request id, newly streamed text
+    answer_finished = Signal(int, object)  # request id, AnswerResult
+
+    def __init__(self, load_function: LoadFunction, chat_service: Any, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._thread = QThread()
+        self._thread.setObjectName("bubble-inference")
+        self._worker = InferenceWorker(load_function, chat_service)
+        self._worker.moveToThread(self._thread)
+        self._load_requested.connect(self._worker.load)
+        self._ask_requested.connect(self._worker.ask)
+        self._unload_requested.connect(self._worker.unload)
+        self._worker.load_progressed.connect(self._on_worker_load_progressed)
+        self._worker.loaded.connect(self._on_worker_loaded)
+        self._worker.load_failed.connect(self._on_worker_load_failed)
+        self._worker.answer_started.connect(self._on_worker_answer_started)
+        self._worker.answer_finished.connect(self._on_worker_answer_finished)
+        self._thread.finished.connect(self._worker.deleteLater)
+        self._thread.start()
+        self._next_id = 0
+        self._load: LoadJob | None = None
+        self._job: AskJob | None = None
+        self._model_info: ModelInfo | None = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(DRAIN_INTERVAL_MS)
+        self._timer.timeout.connect(self._drain)
+        self._started_at = 0.0
+
+    # ---- state -------------------------------------------------------------------------
+    @property
+    def model_info(self) -> ModelInfo | None:
+        return self._model_info
+
+    @property
+    def is_loading(self) -> bool:
+        return self._load is not None
+
+    @property
+    def is_busy(self) -> bool:
+        """An answer is being generated."""
+        return self._job is not None
+
+    @property
+    def current_job(self) -> AskJob | None:
+        return self._job
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    # ---- requests ----------------------------------------------------------------------
+    def load_model(self, request: LoadRequest) -> int:
+        """Load in the background; a load already under way is abandoned."""
+        if self._load is not None:
+            self._load.cancel.set()
+        if self._job is not None:
+            self.stop()
+        job = LoadJob(self._new_id(), request)
+        self._load = job
+        self._model_info = None
+        self.model_loading.emit(request.path)
+        self._load_requested.emit(job)
+        return job.request_id
+
+    def ask(
+        self,
+        question: str,
+        settings: Settings,
+        conversation_id: str | None = None,
+        kb_names: tuple[str, ...] = (),
+        web: bool = False,
+        kind: Literal["ask", "regenerate", "edit"] = "ask",
+        message_id: str | None = None,
+    ) -> AskJob:
+        """Start an answer; an answer still streaming is stopped and its results dropped."""
+        if self._job is not None:
+            self.stop()
+            self._job = None
+        job = AskJob(
+            self._new_id(), kind, question, settings.snapshot(), conversation_id, tuple(kb_names), web, message_id
+        )
+        self._job = job
+        self._started_at = time.monotonic()
+        self._ask_requested.emit(job)
+        self._timer.start()
+        return job
+
+    def stop(self) -> None:
+        """Stop the current answer within about one decode step (the worker checks the event)."""
+        if self._job is not None:
+            self._job.cancel.set()
+
+    def forget_current(self) -> None:
+        """Stop the current answer and drop whatever it still sends (e.g. the chat was switched)."""
+        if self._job is not None:
+            self._job.cancel.set()
+            self._job = None
+            self._timer.stop()
+
+    def unload_model(self) -> None:
+        self._model_info = None
+        self._unload_requested.emit()
+
+    # ---- worker results (GUI thread) ---------------------------------------------------
+    @Slot(int, float, str)
+    def _on_worker_load_progressed(self, rid: int, fraction: float, what: str) -> None:
+        if self._load is not None and rid == self._load.request_id:
+            self.load_progressed.emit(fraction, what)
+
+    @Slot(int, object)
+    def _on_worker_loaded(self, rid: int, info: ModelInfo) -> None:
+        if self._load is None or rid != self._load.request_id:
+            return
+        self._load = None
+        self._model_info = info
+        self.model_loaded.emit(info)
+
+    @Slot(int, object)
+    def _on_worker_load_failed(self, rid: int, failure: LoadFailure) -> None:
+        if self._load is None or rid != self._load.request_id:
+            return
+        request = self._load.request
+        self._load = None
+        self.model_load_failed.emit(failure, request)
+
+    @Slot(int, object)
+    def _on_worker_answer_started(self, rid: int, meta: AnswerMeta) -> None:
+        if self._job is not None and rid == self._job.request_id:
+            self.answer_started.emit(rid, meta)
+
+    @Slot()
+    def _drain(self) -> None:
+        job = self._job
+        if job is None:
+            self._timer.stop()
+            return
+        text = job.buffer.drain()
+        if text:
+            self.text_arrived.emit(job.request_id, text)
+
+    @Slot(int, object)
+    def _on_worker_answer_finished(self, rid: int, result: AnswerResult) -> None:
+        job = self._job
+        if job is None or rid != job.request_id:
+            return  # stale: the user moved on
+        rest = job.buffer.drain()
+        if rest:
+            self.text_arrived.emit(rid, rest)
+        self._job = None
+        self._timer.stop()
+        self.answer_finished.emit(rid, result)
+
+    # ---- shutdown ----------------------------------------------------------------------
+    def shutdown(self, timeout_ms: int = 1800) -> bool:
+        """Cancel everything, stop the thread; True when it ended within ``timeout_ms``."""
+        if self._load is not None:
+            self._load.cancel.set()
+        if self._job is not None:
+            self._job.cancel.set()
+        self._timer.stop()
+        if not self._thread.isRunning():
+            return True
+        self._unload_requested.emit()  # queued after the current request: frees the model
+        self._thread.quit()
+        ok = bool(self._thread.wait(timeout_ms))
+        if not ok:
+            log.warning("inference thread still busy after %d ms", timeout_ms)
+        return ok

@@ -1,0 +1,275 @@
+"""Markdown -> Qt rich-text HTML, one-shot or streamed.
+
+Why blocks: re-rendering a whole answer on every token costs O(n²) (DESIGN.md). The text is cut
+into top-level blocks at boundaries that depend only on what came *before* them (a blank line
+outside a code fence, followed by a line whose first character cannot continue the previous
+block). Such a cut never moves once seen, so finished blocks are rendered once and frozen; only
+the still-open tail is re-rendered. The one-shot render is defined as the same per-block render,
+so a streamed answer ends exactly equal to rendering the final text in one go, for any split of
+the stream (tests/ui/test_chat_markdown.py checks that with hypothesis).
+
+Code blocks are highlighted by pygments with inline styles (Qt rich text has no CSS classes) and
+get a "copy:N" link; N numbers code blocks across the whole message and ``code_blocks`` keeps
+their raw text for the copy button.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+_FENCE_OPEN = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+# A line starting with one of these after a blank line may still belong to the block before it
+# (a list item, a numbered item, emphasis vs. a bullet...): never cut there. One character
+# decides, so a cut seen in a prefix of the text is a cut in every longer text.
+_NO_CUT_FIRST = set("-+*0123456789 \t")
+
+
+@dataclass(frozen=True)
+class Palette:
+    """Colours of rendered messages; one per theme."""
+
+    code_bg: str = "#f3f4f6"
+    code_border: str = "#d0d7de"
+    link: str = "#2563eb"
+    muted: str = "#6b7280"
+    pygments_style: str = "default"
+
+    @classmethod
+    def for_theme(cls, dark: bool) -> Palette:
+        if dark:
+            return cls("#1f2430", "#3b4252", "#7aa2f7", "#9ca3af", "monokai")
+        return cls()
+
+
+LIGHT = Palette()
+DARK = Palette.for_theme(True)
+
+
+def split_blocks(text: str) -> list[str]:
+    """Cut ``text`` into top-level blocks; concatenating them gives back ``text``.
+
+    A cut goes right after a blank line (outside a fenced code block) when the next line starts
+    with a character that begins a new top-level block whatever follows it.
+    """
+    blocks: list[str] = []
+    start = 0
+    pos = 0
+    fence: str | None = None  # the fence string that opened the current code block
+    prev_blank = False
+    n = len(text)
+    while pos < n:
+        end = text.find("\n", pos)
+        line_end = n if end < 0 else end + 1
+        line = text[pos : (n if end < 0 else end)]
+        if fence is None and prev_blank and line and line[0] not in _NO_CUT_FIRST and pos > start:
+            blocks.append(text[start:pos])
+            start = pos
+        if fence is None:
+            m = _FENCE_OPEN.match(line)
+            if m and not (m.group(1)[0] == "`" and "`" in m.group(2)):
+                fence = m.group(1)
+            prev_blank = line.strip() == ""
+        else:
+            stripped = line.strip()
+            if (
+                len(line) - len(line.lstrip(" ")) <= 3
+                and stripped
+                and set(stripped) == {fence[0]}
+                and len(stripped) >= len(fence)
+            ):
+                fence = None
+            prev_blank = False
+        pos = line_end
+    if start < n:
+        blocks.append(text[start:])
+    return blocks
+
+
+@lru_cache(maxsize=4)
+def _markdown(palette: Palette) -> Any:
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md.enable("table")
+    md.enable("strikethrough")
+    md.renderer.rules["fence"] = _render_fence
+    md.renderer.rules["code_block"] = _render_fence
+    md.renderer.rules["table_open"] = _render_table_open
+    md.renderer.rules["code_inline"] = _render_code_inline
+    md.options["bubble_palette"] = palette
+    return md
+
+
+def _render_code_inline(tokens: list[Any], idx: int, options: Any, env: dict[str, Any]) -> str:
+    palette: Palette = options.get("bubble_palette", LIGHT)
+    return f'<code style="background-color:{palette.code_bg}">{html.escape(tokens[idx].content)}</code>'
+
+
+def _render_table_open(tokens: list[Any], idx: int, options: Any, env: dict[str, Any]) -> str:
+    palette: Palette = options.get("bubble_palette", LIGHT)
+    # Qt rich text draws no table borders unless asked to.
+    return (
+        f'<table border="1" cellspacing="0" cellpadding="4" '
+        f'style="border-collapse: collapse; border-color: {palette.code_border};">\n'
+    )
+
+
+@lru_cache(maxsize=8)
+def _formatter(style: str) -> Any:
+    from pygments.formatters import HtmlFormatter
+
+    return HtmlFormatter(noclasses=True, nowrap=True, style=style)
+
+
+def highlight_code(code: str, lang: str, palette: Palette = LIGHT) -> str:
+    """Syntax-highlighted HTML spans for ``code`` (escaped plain text if the language is unknown)."""
+    from pygments import highlight
+    from pygments.lexers import get_lexer_by_name
+    from pygments.util import ClassNotFound
+
+    if lang:
+        try:
+            lexer = get_lexer_by_name(lang, stripnl=False, ensurenl=False)
+        except ClassNotFound:
+            lexer = None
+        if lexer is not None:
+            out: str = highlight(code, lexer, _formatter(palette.pygments_style))
+            return out
+    return html.escape(code)
+
+
+def _render_fence(tokens: list[Any], idx: int, options: Any, env: dict[str, Any]) -> str:
+    token = tokens[idx]
+    palette: Palette = options.get("bubble_palette", LIGHT)
+    info = (token.info or "").strip().split(maxsplit=1)
+    lang = info[0] if info else ""
+    code = token.content
+    if code.endswith("\n"):
+        code = code[:-1]
+    codes: list[str] = env.setdefault("codes", [])
+    number = env.get("code_offset", 0) + len(codes)
+    codes.append(code)
+    label = html.escape(lang) if lang else ""
+    body = highlight_code(code, lang, palette)
+    return (
+        f'<table width="100%" cellspacing="0" cellpadding="6" border="0" bgcolor="{palette.code_bg}" '
+        f'style="margin-top: 4px; margin-bottom: 4px;">'
+        f'<tr><td><span style="color:{palette.muted}; font-size:small">{label}</span>'
+        f"</td>"
+        f'<td align="right"><a href="copy:{number}" style="color:{palette.link}; text-decoration:none; '
+        f'font-size:small">{_COPY_LABEL}</a></td></tr>'
+        f'<tr><td colspan="2"><pre style="margin:0">{body}</pre></td></tr></table>\n'
+    )
+
+
+# Set by the UI to the translated word for "Copy" (markdown rendering itself is Qt-free).
+_COPY_LABEL = "Copy"
+
+
+def set_copy_label(label: str) -> None:
+    """The link text shown on each code block (translated by the UI)."""
+    global _COPY_LABEL
+    _COPY_LABEL = html.escape(label)
+
+
+@dataclass(frozen=True)
+class RenderedBlock:
+    html: str
+    codes: tuple[str, ...]
+
+
+def render_block(block: str, code_offset: int = 0, palette: Palette = LIGHT) -> RenderedBlock:
+    """Render one block; its code blocks are numbered from ``code_offset``."""
+    env: dict[str, Any] = {"code_offset": code_offset, "codes": []}
+    # No trailing newline: Qt turns it into a space at the end of the block.
+    out = _markdown(palette).render(block, env).rstrip("\n")
+    return RenderedBlock(out, tuple(env["codes"]))
+
+
+@dataclass
+class Rendered:
+    html: str
+    codes: list[str] = field(default_factory=list)
+
+
+def render_markdown(text: str, palette: Palette = LIGHT) -> Rendered:
+    """The one-shot render: every block rendered in order."""
+    parts: list[str] = []
+    codes: list[str] = []
+    for block in split_blocks(text):
+        r = render_block(block, len(codes), palette)
+        parts.append(r.html)
+        codes.extend(r.codes)
+    return Rendered("".join(parts), codes)
+
+
+@dataclass(frozen=True)
+class StreamUpdate:
+    """What changed since the last update: blocks to append for good, and the new open tail."""
+
+    frozen_html: str
+    tail_html: str
+
+
+class StreamingMarkdown:
+    """Accumulates streamed text; each ``update()`` renders only blocks that closed and the tail.
+
+    Work per update is the size of the newly closed blocks plus the open tail, not the answer.
+    """
+
+    def __init__(self, palette: Palette = LIGHT) -> None:
+        self.palette = palette
+        self._frozen_parts: list[str] = []
+        self._codes: list[str] = []
+        self._tail_codes: tuple[str, ...] = ()
+        self._chunks: list[str] = []
+        self._pending = ""  # text after the frozen blocks (the open tail)
+        self._tail_html = ""
+        self._frozen_source: list[str] = []
+
+    @property
+    def text(self) -> str:
+        """All text fed so far."""
+        return "".join(self._frozen_source) + self._pending + "".join(self._chunks)
+
+    def feed(self, chunk: str) -> None:
+        """Add text (cheap; nothing is rendered until ``update``)."""
+        if chunk:
+            self._chunks.append(chunk)
+
+    def update(self, final: bool = False) -> StreamUpdate:
+        """Render newly closed blocks and the open tail; ``final`` closes the tail too."""
+        if self._chunks:
+            self._pending += "".join(self._chunks)
+            self._chunks.clear()
+        # Only the open tail can contain new cuts; a cut found there never moves again.
+        blocks = split_blocks(self._pending)
+        closing = blocks if final else blocks[:-1]
+        new_parts: list[str] = []
+        for block in closing:
+            r = render_block(block, len(self._codes), self.palette)
+            new_parts.append(r.html)
+            self._codes.extend(r.codes)
+            self._frozen_source.append(block)
+        self._frozen_parts.extend(new_parts)
+        consumed = sum(len(b) for b in closing)
+        self._pending = self._pending[consumed:]
+        if self._pending:
+            r = render_block(self._pending, len(self._codes), self.palette)
+            self._tail_html, self._tail_codes = r.html, r.codes
+        else:
+            self._tail_html, self._tail_codes = "", ()
+        return StreamUpdate("".join(new_parts), self._tail_html)
+
+    @property
+    def html(self) -> str:
+        """Everything rendered so far (frozen blocks + the tail as of the last update)."""
+        return "".join(self._frozen_parts) + self._tail_html
+
+    @property
+    def codes(self) -> list[str]:
+        return self._codes + list(self._tail_codes)
