@@ -1,0 +1,338 @@
+"""Vector stores: a Qdrant Edge shard per knowledge base, or a collection on a Qdrant server.
+
+Both use the same layout: a named dense vector ``dense`` (cosine) and a sparse vector ``bm25``
+(Edge's ``Bm25`` with the multilingual tokenizer, which segments Chinese) with the IDF modifier.
+Queries fuse dense + sparse by RRF. Each store has exactly one owner thread (see service.py);
+these classes are not thread-safe on their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from bubble_desktop.core.errors import KnowledgeBaseError, StoreLockedError
+
+log = logging.getLogger(__name__)
+
+DENSE = "dense"
+SPARSE = "bm25"
+RRF_K = 60
+PREFETCH_FACTOR = 4
+_POINT_NS = uuid.UUID("6f0c4b1e-3d0a-4b8e-9a57-b0bb1e000001")
+_bm25_local = threading.local()
+
+
+def point_id(doc_id: str, chunk_index: int) -> str:
+    """Deterministic point id: the same document chunk always lands on the same point."""
+    return str(uuid.uuid5(_POINT_NS, f"{doc_id}:{chunk_index}"))
+
+
+def _bm25() -> Any:
+    model = getattr(_bm25_local, "model", None)
+    if model is None:
+        from qdrant_edge import Bm25, Bm25Config, TokenizerType
+
+        model = Bm25(Bm25Config(tokenizer=TokenizerType.Multilingual))
+        _bm25_local.model = model
+    return model
+
+
+def sparse_document(text: str) -> tuple[list[int], list[float]]:
+    """BM25 term-frequency weights of a chunk (IDF is applied by the store at query time)."""
+    v = _bm25().embed_document(text)
+    return list(v.indices), list(v.values)
+
+
+def sparse_query(text: str) -> tuple[list[int], list[float]]:
+    v = _bm25().embed_query(text)
+    return list(v.indices), list(v.values)
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    id: str
+    dense: Sequence[float]
+    sparse: tuple[Sequence[int], Sequence[float]]
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredHit:
+    score: float
+    payload: dict[str, Any]
+
+
+class VectorStore(Protocol):
+    """What the knowledge service needs from a store; Edge and server implement it."""
+
+    def upsert(self, points: Sequence[StoredPoint]) -> None: ...
+    def delete_document(self, doc_id: str) -> None: ...
+    def search(
+        self,
+        dense: Sequence[float],
+        sparse: tuple[Sequence[int], Sequence[float]] | None,
+        limit: int,
+        score_threshold: float | None,
+        doc_ids: Sequence[str] | None,
+    ) -> list[StoredHit]: ...
+    def count(self) -> int: ...
+    def flush(self) -> None: ...
+    def optimize(self) -> None: ...
+    def close(self) -> None: ...
+    def drop(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------- Edge
+
+class EdgeStore:
+    """A qdrant-edge-py shard in a folder. Opening a shard another process holds raises StoreLockedError."""
+
+    def __init__(self, path: Path, dim: int) -> None:
+        from qdrant_edge import (
+            Distance,
+            EdgeConfig,
+            EdgeShard,
+            EdgeSparseVectorParams,
+            EdgeVectorParams,
+            Modifier,
+            PayloadSchemaType,
+            UpdateOperation,
+        )
+
+        self.path = path
+        self.dim = dim
+        config = EdgeConfig(
+            vectors={DENSE: EdgeVectorParams(size=dim, distance=Distance.Cosine)},
+            sparse_vectors={SPARSE: EdgeSparseVectorParams(modifier=Modifier.Idf)},
+        )
+        try:
+            if (path / "wal").exists() or any(path.glob("segments*")):
+                self._shard = EdgeShard.load(str(path))
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+                self._shard = EdgeShard.create(str(path), config)
+                self._shard.update(UpdateOperation.create_field_index("doc_id", PayloadSchemaType.Keyword))
+        except Exception as exc:  # noqa: BLE001 - the binding raises a bare Exception
+            text = str(exc)
+            if "WouldBlock" in text or "lock" in text.lower():
+                raise StoreLockedError(f"Another Bubble is using this knowledge base ({path.parent.name}).") from None
+            raise KnowledgeBaseError(
+                f"The knowledge base store at {path} could not be opened: {text.splitlines()[0] if text else exc!r}",
+                "If it keeps failing, delete and re-create the knowledge base.",
+            ) from None
+
+    def upsert(self, points: Sequence[StoredPoint]) -> None:
+        from qdrant_edge import Point, SparseVector, UpdateOperation
+
+        if not points:
+            return
+        pts = [
+            Point(
+                p.id,
+                {DENSE: list(map(float, p.dense)), SPARSE: SparseVector(list(p.sparse[0]), list(p.sparse[1]))},
+                p.payload,
+            )
+            for p in points
+        ]
+        self._shard.update(UpdateOperation.upsert_points(pts))
+
+    def delete_document(self, doc_id: str) -> None:
+        from qdrant_edge import FieldCondition, Filter, MatchValue, UpdateOperation
+
+        self._shard.update(
+            UpdateOperation.delete_points_by_filter(Filter(must=[FieldCondition("doc_id", match=MatchValue(doc_id))]))
+        )
+
+    def search(
+        self,
+        dense: Sequence[float],
+        sparse: tuple[Sequence[int], Sequence[float]] | None,
+        limit: int,
+        score_threshold: float | None,
+        doc_ids: Sequence[str] | None,
+    ) -> list[StoredHit]:
+        from qdrant_edge import FieldCondition, Filter, Fusion, MatchAny, Prefetch, Query, QueryRequest, SparseVector
+
+        flt = Filter(must=[FieldCondition("doc_id", match=MatchAny(list(doc_ids)))]) if doc_ids else None
+        dense_q = Query.Nearest([float(x) for x in dense], using=DENSE)
+        if sparse is None:
+            req = QueryRequest(limit=limit, query=dense_q, filter=flt, score_threshold=score_threshold, with_payload=True)
+        else:
+            sq = Query.Nearest(SparseVector(list(sparse[0]), list(sparse[1])), using=SPARSE)
+            n = max(limit * PREFETCH_FACTOR, 20)
+            req = QueryRequest(
+                limit=limit,
+                prefetches=[
+                    Prefetch(limit=n, query=dense_q, filter=flt, score_threshold=score_threshold),
+                    Prefetch(limit=n, query=sq, filter=flt),
+                ],
+                query=Fusion.Rrf(k=RRF_K),
+                filter=flt,
+                with_payload=True,
+            )
+        return [StoredHit(float(p.score), dict(p.payload or {})) for p in self._shard.query(req)]
+
+    def count(self) -> int:
+        from qdrant_edge import CountRequest
+
+        return int(self._shard.count(CountRequest(exact=True)))
+
+    def flush(self) -> None:
+        self._shard.flush()
+
+    def optimize(self) -> None:
+        self._shard.optimize()
+
+    def close(self) -> None:
+        shard, self._shard = self._shard, None
+        if shard is not None:
+            try:
+                shard.flush()
+            finally:
+                shard.close()
+
+    def drop(self) -> None:
+        import shutil
+
+        self.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+# -------------------------------------------------------------------------------------- Qdrant server
+
+class ServerStore:
+    """A collection on a Qdrant server (or qdrant-client's local mode) with the Edge layout."""
+
+    def __init__(self, client: Any, collection: str, dim: int) -> None:
+        from qdrant_client import models
+
+        self._client = client
+        self.collection = collection
+        self.dim = dim
+        try:
+            exists = client.collection_exists(collection)
+            if not exists:
+                client.create_collection(
+                    collection,
+                    vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
+                    sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                )
+                try:
+                    client.create_payload_index(collection, "doc_id", models.PayloadSchemaType.KEYWORD)
+                except Exception:  # noqa: BLE001 - local mode has no payload indexes; filters still work
+                    pass
+        except Exception as exc:  # noqa: BLE001 - network, auth and server errors
+            raise KnowledgeBaseError(
+                f"The Qdrant server could not be used: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+                "Check the Qdrant URL and API key in Settings → Knowledge, or clear the URL to keep "
+                "knowledge bases on this computer.",
+            ) from None
+
+    @classmethod
+    def connect(cls, url: str, api_key: str, collection: str, dim: int) -> ServerStore:
+        from qdrant_client import QdrantClient
+
+        if url.startswith(("http://", "https://")):
+            client = QdrantClient(url=url, api_key=api_key or None, timeout=30)
+        elif url == ":memory:":
+            client = QdrantClient(location=":memory:")
+        else:  # a folder: qdrant-client's local mode (a fallback; slow beyond ~20k points)
+            client = QdrantClient(path=url.removeprefix("file://"))
+        return cls(client, collection, dim)
+
+    def upsert(self, points: Sequence[StoredPoint]) -> None:
+        from qdrant_client import models
+
+        if not points:
+            return
+        self._client.upsert(
+            self.collection,
+            points=[
+                models.PointStruct(
+                    id=p.id,
+                    vector={
+                        DENSE: [float(x) for x in p.dense],
+                        SPARSE: models.SparseVector(indices=list(p.sparse[0]), values=list(p.sparse[1])),
+                    },
+                    payload=p.payload,
+                )
+                for p in points
+            ],
+            wait=True,
+        )
+
+    def delete_document(self, doc_id: str) -> None:
+        from qdrant_client import models
+
+        self._client.delete(
+            self.collection,
+            points_selector=models.FilterSelector(
+                filter=models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))])
+            ),
+            wait=True,
+        )
+
+    def search(
+        self,
+        dense: Sequence[float],
+        sparse: tuple[Sequence[int], Sequence[float]] | None,
+        limit: int,
+        score_threshold: float | None,
+        doc_ids: Sequence[str] | None,
+    ) -> list[StoredHit]:
+        from qdrant_client import models
+
+        flt = (
+            models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=list(doc_ids)))])
+            if doc_ids
+            else None
+        )
+        dvec = [float(x) for x in dense]
+        if sparse is None:
+            res = self._client.query_points(
+                self.collection, query=dvec, using=DENSE, limit=limit, query_filter=flt,
+                score_threshold=score_threshold, with_payload=True,
+            )
+        else:
+            n = max(limit * PREFETCH_FACTOR, 20)
+            res = self._client.query_points(
+                self.collection,
+                prefetch=[
+                    models.Prefetch(query=dvec, using=DENSE, limit=n, filter=flt, score_threshold=score_threshold),
+                    models.Prefetch(
+                        query=models.SparseVector(indices=list(sparse[0]), values=list(sparse[1])),
+                        using=SPARSE, limit=n, filter=flt,
+                    ),
+                ],
+                query=models.FusionQuery(fusion=models.Fusion.RRF),
+                limit=limit,
+                query_filter=flt,
+                with_payload=True,
+            )
+        return [StoredHit(float(p.score), dict(p.payload or {})) for p in res.points]
+
+    def count(self) -> int:
+        return int(self._client.count(self.collection, exact=True).count)
+
+    def flush(self) -> None:
+        pass
+
+    def optimize(self) -> None:
+        pass
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def drop(self) -> None:
+        try:
+            self._client.delete_collection(self.collection)
+        finally:
+            self.close()

@@ -1,0 +1,125 @@
+"""Immutable records that cross threads: what the UI, the CLI and the chat service see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class KnowledgeBaseInfo:
+    """One knowledge base as listed to the user. ``dim`` is None until something was indexed."""
+
+    name: str
+    documents: int
+    chunks: int
+    embedding_model: str
+    dim: int | None
+    created: float
+    backend: str = "edge"
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """One source file of a knowledge base; ``status`` is indexed, pending or failed."""
+
+    doc_id: str
+    path: str
+    type: str
+    chunks: int
+    size: int
+    added: float
+    status: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class FailedFile:
+    """A file that could not be indexed, and why, in words the user understands."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    files_done: int
+    files_total: int
+    chunks_done: int
+    current_file: str
+    chunks_per_s: float
+    eta_s: float | None
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    indexed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    failed: tuple[FailedFile, ...] = ()
+    cancelled: bool = False
+    chunks_added: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when every file was indexed or already current (the CLI's exit 0)."""
+        return not self.failed and not self.cancelled
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk. ``position`` reads like "page 3", "line 12" or "row 4"."""
+
+    score: float
+    path: str
+    text: str
+    position: str
+    kb: str
+    doc_id: str
+    title: str | None = None
+    heading: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """The stable ``--json`` shape of a hit (extra keys may be added, never removed)."""
+        return {
+            "score": round(self.score, 6),
+            "path": self.path,
+            "text": self.text,
+            "position": self.position,
+            "kb": self.kb,
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "heading": self.heading,
+        }
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A parsed piece of a document before chunking.
+
+    ``unit``/``start`` give the position ("line", 12); ``atomic`` segments (table rows, JSONL records)
+    are packed whole into chunks; ``standalone`` ones (Q&A entries) always become their own chunk.
+    """
+
+    text: str
+    unit: str
+    start: int
+    heading: str | None = None
+    title: str | None = None
+    atomic: bool = False
+    standalone: bool = False
+
+
+@dataclass(frozen=True)
+class Chunk:
+    text: str
+    position: str
+    heading: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    path: str
+    type: str
+    size: int
+    content_hash: str
+    segments: tuple[Segment, ...] = field(default=())
