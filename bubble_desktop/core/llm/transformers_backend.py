@@ -122,12 +122,14 @@ class _TransformersGeneration(Generation):
     """A Generation whose chunks come from a generate() thread owned by this object."""
 
     def __init__(self, model: TransformersChatModel, prompt_ids: list[int], sampling: SamplingSettings,
-                 cancel: threading.Event | None) -> None:
+                 cancel: threading.Event | None, overrides: dict[str, Any] | None = None) -> None:
         self._model = model
+        self._overrides = dict(overrides or {})
         self._prompt_ids = prompt_ids
         self._sampling = sampling
         self.cancel = cancel if cancel is not None else threading.Event()
         self._abandon = threading.Event()
+        self.token_ids: tuple[int, ...] = ()  # the generated ids (special tokens included), once finished
         super().__init__(self._produce())
 
     def _produce(self) -> Iterator[str]:
@@ -136,6 +138,7 @@ class _TransformersGeneration(Generation):
         m = self._model
         q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         kwargs = m.generate_kwargs(self._sampling, len(self._prompt_ids))
+        kwargs.update(self._overrides)
         max_new = int(kwargs["max_new_tokens"])
         input_ids = torch.tensor([self._prompt_ids], dtype=torch.long, device=m.device)
         kwargs.update(
@@ -191,6 +194,7 @@ class _TransformersGeneration(Generation):
             self._abandon.set()
             thread.join()
             n = len(decoder.ids)
+            self.token_ids = tuple(decoder.ids)
             if error is not None:
                 finish = "error"
             elif self.cancel.is_set() or (self._abandon.is_set() and n < max_new and not m.ends_with_eos(decoder.ids)):
@@ -350,9 +354,10 @@ class TransformersChatModel:
         return _TransformersGeneration(self, self.encode(messages), sampling, cancel)
 
     def stream_ids(self, prompt_ids: list[int], sampling: SamplingSettings,
-                   cancel: threading.Event | None = None) -> Generation:
-        """Stream from ready-made prompt token ids (benchmarks, tests)."""
-        return _TransformersGeneration(self, list(prompt_ids), sampling, cancel)
+                   cancel: threading.Event | None = None, **generate_overrides: Any) -> _TransformersGeneration:
+        """Stream from ready-made prompt ids; ``generate_overrides`` go to generate() as is
+        (benchmarks and tests use e.g. ``min_new_tokens`` to force a fixed answer length)."""
+        return _TransformersGeneration(self, list(prompt_ids), sampling, cancel, generate_overrides)
 
     # --- memory --------------------------------------------------------------------------------
 
