@@ -69,7 +69,8 @@ class ListRetriever:
     hits: list[Hit]
     calls: int = 0
 
-    def search(self, kb_names: Sequence[str], query: str, top_k: int = 4) -> list[Hit]:
+    def search(self, kb_names: Sequence[str], query: str, top_k: int | None = 4,
+               score_threshold: float | None = None, hybrid: bool | None = None) -> list[Hit]:
         self.calls += 1
         words = {w.lower().strip("?.,") for w in query.split()}
         scored = []
@@ -79,7 +80,7 @@ class ListRetriever:
             overlap = len(words & {w.lower().strip("?.,") for w in h.text.split()})
             scored.append(Hit(overlap / max(1, len(words)), h.path, h.text, h.position, h.kb, h.doc_id, h.title))
         scored.sort(key=lambda h: h.score, reverse=True)
-        return scored[:top_k]
+        return scored[: top_k or 4]
 
 
 def hit(text: str, path: str = "/docs/a.md", kb: str = "notes", position: str = "line 1", score: float = 0.5) -> Hit:

@@ -32,9 +32,16 @@ T = TypeVar("T")
 
 
 class Retriever(Protocol):
-    """What ChatService needs from the knowledge service: ranked hits for a query."""
+    """What ChatService needs from the knowledge service (``KnowledgeService.search``): ranked hits."""
 
-    def search(self, *args: Any, **kwargs: Any) -> Any: ...
+    def search(
+        self,
+        names: str | Sequence[str],
+        query: str,
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+        hybrid: bool | None = None,
+    ) -> list[Any]: ...
 
 
 def _in_daemon_thread(fn: Callable[[], T], name: str) -> Future[T]:
@@ -210,9 +217,11 @@ class ChatService:
     def _search_kb(self, query: str, kb_names: Sequence[str], settings: Settings) -> list[Any]:
         assert self.knowledge is not None
         k = settings.knowledge
-        hits = list(self.knowledge.search(list(kb_names), query, top_k=k.top_k))
-        if k.score_threshold > 0:
-            hits = [h for h in hits if float(getattr(h, "score", 0.0)) >= k.score_threshold]
+        hits = list(
+            self.knowledge.search(
+                list(kb_names), query, top_k=k.top_k, score_threshold=k.score_threshold, hybrid=k.hybrid
+            )
+        )
         hits.sort(key=lambda h: float(getattr(h, "score", 0.0)), reverse=True)
         return hits[: k.top_k]
 
