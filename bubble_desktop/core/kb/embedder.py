@@ -95,6 +95,9 @@ class SentenceTransformerEmbedder:
         source = str(default_model_dir()) if not self._setting else self._setting
         try:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # no "Loading weights" bars on the CLI's stderr
 
             if self._threads > 0:
                 import torch
