@@ -57,6 +57,11 @@ MinVersion=10.0
 CloseApplications=yes
 RestartApplications=no
 ShowLanguageDialog=auto
+#ifdef DiskSpanning
+; a CUDA build can exceed the 4.2 GB a single Setup.exe may hold: then pass /DDiskSpanning (Setup + .bin files)
+DiskSpanning=yes
+DiskSliceSize=max
+#endif
 
 [Languages]
 Name: "english"; MessagesFile: "compiler:Default.isl"
