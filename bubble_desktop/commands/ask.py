@@ -39,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow models that ship their own Python code (e.g. ChatGLM)")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end instead of streaming")
+    p.add_argument("--kb", action="append", default=[], metavar="NAME",
+                   help="answer from this knowledge base (repeatable); sources are cited as [1], [2]")
+    p.add_argument("--web", action="store_true",
+                   help="also search the web (DuckDuckGo): your question leaves this computer")
+    p.add_argument("--conversation", type=int, metavar="ID",
+                   help="continue a saved conversation (see bubble-cli chats list)")
     p.set_defaults(func=run)
 
 
@@ -129,12 +135,79 @@ def print_answer(generation: Generation, as_json: bool) -> int:
     return 0
 
 
+def print_context_answer(answer: Any, as_json: bool) -> int:
+    """Like print_answer, for a ChatService answer: adds sources, notices and the conversation id."""
+    out = sys.stdout
+    if not as_json:
+        for notice in answer.notices:
+            print(f"note: {notice}", file=sys.stderr)
+    for chunk in answer:
+        if not as_json:
+            out.write(chunk)
+            out.flush()
+    stats = answer.stats
+    assert stats is not None
+    if as_json:
+        result: dict[str, Any] = {
+            "answer": answer.text,
+            "prompt_tokens": stats.prompt_tokens,
+            "completion_tokens": stats.completion_tokens,
+            "ttft_s": stats.ttft_s,
+            "tokens_per_s": stats.tokens_per_s,
+            "finish_reason": stats.finish_reason,
+            "conversation_id": answer.conversation_id,
+            "message_id": answer.message_id,
+            "sources": [s.to_dict() for s in answer.sources],
+            "notices": list(answer.notices),
+            "web_used": answer.web_used,
+        }
+        if stats.error:
+            result["error"] = stats.error
+        out.write(json.dumps(result, ensure_ascii=False) + "\n")
+    else:
+        out.write("\n")
+        if answer.sources:
+            out.write("\nSources:\n")
+            for s in answer.sources:
+                out.write(f"[{s.index}] {s.title} — {s.where}\n")
+        print(f"(conversation {answer.conversation_id})", file=sys.stderr)
+    out.flush()
+    if stats.finish_reason == "error":
+        print(f"error: {stats.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    from bubble_desktop.core.chat.service import ChatService
+    from bubble_desktop.core.paths import Paths
+
     settings = load_user_settings()
     sampling = sampling_from_args(args, settings)
+    snapshot = settings.snapshot()
+    snapshot.sampling = sampling
+    kb_names = list(getattr(args, "kb", None) or [])
+    web = bool(getattr(args, "web", False))
+    paths = Paths.default().ensure()
+    knowledge = None
+    if kb_names:
+        from bubble_desktop.core.kb.service import KnowledgeService
+
+        knowledge = KnowledgeService(paths, settings.knowledge)
+        try:
+            for name in kb_names:
+                knowledge.info(name)  # an unknown name fails here, before the model loads
+        except BaseException:
+            knowledge.close()
+            raise
     model = load_for_args(args, settings)
+    service = ChatService(paths, knowledge, None)
     try:
-        messages = build_messages(args, model, sampling)
-        return print_answer(model.stream(messages, sampling), args.json)
+        answer = service.ask(model, args.question, snapshot, conversation_id=getattr(args, "conversation", None),
+                             kb_names=kb_names, web=web)
+        return print_context_answer(answer, args.json)
     finally:
+        service.close()
+        if knowledge is not None:
+            knowledge.close()
         model.unload()
