@@ -45,10 +45,9 @@ def _split_long(text: str, start: int, end: int, size: int, overlap: int) -> Ite
         if stop >= end:
             break
         nxt = stop - overlap
-        if overlap:
+        if overlap and text.find(" ", pos, stop) != -1:  # words: overlap starts at a word start
             sp = text.find(" ", nxt, stop)
-            if sp != -1 and sp + 1 < stop:
-                nxt = sp + 1
+            nxt = sp + 1 if sp != -1 and sp + 1 < stop else stop
         pos = max(nxt, pos + 1)
 
 

@@ -1,0 +1,115 @@
+"""Stores: the Qdrant Edge shard and the Qdrant-server layout (via qdrant-client's local mode)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bubble_desktop.core.errors import StoreLockedError
+from bubble_desktop.core.kb.store import (
+    EdgeStore,
+    ServerStore,
+    StoredPoint,
+    point_id,
+    sparse_document,
+    sparse_query,
+)
+
+DIM = 8
+TEXTS = {
+    "d1": ["苹果是一种很甜的水果。", "the cat sat on the mat"],
+    "d2": ["北京是中国的首都，也是一座历史名城。", "dogs are loyal animals"],
+}
+
+
+def _vec(i: int) -> list[float]:
+    v = [0.0] * DIM
+    v[i % DIM] = 1.0
+    return v
+
+
+def _points() -> list[StoredPoint]:
+    out = []
+    n = 0
+    for doc, texts in TEXTS.items():
+        for i, t in enumerate(texts):
+            out.append(StoredPoint(point_id(doc, i), _vec(n), sparse_document(t),
+                                   {"doc_id": doc, "text": t, "path": f"/{doc}", "position": f"line {i + 1}"}))
+            n += 1
+    return out
+
+
+@pytest.fixture(params=["edge", "server-local"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    s = EdgeStore(tmp_path / "shard", DIM) if request.param == "edge" else ServerStore.connect(
+        str(tmp_path / "qdrant-local"), "", "bubble_test", DIM
+    )
+    yield s
+    s.close()
+
+
+def test_point_ids_are_deterministic() -> None:
+    assert point_id("doc", 3) == point_id("doc", 3) != point_id("doc", 4)
+
+
+def test_upsert_twice_never_duplicates(store) -> None:
+    store.upsert(_points())
+    store.upsert(_points())
+    assert store.count() == 4
+
+
+def test_dense_search_threshold_and_filter(store) -> None:
+    store.upsert(_points())
+    hits = store.search(_vec(2), None, 4, None, None)
+    assert hits[0].payload["text"].startswith("北京") and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert len(store.search(_vec(2), None, 4, 0.5, None)) == 1
+    only = store.search(_vec(2), None, 4, None, ["d1"])
+    assert {h.payload["doc_id"] for h in only} == {"d1"}
+
+
+def test_bm25_finds_chinese_through_hybrid(store) -> None:
+    store.upsert(_points())
+    # the dense vector points at "the cat" but the words are about Beijing: BM25 must bring it up
+    hits = store.search(_vec(1), sparse_query("中国的首都在哪里"), 2, None, None)
+    assert "北京是中国的首都，也是一座历史名城。" in [h.payload["text"] for h in hits]
+
+
+def test_delete_document(store) -> None:
+    store.upsert(_points())
+    store.delete_document("d1")
+    assert store.count() == 2
+    assert {h.payload["doc_id"] for h in store.search(_vec(0), None, 10, None, None)} == {"d2"}
+
+
+def test_edge_reopen_keeps_points(tmp_path: Path) -> None:
+    s = EdgeStore(tmp_path / "shard", DIM)
+    s.upsert(_points())
+    s.close()
+    s = EdgeStore(tmp_path / "shard", DIM)
+    try:
+        assert s.count() == 4
+    finally:
+        s.close()
+
+
+def test_second_process_gets_store_locked(tmp_path: Path) -> None:
+    s = EdgeStore(tmp_path / "shard", DIM)
+    try:
+        code = (
+            "import sys\n"
+            "from pathlib import Path\n"
+            "from bubble_desktop.core.errors import StoreLockedError\n"
+            "from bubble_desktop.core.kb.store import EdgeStore\n"
+            "try:\n"
+            f"    EdgeStore(Path({str(tmp_path / 'shard')!r}), {DIM})\n"
+            "except StoreLockedError as e:\n"
+            "    print('LOCKED', e.message, '|', e.hint)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+        assert out.startswith("LOCKED Another Bubble is using this knowledge base")
+    finally:
+        s.close()
+    assert issubclass(StoreLockedError, Exception)
