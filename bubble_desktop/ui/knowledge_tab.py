@@ -1,0 +1,577 @@
+"""The Knowledge tab: knowledge bases, their documents, drag & drop indexing and a test search.
+
+All service calls go through ``KnowledgeController`` (worker threads); this widget only shows
+state and turns clicks and drops into requests. Files and folders dropped anywhere on the tab are
+indexed into the selected knowledge base (one called "default" is created when there is none).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSortFilterProxyModel, Qt, QUrl, Signal, Slot
+from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDragLeaveEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from bubble_desktop.ui.knowledge_controller import KnowledgeController
+from bubble_desktop.ui.knowledge_model import PATH_ROLE, SORT_ROLE, DocumentTableModel
+
+DEFAULT_BASE = "default"
+
+
+def format_eta(seconds: float | None) -> str:
+    """Seconds as "12 s" / "3 min" / "1 h 5 min" (language-neutral units)."""
+    if seconds is None or seconds < 0:
+        return ""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s" if s < 600 else f"{s // 60} min"
+    return f"{s // 3600} h {(s % 3600) // 60} min"
+
+
+def local_paths(urls: Sequence[QUrl]) -> list[Path]:
+    """Local files/folders among dropped URLs, in order, without duplicates."""
+    seen: dict[str, Path] = {}
+    for url in urls:
+        if url.isLocalFile():
+            path = Path(url.toLocalFile())
+            seen.setdefault(str(path), path)
+    return list(seen.values())
+
+
+class KnowledgeTab(QWidget):
+    """Manage knowledge bases and their documents. ``shutdown()`` before the app closes the service."""
+
+    bases_changed = Signal(object)  # list[KnowledgeBaseInfo] — the chat pane offers these per chat
+
+    def __init__(self, service: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("KnowledgeTab")
+        self.setAcceptDrops(True)
+        self.controller = KnowledgeController(service, self)
+        self._bases: list[Any] = []
+        self._current: str | None = None
+        self._failures: list[tuple[str, str]] = []
+        self._ingest_started_at = 0.0
+        self._last_report: Any = None
+        self._build()
+        self._connect()
+        self._set_busy(False)
+        self.controller.refresh_bases()
+
+    # -- construction --------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.base_combo = QComboBox()
+        self.base_combo.setMinimumWidth(200)
+        self.base_combo.setToolTip(self.tr("The knowledge base shown below; files you add go into it."))
+        self.new_button = QPushButton(self.tr("New…"))
+        self.rename_button = QPushButton(self.tr("Rename…"))
+        self.delete_button = QPushButton(self.tr("Delete"))
+        self.delete_button.setToolTip(self.tr("Delete this knowledge base and its index (your files stay)."))
+        self.base_info = QLabel()
+        self.base_info.setProperty("role", "hint")
+        top = QHBoxLayout()
+        top.addWidget(QLabel(self.tr("Knowledge base:")))
+        top.addWidget(self.base_combo)
+        top.addWidget(self.new_button)
+        top.addWidget(self.rename_button)
+        top.addWidget(self.delete_button)
+        top.addSpacing(12)
+        top.addWidget(self.base_info, 1)
+
+        self.add_files_button = QPushButton(self.tr("Add files…"))
+        self.add_files_button.setProperty("primary", True)
+        self.add_folder_button = QPushButton(self.tr("Add folder…"))
+        self.remove_button = QPushButton(self.tr("Remove selected"))
+        self.remove_button.setToolTip(self.tr("Take the selected documents out of the index (your files stay)."))
+        self.reindex_button = QPushButton(self.tr("Re-index"))
+        self.reindex_button.setToolTip(
+            self.tr("Index every document again, e.g. after changing the embedding model or chunk size.")
+        )
+        tools = QHBoxLayout()
+        tools.addWidget(self.add_files_button)
+        tools.addWidget(self.add_folder_button)
+        tools.addStretch(1)
+        tools.addWidget(self.remove_button)
+        tools.addWidget(self.reindex_button)
+
+        self.model = DocumentTableModel(self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.setShowGrid(False)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setWordWrap(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col in range(1, self.model.columnCount()):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+
+        self.drop_hint = QLabel(
+            self.tr("Drag files or folders anywhere onto this tab to add them: text, Markdown, PDF, Word, HTML, CSV, JSONL.")
+        )
+        self.drop_hint.setProperty("role", "hint")
+        self.drop_hint.setWordWrap(True)
+        self.drop_frame = QFrame()
+        self.drop_frame.setProperty("role", "dropzone")
+        frame_box = QVBoxLayout(self.drop_frame)
+        frame_box.setContentsMargins(6, 6, 6, 6)
+        frame_box.addWidget(self.table, 1)
+        frame_box.addWidget(self.drop_hint)
+
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setTextVisible(True)
+        self.progress_label = QLabel()
+        self.progress_label.setWordWrap(True)
+        self.cancel_button = QPushButton(self.tr("Cancel"))
+        self.cancel_button.setToolTip(self.tr("Stop after the current batch; what is indexed so far is kept."))
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progress_bar, 1)
+        progress_row.addWidget(self.cancel_button)
+        self.progress_box = QWidget()
+        progress_col = QVBoxLayout(self.progress_box)
+        progress_col.setContentsMargins(0, 0, 0, 0)
+        progress_col.addLayout(progress_row)
+        progress_col.addWidget(self.progress_label)
+
+        self.result_label = QLabel()
+        self.result_label.setWordWrap(True)
+        self.error_label = QLabel()
+        self.error_label.setProperty("role", "error")
+        self.error_label.setWordWrap(True)
+        self.error_label.setVisible(False)
+        self.failed_title = QLabel()
+        self.failed_title.setProperty("role", "error")
+        self.failed_list = QListWidget()
+        self.failed_list.setMaximumHeight(110)
+        self.failed_list.setWordWrap(True)
+        self.failed_box = QWidget()
+        failed_col = QVBoxLayout(self.failed_box)
+        failed_col.setContentsMargins(0, 0, 0, 0)
+        failed_col.addWidget(self.failed_title)
+        failed_col.addWidget(self.failed_list)
+        self.failed_box.setVisible(False)
+
+        left = QWidget()
+        left_col = QVBoxLayout(left)
+        left_col.setContentsMargins(0, 0, 0, 0)
+        left_col.addLayout(tools)
+        left_col.addWidget(self.drop_frame, 1)
+        left_col.addWidget(self.progress_box)
+        left_col.addWidget(self.result_label)
+        left_col.addWidget(self.failed_box)
+
+        self.search_edit = QLineEdit()
+        self.search_edit.setAcceptDrops(False)
+        self.search_edit.setClearButtonEnabled(True)
+        self.search_edit.setPlaceholderText(self.tr("Try a question…"))
+        self.search_button = QPushButton(self.tr("Search"))
+        search_row = QHBoxLayout()
+        search_row.addWidget(self.search_edit, 1)
+        search_row.addWidget(self.search_button)
+        self.hits_list = QListWidget()
+        self.hits_list.setWordWrap(True)
+        self.hits_list.setAlternatingRowColors(True)
+        self.hits_list.setToolTip(self.tr("Double-click a hit to open its file."))
+        self.hits_status = QLabel()
+        self.hits_status.setProperty("role", "hint")
+        self.hits_status.setWordWrap(True)
+        right = QWidget()
+        right_col = QVBoxLayout(right)
+        right_col.setContentsMargins(0, 0, 0, 0)
+        search_title = QLabel(self.tr("Test search"))
+        search_title.setProperty("role", "heading")
+        right_col.addWidget(search_title)
+        search_hint = QLabel(self.tr("See which passages a question finds, and how well they score."))
+        search_hint.setProperty("role", "hint")
+        search_hint.setWordWrap(True)
+        right_col.addWidget(search_hint)
+        right_col.addLayout(search_row)
+        right_col.addWidget(self.hits_status)
+        right_col.addWidget(self.hits_list, 1)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        splitter.setChildrenCollapsible(False)
+
+        outer = QVBoxLayout(self)
+        outer.addLayout(top)
+        outer.addWidget(self.error_label)
+        outer.addWidget(splitter, 1)
+
+    def _connect(self) -> None:
+        c = self.controller
+        c.bases_listed.connect(self._on_controller_bases_listed)
+        c.documents_listed.connect(self._on_controller_documents_listed)
+        c.ingest_started.connect(self._on_controller_ingest_started)
+        c.ingest_progress.connect(self._on_controller_ingest_progress)
+        c.ingest_finished.connect(self._on_controller_ingest_finished)
+        c.search_finished.connect(self._on_controller_search_finished)
+        c.base_changed.connect(self._on_controller_base_changed)
+        c.failed.connect(self._on_controller_failed)
+        self.base_combo.currentIndexChanged.connect(self._on_base_combo_changed)
+        self.new_button.clicked.connect(self._on_new_clicked)
+        self.rename_button.clicked.connect(self._on_rename_clicked)
+        self.delete_button.clicked.connect(self._on_delete_clicked)
+        self.add_files_button.clicked.connect(self._on_add_files_clicked)
+        self.add_folder_button.clicked.connect(self._on_add_folder_clicked)
+        self.remove_button.clicked.connect(self._on_remove_clicked)
+        self.reindex_button.clicked.connect(self._on_reindex_clicked)
+        self.cancel_button.clicked.connect(self._on_cancel_clicked)
+        self.search_button.clicked.connect(self._on_search_clicked)
+        self.search_edit.returnPressed.connect(self._on_search_clicked)
+        self.hits_list.itemDoubleClicked.connect(self._on_hit_double_clicked)
+        self.table.doubleClicked.connect(self._on_table_double_clicked)
+        self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
+
+    # -- public API ----------------------------------------------------------------------------
+    @property
+    def current_base(self) -> str | None:
+        return self._current
+
+    def create_base(self, name: str) -> None:
+        name = name.strip()
+        if name:
+            self._current = name
+            self.controller.create_base(name)
+
+    def rename_current_base(self, new_name: str) -> None:
+        new_name = new_name.strip()
+        if self._current and new_name and new_name != self._current:
+            old, self._current = self._current, new_name
+            self.controller.rename_base(old, new_name)
+
+    def delete_current_base(self, confirm: bool = True) -> None:
+        name = self._current
+        if not name:
+            return
+        if confirm:
+            answer = QMessageBox.question(
+                self,
+                self.tr("Delete knowledge base"),
+                self.tr("Delete the knowledge base “%1” and its index? Your files are not touched.").replace(
+                    "%1", name
+                ),
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self._current = None
+        self.controller.delete_base(name)
+
+    def add_paths(self, paths: Sequence[Path | str]) -> None:
+        """Index files and folders into the current knowledge base (created when there is none)."""
+        if not paths:
+            return
+        name = self._current or DEFAULT_BASE
+        self._current = name
+        self.controller.add_paths(name, paths)
+
+    def search(self, query: str) -> None:
+        query = query.strip()
+        if not query or not self._current:
+            return
+        self.hits_status.setText(self.tr("Searching…"))
+        self.controller.search(self._current, query, top_k=5)
+
+    def shutdown(self) -> bool:
+        """Cancel indexing and stop the worker threads (within 2 s). The app closes the service after."""
+        return self.controller.shutdown(2000)
+
+    # -- drag & drop ---------------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls() and local_paths(event.mimeData().urls()):
+            event.acceptProposedAction()
+            self._set_drop_active(True)
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: Any) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:
+        self._set_drop_active(False)
+        super().dragLeaveEvent(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        self._set_drop_active(False)
+        paths = local_paths(event.mimeData().urls())
+        if not paths:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.add_paths(paths)
+
+    def _set_drop_active(self, active: bool) -> None:
+        self.drop_frame.setProperty("active", active)
+        self.drop_frame.style().unpolish(self.drop_frame)
+        self.drop_frame.style().polish(self.drop_frame)
+
+    # -- state ---------------------------------------------------------------------------------
+    def _set_busy(self, busy: bool) -> None:
+        self.progress_box.setVisible(busy)
+        self.cancel_button.setEnabled(busy)
+        self.reindex_button.setEnabled(not busy and bool(self._current))
+        self.delete_button.setEnabled(not busy and bool(self._current))
+        self.rename_button.setEnabled(not busy and bool(self._current))
+        self.remove_button.setEnabled(not busy and bool(self.table.selectionModel().selectedRows()))
+
+    def _show_error(self, message: str, hint: str = "") -> None:
+        text = message if not hint else f"{message} — {hint}"
+        self.error_label.setText(text)
+        self.error_label.setVisible(bool(text))
+
+    def _update_base_info(self) -> None:
+        info = next((b for b in self._bases if b.name == self._current), None)
+        if info is None:
+            self.base_info.setText(self.tr("No knowledge base yet: drop files here to create one."))
+            return
+        text = self.tr("%1 documents · %2 chunks").replace("%1", str(info.documents)).replace(
+            "%2", str(info.chunks)
+        )
+        if info.embedding_model:
+            text += " · " + os.path.basename(str(info.embedding_model).rstrip("/\\"))
+        self.base_info.setText(text)
+
+    # -- controller slots ----------------------------------------------------------------------
+    @Slot(object)
+    def _on_controller_bases_listed(self, bases: list[Any]) -> None:
+        self._bases = list(bases)
+        names = [b.name for b in self._bases]
+        if self._current not in names:
+            self._current = names[0] if names else None
+        self.base_combo.blockSignals(True)
+        self.base_combo.clear()
+        self.base_combo.addItems(names)
+        if self._current:
+            self.base_combo.setCurrentIndex(names.index(self._current))
+        self.base_combo.blockSignals(False)
+        self._update_base_info()
+        self._set_busy(self.controller.busy)
+        if self._current:
+            self.controller.refresh_documents(self._current)
+        else:
+            self.model.set_documents([])
+        self.bases_changed.emit(list(self._bases))
+
+    @Slot(str, object)
+    def _on_controller_documents_listed(self, name: str, documents: list[Any]) -> None:
+        if name == self._current:
+            self.model.set_documents(documents)
+            self._set_busy(self.controller.busy)
+
+    @Slot(int, str, int)
+    def _on_controller_ingest_started(self, _job_id: int, name: str, count: int) -> None:
+        self._ingest_started_at = time.monotonic()
+        self._show_error("")
+        self.result_label.setText("")
+        self.progress_bar.setRange(0, 0)  # busy until the first progress report
+        self.progress_label.setText(self.tr("Preparing to index into “%1”…").replace("%1", name))
+        self._set_busy(True)
+
+    @Slot(int, object)
+    def _on_controller_ingest_progress(self, _job_id: int, p: Any) -> None:
+        total = max(1, int(p.files_total))
+        self.progress_bar.setRange(0, total)
+        self.progress_bar.setValue(min(int(p.files_done), total))
+        self.progress_bar.setFormat(self.tr("%v of %m files"))
+        parts = []
+        if p.current_file:
+            parts.append(self.tr("Indexing %1").replace("%1", os.path.basename(p.current_file)))
+        parts.append(self.tr("%1 chunks").replace("%1", str(p.chunks_done)))
+        if p.chunks_per_s:
+            parts.append(self.tr("%1 chunks/s").replace("%1", f"{p.chunks_per_s:.0f}"))
+        eta = format_eta(p.eta_s)
+        if eta:
+            parts.append(self.tr("about %1 left").replace("%1", eta))
+        self.progress_label.setText(" · ".join(parts))
+
+    @Slot(int, str, object)
+    def _on_controller_ingest_finished(self, _job_id: int, name: str, report: Any) -> None:
+        self._last_report = report
+        self._set_busy(self.controller.busy)
+        if report is not None:
+            secs = time.monotonic() - self._ingest_started_at
+            summary = self.tr("%1 indexed, %2 unchanged, %3 failed, %4 chunks added in %5 s.")
+            for key, value in (
+                ("%1", len(report.indexed)), ("%2", len(report.unchanged)), ("%3", len(report.failed)),
+                ("%4", report.chunks_added), ("%5", f"{secs:.1f}"),
+            ):
+                summary = summary.replace(key, str(value))
+            if report.cancelled:
+                summary = self.tr("Cancelled — what was indexed so far is kept.") + " " + summary
+            self.result_label.setText(summary)
+            self._set_failures([(f.path, f.reason) for f in report.failed])
+        self.controller.refresh_bases()
+
+    @Slot(str, object)
+    def _on_controller_search_finished(self, query: str, hits: list[Any]) -> None:
+        self.hits_list.clear()
+        if not hits:
+            self.hits_status.setText(self.tr("Nothing found for “%1”.").replace("%1", query))
+            return
+        self.hits_status.setText(self.tr("Top %1 passages for “%2”:").replace("%1", str(len(hits))).replace(
+            "%2", query
+        ))
+        for hit in hits:
+            source = os.path.basename(hit.path)
+            if hit.position:
+                source += f" · {hit.position}"
+            snippet = " ".join(str(hit.text).split())
+            if len(snippet) > 220:
+                snippet = snippet[:220] + "…"
+            item = QListWidgetItem(f"{hit.score:.3f}   {source}\n{snippet}")
+            item.setData(Qt.ItemDataRole.UserRole, hit.path)
+            item.setToolTip(f"<b>{html.escape(hit.path)}</b><br>{html.escape(str(hit.text)[:1200])}")
+            self.hits_list.addItem(item)
+
+    @Slot(str, str)
+    def _on_controller_base_changed(self, op: str, name: str) -> None:
+        if op == "delete_base" and self._current == name:
+            self._current = None
+        self.controller.refresh_bases()
+
+    @Slot(str, str, str)
+    def _on_controller_failed(self, op: str, message: str, hint: str) -> None:
+        self._show_error(message, hint)
+        if op == "search":
+            self.hits_status.setText("")
+        self.controller.refresh_bases()
+
+    def _set_failures(self, failures: list[tuple[str, str]]) -> None:
+        self._failures = failures
+        self.failed_list.clear()
+        for path, reason in failures:
+            item = QListWidgetItem(f"{os.path.basename(path)} — {reason}")
+            item.setToolTip(path)
+            self.failed_list.addItem(item)
+        self.failed_title.setText(
+            self.tr("%1 files could not be indexed:").replace("%1", str(len(failures))) if failures else ""
+        )
+        self.failed_box.setVisible(bool(failures))
+
+    @property
+    def failures(self) -> list[tuple[str, str]]:
+        """(path, reason) of the files the last ingestion could not index."""
+        return list(self._failures)
+
+    # -- widget slots --------------------------------------------------------------------------
+    @Slot(int)
+    def _on_base_combo_changed(self, index: int) -> None:
+        name = self.base_combo.itemText(index) if index >= 0 else None
+        if name and name != self._current:
+            self._current = name
+            self._update_base_info()
+            self.model.set_documents([])
+            self.controller.refresh_documents(name)
+
+    @Slot()
+    def _on_new_clicked(self) -> None:
+        name, ok = QInputDialog.getText(self, self.tr("New knowledge base"), self.tr("Name:"))
+        if ok:
+            self.create_base(name)
+
+    @Slot()
+    def _on_rename_clicked(self) -> None:
+        if not self._current:
+            return
+        name, ok = QInputDialog.getText(
+            self, self.tr("Rename knowledge base"), self.tr("New name:"), text=self._current
+        )
+        if ok:
+            self.rename_current_base(name)
+
+    @Slot()
+    def _on_delete_clicked(self) -> None:
+        self.delete_current_base(confirm=True)
+
+    @Slot()
+    def _on_add_files_clicked(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(
+            self,
+            self.tr("Add files"),
+            str(Path.home()),
+            self.tr("Documents (*.txt *.md *.markdown *.pdf *.docx *.html *.htm *.csv *.jsonl *.json);;All files (*)"),
+        )
+        self.add_paths([Path(f) for f in files])
+
+    @Slot()
+    def _on_add_folder_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, self.tr("Add folder"), str(Path.home()))
+        if folder:
+            self.add_paths([Path(folder)])
+
+    @Slot()
+    def _on_remove_clicked(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        paths = [self.proxy.data(r, PATH_ROLE) for r in rows]
+        if paths and self._current:
+            self.controller.remove_documents(self._current, paths)
+
+    @Slot()
+    def _on_reindex_clicked(self) -> None:
+        if self._current:
+            self.controller.reindex(self._current)
+
+    @Slot()
+    def _on_cancel_clicked(self) -> None:
+        self.controller.cancel_ingestion()
+        self.progress_label.setText(self.tr("Cancelling after the current batch…"))
+        self.cancel_button.setEnabled(False)
+
+    @Slot()
+    def _on_search_clicked(self) -> None:
+        self.search(self.search_edit.text())
+
+    @Slot(QListWidgetItem)
+    def _on_hit_double_clicked(self, item: QListWidgetItem) -> None:
+        path = item.data(Qt.ItemDataRole.UserRole)
+        if path:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+    @Slot()
+    def _on_table_double_clicked(self, index: Any) -> None:
+        path = self.proxy.data(index, PATH_ROLE)
+        if path:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+    @Slot()
+    def _on_selection_changed(self) -> None:
+        self._set_busy(self.controller.busy)

@@ -1,0 +1,137 @@
+"""Knowledge tab through the REAL KnowledgeService (MiniLM + a Qdrant Edge shard under tmp_path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from bubble_desktop.core.kb.service import KnowledgeService
+from bubble_desktop.core.paths import Paths
+from bubble_desktop.core.settings import KnowledgeSettings
+from bubble_desktop.ui.knowledge_tab import KnowledgeTab, format_eta
+
+TIMEOUT = 60_000
+
+
+@pytest.fixture
+def service(bubble_home, minilm_dir):
+    svc = KnowledgeService(Paths.under(bubble_home).ensure(), KnowledgeSettings(embedding_model=str(minilm_dir)))
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def tab(qtbot, service):
+    widget = KnowledgeTab(service)
+    qtbot.addWidget(widget)
+    widget.resize(1000, 650)
+    widget.show()
+    yield widget
+    assert widget.shutdown()
+
+
+def drop(widget, paths: list[Path]) -> None:
+    """What a real drag from a file manager delivers: a drag-enter then a drop with file URLs."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    pos = QPointF(widget.width() / 2, widget.height() / 2)
+    buttons, mods = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    enter = QDragEnterEvent(pos.toPoint(), Qt.DropAction.CopyAction, mime, buttons, mods)
+    QApplication.sendEvent(widget, enter)
+    assert enter.isAccepted()
+    QApplication.sendEvent(widget, QDropEvent(pos, Qt.DropAction.CopyAction, mime, buttons, mods))
+
+
+def test_drop_files_and_folder_indexes_them_and_lists_failures(qtbot, tab, tmp_path):
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "paris.txt").write_text("Paris is the capital of France. It lies on the Seine.\n", encoding="utf-8")
+    (docs / "sub" / "rivers.md").write_text("# Rivers\n\nThe Yangtze is the longest river in Asia.\n")
+    (docs / "sub" / "beijing.txt").write_text("北京是中国的首都。\n", encoding="utf-8")
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.7 this is not really a pdf")
+    drop(tab, [docs, broken])
+    qtbot.waitUntil(lambda: tab._last_report is not None, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: tab.model.rowCount() >= 3, timeout=TIMEOUT)
+    names = {Path(d.path).name for d in tab.model.documents() if d.status == "indexed"}
+    assert {"paris.txt", "rivers.md", "beijing.txt"} <= names
+    assert tab.current_base == "default" and tab.base_combo.currentText() == "default"
+    assert [Path(p).name for p, _ in tab.failures] == ["broken.pdf"]
+    assert tab.failures[0][1] and not tab.failed_box.isHidden()
+    assert tab.progress_box.isHidden()
+    # the table shows readable cells
+    row = next(i for i in range(tab.model.rowCount()) if tab.model.document(i).path.endswith("paris.txt"))
+    assert tab.model.index(row, 1).data() == "Text"
+    assert int(tab.model.index(row, 2).data()) >= 1
+    assert tab.model.index(row, 3).data().endswith("B")
+
+    # test search shows hits with scores and sources
+    tab.search_edit.setText("capital of France")
+    tab.search_button.click()
+    qtbot.waitUntil(lambda: tab.hits_list.count() > 0, timeout=TIMEOUT)
+    assert "paris.txt" in tab.hits_list.item(0).text()
+
+    # remove the selected document
+    tab.table.selectRow(tab.proxy.mapFromSource(tab.model.index(row, 0)).row())
+    assert tab.remove_button.isEnabled()
+    tab.remove_button.click()
+    qtbot.waitUntil(
+        lambda: all(not d.path.endswith("paris.txt") for d in tab.model.documents()), timeout=TIMEOUT
+    )
+
+
+def test_cancel_stops_ingestion_and_keeps_what_was_done(qtbot, tab, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(120):
+        text = " ".join(f"Document {i} sentence {j} about topic {i * j % 17}." for j in range(120))
+        (folder / f"doc{i:03}.txt").write_text(text, encoding="utf-8")
+    with qtbot.waitSignal(tab.controller.ingest_progress, timeout=TIMEOUT):
+        drop(tab, [folder])
+    assert not tab.progress_box.isHidden() and tab.cancel_button.isEnabled()
+    tab.cancel_button.click()
+    qtbot.waitUntil(lambda: tab._last_report is not None, timeout=TIMEOUT)
+    assert tab._last_report.cancelled
+    assert len(tab._last_report.indexed) < 120
+    assert tab.progress_box.isHidden()
+    assert "Cancelled" in tab.result_label.text()
+
+
+def test_bases_create_rename_delete(qtbot, tab):
+    tab.create_base("notes")
+    qtbot.waitUntil(lambda: tab.base_combo.findText("notes") >= 0, timeout=TIMEOUT)
+    tab.rename_current_base("journal")
+    qtbot.waitUntil(lambda: tab.base_combo.findText("journal") >= 0, timeout=TIMEOUT)
+    assert tab.base_combo.findText("notes") < 0
+    tab.delete_current_base(confirm=False)
+    qtbot.waitUntil(lambda: tab.base_combo.count() == 0, timeout=TIMEOUT)
+    # a bad name is reported inline, not raised
+    tab.create_base("x" * 1000)
+    qtbot.waitUntil(lambda: not tab.error_label.isHidden(), timeout=TIMEOUT)
+
+
+def test_shutdown_while_indexing_returns_within_two_seconds(qtbot, service, tmp_path):
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(80):
+        (folder / f"d{i}.txt").write_text(" ".join(f"Line {j} of file {i}." for j in range(200)))
+    widget = KnowledgeTab(service)
+    qtbot.addWidget(widget)
+    with qtbot.waitSignal(widget.controller.ingest_progress, timeout=TIMEOUT):
+        widget.add_paths([folder])
+    start = time.monotonic()
+    assert widget.shutdown()
+    assert time.monotonic() - start < 2.0
+
+
+def test_format_eta():
+    assert format_eta(None) == ""
+    assert format_eta(12.4) == "12 s"
+    assert format_eta(125) == "2 min 05 s"
+    assert format_eta(3 * 3600 + 120) == "3 h 2 min"
