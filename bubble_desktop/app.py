@@ -1,9 +1,64 @@
-"""Composition root of the desktop app: the only module that wires core and ui together."""
+"""Composition root of the desktop app: the only module that wires core and ui together.
+
+Start-up stays light: nothing imports torch or transformers before the window is shown; the
+configured model starts loading on the inference thread right after.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from typing import Any
+
+log = logging.getLogger("bubble_desktop.app")
+
+
+def _install_language(app: Any, language: str) -> None:
+    try:
+        from bubble_desktop.ui import i18n
+    except ImportError:
+        return
+    install = getattr(i18n, "install_translator", None) or getattr(i18n, "apply_language", None)
+    if callable(install):
+        try:
+            install(app, language)
+        except Exception:
+            log.exception("could not install the translation")
+
+
+def _apply_theme(app: Any, theme: str, font_size: int) -> None:
+    try:
+        from bubble_desktop.ui.theme import apply_theme
+    except ImportError:
+        return
+    apply_theme(app, theme, font_size)
+
+
+def build_context(paths: Any, settings: Any, notices: list[str]) -> Any:
+    """The real services behind the window."""
+    from bubble_desktop.core.chat.service import ChatService
+    from bubble_desktop.core.chat.store import ConversationStore
+    from bubble_desktop.core.kb.service import KnowledgeService
+    from bubble_desktop.core.llm.consent import ConsentStore
+    from bubble_desktop.core.llm.gguf_import import import_gguf
+    from bubble_desktop.core.llm.loader import load_model
+    from bubble_desktop.ui.main_window import AppContext
+
+    store = ConversationStore(paths.chats_db)
+    knowledge = KnowledgeService(paths, settings.knowledge)
+    chat_service = ChatService(paths, knowledge, None, store)
+    return AppContext(
+        paths=paths,
+        settings=settings,
+        store=store,
+        chat_service=chat_service,
+        load_function=load_model,
+        knowledge=knowledge,
+        consent=ConsentStore(paths.consent_file),
+        import_gguf=import_gguf,
+        notices=notices,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,21 +68,73 @@ def main(argv: list[str] | None = None) -> int:
 
         return smoke_main(argv)
     from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication, QLabel, QMainWindow
+    from PySide6.QtWidgets import QApplication, QMessageBox
 
     from bubble_desktop import APP_NAME
+    from bubble_desktop.core.logs import setup_logging
+    from bubble_desktop.core.paths import Paths
+    from bubble_desktop.core.settings import load_settings
+    from bubble_desktop.ui.crash import CrashHandler
+    from bubble_desktop.ui.single_instance import SingleInstance
 
     app = QApplication.instance() or QApplication(argv)
-    window = QMainWindow()
-    window.setWindowTitle(APP_NAME)
-    window.setCentralWidget(QLabel(f"{APP_NAME} — the chat window is on its way."))
-    window.resize(1000, 700)
-    window.show()
-    # For CI and start-up benchmarks: quit by itself this many ms after the window is shown.
-    autoquit = os.environ.get("BUBBLE_AUTOQUIT_MS")
-    if autoquit:
-        QTimer.singleShot(int(autoquit), app.quit)
-    return int(app.exec())
+    assert isinstance(app, QApplication)
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName("O.Bubble")
+    app.setQuitOnLastWindowClosed(True)
+
+    paths = Paths.default().ensure()
+    log_file = None
+    try:
+        log_file = setup_logging(paths.log_dir)
+    except OSError:
+        pass
+    settings, notices = load_settings(paths.settings_file)
+    _apply_theme(app, settings.appearance.theme, settings.appearance.font_size)
+    _install_language(app, settings.appearance.language)
+
+    guard = SingleInstance(paths.data_dir, paths.lock_file)
+    if not guard.acquire():
+        message = app.translate("App", "O.Bubble is already running with the data folder %1.").replace(
+            "%1", str(paths.data_dir)
+        )
+        print(message, file=sys.stderr)
+        if not guard.notified_other and not os.environ.get("BUBBLE_AUTOQUIT_MS"):
+            QMessageBox.information(None, APP_NAME, message)
+        return 0
+
+    crash = CrashHandler(log_file)
+    crash.install()
+    ctx = None
+    window = None
+    try:
+        ctx = build_context(paths, settings, notices)
+        from bubble_desktop.ui.main_window import MainWindow
+
+        window = MainWindow(ctx)
+        crash.set_parent_widget(window)
+        guard.activation_requested.connect(window.bring_to_front)
+        window.show()
+        # the model loads on the inference thread once the window is on screen
+        QTimer.singleShot(0, window.load_configured_model)
+        # For CI and start-up benchmarks: quit by itself this many ms after the window is shown.
+        autoquit = os.environ.get("BUBBLE_AUTOQUIT_MS")
+        if autoquit:
+            QTimer.singleShot(int(autoquit), window.close)
+            QTimer.singleShot(int(autoquit), app.quit)
+        return int(app.exec())
+    finally:
+        if window is not None:
+            window.shutdown()
+        if ctx is not None:
+            for closer in (getattr(ctx.knowledge, "close", None), getattr(ctx.store, "close", None)):
+                if callable(closer):
+                    try:
+                        closer()
+                    except Exception:
+                        log.exception("closing a store failed")
+        crash.uninstall()
+        guard.release()
 
 
 if __name__ == "__main__":

@@ -83,6 +83,16 @@ ul, ol { margin-top: 2px; margin-bottom: 2px; }
 blockquote { margin-left: 12px; font-style: italic; }
 """
 
+# Message "bubbles": the question on a tinted card, the answer on the base colour.
+CHAT_CSS = """
+QWidget#chatContainer { background: palette(base); }
+QFrame#userMessage { background: palette(alternate-base); border-radius: 10px; }
+QFrame#assistantMessage { background: palette(base); border-radius: 10px; }
+QLabel#messageStatus, QLabel#messageStats { color: palette(mid); }
+QLabel#messageError { color: #c62828; }
+QLabel#messageNotice { color: #b26a00; }
+"""
+
 _ZWSP = "\u200b"
 
 
@@ -347,8 +357,11 @@ class MessageWidget(QFrame):
             return
         links = []
         for s in sources:
-            icon = "🌐" if s.kind == "web" else "📄"
-            links.append(f'<a href="source:{s.number}">[{s.number}] {icon} {html.escape(s.title)}</a>')
+            where = self.tr("web") if s.kind == "web" else self.tr("file")
+            links.append(
+                f'<a href="source:{s.number}">[{s.number}] {html.escape(s.title)}</a>'
+                f' <span style="color: gray">({where})</span>'
+            )
         self.sources_label.setText(self.tr("Sources:") + " " + " &nbsp; ".join(links))
         self.sources_label.setVisible(True)
 
@@ -418,6 +431,7 @@ class ChatView(QScrollArea):
         set_copy_label(self.tr("Copy"))
         self.palette_md = Palette.for_theme(is_dark(self))
         self._container.installEventFilter(self)
+        self.setStyleSheet(CHAT_CSS)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
         if watched is self._container and event.type() == QEvent.Type.PaletteChange:

@@ -55,10 +55,10 @@ class AskJob:
     kind: Literal["ask", "regenerate", "edit"]
     question: str
     settings: Settings
-    conversation_id: str | None = None
+    conversation_id: int | None = None
     kb_names: tuple[str, ...] = ()
     web: bool = False
-    message_id: str | None = None  # the message regenerated or edited
+    message_id: int | None = None  # the message regenerated or edited
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
     buffer: TokenBuffer = field(default_factory=TokenBuffer, compare=False)
 
@@ -74,16 +74,17 @@ class LoadJob:
 class AnswerMeta:
     """Known before the first chunk: where the answer is saved and what it was based on."""
 
-    conversation_id: str | None
+    conversation_id: int | None
     sources: tuple[Any, ...] = ()
     notices: tuple[str, ...] = ()
-    question_message_id: str | None = None
+    question_message_id: int | None = None
+    message_id: int | None = None
 
 
 @dataclass(frozen=True)
 class AnswerResult:
-    conversation_id: str | None
-    message_id: str | None
+    conversation_id: int | None
+    message_id: int | None
     stats: GenerationStats | None
     error: str | None = None  # shown inline under the partial answer
     hint: str = ""
@@ -172,7 +173,8 @@ class InferenceWorker(QObject):
                     conversation_id,
                     tuple(getattr(answer, "sources", ()) or ()),
                     tuple(getattr(answer, "notices", ()) or ()),
-                    getattr(answer, "question_message_id", None),
+                    getattr(answer, "user_message_id", None),
+                    getattr(answer, "message_id", None),
                 ),
             )
             for chunk in answer:
@@ -204,9 +206,7 @@ class InferenceWorker(QObject):
         if job.kind == "regenerate":
             return self._service.regenerate(self._model, job.conversation_id, job.settings, **common)
         if job.kind == "edit":
-            return self._service.edit_and_resend(
-                self._model, job.conversation_id, job.message_id, job.question, job.settings, **common
-            )
+            return self._service.edit_and_resend(self._model, job.message_id, job.question, job.settings, **common)
         return self._service.ask(
             self._model, job.question, job.settings, conversation_id=job.conversation_id, **common
         )
@@ -311,11 +311,11 @@ class InferenceController(QObject):
         self,
         question: str,
         settings: Settings,
-        conversation_id: str | None = None,
+        conversation_id: int | None = None,
         kb_names: tuple[str, ...] = (),
         web: bool = False,
         kind: Literal["ask", "regenerate", "edit"] = "ask",
-        message_id: str | None = None,
+        message_id: int | None = None,
     ) -> AskJob:
         """Start an answer; an answer still streaming is stopped and its results dropped."""
         if self._job is not None:

@@ -1,0 +1,199 @@
+"""The sidebar of saved conversations: new, rename, delete, search.
+
+It reads the ConversationStore (SQLite, fast, safe from any thread) directly; nothing here blocks
+for long. Search looks into titles and message text (the store's full-text index).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from PySide6.QtCore import QPoint, Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QInputDialog,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+ID_ROLE = Qt.ItemDataRole.UserRole
+
+
+class ConversationsSidebar(QWidget):
+    """Lists conversations, newest first; says which one the user picked."""
+
+    conversation_selected = Signal(object)  # conversation id (int) or None for a new chat
+    conversation_deleted = Signal(object)
+    conversation_renamed = Signal(object, str)
+
+    def __init__(self, store: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("conversationsSidebar")
+        self._store = store
+        self._current: int | None = None
+
+        self.new_button = QPushButton(self.tr("New chat"))
+        self.new_button.setObjectName("newChatButton")
+        self.new_button.setToolTip(self.tr("Start a new conversation (Ctrl+N)"))
+        self.new_button.clicked.connect(self._on_new_button_clicked)
+        self.search = QLineEdit()
+        self.search.setObjectName("conversationSearch")
+        self.search.setPlaceholderText(self.tr("Search conversations"))
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self._on_search_text_changed)
+        self.list = QListWidget()
+        self.list.setObjectName("conversationList")
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._on_list_context_menu_requested)
+        self.list.itemClicked.connect(self._on_list_item_clicked)
+        self.list.itemActivated.connect(self._on_list_item_clicked)
+        self.rename_button = QPushButton(self.tr("Rename"))
+        self.rename_button.clicked.connect(self._on_rename_button_clicked)
+        self.delete_button = QPushButton(self.tr("Delete"))
+        self.delete_button.clicked.connect(self._on_delete_button_clicked)
+
+        row = QHBoxLayout()
+        row.addWidget(self.rename_button)
+        row.addWidget(self.delete_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.addWidget(self.new_button)
+        layout.addWidget(self.search)
+        layout.addWidget(self.list, 1)
+        layout.addLayout(row)
+        self.refresh()
+
+    # ---- content -------------------------------------------------------------------------
+    @property
+    def current_id(self) -> int | None:
+        return self._current
+
+    def refresh(self) -> None:
+        """Reload the list (after an answer was saved, a rename, a delete...)."""
+        query = self.search.text().strip()
+        self.list.blockSignals(True)
+        self.list.clear()
+        try:
+            if query:
+                seen: set[int] = set()
+                rows: list[tuple[int, str, str]] = []
+                for conv in self._store.list_conversations():
+                    if query.lower() in conv.title.lower():
+                        seen.add(conv.id)
+                        rows.append((conv.id, conv.title, _when(conv.updated_at)))
+                for hit in self._store.search(query):
+                    if hit.conversation_id not in seen:
+                        seen.add(hit.conversation_id)
+                        rows.append((hit.conversation_id, hit.title, hit.snippet))
+            else:
+                rows = [(c.id, c.title, _when(c.updated_at)) for c in self._store.list_conversations()]
+        except Exception:  # a broken database must not take the window down; the store logs it
+            rows = []
+        for cid, title, detail in rows:
+            item = QListWidgetItem(title or self.tr("Untitled"))
+            item.setData(ID_ROLE, cid)
+            item.setToolTip(f"{title}\n{detail}" if detail else title)
+            self.list.addItem(item)
+            if cid == self._current:
+                item.setSelected(True)
+                self.list.setCurrentItem(item)
+        self.list.blockSignals(False)
+        self.rename_button.setEnabled(self._current is not None)
+        self.delete_button.setEnabled(self._current is not None)
+
+    def set_current(self, conversation_id: int | None) -> None:
+        """Mark a conversation as the open one (no signal)."""
+        self._current = conversation_id
+        self.refresh()
+
+    def ids(self) -> list[int]:
+        return [self.list.item(i).data(ID_ROLE) for i in range(self.list.count())]
+
+    # ---- actions -------------------------------------------------------------------------
+    @Slot()
+    def _on_new_button_clicked(self) -> None:
+        self._current = None
+        self.list.clearSelection()
+        self.refresh()
+        self.conversation_selected.emit(None)
+
+    @Slot(QListWidgetItem)
+    def _on_list_item_clicked(self, item: QListWidgetItem) -> None:
+        cid = item.data(ID_ROLE)
+        if cid == self._current:
+            return
+        self._current = cid
+        self.rename_button.setEnabled(True)
+        self.delete_button.setEnabled(True)
+        self.conversation_selected.emit(cid)
+
+    @Slot(str)
+    def _on_search_text_changed(self, _text: str) -> None:
+        self.refresh()
+
+    @Slot()
+    def _on_rename_button_clicked(self) -> None:
+        if self._current is not None:
+            self.rename(self._current)
+
+    @Slot()
+    def _on_delete_button_clicked(self) -> None:
+        if self._current is not None:
+            self.delete(self._current)
+
+    @Slot(QPoint)
+    def _on_list_context_menu_requested(self, pos: QPoint) -> None:
+        item = self.list.itemAt(pos)
+        if item is None:
+            return
+        cid = item.data(ID_ROLE)
+        menu = QMenu(self)
+        rename = menu.addAction(self.tr("Rename…"))
+        delete = menu.addAction(self.tr("Delete"))
+        chosen = menu.exec(self.list.viewport().mapToGlobal(pos))
+        if chosen is rename:
+            self.rename(cid)
+        elif chosen is delete:
+            self.delete(cid)
+
+    def rename(self, conversation_id: int, title: str | None = None) -> None:
+        """Rename; asks for the new title unless it is given."""
+        if title is None:
+            old = self._store.get_conversation(conversation_id).title
+            title, ok = QInputDialog.getText(self, self.tr("Rename conversation"), self.tr("Title:"), text=old)
+            if not ok:
+                return
+        title = title.strip()
+        if not title:
+            return
+        self._store.rename(conversation_id, title)
+        self.refresh()
+        self.conversation_renamed.emit(conversation_id, title)
+
+    def delete(self, conversation_id: int, confirm: bool = True) -> None:
+        if confirm:
+            answer = QMessageBox.question(
+                self,
+                self.tr("Delete conversation"),
+                self.tr("Delete this conversation and all its messages? This cannot be undone."),
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self._store.delete_conversation(conversation_id)
+        if self._current == conversation_id:
+            self._current = None
+        self.refresh()
+        self.conversation_deleted.emit(conversation_id)
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp)) if timestamp else ""

@@ -1,0 +1,206 @@
+"""The first-run panel: shown instead of the chat until a model is configured.
+
+Three ways in: choose a model folder, import a GGUF file (converted in the background), or look at
+the recommended models with the memory each needs. The Knowledge tab works meanwhile.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+from PySide6.QtCore import Qt, QUrl, Signal, Slot
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+def total_ram_gb() -> float:
+    """Physical memory in GiB (0 when unknown); no psutil needed."""
+    try:
+        if sys.platform == "win32":
+
+            class MemoryStatus(ctypes.Structure):
+                _fields_ = [
+                    ("dwLength", ctypes.c_ulong),
+                    ("dwMemoryLoad", ctypes.c_ulong),
+                    ("ullTotalPhys", ctypes.c_ulonglong),
+                    ("ullAvailPhys", ctypes.c_ulonglong),
+                    ("ullTotalPageFile", ctypes.c_ulonglong),
+                    ("ullAvailPageFile", ctypes.c_ulonglong),
+                    ("ullTotalVirtual", ctypes.c_ulonglong),
+                    ("ullAvailVirtual", ctypes.c_ulonglong),
+                    ("ullAvailExtendedVirtual", ctypes.c_ulonglong),
+                ]
+
+            status = MemoryStatus()
+            status.dwLength = ctypes.sizeof(MemoryStatus)
+            ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status))  # type: ignore[attr-defined]
+            return status.ullTotalPhys / 2**30
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return 0.0
+
+
+class FirstRunPanel(QWidget):
+    """Asks for a model; emits what the user chose. The main window does the work."""
+
+    model_folder_chosen = Signal(str)
+    gguf_chosen = Signal(str)
+    settings_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("firstRunPanel")
+        title = QLabel(self.tr("Welcome to O.Bubble"))
+        title.setObjectName("firstRunTitle")
+        font = title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.8)
+        font.setBold(True)
+        title.setFont(font)
+        intro = QLabel(
+            self.tr(
+                "Bubble answers with a chat model that runs on this computer. Choose a model folder "
+                "(config.json + weights, e.g. downloaded from Hugging Face) or import a GGUF file. "
+                "Your knowledge bases on the Knowledge tab work without a model."
+            )
+        )
+        intro.setWordWrap(True)
+
+        self.folder_button = QPushButton(self.tr("Choose model folder…"))
+        self.folder_button.setObjectName("chooseModelButton")
+        self.folder_button.clicked.connect(self._on_folder_button_clicked)
+        self.gguf_button = QPushButton(self.tr("Import GGUF file…"))
+        self.gguf_button.setObjectName("importGgufButton")
+        self.gguf_button.clicked.connect(self._on_gguf_button_clicked)
+        self.settings_button = QPushButton(self.tr("Use a model server…"))
+        self.settings_button.setToolTip(self.tr("Point Bubble at an OpenAI-compatible server in Settings → Model."))
+        self.settings_button.clicked.connect(self.settings_requested)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.folder_button)
+        buttons.addWidget(self.gguf_button)
+        buttons.addWidget(self.settings_button)
+        buttons.addStretch(1)
+
+        self.progress = QProgressBar()
+        self.progress.setObjectName("importProgress")
+        self.progress.setRange(0, 100)
+        self.progress.setVisible(False)
+        self.message = QLabel()
+        self.message.setObjectName("firstRunMessage")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message.setVisible(False)
+
+        ram = total_ram_gb()
+        rec_title = QLabel(
+            self.tr("Recommended models (this computer has %1 GB of memory)").replace("%1", f"{ram:.0f}")
+            if ram
+            else self.tr("Recommended models")
+        )
+        rec_title.setObjectName("recommendedTitle")
+        font = rec_title.font()
+        font.setBold(True)
+        rec_title.setFont(font)
+        self.table = QTableWidget(0, 4)
+        self.table.setObjectName("recommendedModels")
+        self.table.setHorizontalHeaderLabels(
+            [self.tr("Model"), self.tr("Memory needed"), self.tr("Languages"), self.tr("Notes")]
+        )
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.cellDoubleClicked.connect(self._on_table_cell_double_clicked)
+        self._fill_recommendations(ram)
+        hint = QLabel(
+            self.tr("Double-click a model to open its page; download it with its files, then choose its folder.")
+        )
+        hint.setObjectName("recommendedHint")
+        hint.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(40, 32, 40, 24)
+        layout.setSpacing(12)
+        layout.addWidget(title)
+        layout.addWidget(intro)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.message)
+        layout.addSpacing(8)
+        layout.addWidget(rec_title)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(hint)
+
+    def _fill_recommendations(self, ram: float) -> None:
+        try:
+            from bubble_desktop.core.llm.registry import RECOMMENDED, recommend
+        except ImportError:
+            return
+        fitting = {m.hub_id for m in recommend(ram)} if ram else {m.hub_id for m in RECOMMENDED}
+        ordered = sorted(RECOMMENDED, key=lambda m: (m.hub_id not in fitting, m.min_ram_gb))
+        self.table.setRowCount(len(ordered))
+        for row, m in enumerate(ordered):
+            name = QTableWidgetItem(m.name)
+            name.setData(Qt.ItemDataRole.UserRole, m.hub_id)
+            name.setToolTip(m.hub_id)
+            memory = QTableWidgetItem(m.memory)
+            if m.hub_id not in fitting:
+                memory.setToolTip(self.tr("Probably too big for this computer's memory"))
+                memory.setForeground(Qt.GlobalColor.darkRed)
+            langs = QTableWidgetItem(", ".join(m.languages))
+            note = m.note + (" " + self.tr("(runs its own code: you will be asked first)") if m.remote_code else "")
+            notes = QTableWidgetItem(note.strip())
+            for col, item in enumerate((name, memory, langs, notes)):
+                self.table.setItem(row, col, item)
+
+    # ---- feedback from the main window -------------------------------------------------
+    def show_progress(self, fraction: float, what: str) -> None:
+        self.progress.setVisible(True)
+        self.progress.setValue(int(max(0.0, min(1.0, fraction)) * 100))
+        self.progress.setFormat(f"%p% · {what}" if what else "%p%")
+        self.folder_button.setEnabled(False)
+        self.gguf_button.setEnabled(False)
+
+    def show_message(self, text: str, error: bool = False) -> None:
+        self.progress.setVisible(False)
+        self.folder_button.setEnabled(True)
+        self.gguf_button.setEnabled(True)
+        self.message.setText(text)
+        self.message.setProperty("role", "error" if error else "")
+        self.message.setStyleSheet("color: #c62828;" if error else "")
+        self.message.setVisible(bool(text))
+
+    # ---- user actions ------------------------------------------------------------------
+    @Slot()
+    def _on_folder_button_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, self.tr("Choose a model folder"))
+        if folder:
+            self.model_folder_chosen.emit(folder)
+
+    @Slot()
+    def _on_gguf_button_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, self.tr("Import a GGUF file"), "", self.tr("GGUF models (*.gguf);;All files (*)")
+        )
+        if path:
+            self.gguf_chosen.emit(path)
+
+    @Slot(int, int)
+    def _on_table_cell_double_clicked(self, row: int, _column: int) -> None:
+        item = self.table.item(row, 0)
+        if item is not None:
+            QDesktopServices.openUrl(QUrl(f"https://huggingface.co/{item.data(Qt.ItemDataRole.UserRole)}"))

@@ -1,0 +1,637 @@
+"""The main window: conversations sidebar, Chat and Knowledge tabs, status bar, model loading.
+
+Everything slow happens elsewhere: the model loads and answers on the inference thread (via
+:class:`InferenceController`), knowledge bases live on their own worker (D2's KnowledgeTab and its
+controller), GGUF import runs as a BackgroundTask. This class turns user actions into requests
+and results into widgets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QCoreApplication, Qt, QUrl, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
+from PySide6.QtWidgets import (
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from bubble_desktop import APP_NAME, __version__
+from bubble_desktop.core.llm.base import LoadRequest, ModelInfo
+from bubble_desktop.core.paths import Paths
+from bubble_desktop.core.settings import Settings, save_settings
+from bubble_desktop.ui.chat_pane import ChatPane
+from bubble_desktop.ui.chat_view import MessageWidget, SourceView, source_view
+from bubble_desktop.ui.conversations import ConversationsSidebar
+from bubble_desktop.ui.first_run import FirstRunPanel
+from bubble_desktop.ui.inference_worker import AnswerMeta, AnswerResult, InferenceController, LoadFailure
+from bubble_desktop.ui.status_bar import ModelStatusBar
+from bubble_desktop.ui.workers import BackgroundTask
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppContext:
+    """What the window works with; app.py builds the real one, tests build their own."""
+
+    paths: Paths
+    settings: Settings
+    store: Any  # ConversationStore
+    chat_service: Any  # ChatService
+    load_function: Callable[..., Any]  # load_model(LoadRequest, progress) -> ChatModel
+    knowledge: Any | None = None  # KnowledgeService
+    consent: Any | None = None  # ConsentStore
+    import_gguf: Callable[..., Path] | None = None
+    notices: list[str] = field(default_factory=list)  # e.g. a corrupt settings file moved aside
+
+
+def model_name(path: str) -> str:
+    return Path(path).name or path
+
+
+class MainWindow(QMainWindow):
+    """The app's one window."""
+
+    model_ready = Signal(object)  # ModelInfo (tests and the smoke test wait on it)
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.setWindowTitle(APP_NAME)
+        self.resize(1180, 780)
+        self._closing = False
+        self._answer: MessageWidget | None = None
+        self._question: MessageWidget | None = None
+        self._conversation_id: int | None = None
+        self._gguf_task: BackgroundTask | None = None
+
+        self.inference = InferenceController(ctx.load_function, ctx.chat_service, self)
+        self.inference.model_loading.connect(self._on_inference_model_loading)
+        self.inference.load_progressed.connect(self._on_inference_load_progressed)
+        self.inference.model_loaded.connect(self._on_inference_model_loaded)
+        self.inference.model_load_failed.connect(self._on_inference_model_load_failed)
+        self.inference.answer_started.connect(self._on_inference_answer_started)
+        self.inference.text_arrived.connect(self._on_inference_text_arrived)
+        self.inference.answer_finished.connect(self._on_inference_answer_finished)
+
+        # ---- widgets -----------------------------------------------------------------
+        self.sidebar = ConversationsSidebar(ctx.store)
+        self.sidebar.conversation_selected.connect(self._on_sidebar_conversation_selected)
+        self.sidebar.conversation_deleted.connect(self._on_sidebar_conversation_deleted)
+        self.sidebar.conversation_renamed.connect(self._on_sidebar_conversation_renamed)
+
+        self.chat = ChatPane()
+        self.chat.send_requested.connect(self._on_chat_send_requested)
+        self.chat.edit_submitted.connect(self._on_chat_edit_submitted)
+        self.chat.stop_requested.connect(self._on_chat_stop_requested)
+        self.chat.regenerate_requested.connect(self._on_chat_regenerate_requested)
+        self.chat.options_changed.connect(self._on_chat_options_changed)
+        self.chat.source_activated.connect(self._on_chat_source_activated)
+
+        self.first_run = FirstRunPanel()
+        self.first_run.model_folder_chosen.connect(self._on_first_run_model_folder_chosen)
+        self.first_run.gguf_chosen.connect(self._on_first_run_gguf_chosen)
+        self.first_run.settings_requested.connect(self.open_settings)
+
+        self.chat_stack = QStackedWidget()
+        self.chat_stack.addWidget(self.first_run)
+        self.chat_stack.addWidget(self.chat)
+
+        self.knowledge_tab = self._make_knowledge_tab()
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("mainTabs")
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.chat_stack, self.tr("Chat"))
+        self.tabs.addTab(self.knowledge_tab, self.tr("Knowledge"))
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.setObjectName("mainSplitter")
+        splitter.addWidget(self.sidebar)
+        splitter.addWidget(self.tabs)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([250, 930])
+        splitter.setChildrenCollapsible(False)
+        self.setCentralWidget(splitter)
+
+        self.status = ModelStatusBar()
+        self.setStatusBar(self.status)
+        self._build_menus()
+        self._show_chat_or_first_run()
+        for notice in ctx.notices:
+            self.status.showMessage(notice, 15000)
+
+    # ---- construction -----------------------------------------------------------------
+    def _make_knowledge_tab(self) -> QWidget:
+        if self.ctx.knowledge is not None:
+            try:
+                from bubble_desktop.ui.knowledge_tab import KnowledgeTab
+            except ImportError:
+                KnowledgeTab = None  # noqa: N806
+            if KnowledgeTab is not None:
+                tab = KnowledgeTab(self.ctx.knowledge)
+                tab.bases_changed.connect(self._on_knowledge_bases_changed)
+                return tab
+        placeholder = QWidget()
+        layout = QVBoxLayout(placeholder)
+        label = QLabel(self.tr("Knowledge bases are not available."))
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout.addWidget(label)
+        return placeholder
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu(self.tr("&File"))
+        self.new_chat_action = QAction(self.tr("&New chat"), self)
+        self.new_chat_action.setShortcut(QKeySequence.StandardKey.New)
+        self.new_chat_action.triggered.connect(self.new_chat)
+        file_menu.addAction(self.new_chat_action)
+        choose = QAction(self.tr("Choose &model folder…"), self)
+        choose.triggered.connect(self.first_run._on_folder_button_clicked)
+        file_menu.addAction(choose)
+        gguf = QAction(self.tr("&Import GGUF file…"), self)
+        gguf.triggered.connect(self.first_run._on_gguf_button_clicked)
+        file_menu.addAction(gguf)
+        self.reload_action = QAction(self.tr("&Reload model"), self)
+        self.reload_action.triggered.connect(self.load_configured_model)
+        file_menu.addAction(self.reload_action)
+        file_menu.addSeparator()
+        quit_action = QAction(self.tr("&Quit"), self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(quit_action)
+
+        tools = bar.addMenu(self.tr("&Tools"))
+        settings_action = QAction(self.tr("&Settings…"), self)
+        settings_action.setShortcut(QKeySequence("Ctrl+,"))
+        settings_action.triggered.connect(self.open_settings)
+        tools.addAction(settings_action)
+        open_data = QAction(self.tr("Open &data folder"), self)
+        open_data.triggered.connect(self._on_open_data_triggered)
+        tools.addAction(open_data)
+
+        help_menu = bar.addMenu(self.tr("&Help"))
+        about = QAction(self.tr("&About O.Bubble"), self)
+        about.triggered.connect(self._on_about_triggered)
+        help_menu.addAction(about)
+
+    # ---- model -------------------------------------------------------------------------
+    def has_model_configured(self) -> bool:
+        m = self.settings.model
+        return bool(m.path) or (m.backend == "openai" and bool(m.endpoint_url))
+
+    def _show_chat_or_first_run(self) -> None:
+        self.chat_stack.setCurrentWidget(self.chat if self.has_model_configured() else self.first_run)
+
+    def load_request(self) -> LoadRequest:
+        from bubble_desktop.core.llm.loader import from_settings
+
+        path = self.settings.model.path
+        trusted = bool(self.ctx.consent is not None and path and self.ctx.consent.is_trusted(path))
+        request = from_settings(self.settings.model, trust_remote_code=trusted)
+        if self.settings.model.backend == "openai":
+            request.extra.update(
+                backend="openai",
+                endpoint_url=self.settings.model.endpoint_url,
+                endpoint_model=self.settings.model.endpoint_model,
+                endpoint_api_key=self.settings.model.endpoint_api_key,
+            )
+        return request
+
+    @Slot()
+    def load_configured_model(self) -> None:
+        """Load the model from the settings in the background (the window stays usable)."""
+        if not self.has_model_configured():
+            self._show_chat_or_first_run()
+            return
+        self.inference.load_model(self.load_request())
+
+    def set_model_folder(self, folder: str) -> None:
+        self.settings.model.path = folder
+        self._save_settings()
+        self._show_chat_or_first_run()
+        self.load_configured_model()
+
+    @Slot(str)
+    def _on_inference_model_loading(self, path: str) -> None:
+        self.status.show_loading(model_name(path))
+
+    @Slot(float, str)
+    def _on_inference_load_progressed(self, fraction: float, what: str) -> None:
+        self.status.show_progress(fraction, what)
+
+    @Slot(object)
+    def _on_inference_model_loaded(self, info: ModelInfo) -> None:
+        self.status.show_ready(info)
+        self.model_ready.emit(info)
+
+    @Slot(object, object)
+    def _on_inference_model_load_failed(self, failure: LoadFailure, request: LoadRequest) -> None:
+        if failure.cancelled:
+            return
+        if failure.needs_consent and self.ctx.consent is not None and not self._closing:
+            if self._ask_remote_code_consent(request.path, failure):
+                self.ctx.consent.trust(request.path)
+                request.trust_remote_code = True
+                self.inference.load_model(request)
+                return
+        self.status.show_failed(failure.message)
+        if self.chat_stack.currentWidget() is self.first_run:
+            self.first_run.show_message(f"{failure.message}\n{failure.hint}".strip(), error=True)
+        elif not self._closing:
+            box = QMessageBox(
+                QMessageBox.Icon.Warning,
+                self.tr("The model could not be loaded"),
+                failure.message,
+                QMessageBox.StandardButton.Ok,
+                self,
+            )
+            box.setInformativeText(failure.hint)
+            box.setModal(False)
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.show()
+
+    def _ask_remote_code_consent(self, path: str, failure: LoadFailure) -> bool:
+        box = QMessageBox(self)
+        box.setObjectName("remoteCodeConsent")
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle(self.tr("Run this model's own code?"))
+        box.setText(
+            self.tr(
+                "The model in %1 ships its own Python code (for example ChatGLM). Running it gives that "
+                "code the same access to your computer as Bubble has."
+            ).replace("%1", path)
+        )
+        box.setInformativeText(
+            self.tr("Only allow this for models from publishers you trust. Bubble remembers your choice for this folder.")
+        )
+        allow = box.addButton(self.tr("Allow and load"), QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is allow
+
+    # ---- first run ---------------------------------------------------------------------
+    @Slot(str)
+    def _on_first_run_model_folder_chosen(self, folder: str) -> None:
+        self.set_model_folder(folder)
+
+    @Slot(str)
+    def _on_first_run_gguf_chosen(self, path: str) -> None:
+        self.import_gguf(path)
+
+    def import_gguf(self, path: str) -> None:
+        """Convert a GGUF file into a model folder in the background, then load it."""
+        importer = self.ctx.import_gguf
+        if importer is None or (self._gguf_task is not None and self._gguf_task.is_running()):
+            return
+        models_dir = self.ctx.paths.models_dir
+
+        def run(progress: Callable[[float, str], None], _cancel: Any) -> Path:
+            return importer(path, models_dir=models_dir, progress=progress)
+
+        task = BackgroundTask(run, "bubble-gguf-import", self)
+        task.progressed.connect(self._on_gguf_task_progressed)
+        task.succeeded.connect(self._on_gguf_task_succeeded)
+        task.failed.connect(self._on_gguf_task_failed)
+        self._gguf_task = task
+        self.first_run.show_progress(0.0, self.tr("Importing %1").replace("%1", Path(path).name))
+        task.start()
+
+    @Slot(float, str)
+    def _on_gguf_task_progressed(self, fraction: float, what: str) -> None:
+        self.first_run.show_progress(fraction, what)
+        self.status.showMessage(self.tr("Importing GGUF: %1").replace("%1", what))
+
+    @Slot(object)
+    def _on_gguf_task_succeeded(self, folder: Any) -> None:
+        self.first_run.show_message(self.tr("Imported into %1").replace("%1", str(folder)))
+        self.status.clearMessage()
+        self.set_model_folder(str(folder))
+
+    @Slot(str, str)
+    def _on_gguf_task_failed(self, message: str, hint: str) -> None:
+        self.status.clearMessage()
+        self.first_run.show_message(f"{message}\n{hint}".strip(), error=True)
+
+    # ---- conversations -----------------------------------------------------------------
+    @property
+    def conversation_id(self) -> int | None:
+        return self._conversation_id
+
+    @Slot()
+    def new_chat(self) -> None:
+        self._leave_current_answer()
+        self._conversation_id = None
+        self.sidebar.set_current(None)
+        self.chat.clear()
+        self.chat.set_title("")
+        self.chat.set_options(self.chat.kb_names, self.settings.web.enabled)
+        self.chat.input.setFocus()
+
+    def open_conversation(self, conversation_id: int) -> None:
+        self._leave_current_answer()
+        store = self.ctx.store
+        try:
+            conversation = store.get_conversation(conversation_id)
+            messages = store.messages(conversation_id)
+        except Exception as exc:  # a deleted conversation, a broken database: say so, carry on
+            log.warning("could not open conversation %s: %s", conversation_id, exc)
+            self.status.showMessage(str(exc), 8000)
+            self.sidebar.refresh()
+            return
+        self._conversation_id = conversation_id
+        self.sidebar.set_current(conversation_id)
+        self.chat.clear()
+        self.chat.set_title(conversation.title)
+        self.chat.set_options(conversation.kb_names, conversation.web)
+        for m in messages:
+            widget = self.chat.add_message("user" if m.role == "user" else "assistant", m.text, m.id)
+            if m.role != "user":
+                widget.set_sources(tuple(source_view(i, s) for i, s in enumerate(m.sources, start=1)))
+                if m.status == "error":
+                    widget.set_error(self.tr("This answer failed."))
+                elif m.status == "stopped":
+                    widget.status.setText(self.tr("stopped"))
+                if m.stats:
+                    widget.set_stats(_stats_text(m.stats))
+        self.chat.set_busy(False)
+
+    def _leave_current_answer(self) -> None:
+        """Switching chats mid-answer: stop it, keep what was written (the service saves it)."""
+        if self.inference.is_busy:
+            self.inference.forget_current()
+            if self._answer is not None:
+                self._answer.end_stream()
+                self._answer.status.setText(self.tr("stopped"))
+            self._answer = None
+            self.chat.set_busy(False)
+
+    @Slot(object)
+    def _on_sidebar_conversation_selected(self, conversation_id: int | None) -> None:
+        if conversation_id is None:
+            self.new_chat()
+        else:
+            self.open_conversation(conversation_id)
+
+    @Slot(object)
+    def _on_sidebar_conversation_deleted(self, conversation_id: int) -> None:
+        if conversation_id == self._conversation_id:
+            self.new_chat()
+
+    @Slot(object, str)
+    def _on_sidebar_conversation_renamed(self, conversation_id: int, title: str) -> None:
+        if conversation_id == self._conversation_id:
+            self.chat.set_title(title)
+
+    @Slot()
+    def _on_chat_options_changed(self) -> None:
+        if self._conversation_id is not None:
+            try:
+                self.ctx.store.update_options(self._conversation_id, self.chat.kb_names, self.chat.web_enabled)
+            except Exception as exc:
+                log.warning("could not save chat options: %s", exc)
+
+    @Slot(object)
+    def _on_knowledge_bases_changed(self, bases: Any) -> None:
+        self.chat.set_knowledge_bases([getattr(b, "name", str(b)) for b in bases])
+
+    # ---- asking ------------------------------------------------------------------------
+    def send(self, text: str) -> None:
+        """Ask ``text`` in the open conversation (or a new one)."""
+        self.chat.add_message("user", text)
+        self._question = self.chat.view.messages[-1]
+        self._start_answer("ask", text)
+
+    def _start_answer(self, kind: str, question: str, message_id: int | None = None) -> None:
+        self._answer = self.chat.add_message("assistant")
+        self._answer.begin_stream(self.chat.view.palette_md)
+        if self.inference.model_info is None and not self.inference.is_loading:
+            self._answer.end_stream()
+            self._answer.set_error(
+                self.tr("No model is loaded."),
+                self.tr("Choose a model folder (File → Choose model folder…) or check Settings → Model."),
+            )
+            self._answer = None
+            return
+        if self.inference.is_loading:
+            self._answer.status.setText(self.tr("waiting for the model to load…"))
+        self.chat.set_busy(True)
+        self.inference.ask(
+            question,
+            self.settings,
+            conversation_id=self._conversation_id,
+            kb_names=self.chat.kb_names,
+            web=self.chat.web_enabled,
+            kind=kind,  # type: ignore[arg-type]
+            message_id=message_id,
+        )
+
+    @Slot(str)
+    def _on_chat_send_requested(self, text: str) -> None:
+        self.send(text)
+
+    @Slot(object, str)
+    def _on_chat_edit_submitted(self, widget: MessageWidget, text: str) -> None:
+        message_id = widget.message_id
+        self.chat.remove_from(widget)
+        self.chat.add_message("user", text, message_id)
+        self._question = self.chat.view.messages[-1]
+        self._start_answer("edit", text, message_id)
+
+    @Slot(object)
+    def _on_chat_regenerate_requested(self, widget: MessageWidget) -> None:
+        if self.inference.is_busy or self._conversation_id is None:
+            return
+        self.chat.remove_from(widget)
+        self._question = None
+        self._start_answer("regenerate", "")
+
+    @Slot()
+    def _on_chat_stop_requested(self) -> None:
+        self.inference.stop()  # sets the job's threading.Event right here, on the GUI thread
+
+    @Slot(int, object)
+    def _on_inference_answer_started(self, _rid: int, meta: AnswerMeta) -> None:
+        if self._answer is None:
+            return
+        self._answer.status.setText(self.tr("writing…"))
+        self._answer.message_id = meta.message_id
+        if self._question is not None and meta.question_message_id is not None:
+            self._question.message_id = meta.question_message_id
+        self._answer.set_sources(tuple(source_view(i, s) for i, s in enumerate(meta.sources, start=1)))
+        self._answer.set_notices(meta.notices)
+        if meta.conversation_id is not None and meta.conversation_id != self._conversation_id:
+            self._conversation_id = meta.conversation_id
+            self.sidebar.set_current(meta.conversation_id)
+            try:
+                self.chat.set_title(self.ctx.store.get_conversation(meta.conversation_id).title)
+            except Exception:
+                pass
+
+    @Slot(int, str)
+    def _on_inference_text_arrived(self, _rid: int, text: str) -> None:
+        if self._answer is not None:
+            self._answer.feed(text)
+
+    @Slot(int, object)
+    def _on_inference_answer_finished(self, _rid: int, result: AnswerResult) -> None:
+        answer = self._answer
+        self._answer = None
+        self._question = None
+        self.chat.set_busy(False)
+        if answer is None:
+            return
+        answer.end_stream()
+        if result.message_id is not None:
+            answer.message_id = result.message_id
+        stats = result.stats
+        if result.error:
+            answer.set_error(result.error, result.hint)
+        elif stats is not None and stats.finish_reason == "cancelled":
+            answer.status.setText(self.tr("stopped"))
+        elif stats is not None and stats.finish_reason == "length":
+            answer.status.setText(self.tr("cut off at the token limit"))
+        if stats is not None:
+            answer.set_stats(_stats_text(stats.to_dict()))
+            self.status.show_stats(stats)
+        if result.conversation_id is not None and self._conversation_id is None:
+            self._conversation_id = result.conversation_id
+        self.sidebar.set_current(self._conversation_id)
+        self.chat.view.update_actions(False)
+
+    @Slot(object)
+    def _on_chat_source_activated(self, source: SourceView) -> None:
+        if source.kind == "web" and source.target:
+            QDesktopServices.openUrl(QUrl(source.target))
+            return
+        path = Path(source.target) if source.target else None
+        if path is not None and path.exists():
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+            return
+        box = QMessageBox(QMessageBox.Icon.Information, source.title, source.text or source.target,
+                          QMessageBox.StandardButton.Ok, self)
+        box.setModal(False)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.show()
+
+    # ---- settings ----------------------------------------------------------------------
+    @Slot()
+    def open_settings(self) -> None:
+        try:
+            from bubble_desktop.ui.settings_dialog import SettingsDialog
+        except ImportError:
+            return
+        dialog = SettingsDialog(self.settings, self.ctx.paths, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.settings_changed.connect(self._on_settings_dialog_settings_changed)
+        dialog.open()
+
+    @Slot(object)
+    def _on_settings_dialog_settings_changed(self, new: Settings) -> None:
+        old = self.settings
+        self.settings = new
+        self.ctx.settings = new
+        if new.appearance != old.appearance:
+            try:
+                from bubble_desktop.ui.theme import apply_theme
+                from PySide6.QtWidgets import QApplication
+
+                app = QApplication.instance()
+                if isinstance(app, QApplication):
+                    apply_theme(app, new.appearance.theme, new.appearance.font_size)
+            except ImportError:
+                pass
+        if new.knowledge != old.knowledge and self.ctx.knowledge is not None:
+            try:
+                self.ctx.knowledge.update_settings(new.knowledge)
+            except Exception as exc:
+                self.status.showMessage(str(exc), 8000)
+        if new.model != old.model:
+            self._show_chat_or_first_run()
+            self.load_configured_model()
+
+    def _save_settings(self) -> None:
+        try:
+            save_settings(self.settings, self.ctx.paths.settings_file)
+        except OSError as exc:
+            self.status.showMessage(self.tr("Settings could not be saved: %1").replace("%1", str(exc)), 8000)
+
+    # ---- misc --------------------------------------------------------------------------
+    @Slot()
+    def _on_open_data_triggered(self) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.ctx.paths.data_dir)))
+
+    @Slot()
+    def _on_about_triggered(self) -> None:
+        QMessageBox.about(
+            self,
+            self.tr("About O.Bubble"),
+            self.tr("O.Bubble %1\nA private chatbot that runs on your own computer.").replace("%1", __version__),
+        )
+
+    @Slot()
+    def bring_to_front(self) -> None:
+        """A second launch asked for this window."""
+        if self.isMinimized():
+            self.showNormal()
+        self.show()
+        self.raise_()
+        self.activateWindow()
+
+    def keyPressEvent(self, event: Any) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Escape and self.inference.is_busy:
+            self.inference.stop()
+            return
+        super().keyPressEvent(event)
+
+    # ---- shutdown ----------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Cancel everything, stop every thread, close the stores. Safe to call twice."""
+        if self._closing:
+            return
+        self._closing = True
+        self.inference.forget_current()
+        if self._gguf_task is not None:
+            self._gguf_task.wait(1000)
+        shutdown_tab = getattr(self.knowledge_tab, "shutdown", None)
+        if callable(shutdown_tab):
+            try:
+                shutdown_tab()
+            except Exception:
+                log.exception("closing the knowledge tab failed")
+        self.inference.shutdown(1500)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.shutdown()
+        super().closeEvent(event)
+
+
+def _stats_text(stats: dict[str, Any]) -> str:
+    def tr(text: str) -> str:
+        return QCoreApplication.translate("MainWindow", text)
+
+    parts = []
+    tokens = stats.get("completion_tokens")
+    if tokens:
+        parts.append(tr("%1 tokens").replace("%1", str(tokens)))
+    speed = stats.get("tokens_per_s")
+    if speed:
+        parts.append(tr("%1 tokens/s").replace("%1", f"{float(speed):.1f}"))
+    ttft = stats.get("ttft_s")
+    if ttft:
+        parts.append(tr("first token after %1 s").replace("%1", f"{float(ttft):.2f}"))
+    return " · ".join(parts)

@@ -1,0 +1,76 @@
+"""Status bar pieces: model state (not loaded / loading with progress / ready on DEVICE), speed, tokens."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
+
+from bubble_desktop.core.llm.base import GenerationStats, ModelInfo
+
+
+class ModelStatusBar(QStatusBar):
+    """The window's status bar; the main window calls its ``show_*`` methods."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("modelStatusBar")
+        self.model_label = QLabel()
+        self.model_label.setObjectName("modelState")
+        self.progress = QProgressBar()
+        self.progress.setObjectName("loadProgress")
+        self.progress.setRange(0, 100)
+        self.progress.setFixedWidth(160)
+        self.progress.setTextVisible(True)
+        self.progress.setVisible(False)
+        self.speed_label = QLabel()
+        self.speed_label.setObjectName("speed")
+        self.tokens_label = QLabel()
+        self.tokens_label.setObjectName("tokens")
+        self.addWidget(self.model_label)
+        self.addWidget(self.progress)
+        self.addPermanentWidget(self.speed_label)
+        self.addPermanentWidget(self.tokens_label)
+        self.show_not_loaded()
+
+    def show_not_loaded(self) -> None:
+        self.model_label.setText(self.tr("Model: not loaded"))
+        self.model_label.setToolTip("")
+        self.progress.setVisible(False)
+
+    def show_loading(self, name: str) -> None:
+        self.model_label.setText(self.tr("Loading %1…").replace("%1", name))
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+
+    def show_progress(self, fraction: float, what: str) -> None:
+        self.progress.setValue(int(max(0.0, min(1.0, fraction)) * 100))
+        self.progress.setToolTip(what)
+        if what:
+            self.progress.setFormat(f"%p% · {what}")
+
+    def show_ready(self, info: ModelInfo) -> None:
+        self.progress.setVisible(False)
+        self.model_label.setText(
+            self.tr("%1 · ready on %2").replace("%1", info.name).replace("%2", info.device.upper())
+        )
+        self.model_label.setToolTip(
+            self.tr("%1\nPrecision: %2\nContext window: %3 tokens")
+            .replace("%1", info.path)
+            .replace("%2", info.dtype)
+            .replace("%3", str(info.context_window))
+        )
+
+    def show_failed(self, message: str) -> None:
+        self.progress.setVisible(False)
+        self.model_label.setText(self.tr("Model: not loaded (%1)").replace("%1", message[:80]))
+        self.model_label.setToolTip(message)
+
+    def show_stats(self, stats: GenerationStats | None) -> None:
+        if stats is None:
+            return
+        if stats.tokens_per_s:
+            self.speed_label.setText(self.tr("%1 tokens/s").replace("%1", f"{stats.tokens_per_s:.1f}"))
+        self.tokens_label.setText(
+            self.tr("prompt %1 · answer %2 tokens")
+            .replace("%1", str(stats.prompt_tokens))
+            .replace("%2", str(stats.completion_tokens))
+        )
