@@ -17,9 +17,18 @@ from bubble_desktop.ui.knowledge_tab import KnowledgeTab, format_eta
 TIMEOUT = 60_000
 
 
+@pytest.fixture(scope="module")
+def embedder(minilm_dir):
+    """One loaded MiniLM for the module (loading it per test costs seconds)."""
+    from bubble_desktop.core.kb.embedder import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(str(minilm_dir))
+
+
 @pytest.fixture
-def service(bubble_home, minilm_dir):
-    svc = KnowledgeService(Paths.under(bubble_home).ensure(), KnowledgeSettings(embedding_model=str(minilm_dir)))
+def service(bubble_home, minilm_dir, embedder):
+    settings = KnowledgeSettings(embedding_model=str(minilm_dir))
+    svc = KnowledgeService(Paths.under(bubble_home).ensure(), settings, embedder=embedder)
     yield svc
     svc.close()
 
@@ -87,8 +96,8 @@ def test_drop_files_and_folder_indexes_them_and_lists_failures(qtbot, tab, tmp_p
 def test_cancel_stops_ingestion_and_keeps_what_was_done(qtbot, tab, tmp_path):
     folder = tmp_path / "many"
     folder.mkdir()
-    for i in range(120):
-        text = " ".join(f"Document {i} sentence {j} about topic {i * j % 17}." for j in range(120))
+    for i in range(60):
+        text = " ".join(f"Document {i} sentence {j} about topic {i * j % 17}." for j in range(100))
         (folder / f"doc{i:03}.txt").write_text(text, encoding="utf-8")
     with qtbot.waitSignal(tab.controller.ingest_progress, timeout=TIMEOUT):
         drop(tab, [folder])
@@ -96,7 +105,7 @@ def test_cancel_stops_ingestion_and_keeps_what_was_done(qtbot, tab, tmp_path):
     tab.cancel_button.click()
     qtbot.waitUntil(lambda: tab._last_report is not None, timeout=TIMEOUT)
     assert tab._last_report.cancelled
-    assert len(tab._last_report.indexed) < 120
+    assert len(tab._last_report.indexed) < 60
     assert tab.progress_box.isHidden()
     assert "Cancelled" in tab.result_label.text()
 
@@ -119,7 +128,7 @@ def test_shutdown_while_indexing_returns_within_two_seconds(qtbot, service, tmp_
 
     folder = tmp_path / "many"
     folder.mkdir()
-    for i in range(80):
+    for i in range(40):
         (folder / f"d{i}.txt").write_text(" ".join(f"Line {j} of file {i}." for j in range(200)))
     widget = KnowledgeTab(service)
     qtbot.addWidget(widget)
