@@ -1,8 +1,9 @@
 """`bubble --smoke-test --model DIR [--home DIR] [--report FILE]`: prove a (frozen) build works end to end.
 
-Runs offscreen in a temporary home: opens the real main window, loads the chat model from DIR, streams
-one answer, indexes a small file into a knowledge base and searches it, then prints a short JSON report
-and exits 0. Any failure prints ``smoke test failed at <stage>: <why>`` and exits 1, so a broken bundle
+Runs offscreen in a temporary home: opens the real main window on the real services (as app.py builds
+them), chooses DIR as the model folder so the inference thread loads it, indexes a small file into a
+knowledge base and searches it, asks one question through the chat pane with that knowledge base
+selected and waits for the streamed answer, then prints a short JSON report and exits 0. Any failure prints ``smoke test failed at <stage>: <why>`` and exits 1, so a broken bundle
 (a module PyInstaller missed, a Qt plugin not collected, metadata transformers cannot find) fails CI
 instead of a user's first start. ``--report FILE`` also writes the JSON to a file: the Windows
 ``bubble.exe`` is a windowed program with no console to print to.
@@ -67,9 +68,9 @@ class SmokeRun:
             "stages": {},
         }
         self.app: Any = None
+        self.ctx: Any = None
         self.window: Any = None
-        self.model: Any = None
-        self.knowledge: Any = None
+        self.recorder: Any = None
 
     def stage(self, name: str, fn: Callable[[], dict[str, Any] | None]) -> None:
         t0 = time.perf_counter()
@@ -104,65 +105,54 @@ class SmokeRun:
         }
 
     def open_window(self) -> dict[str, Any]:
+        """The real main window on the real services, built as the app builds them."""
         from PySide6.QtWidgets import QApplication
 
-        self.app = QApplication.instance() or QApplication([sys.argv[0], "-platform", "offscreen"])
-        self.window = _build_main_window(self.app)
+        from bubble_desktop import app as app_module
+        from bubble_desktop.core.paths import Paths
+        from bubble_desktop.core.settings import load_settings
+        from bubble_desktop.ui.main_window import MainWindow
+
+        self.app = QApplication.instance() or QApplication([sys.argv[0]])
+        paths = Paths.default().ensure()
+        settings, notices = load_settings(paths.settings_file)
+        settings.sampling.temperature = 0.0
+        settings.sampling.seed = 0
+        settings.sampling.max_new_tokens = self.args.max_new_tokens
+        self.ctx = app_module.build_context(paths, settings, notices)
+        self.window = MainWindow(self.ctx)
+        self.recorder = _make_recorder(self.window)
         self.window.show()
-        _process_events_until(self.app, lambda: self.window.isVisible(), 10.0)
-        if not self.window.isVisible():
-            raise SmokeFailure("the main window did not become visible")
-        return {
-            "window": type(self.window).__name__,
-            "title": self.window.windowTitle(),
-            "qt_platform": self.app.platformName(),
-        }
+        self.wait(lambda: self.window.isVisible(), 10.0, "the main window to become visible")
+        return {"window": type(self.window).__name__, "qt_platform": self.app.platformName()}
 
     def load_model(self) -> dict[str, Any]:
-        from bubble_desktop.core.llm.base import LoadRequest
-        from bubble_desktop.core.llm.loader import load_model
-
-        self.model = load_model(LoadRequest(path=self.args.model, device="cpu", dtype="float32"))
-        info = self.model.info
-        return {"model": info.name, "arch": info.arch, "device": info.device, "dtype": info.dtype}
-
-    def stream_answer(self) -> dict[str, Any]:
-        from bubble_desktop.core.llm.base import ChatMessage
-        from bubble_desktop.core.settings import SamplingSettings
-
-        sampling = SamplingSettings(temperature=0.0, max_new_tokens=self.args.max_new_tokens, seed=0)
-        chunks: list[str] = []
-        generation = self.model.stream([ChatMessage("user", SMOKE_QUESTION)], sampling, threading.Event())
-        for chunk in generation:
-            chunks.append(chunk)
-            if self.app is not None:
-                self.app.processEvents()  # the window stays responsive while the answer streams
-        stats = generation.stats
-        if stats is not None and stats.finish_reason == "error":
-            raise SmokeFailure(f"generation failed: {stats.error}")
-        if not chunks:
-            raise SmokeFailure("the model produced no text")
+        """Choose the model folder as a user would; the inference thread loads it."""
+        self.window.set_model_folder(self.args.model)
+        rec = self.recorder
+        self.wait(lambda: rec.model_info is not None or rec.load_failure is not None, 180.0, "the model to load")
+        if rec.load_failure is not None:
+            raise SmokeFailure(f"{rec.load_failure.message} {rec.load_failure.hint}".strip())
+        info = rec.model_info
         return {
-            "chunks": len(chunks),
-            "answer": "".join(chunks)[:80],
-            "completion_tokens": getattr(stats, "completion_tokens", None),
-            "tokens_per_s": getattr(stats, "tokens_per_s", None),
+            "model": info.name,
+            "arch": info.arch,
+            "device": info.device,
+            "dtype": info.dtype,
+            "status_bar": self.window.status.model_label.text(),
         }
 
     def index_and_search(self) -> dict[str, Any]:
-        from bubble_desktop.core.kb.service import KnowledgeService
-        from bubble_desktop.core.paths import Paths
-        from bubble_desktop.core.settings import KnowledgeSettings
-
+        """Index a small file into a knowledge base with the window's own service, then search it."""
+        knowledge = self.ctx.knowledge
         docs = self.home / "smoke-docs"
         docs.mkdir(parents=True, exist_ok=True)
         (docs / "smoke-notes.md").write_text(SMOKE_DOCUMENT, encoding="utf-8")
-        self.knowledge = KnowledgeService(Paths.default().ensure(), KnowledgeSettings())
-        self.knowledge.create_base("smoke")
-        report = self.knowledge.add_paths("smoke", [docs])
+        knowledge.create_base("smoke")
+        report = knowledge.add_paths("smoke", [docs])
         if not report.ok or not report.indexed:
             raise SmokeFailure(f"indexing failed: {report}")
-        hits = self.knowledge.search("smoke", SMOKE_QUERY)
+        hits = knowledge.search("smoke", SMOKE_QUERY)
         if not hits:
             raise SmokeFailure("the knowledge base returned no hits for a document just indexed")
         if SMOKE_MARKER not in hits[0].text:
@@ -170,47 +160,98 @@ class SmokeRun:
         return {"indexed": len(report.indexed), "chunks": report.chunks_added, "hits": len(hits),
                 "top_score": round(hits[0].score, 4)}
 
+    def stream_answer(self) -> dict[str, Any]:
+        """Ask through the chat pane with the knowledge base selected; the answer streams into the window."""
+        chat = self.window.chat
+        chat.set_knowledge_bases(["smoke"])
+        chat.set_options(["smoke"], False)
+        rec = self.recorder
+        self.window.send(SMOKE_QUESTION)
+        self.wait(lambda: rec.result is not None, 180.0, "the answer to finish")
+        result = rec.result
+        if result.error:
+            raise SmokeFailure(f"the answer failed: {result.error} {result.hint}".strip())
+        if not rec.chunks:
+            raise SmokeFailure("the model streamed no text")
+        stats = result.stats
+        return {
+            "chunks": len(rec.chunks),
+            "answer": "".join(rec.chunks)[:80],
+            "sources": len(rec.meta.sources) if rec.meta is not None else 0,
+            "saved_message_id": result.message_id,
+            "completion_tokens": getattr(stats, "completion_tokens", None),
+            "tokens_per_s": getattr(stats, "tokens_per_s", None),
+        }
+
+    def wait(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+        """Run the Qt event loop until ``condition`` holds; fail after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                raise SmokeFailure(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            self.app.processEvents()
+            time.sleep(0.005)  # the work happens on worker threads; do not spin a core
+
     def close(self) -> None:
-        """Release everything (always runs): an unclosed embedded store stays locked."""
-        if self.knowledge is not None:
-            try:
-                self.knowledge.close()
-            except Exception:
-                pass
-        if self.model is not None:
-            try:
-                self.model.unload()
-            except Exception:
-                pass
+        """Release everything (always runs): threads stopped, stores closed (an embedded store stays locked)."""
         if self.window is not None:
-            try:
-                self.window.close()
-                self.app.processEvents()
-            except Exception:
-                pass
+            _quietly(self.window.close)  # closeEvent -> shutdown(): stops the inference thread
+            _quietly(self.window.shutdown)
+            _quietly(self.app.processEvents)
+        if self.ctx is not None:
+            _quietly(getattr(self.ctx.knowledge, "close", None))
+            _quietly(getattr(self.ctx.store, "close", None))
 
 
-def _process_events_until(app: Any, condition: Callable[[], bool], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:
-        app.processEvents()
-        time.sleep(0.01)
-
-
-def _build_main_window(app: Any) -> Any:
-    """The app's real main window, built the way the app builds it."""
-    from bubble_desktop import app as app_module
-
-    for name in ("build_main_window", "create_main_window"):
-        factory = getattr(app_module, name, None)
-        if callable(factory):
-            return factory(app)
+def _quietly(fn: Callable[[], Any] | None) -> None:
+    if fn is None:
+        return
     try:
-        from bubble_desktop.ui.main_window import MainWindow
-    except ImportError:  # TEMPORARY until the GUI issue lands ui/main_window.py
-        from PySide6.QtWidgets import QMainWindow as MainWindow
+        fn()
+    except Exception:
+        traceback.print_exc()
 
-    return MainWindow()
+
+def _make_recorder(window: Any) -> Any:
+    """A GUI-thread QObject whose slots record what the window's controller reports."""
+    from PySide6.QtCore import QObject, Slot
+
+    class SmokeRecorder(QObject):
+        def __init__(self) -> None:
+            super().__init__(window)
+            self.model_info: Any = None
+            self.load_failure: Any = None
+            self.meta: Any = None
+            self.chunks: list[str] = []
+            self.result: Any = None
+
+        @Slot(object)
+        def _on_window_model_ready(self, info: Any) -> None:
+            self.model_info = info
+
+        @Slot(object, object)
+        def _on_inference_model_load_failed(self, failure: Any, _request: Any) -> None:
+            self.load_failure = failure
+
+        @Slot(int, object)
+        def _on_inference_answer_started(self, _rid: int, meta: Any) -> None:
+            self.meta = meta
+
+        @Slot(int, str)
+        def _on_inference_text_arrived(self, _rid: int, text: str) -> None:
+            self.chunks.append(text)
+
+        @Slot(int, object)
+        def _on_inference_answer_finished(self, _rid: int, result: Any) -> None:
+            self.result = result
+
+    rec = SmokeRecorder()
+    window.model_ready.connect(rec._on_window_model_ready)
+    window.inference.model_load_failed.connect(rec._on_inference_model_load_failed)
+    window.inference.answer_started.connect(rec._on_inference_answer_started)
+    window.inference.text_arrived.connect(rec._on_inference_text_arrived)
+    window.inference.answer_finished.connect(rec._on_inference_answer_finished)
+    return rec
 
 
 def main(argv: list[str]) -> int:
@@ -236,17 +277,18 @@ def main(argv: list[str]) -> int:
         run.stage("versions", run.versions)
         run.stage("window", run.open_window)
         run.stage("model", run.load_model)
-        run.stage("answer", run.stream_answer)
         run.stage("knowledge", run.index_and_search)
+        run.stage("answer", run.stream_answer)
         run.report["ok"] = True
         code = 0
     except SmokeFailure as exc:
-        print(str(exc), file=sys.stderr)
+        if sys.stderr is not None:  # None in a windowed Windows exe
+            print(str(exc), file=sys.stderr)
     finally:
         watchdog.cancel()
         run.close()
         run.report["total_s"] = round(time.perf_counter() - t0, 3)
-        text = json.dumps(run.report, indent=2, ensure_ascii=False, default=str)
+        text = json.dumps(run.report, indent=2, ensure_ascii=True, default=str)  # any console encoding
         if sys.stdout is not None:  # None in a windowed Windows exe
             print(text)
         if args.report:
