@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -246,8 +246,7 @@ class MainWindow(QMainWindow):
         if failure.needs_consent and self.ctx.consent is not None and not self._closing:
             if self._ask_remote_code_consent(request.path, failure):
                 self.ctx.consent.trust(request.path)
-                request.trust_remote_code = True
-                self.inference.load_model(request)
+                self.inference.load_model(replace(request, trust_remote_code=True))
                 return
         self.status.show_failed(failure.message)
         if self.chat_stack.currentWidget() is self.first_run:

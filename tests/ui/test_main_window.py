@@ -1,0 +1,418 @@
+"""The main window with the real ChatService + ConversationStore and a scripted chat model (fast),
+plus single instance, crash handler, first run and shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtCore import Qt
+
+from bubble_desktop.core.errors import RemoteCodeConsentRequired
+from bubble_desktop.core.llm.base import ChatMessage, Generation, GenerationStats, LoadRequest, ModelInfo
+from bubble_desktop.core.paths import Paths
+from bubble_desktop.core.settings import SamplingSettings, Settings
+
+ANSWER = "# Answer\n\nHere is **bold** text.\n\n```python\nprint(1)\n```\n\n- one\n- two\n"
+
+
+class ScriptedModel:
+    """A ChatModel that streams a fixed text in small chunks; ``slow`` keeps it going until stopped."""
+
+    def __init__(self, text: str = ANSWER, slow: bool = False) -> None:
+        self.info = ModelInfo("scripted", "/models/scripted", "llama", "cpu", "float32", 4096)
+        self.text = text
+        self.slow = slow
+        self.prompts: list[list[ChatMessage]] = []
+        self.unloaded = False
+
+    def stream(
+        self, messages: Sequence[ChatMessage], sampling: SamplingSettings, cancel: threading.Event | None = None
+    ) -> Generation:
+        self.prompts.append(list(messages))
+        cancel = cancel or threading.Event()
+        gen: Generation
+
+        def chunks() -> Iterator[str]:
+            started = time.perf_counter()
+            n = 0
+            pieces = [self.text[i : i + 3] for i in range(0, len(self.text), 3)]
+            reason = "stop"
+            while True:
+                for piece in pieces:
+                    if cancel.is_set():
+                        reason = "cancelled"
+                        break
+                    n += 1
+                    yield piece
+                    if self.slow:
+                        cancel.wait(0.002)  # a "decode step"
+                else:
+                    if self.slow:
+                        continue
+                break
+            total = time.perf_counter() - started
+            gen.stats = GenerationStats(10, n, 0.01, n / max(total, 1e-6), total, reason)  # type: ignore[arg-type]
+
+        gen = Generation(chunks())
+        return gen
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return sum(len(m.content) // 4 + 4 for m in messages)
+
+    def unload(self) -> None:
+        self.unloaded = True
+
+
+class Loader:
+    """load_function for the window: returns the model, or raises what it is told to."""
+
+    def __init__(self, model: Any, fail_first: Exception | None = None) -> None:
+        self.model = model
+        self.fail_first = fail_first
+        self.requests: list[LoadRequest] = []
+
+    def __call__(self, request: LoadRequest, progress: Any) -> Any:
+        self.requests.append(request)
+        progress(0.5, "Loading weights")
+        if self.fail_first is not None:
+            exc, self.fail_first = self.fail_first, None
+            raise exc
+        return self.model
+
+
+def make_window(qtbot: Any, model_path: str = "/models/scripted", loader: Any = None, **ctx_extra: Any) -> Any:
+    from bubble_desktop.core.chat.service import ChatService
+    from bubble_desktop.core.chat.store import ConversationStore
+    from bubble_desktop.ui.main_window import AppContext, MainWindow
+
+    paths = Paths.default().ensure()
+    settings = Settings()
+    settings.model.path = model_path
+    store = ConversationStore(paths.chats_db)
+    service = ChatService(paths, None, None, store)
+    ctx = AppContext(paths, settings, store, service, loader or Loader(ScriptedModel()), **ctx_extra)
+    window = MainWindow(ctx)
+    qtbot.addWidget(window)
+    window.show()
+    return window
+
+
+def close_window(window: Any) -> None:
+    window.close()
+    window.ctx.store.close()
+
+
+@pytest.fixture
+def window(qtbot: Any) -> Iterator[Any]:
+    w = make_window(qtbot)
+    w.load_configured_model()
+    with qtbot.waitSignal(w.model_ready, timeout=5000):
+        pass
+    yield w
+    close_window(w)
+
+
+def wait_idle(qtbot: Any, window: Any, timeout: int = 5000) -> None:
+    qtbot.waitUntil(lambda: not window.inference.is_busy, timeout=timeout)
+
+
+def test_send_streams_markdown_and_saves(qtbot: Any, window: Any) -> None:
+    assert "ready on CPU" in window.status.model_label.text()
+    window.chat.input.setPlainText("What is Bubble?")
+    qtbot.keyClick(window.chat.input, Qt.Key.Key_Return)
+    assert window.chat.busy and window.chat.stop_button.isVisible()
+    wait_idle(qtbot, window)
+    messages = window.chat.view.messages
+    assert [m.role for m in messages] == ["user", "assistant"]
+    answer = messages[1]
+    assert answer.text == ANSWER
+    assert "Answer" in answer.body.toPlainText() and "print(1)" in answer.body.toPlainText()
+    assert answer.body.codes == ["print(1)"]
+    assert "tokens" in answer.stats_label.text()
+    assert not window.chat.busy
+    # saved: a conversation with the question and the answer, listed in the sidebar
+    cid = window.conversation_id
+    assert cid is not None and window.sidebar.ids() == [cid]
+    stored = window.ctx.store.messages(cid)
+    assert [(m.role, m.text, m.status) for m in stored] == [
+        ("user", "What is Bubble?", "complete"),
+        ("assistant", ANSWER, "complete"),
+    ]
+    assert answer.message_id == stored[1].id and messages[0].message_id == stored[0].id
+    assert window.chat.title_label.text() == "What is Bubble?"
+    # status bar speed and tokens
+    assert "tokens/s" in window.status.speed_label.text()
+
+
+def test_shift_enter_is_a_new_line(qtbot: Any, window: Any) -> None:
+    window.chat.input.setPlainText("line one")
+    window.chat.input.moveCursor(window.chat.input.textCursor().MoveOperation.End)
+    qtbot.keyClick(window.chat.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    assert window.chat.input.toPlainText() == "line one\n"
+    assert window.chat.view.messages == []
+
+
+def test_stop_button_and_escape_stop_quickly(qtbot: Any) -> None:
+    model = ScriptedModel(slow=True)
+    w = make_window(qtbot, loader=Loader(model))
+    try:
+        w.load_configured_model()
+        qtbot.waitUntil(lambda: w.inference.model_info is not None, timeout=5000)
+        for how in ("button", "escape"):
+            w.send("Tell me a long story")
+            answer = w.chat.view.messages[-1]
+            qtbot.waitUntil(lambda: len(answer.text) > 30, timeout=5000)
+            t0 = time.perf_counter()
+            if how == "button":
+                qtbot.mouseClick(w.chat.stop_button, Qt.MouseButton.LeftButton)
+            else:
+                qtbot.keyClick(w.chat.input, Qt.Key.Key_Escape)
+            wait_idle(qtbot, w)
+            elapsed = time.perf_counter() - t0
+            assert elapsed < 1.0, elapsed
+            assert answer.status.text() == "stopped"
+            stored = w.ctx.store.messages(w.conversation_id)[-1]
+            assert stored.status == "stopped" and stored.text and answer.text.startswith(stored.text[:20])
+    finally:
+        close_window(w)
+
+
+def test_regenerate_replaces_the_last_answer(qtbot: Any, window: Any) -> None:
+    window.send("First question")
+    wait_idle(qtbot, window)
+    cid = window.conversation_id
+    first_answer_id = window.ctx.store.messages(cid)[-1].id
+    window.chat.view.update_actions(False)
+    last = window.chat.view.messages[-1]
+    assert last.regenerate_button.isVisibleTo(window)
+    qtbot.mouseClick(last.regenerate_button, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window)
+    stored = window.ctx.store.messages(cid)
+    assert [m.role for m in stored] == ["user", "assistant"]
+    assert stored[-1].id != first_answer_id and stored[-1].text == ANSWER
+    assert [m.role for m in window.chat.view.messages] == ["user", "assistant"]
+
+
+def test_edit_and_resend(qtbot: Any, window: Any) -> None:
+    window.send("Original question")
+    wait_idle(qtbot, window)
+    question = window.chat.view.messages[0]
+    qtbot.mouseClick(question.edit_button, Qt.MouseButton.LeftButton)
+    assert window.chat.edit_banner.isVisibleTo(window)
+    assert window.chat.input.toPlainText() == "Original question"
+    window.chat.input.setPlainText("Edited question")
+    qtbot.keyClick(window.chat.input, Qt.Key.Key_Return)
+    wait_idle(qtbot, window)
+    stored = window.ctx.store.messages(window.conversation_id)
+    assert [(m.role, m.text) for m in stored] == [("user", "Edited question"), ("assistant", ANSWER)]
+    assert [m.text for m in window.chat.view.messages] == ["Edited question", ANSWER]
+
+
+def test_sidebar_open_rename_search_delete(qtbot: Any, window: Any) -> None:
+    window.send("Apples are red")
+    wait_idle(qtbot, window)
+    first = window.conversation_id
+    window.new_chat()
+    assert window.chat.view.messages == [] and window.conversation_id is None
+    window.send("Bananas are yellow")
+    wait_idle(qtbot, window)
+    second = window.conversation_id
+    assert set(window.sidebar.ids()) == {first, second}
+    # open the first one: its messages come back from the store
+    window.open_conversation(first)
+    assert [m.text for m in window.chat.view.messages] == ["Apples are red", ANSWER]
+    # rename, search (title and message text), delete
+    window.sidebar.rename(first, "Fruit colours")
+    assert window.chat.title_label.text() == "Fruit colours"
+    window.sidebar.search.setText("Bananas")
+    assert window.sidebar.ids() == [second]
+    window.sidebar.search.setText("")
+    window.sidebar.delete(first, confirm=False)
+    assert window.sidebar.ids() == [second]
+    assert window.conversation_id is None and window.chat.view.messages == []
+
+
+def test_switching_chat_mid_answer_drops_the_stale_stream(qtbot: Any) -> None:
+    w = make_window(qtbot, loader=Loader(ScriptedModel(slow=True)))
+    try:
+        w.load_configured_model()
+        qtbot.waitUntil(lambda: w.inference.model_info is not None, timeout=5000)
+        w.send("Long one")
+        qtbot.waitUntil(lambda: len(w.chat.view.messages[-1].text) > 10, timeout=5000)
+        old = w.conversation_id
+        w.new_chat()
+        assert not w.inference.is_busy and w.chat.view.messages == []
+        # the worker ends the cancelled request (saved as stopped); nothing of it reaches the new chat
+        qtbot.waitUntil(lambda: w.ctx.store.messages(old)[-1].status == "stopped", timeout=5000)
+        w.send("Next question")
+        assert [m.text for m in w.chat.view.messages] == ["Next question", ""]
+        qtbot.waitUntil(lambda: len(w.chat.view.messages[-1].text) > 10, timeout=5000)
+        w.inference.stop()
+        wait_idle(qtbot, w)
+        assert w.conversation_id != old
+        assert [m.role for m in w.ctx.store.messages(w.conversation_id)] == ["user", "assistant"]
+    finally:
+        close_window(w)
+
+
+def test_web_toggle_shows_online_indicator_and_is_saved(qtbot: Any, window: Any) -> None:
+    window.send("hello")
+    wait_idle(qtbot, window)
+    assert not window.chat.online_label.isVisibleTo(window)
+    window.chat.web_button.setChecked(True)
+    assert window.chat.online_label.isVisibleTo(window)
+    assert window.ctx.store.get_conversation(window.conversation_id).web is True
+    window.chat.set_knowledge_bases(["notes", "manuals"])
+    action = window.chat.kb_menu.actions()[0]
+    action.setChecked(True)
+    assert window.chat.kb_names == ("notes",)
+    assert window.ctx.store.get_conversation(window.conversation_id).kb_names == ("notes",)
+    assert "notes" in window.chat.kb_button.text()
+
+
+def test_first_run_panel_then_gguf_import_loads_the_model(qtbot: Any, tmp_path: Path) -> None:
+    imported = tmp_path / "models" / "imported"
+
+    def fake_import(path: str, models_dir: Path, progress: Any) -> Path:
+        progress(0.5, "Converting tensors")
+        imported.mkdir(parents=True)
+        return imported
+
+    w = make_window(qtbot, model_path="", import_gguf=fake_import)
+    try:
+        assert w.chat_stack.currentWidget() is w.first_run
+        assert w.first_run.table.rowCount() >= 5  # recommended models with memory needs
+        assert "GB" in w.first_run.table.item(0, 1).text()
+        w.load_configured_model()  # nothing configured: stays on the panel
+        assert w.chat_stack.currentWidget() is w.first_run
+        with qtbot.waitSignal(w.model_ready, timeout=5000):
+            w.import_gguf(str(tmp_path / "x.gguf"))
+        assert w.chat_stack.currentWidget() is w.chat
+        assert w.settings.model.path == str(imported)
+        assert w.inference.model_info is not None
+        from bubble_desktop.core.settings import load_settings
+
+        assert load_settings(w.ctx.paths.settings_file)[0].model.path == str(imported)
+    finally:
+        close_window(w)
+
+
+def test_load_failure_is_shown(qtbot: Any) -> None:
+    from bubble_desktop.core.errors import ModelNotFoundError
+
+    loader = Loader(ScriptedModel(), fail_first=ModelNotFoundError("No model in /nowhere."))
+    w = make_window(qtbot, loader=loader)
+    try:
+        w.load_configured_model()
+        qtbot.waitUntil(lambda: "not loaded" in w.status.model_label.text(), timeout=5000)
+        assert "/nowhere" in w.status.model_label.text()
+        w.send("hi")  # no model: an inline error, nothing hangs
+        assert not w.chat.view.messages[-1].error_label.isHidden()
+        assert not w.inference.is_busy
+    finally:
+        close_window(w)
+
+
+def test_remote_code_consent_is_asked_and_remembered(
+    qtbot: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bubble_desktop.core.llm.consent import ConsentStore
+    from bubble_desktop.ui.main_window import MainWindow
+
+    asked: list[str] = []
+    monkeypatch.setattr(MainWindow, "_ask_remote_code_consent", lambda self, path, failure: asked.append(path) or True)
+    folder = tmp_path / "glm"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"auto_map": {}}')
+    (folder / "modeling_glm.py").write_text("# the model's own code\n")
+    consent = ConsentStore(Paths.default().consent_file)
+    loader = Loader(ScriptedModel(), fail_first=RemoteCodeConsentRequired("It ships code."))
+    w = make_window(qtbot, model_path=str(folder), loader=loader, consent=consent)
+    try:
+        with qtbot.waitSignal(w.model_ready, timeout=5000):
+            w.load_configured_model()
+        assert asked == [str(folder)]
+        assert [r.trust_remote_code for r in loader.requests] == [False, True]
+        assert consent.is_trusted(folder)
+        assert w.load_request().trust_remote_code  # remembered for the next load
+    finally:
+        close_window(w)
+
+
+def test_close_mid_answer_exits_fast_and_keeps_the_partial_answer(qtbot: Any) -> None:
+    model = ScriptedModel(slow=True)
+    w = make_window(qtbot, loader=Loader(model))
+    w.load_configured_model()
+    qtbot.waitUntil(lambda: w.inference.model_info is not None, timeout=5000)
+    w.send("Long story")
+    qtbot.waitUntil(lambda: len(w.chat.view.messages[-1].text) > 20, timeout=5000)
+    cid = w.conversation_id
+    t0 = time.perf_counter()
+    w.close()
+    assert time.perf_counter() - t0 < 2.0
+    assert not w.inference._thread.isRunning()
+    assert model.unloaded
+    stored = w.ctx.store.messages(cid)[-1]
+    assert stored.status == "stopped" and stored.text
+    w.ctx.store.close()
+
+
+def test_single_instance_second_launch_activates_the_first(qtbot: Any, tmp_path: Path) -> None:
+    from bubble_desktop.ui.single_instance import SingleInstance
+
+    first = SingleInstance(tmp_path / "data")
+    assert first.acquire()
+    second = SingleInstance(tmp_path / "data")
+    with qtbot.waitSignal(first.activation_requested, timeout=3000):
+        assert not second.acquire()
+    assert second.notified_other
+    other_folder = SingleInstance(tmp_path / "other")
+    assert other_folder.acquire()  # another data folder is another instance
+    other_folder.release()
+    first.release()
+    third = SingleInstance(tmp_path / "data")
+    assert third.acquire()  # released: the next launch gets it
+    third.release()
+
+
+def test_crash_handler_logs_and_shows_one_dialog(qtbot: Any, tmp_path: Path) -> None:
+    import logging
+
+    from bubble_desktop.core.logs import setup_logging
+    from bubble_desktop.ui.crash import CrashHandler
+
+    log_file = setup_logging(tmp_path / "logs")
+    handler = CrashHandler(log_file)
+    handler.install()
+    try:
+        def boom() -> None:
+            raise RuntimeError("worker exploded")
+
+        t = threading.Thread(target=boom, name="crashy")
+        with qtbot.waitSignal(handler.crash_reported, timeout=3000):
+            t.start()
+            t.join()
+        try:
+            raise ValueError("gui exploded")
+        except ValueError as exc:
+            with qtbot.waitSignal(handler.crash_reported, timeout=3000):
+                import sys
+
+                sys.excepthook(type(exc), exc, exc.__traceback__)
+        dialog = handler.dialog
+        assert dialog is not None and dialog.isVisible() and not dialog.isModal()
+        text = dialog.details.toPlainText()
+        assert "worker exploded" in text and "gui exploded" in text and "crashy" in text
+        assert dialog.reports == 2  # one dialog, two reports
+        for h in logging.getLogger("bubble_desktop").handlers:
+            h.flush()
+        logged = log_file.read_text(encoding="utf-8")
+        assert "worker exploded" in logged and "Traceback" in logged
+        dialog.close()
+    finally:
+        handler.uninstall()
