@@ -1,0 +1,81 @@
+"""Languages: install the app's and Qt's own translators for English or Simplified Chinese.
+
+The language comes from Settings → Appearance → Language: "system" follows the OS locale (any
+Chinese locale gets Simplified Chinese, everything else English). A change in the settings applies
+when the app is next started (widgets take their texts when they are built); ``install_translator``
+may still be called again at run time and then affects every widget created afterwards.
+
+Our strings: ``resources/i18n/bubble_zh_CN.qm`` (built from the .ts by
+``resources/i18n/update_translations.py``). Qt's standard dialogs and buttons: ``qtbase_zh_CN.qm``
+from PySide6's own translations folder (bundled by PyInstaller's PySide6 hook).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QLibraryInfo, QLocale, QTranslator
+
+from bubble_desktop.ui.resources import resource_path
+
+log = logging.getLogger(__name__)
+
+SUPPORTED = ("en", "zh_CN")
+_TRANSLATOR_NAME = "bubble-translator"
+
+
+def resolve_language(setting: str, system_locale: QLocale | None = None) -> str:
+    """``en`` or ``zh_CN`` for a Settings language value (system/zh_CN/en)."""
+    if setting in SUPPORTED:
+        return setting
+    locale = system_locale or QLocale.system()
+    if locale.language() == QLocale.Language.Chinese:
+        return "zh_CN"
+    for name in locale.uiLanguages():  # e.g. LANGUAGE=zh_CN:en on Linux
+        if name.lower().startswith("zh"):
+            return "zh_CN"
+        if name.lower().startswith("en"):
+            break
+    return "en"
+
+
+def _qt_translations_dirs() -> list[Path]:
+    dirs = [Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.TranslationsPath))]
+    try:
+        import PySide6
+
+        dirs.append(Path(PySide6.__file__).parent / "Qt" / "translations")
+    except (ImportError, TypeError):  # pragma: no cover - PySide6 is always there
+        pass
+    return dirs
+
+
+def install_translator(app: QCoreApplication, language: str = "system") -> str:
+    """Install translators for ``language`` (replacing earlier ones); returns the language used."""
+    resolved = resolve_language(language)
+    for old in app.findChildren(QTranslator, _TRANSLATOR_NAME):
+        QCoreApplication.removeTranslator(old)
+        old.deleteLater()
+    if resolved == "en":
+        QLocale.setDefault(QLocale(QLocale.Language.English, QLocale.Country.UnitedStates))
+        return resolved
+    QLocale.setDefault(QLocale(QLocale.Language.Chinese, QLocale.Country.China))
+    loaded = False
+    own = QTranslator(app)
+    own.setObjectName(_TRANSLATOR_NAME)
+    qm = resource_path("i18n", f"bubble_{resolved}.qm")
+    if own.load(str(qm)):
+        QCoreApplication.installTranslator(own)
+        loaded = True
+    else:
+        log.warning("translation %s not found; the interface stays in English", qm)
+        own.deleteLater()
+    for stem in (f"qtbase_{resolved}", f"qt_{resolved}"):
+        qt = QTranslator(app)
+        qt.setObjectName(_TRANSLATOR_NAME)
+        if any(qt.load(stem, str(d)) for d in _qt_translations_dirs()):
+            QCoreApplication.installTranslator(qt)
+            break
+        qt.deleteLater()
+    return resolved if loaded else "en"
