@@ -167,9 +167,13 @@ class ThemeManager(QObject):
 
 
 def apply_theme(app: QApplication, theme: str = "system", font_size: int = 11) -> ThemeManager:
-    """Apply the look once and keep following the OS for "system"; returns the manager (re-use it)."""
+    """Apply the look (and the app icon) once and keep following the OS for "system"; returns the manager."""
     manager = app.findChild(ThemeManager)
     if manager is None:
         manager = ThemeManager(app)
+        if app.windowIcon().isNull():
+            from bubble_desktop.ui.resources import app_icon
+
+            app.setWindowIcon(app_icon())
     manager.apply(theme, font_size)
     return manager

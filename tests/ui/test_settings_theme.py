@@ -1,0 +1,50 @@
+"""Theme: light/dark palettes, system follows the OS hint, CJK font, font size, app icon, resources."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QFontDatabase, QPalette
+
+from bubble_desktop.ui.resources import app_icon, resource_path
+from bubble_desktop.ui.theme import ThemeManager, apply_theme, pick_ui_font_family, resolve_theme
+
+
+def test_light_dark_and_font_size(qapp):
+    try:
+        manager = apply_theme(qapp, "dark", 13)
+        assert manager.current == "dark"
+        window = qapp.palette().color(QPalette.ColorRole.Window)
+        assert window.lightness() < 80
+        assert qapp.font().pointSize() == 13
+        assert apply_theme(qapp, "light", 11) is manager  # one manager per app
+        assert qapp.palette().color(QPalette.ColorRole.Window).lightness() > 200
+        assert len(qapp.findChildren(ThemeManager)) == 1
+        assert resolve_theme("system") in ("light", "dark")
+        assert not qapp.windowIcon().isNull()
+    finally:
+        apply_theme(qapp, "light", 11)
+
+
+def test_chinese_font_is_picked_when_installed(qapp):
+    family = pick_ui_font_family()
+    if QFontDatabase.families(QFontDatabase.WritingSystem.SimplifiedChinese):
+        assert family
+        apply_theme(qapp, "light", 11)
+        assert family in qapp.font().families()
+
+
+def test_resources_found_from_source_tree(qapp):
+    for name in ("bubble.svg", "bubble.ico", "bubble-256.png"):
+        assert resource_path("icons", name).is_file(), name
+    assert resource_path("i18n", "bubble_zh_CN.qm").is_file()
+    icon = app_icon()
+    assert not icon.isNull() and 256 in [s.width() for s in icon.availableSizes()]
+
+
+def test_resources_found_in_a_pyinstaller_bundle(tmp_path, monkeypatch):
+    import sys
+
+    from bubble_desktop.ui.resources import resources_dir
+
+    (tmp_path / "resources" / "icons").mkdir(parents=True)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    assert resources_dir() == tmp_path / "resources"
