@@ -34,6 +34,34 @@ SMOKE_DOCUMENT = (
 SMOKE_QUERY = "Which colour is the bubble above the lighthouse?"
 SMOKE_MARKER = "Port Quillan"
 
+# What ChatGLM's own code (auto_map "remote code") imports when a user loads it from a model folder: the
+# frozen app must keep these importable although nothing in Bubble imports some of them itself.
+REMOTE_CODE_PROBE = """
+import base64, bz2, copy, ctypes, math, re, warnings
+from functools import partial
+import numpy as np
+import sentencepiece as spm
+import google.protobuf
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint
+from torch import nn
+from torch.nn import CrossEntropyLoss, LayerNorm
+from torch.nn.parameter import Parameter
+from torch.nn.utils import skip_init
+from transformers import PretrainedConfig, PreTrainedTokenizer
+from transformers.generation.logits_process import LogitsProcessor
+from transformers.generation.utils import GenerationConfig, LogitsProcessorList, ModelOutput, StoppingCriteriaList
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_utils import PreTrainedModel
+from transformers.tokenization_utils_base import BatchEncoding, EncodedInput
+from transformers.utils import PaddingStrategy, logging
+
+
+class BubbleProbeConfig(PretrainedConfig):
+    model_type = "bubble_probe"
+"""
+
 
 class SmokeFailure(Exception):
     """A stage failed; the message says which and why."""
@@ -183,6 +211,20 @@ class SmokeRun:
             "tokens_per_s": getattr(stats, "tokens_per_s", None),
         }
 
+    def remote_code(self) -> dict[str, Any]:
+        """Import model code from a user folder the way transformers does for auto_map (ChatGLM) models."""
+        from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+        folder = self.home / "remote-code-probe"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "configuration_bubble_probe.py").write_text(REMOTE_CODE_PROBE, encoding="utf-8")
+        (folder / "config.json").write_text(json.dumps({
+            "model_type": "bubble_probe",
+            "auto_map": {"AutoConfig": "configuration_bubble_probe.BubbleProbeConfig"},
+        }), encoding="utf-8")
+        cls = get_class_from_dynamic_module("configuration_bubble_probe.BubbleProbeConfig", str(folder))
+        return {"class": f"{cls.__module__}.{cls.__name__}"}
+
     def wait(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
         """Run the Qt event loop until ``condition`` holds; fail after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
@@ -267,6 +309,8 @@ def main(argv: list[str]) -> int:
         temp_home = Path(tempfile.mkdtemp(prefix="bubble-smoke-"))
         home = temp_home
     os.environ["BUBBLE_HOME"] = str(home)
+    # transformers copies remote code into its modules cache: keep the probe out of the user's cache
+    os.environ["HF_MODULES_CACHE"] = str(home / "hf-modules")
     run = SmokeRun(args, home)
     t0 = time.perf_counter()
     code = 1
@@ -279,6 +323,7 @@ def main(argv: list[str]) -> int:
         run.stage("model", run.load_model)
         run.stage("knowledge", run.index_and_search)
         run.stage("answer", run.stream_answer)
+        run.stage("remote_code", run.remote_code)
         run.report["ok"] = True
         code = 0
     except SmokeFailure as exc:
