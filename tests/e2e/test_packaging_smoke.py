@@ -29,7 +29,8 @@ def test_smoke_test_passes_from_source(tiny_model_dir: Path, tmp_path: Path) -> 
     assert json.loads(proc.stdout) == result  # the same report on stdout
     stages = result["stages"]
     assert all(stage["ok"] for stage in stages.values())
-    assert {"window", "model", "answer", "knowledge"} <= set(stages)
+    assert {"window", "model", "knowledge", "answer", "remote_code"} <= set(stages)
+    assert stages["answer"]["sources"] >= 1  # the answer used the knowledge base
     assert stages["answer"]["chunks"] >= 1
     assert stages["knowledge"]["hits"] >= 1
 
