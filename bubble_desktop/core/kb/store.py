@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 DENSE = "dense"
 SPARSE = "bm25"
-RRF_K = 60
+RRF_K = 2  # Qdrant's default; with k=60 the dense weight (see service.search) barely moves ranks
 PREFETCH_FACTOR = 4
 _POINT_NS = uuid.UUID("6f0c4b1e-3d0a-4b8e-9a57-b0bb1e000001")
 _bm25_local = threading.local()
@@ -80,6 +80,7 @@ class VectorStore(Protocol):
         limit: int,
         score_threshold: float | None,
         doc_ids: Sequence[str] | None,
+        dense_weight: float = 1.0,
     ) -> list[StoredHit]: ...
     def count(self) -> int: ...
     def flush(self) -> None: ...
@@ -156,6 +157,7 @@ class EdgeStore:
         limit: int,
         score_threshold: float | None,
         doc_ids: Sequence[str] | None,
+        dense_weight: float = 1.0,
     ) -> list[StoredHit]:
         from qdrant_edge import FieldCondition, Filter, Fusion, MatchAny, Prefetch, Query, QueryRequest, SparseVector
 
@@ -172,7 +174,7 @@ class EdgeStore:
                     Prefetch(limit=n, query=dense_q, filter=flt, score_threshold=score_threshold),
                     Prefetch(limit=n, query=sq, filter=flt),
                 ],
-                query=Fusion.Rrf(k=RRF_K),
+                query=Fusion.Rrf(k=RRF_K, weights=None if dense_weight == 1.0 else [dense_weight, 1.0]),
                 filter=flt,
                 with_payload=True,
             )
@@ -285,6 +287,7 @@ class ServerStore:
         limit: int,
         score_threshold: float | None,
         doc_ids: Sequence[str] | None,
+        dense_weight: float = 1.0,
     ) -> list[StoredHit]:
         from qdrant_client import models
 
@@ -310,7 +313,9 @@ class ServerStore:
                         using=SPARSE, limit=n, filter=flt,
                     ),
                 ],
-                query=models.FusionQuery(fusion=models.Fusion.RRF),
+                query=models.RrfQuery(
+                    rrf=models.Rrf(k=RRF_K, weights=None if dense_weight == 1.0 else [dense_weight, 1.0])
+                ),
                 limit=limit,
                 query_filter=flt,
                 with_payload=True,
