@@ -43,8 +43,10 @@ function Invoke-Native([string]$What, [scriptblock]$Command) {
 function Find-Python {
   if ($Python) { return $Python }
   if (Get-Command py -ErrorAction SilentlyContinue) {
-    $exe = (& py -3.11 -c "import sys; print(sys.executable)") 2>$null
-    if ($LASTEXITCODE -eq 0 -and $exe) { return $exe.Trim() }
+    try {
+      $exe = (& py -3.11 -c "import sys; print(sys.executable)") 2>$null
+      if ($LASTEXITCODE -eq 0 -and $exe) { return $exe.Trim() }
+    } catch { }  # no 3.11 behind the launcher: fall back to python on PATH
   }
   return "python"
 }
@@ -126,11 +128,13 @@ if (-not $SkipSmokeTest) {
   $env:QT_QPA_PLATFORM = "offscreen"
   $env:HF_HUB_OFFLINE = "1"
   $Report = Join-Path $Smoke "report.json"
-  # bubble.exe is a windowed program: no console output, so it writes its report to a file
-  $proc = Start-Process -FilePath (Join-Path $Bundle "bubble.exe") -Wait -PassThru -NoNewWindow `
-    -ArgumentList @("--smoke-test", "--model", "`"$Tiny`"", "--home", "`"$Smoke\home`"", "--report", "`"$Report`"")
+  # bubble.exe is a windowed program: PowerShell waits for it only when its output is piped, and it has no
+  # console to print to, so the report comes back through --report.
+  & (Join-Path $Bundle "bubble.exe") --smoke-test --model $Tiny --home (Join-Path $Smoke "home") --report $Report |
+    Out-Null
+  $smokeExit = $LASTEXITCODE
   if (Test-Path $Report) { Get-Content $Report | Write-Host }
-  if ($proc.ExitCode -ne 0) { throw "the frozen app's smoke test failed (exit code $($proc.ExitCode))" }
+  if ($smokeExit -ne 0) { throw "the frozen app's smoke test failed (exit code $smokeExit)" }
 
   $Cli = Join-Path $Bundle "bubble-cli.exe"
   $CliHome = Join-Path $Smoke "cli-home"
