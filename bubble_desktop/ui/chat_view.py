@@ -370,6 +370,8 @@ class MessageWidget(QFrame):
         self.notice_label.setVisible(bool(notices))
 
     def set_error(self, message: str, hint: str = "") -> None:
+        if self.notice_label.text().strip() == message.strip():
+            self.notice_label.setVisible(False)  # the same words once is enough
         text = f"⚠ {message}" + (f"\n{hint}" if hint else "")
         self.error_label.setText(text)
         self.error_label.setVisible(True)
