@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSortFilterProxyModel, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import QT_TRANSLATE_NOOP, QCoreApplication, QSortFilterProxyModel, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDragLeaveEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QTableView,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -53,6 +54,25 @@ def format_eta(seconds: float | None) -> str:
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s" if s < 600 else f"{s // 60} min"
     return f"{s // 3600} h {(s % 3600) // 60} min"
+
+
+_POSITION_UNITS = {
+    "page": QT_TRANSLATE_NOOP("KnowledgeTab", "page %1"),
+    "line": QT_TRANSLATE_NOOP("KnowledgeTab", "line %1"),
+    "row": QT_TRANSLATE_NOOP("KnowledgeTab", "row %1"),
+    "paragraph": QT_TRANSLATE_NOOP("KnowledgeTab", "paragraph %1"),
+    "item": QT_TRANSLATE_NOOP("KnowledgeTab", "item %1"),
+    "section": QT_TRANSLATE_NOOP("KnowledgeTab", "section %1"),
+}
+
+
+def position_text(position: str) -> str:
+    """A hit's position ("line 12") in the interface language."""
+    unit, _, number = str(position).partition(" ")
+    label = _POSITION_UNITS.get(unit)
+    if label and number.isdigit():
+        return QCoreApplication.translate("KnowledgeTab", label).replace("%1", number)
+    return str(position)
 
 
 def local_paths(urls: Sequence[QUrl]) -> list[Path]:
@@ -189,7 +209,6 @@ class KnowledgeTab(QWidget):
         left = QWidget()
         left_col = QVBoxLayout(left)
         left_col.setContentsMargins(0, 0, 0, 0)
-        left_col.addLayout(tools)
         left_col.addWidget(self.drop_frame, 1)
         left_col.addWidget(self.progress_box)
         left_col.addWidget(self.result_label)
@@ -203,28 +222,25 @@ class KnowledgeTab(QWidget):
         search_row = QHBoxLayout()
         search_row.addWidget(self.search_edit, 1)
         search_row.addWidget(self.search_button)
-        self.hits_list = QListWidget()
-        self.hits_list.setWordWrap(True)
-        self.hits_list.setAlternatingRowColors(True)
-        self.hits_list.setToolTip(self.tr("Double-click a hit to open its file."))
+        self.hits_view = QTextBrowser()
+        self.hits_view.setOpenLinks(False)
+        self.hits_view.setPlaceholderText(self.tr("See which passages a question finds, and how well they score."))
+        self.hits_view.setToolTip(self.tr("Click a source to open its file."))
         self.hits_status = QLabel()
         self.hits_status.setProperty("role", "hint")
         self.hits_status.setWordWrap(True)
+        self.hits: list[Any] = []
+        search_title = QLabel(self.tr("Test search"))
+        search_title.setProperty("role", "subheading")
+        search_row.insertWidget(0, search_title)
         right = QWidget()
         right_col = QVBoxLayout(right)
-        right_col.setContentsMargins(0, 0, 0, 0)
-        search_title = QLabel(self.tr("Test search"))
-        search_title.setProperty("role", "heading")
-        right_col.addWidget(search_title)
-        search_hint = QLabel(self.tr("See which passages a question finds, and how well they score."))
-        search_hint.setProperty("role", "hint")
-        search_hint.setWordWrap(True)
-        right_col.addWidget(search_hint)
+        right_col.setContentsMargins(0, 6, 0, 0)
         right_col.addLayout(search_row)
         right_col.addWidget(self.hits_status)
-        right_col.addWidget(self.hits_list, 1)
+        right_col.addWidget(self.hits_view, 1)
 
-        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(left)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 3)
@@ -234,6 +250,7 @@ class KnowledgeTab(QWidget):
         outer = QVBoxLayout(self)
         outer.addLayout(top)
         outer.addWidget(self.error_label)
+        outer.addLayout(tools)
         outer.addWidget(splitter, 1)
 
     def _connect(self) -> None:
@@ -257,7 +274,7 @@ class KnowledgeTab(QWidget):
         self.cancel_button.clicked.connect(self._on_cancel_clicked)
         self.search_button.clicked.connect(self._on_search_clicked)
         self.search_edit.returnPressed.connect(self._on_search_clicked)
-        self.hits_list.itemDoubleClicked.connect(self._on_hit_double_clicked)
+        self.hits_view.anchorClicked.connect(self._on_hits_view_anchor_clicked)
         self.table.doubleClicked.connect(self._on_table_double_clicked)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
 
@@ -443,24 +460,29 @@ class KnowledgeTab(QWidget):
 
     @Slot(str, object)
     def _on_controller_search_finished(self, query: str, hits: list[Any]) -> None:
-        self.hits_list.clear()
+        self.hits = list(hits)
         if not hits:
             self.hits_status.setText(self.tr("Nothing found for “%1”.").replace("%1", query))
+            self.hits_view.clear()
             return
         self.hits_status.setText(self.tr("Top %1 passages for “%2”:").replace("%1", str(len(hits))).replace(
             "%2", query
         ))
+        muted = self.palette().color(self.palette().ColorRole.PlaceholderText).name()
+        blocks = []
         for hit in hits:
-            source = os.path.basename(hit.path)
-            if hit.position:
-                source += f" · {hit.position}"
             snippet = " ".join(str(hit.text).split())
-            if len(snippet) > 220:
-                snippet = snippet[:220] + "…"
-            item = QListWidgetItem(f"{hit.score:.3f}   {source}\n{snippet}")
-            item.setData(Qt.ItemDataRole.UserRole, hit.path)
-            item.setToolTip(f"<b>{html.escape(hit.path)}</b><br>{html.escape(str(hit.text)[:1200])}")
-            self.hits_list.addItem(item)
+            if len(snippet) > 300:
+                snippet = snippet[:300] + "…"
+            where = position_text(hit.position)
+            url = QUrl.fromLocalFile(str(hit.path)).toString()
+            blocks.append(
+                f"<p style='margin:0 0 8px 0'><b>{hit.score:.3f}</b>&nbsp;&nbsp;"
+                f"<a href='{html.escape(url, quote=True)}'>{html.escape(os.path.basename(hit.path))}</a>"
+                f"<span style='color:{muted}'>{' · ' + html.escape(where) if where else ''}</span><br>"
+                f"{html.escape(snippet)}</p>"
+            )
+        self.hits_view.setHtml("".join(blocks))
 
     @Slot(str, str)
     def _on_controller_base_changed(self, op: str, name: str) -> None:
@@ -560,11 +582,9 @@ class KnowledgeTab(QWidget):
     def _on_search_clicked(self) -> None:
         self.search(self.search_edit.text())
 
-    @Slot(QListWidgetItem)
-    def _on_hit_double_clicked(self, item: QListWidgetItem) -> None:
-        path = item.data(Qt.ItemDataRole.UserRole)
-        if path:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+    @Slot(QUrl)
+    def _on_hits_view_anchor_clicked(self, url: QUrl) -> None:
+        QDesktopServices.openUrl(url)
 
     @Slot()
     def _on_table_double_clicked(self, index: Any) -> None:

@@ -81,8 +81,9 @@ def test_drop_files_and_folder_indexes_them_and_lists_failures(qtbot, tab, tmp_p
     # test search shows hits with scores and sources
     tab.search_edit.setText("capital of France")
     tab.search_button.click()
-    qtbot.waitUntil(lambda: tab.hits_list.count() > 0, timeout=TIMEOUT)
-    assert "paris.txt" in tab.hits_list.item(0).text()
+    qtbot.waitUntil(lambda: len(tab.hits) > 0, timeout=TIMEOUT)
+    assert tab.hits[0].path.endswith("paris.txt")
+    assert "paris.txt" in tab.hits_view.toPlainText() and f"{tab.hits[0].score:.3f}" in tab.hits_view.toPlainText()
 
     # remove the selected document
     tab.table.selectRow(tab.proxy.mapFromSource(tab.model.index(row, 0)).row())
