@@ -8,6 +8,7 @@ v3 as role dicts; sampling is always passed by keyword (positional arguments dif
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -212,7 +213,7 @@ class ChatGLMChatModel:
     def _gen_kwargs(self, sampling: SamplingSettings) -> dict[str, Any]:
         if sampling.greedy:
             # warpers never change the argmax; neutral values keep generation_config validation quiet
-            kw: dict[str, Any] = {"do_sample": False, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
+            kw: dict[str, Any] = {"do_sample": False, "temperature": 1.0, "top_p": 1.0}
         else:
             kw = {"do_sample": True, "temperature": float(sampling.temperature), "top_p": float(sampling.top_p),
                   # 5.x leaves top_k unset where 4.x defaulted to 50: always say what we want (0 = off)
@@ -412,7 +413,11 @@ def load_remote_code_model(request: LoadRequest, progress: ProgressCallback | No
     except (OSError, ValueError):
         tok_ref = cfg.get("auto_map", {}).get("AutoTokenizer")
         tok_ref = tok_ref[0] if isinstance(tok_ref, list) else tok_ref
+    # the remote code print()s progress ("Compiling kernels", "Applying quantization ..."): keep stdout
+    # clean for bubble-cli ask --json by sending it to stderr while that code runs
+    redirect = contextlib.redirect_stdout(sys.stderr)
     try:
+        redirect.__enter__()
         config_cls, tokenizer_cls, model_cls = resolve_compat_classes(str(folder), cfg["auto_map"], tok_ref)
         report(0.15, "Loading the tokenizer")
         config = config_cls.from_pretrained(str(folder))
@@ -440,6 +445,8 @@ def load_remote_code_model(request: LoadRequest, progress: ProgressCallback | No
             f"{type(exc).__name__}: {first}",
             "Check that the folder is a complete ChatGLM-6B/-int4, ChatGLM2-6B or ChatGLM3-6B download.",
         ) from exc
+    finally:
+        redirect.__exit__(None, None, None)
 
     if variant == "chatglm":
         window = int(getattr(config, "max_sequence_length", 2048) or 2048)
