@@ -32,6 +32,10 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 def from_settings(settings: ModelSettings, trust_remote_code: bool = False) -> LoadRequest:
     """The LoadRequest for the saved model settings plus the user's remote-code consent."""
+    extra: dict[str, object] = {}
+    if settings.backend == "openai":
+        extra = {"backend": "openai", "endpoint_url": settings.endpoint_url,
+                 "endpoint_model": settings.endpoint_model, "endpoint_api_key": settings.endpoint_api_key}
     return LoadRequest(
         path=settings.path,
         device=settings.device,
@@ -40,6 +44,7 @@ def from_settings(settings: ModelSettings, trust_remote_code: bool = False) -> L
         lora_path=settings.lora_path,
         context_window=settings.context_window,
         trust_remote_code=trust_remote_code,
+        extra=extra,
     )
 
 
@@ -220,6 +225,16 @@ def _apply_lora(model: Any, lora_path: str, merge: bool) -> Any:
 
 def load_model(request: LoadRequest, progress: ProgressCallback | None = None) -> ChatModel:
     """Load the model the request names; raises UserFacingError subclasses for anything the user can fix."""
+    if request.extra.get("backend") == "openai":
+        from bubble_desktop.core.llm.openai_backend import OpenAIChatModel
+
+        _progress(progress, 0.0, "Connecting to the model server")
+        model = OpenAIChatModel(str(request.extra.get("endpoint_url") or ""),
+                                str(request.extra.get("endpoint_model") or ""),
+                                str(request.extra.get("endpoint_api_key") or ""),
+                                context_window=request.context_window)
+        _progress(progress, 1.0, "Ready")
+        return model
     allow_download = bool(request.extra.get("allow_download", False))
     _progress(progress, 0.0, "Checking the model folder")
     folder = resolve_model_path(request.path, allow_download=allow_download)

@@ -254,7 +254,6 @@ class TransformersChatModel:
         self.tokenizer = tokenizer
         self.info = info
         self.is_seq2seq = is_seq2seq
-        self._lock = threading.Lock()
         self.eos_token_ids = self._collect_eos_ids()
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_token_id = pad if pad is not None else (self.eos_token_ids[0] if self.eos_token_ids else 0)
