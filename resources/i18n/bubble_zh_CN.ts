@@ -272,16 +272,40 @@
             <translation>搜索</translation>
         </message>
         <message>
-            <source>Double-click a hit to open its file.</source>
-            <translation>双击结果可打开对应文件。</translation>
-        </message>
-        <message>
             <source>Test search</source>
             <translation>试搜索</translation>
         </message>
         <message>
             <source>See which passages a question finds, and how well they score.</source>
             <translation>看看一个问题能找到哪些段落，以及它们的得分。</translation>
+        </message>
+        <message>
+            <source>page %1</source>
+            <translation>第 %1 页</translation>
+        </message>
+        <message>
+            <source>line %1</source>
+            <translation>第 %1 行</translation>
+        </message>
+        <message>
+            <source>row %1</source>
+            <translation>第 %1 行</translation>
+        </message>
+        <message>
+            <source>paragraph %1</source>
+            <translation>第 %1 段</translation>
+        </message>
+        <message>
+            <source>item %1</source>
+            <translation>第 %1 项</translation>
+        </message>
+        <message>
+            <source>section %1</source>
+            <translation>第 %1 节</translation>
+        </message>
+        <message>
+            <source>Click a source to open its file.</source>
+            <translation>点击来源可打开对应文件。</translation>
         </message>
         <message>
             <source>Delete knowledge base</source>
