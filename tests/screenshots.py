@@ -227,6 +227,9 @@ def child(lang: str, out: Path) -> int:
     dialog = SettingsDialog(window.settings, paths, window)
     dialog.pages.setCurrentRow(1)
     dialog.show()
+    from PySide6.QtCore import QEvent
+
+    QApplication.sendEvent(dialog.editor("sampling", "temperature").spin, QEvent(QEvent.Type.Enter))
     settle(400)
     dialog.grab().save(str(out / f"settings_{suffix}.png"))
     dialog.close()

@@ -12,6 +12,7 @@ next message uses the new values. Theme and font size apply at once, the languag
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from PySide6.QtCore import QT_TRANSLATE_NOOP, QCoreApplication, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import QT_TRANSLATE_NOOP, QCoreApplication, QEvent, QObject, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractButton,
@@ -106,6 +107,13 @@ SECRET_FIELDS = {("model", "endpoint_api_key"), ("knowledge", "qdrant_api_key")}
 MULTILINE_FIELDS = {("sampling", "system_prompt")}
 # Fields shown on the Data page instead of their own section's page.
 DATA_PAGE_FIELDS = (("knowledge", "qdrant_url"), ("knowledge", "qdrant_api_key"))
+# Fields that only matter for one value of another field: (section, field) -> ((section, field), value).
+ENABLED_WHEN = {
+    ("model", "endpoint_url"): (("model", "backend"), "openai"),
+    ("model", "endpoint_model"): (("model", "backend"), "openai"),
+    ("model", "endpoint_api_key"): (("model", "backend"), "openai"),
+    ("knowledge", "qdrant_api_key"): (("knowledge", "qdrant_url"), None),
+}
 # Sliders only where the range is small enough to be dragged meaningfully.
 MAX_SLIDER_STEPS = 40_000
 
@@ -146,6 +154,7 @@ class FieldEditor(QWidget):
     """One field's editor: ``value()``, ``set_value()`` and ``value_changed``, whatever the widget."""
 
     value_changed = Signal()
+    described = Signal(str, str)  # title, description: the pointer or focus reached this field
 
     def __init__(self, section: str, info: dict[str, Any], parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -156,10 +165,16 @@ class FieldEditor(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         self._kind = self._build(layout, info)
         tip = tr(info["description"])
-        if tip:
-            for w in (self, *self.findChildren(QWidget)):
+        for w in (self, *self.findChildren(QWidget)):
+            if tip:
                 w.setToolTip(tip)
                 w.setWhatsThis(tip)
+            w.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        if event.type() in (QEvent.Type.Enter, QEvent.Type.FocusIn):
+            self.described.emit(tr(self.info["title"]), tr(self.info["description"]))
+        return False
 
     # -- construction --------------------------------------------------------------------------
     def _build(self, layout: QHBoxLayout, info: dict[str, Any]) -> str:
@@ -313,7 +328,6 @@ class SettingsDialog(QDialog):
         self._initial_language = settings.appearance.language
         self._editors: dict[tuple[str, str], FieldEditor] = {}
         self._errors: dict[tuple[str, str], QLabel] = {}
-        self._section_errors: dict[str, str] = {}
 
         self.pages = QListWidget()
         self.pages.setObjectName("settingsPages")
@@ -321,8 +335,6 @@ class SettingsDialog(QDialog):
         self.stack = QStackedWidget()
         for spec in _page_specs():
             self._add_page(spec)
-        self.pages.currentRowChanged.connect(self.stack.setCurrentIndex)
-        self.pages.setCurrentRow(0)
 
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok
@@ -341,9 +353,21 @@ class SettingsDialog(QDialog):
         self.status.setProperty("role", "error")
         self.status.setWordWrap(True)
 
+        self.help = QLabel()
+        self.help.setObjectName("settingsHelp")
+        self.help.setProperty("role", "hint")
+        self.help.setWordWrap(True)
+        self.help.setTextFormat(Qt.TextFormat.RichText)
+        self.help.setMinimumHeight(self.help.fontMetrics().lineSpacing() * 3)
+        self.help.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.pages.currentRowChanged.connect(self._on_pages_current_row_changed)
+        self.pages.setCurrentRow(0)
+        right = QVBoxLayout()
+        right.addWidget(self.stack, 1)
+        right.addWidget(self.help)
         body = QHBoxLayout()
         body.addWidget(self.pages)
-        body.addWidget(self.stack, 1)
+        body.addLayout(right, 1)
         outer = QVBoxLayout(self)
         outer.addLayout(body, 1)
         bottom = QHBoxLayout()
@@ -370,14 +394,14 @@ class SettingsDialog(QDialog):
         infos = {s: {i["name"]: i for i in field_info(SECTIONS[s])} for s in {s for s, _ in spec.fields}}
         for section, name in spec.fields:
             self._add_field(form, section, infos[section][name])
+        if spec.key == "data":
+            self._add_folder_rows(form)
         column.addLayout(form)
         if spec.key == "appearance":
             self.language_note = QLabel(self.tr("The new language is used after you restart O.Bubble."))
             self.language_note.setProperty("role", "hint")
             self.language_note.setVisible(False)
             column.addWidget(self.language_note)
-        if spec.key == "data":
-            column.addWidget(self._folders_box())
         column.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -392,6 +416,7 @@ class SettingsDialog(QDialog):
         editor = FieldEditor(section, info)
         editor.setObjectName(f"field_{section}_{info['name']}")
         editor.value_changed.connect(self._on_editor_value_changed)
+        editor.described.connect(self._on_editor_described)
         label = QLabel(tr(info["title"]))
         label.setToolTip(tr(info["description"]))
         label.setBuddy(editor.focus_widget())
@@ -424,10 +449,8 @@ class SettingsDialog(QDialog):
         row.addStretch(1)
         return row
 
-    def _folders_box(self) -> QWidget:
-        box = QWidget()
-        form = QFormLayout(box)
-        form.setContentsMargins(0, 12, 0, 0)
+    def _add_folder_rows(self, form: QFormLayout) -> None:
+        """Where Bubble keeps its files (read-only), and a button to open the data folder."""
         rows = (
             (self.tr("Settings file"), self._paths.settings_file),
             (self.tr("Data folder"), self._paths.data_dir),
@@ -436,6 +459,9 @@ class SettingsDialog(QDialog):
             (self.tr("Cache"), self._paths.cache_dir),
             (self.tr("Logs"), self._paths.log_dir),
         )
+        spacer = QWidget()
+        spacer.setFixedHeight(8)
+        form.addRow(spacer)
         for title, path in rows:
             shown = QLineEdit(str(path))
             shown.setReadOnly(True)
@@ -443,12 +469,14 @@ class SettingsDialog(QDialog):
             form.addRow(title, shown)
         self.open_data_button = QPushButton(self.tr("Open data folder"))
         self.open_data_button.clicked.connect(self._on_open_data_clicked)
-        form.addRow("", self.open_data_button)
+        row = QHBoxLayout()
+        row.addWidget(self.open_data_button)
+        row.addStretch(1)
+        form.addRow("", row)
         hint = QLabel(self.tr("Set BUBBLE_HOME to keep everything in one folder (a portable install)."))
         hint.setProperty("role", "hint")
         hint.setWordWrap(True)
         form.addRow("", hint)
-        return box
 
     # -- values --------------------------------------------------------------------------------
     def editor(self, section: str, name: str) -> FieldEditor:
@@ -483,6 +511,10 @@ class SettingsDialog(QDialog):
                 for err in exc.errors():
                     bad += 1
                     self._show_error(section, err)
+        for key, (other, value) in ENABLED_WHEN.items():
+            if key in self._editors and other in self._editors:
+                current = self._editors[other].value()
+                self._editors[key].setEnabled(bool(current) if value is None else current == value)
         ok = bad == 0
         self.ok_button.setEnabled(ok)
         self.apply_button.setEnabled(ok)
@@ -554,6 +586,17 @@ class SettingsDialog(QDialog):
     @Slot()
     def _on_editor_value_changed(self) -> None:
         self._validate()
+
+    @Slot(int)
+    def _on_pages_current_row_changed(self, row: int) -> None:
+        self.stack.setCurrentIndex(row)
+        self.help.setText(self.tr("Point at a setting to see what it does."))
+
+    @Slot(str, str)
+    def _on_editor_described(self, title: str, description: str) -> None:
+
+
+        self.help.setText(f"<b>{html.escape(title)}</b><br>{html.escape(description)}")
 
     @Slot()
     def _on_preset_clicked(self) -> None:

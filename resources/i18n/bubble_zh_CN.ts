@@ -701,6 +701,10 @@ Context window: %3 tokens</source>
             <source>Fix the values marked in red first.</source>
             <translation>请先修正标红的值。</translation>
         </message>
+        <message>
+            <source>Point at a setting to see what it does.</source>
+            <translation>把鼠标指向某个设置，即可查看它的作用。</translation>
+        </message>
     </context>
     <context>
         <name>settings</name>

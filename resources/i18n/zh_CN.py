@@ -166,6 +166,7 @@ TRANSLATIONS: dict[str, str] = {
     "Set BUBBLE_HOME to keep everything in one folder (a portable install).":
         "设置环境变量 BUBBLE_HOME 可把所有数据放在同一个文件夹中（便携安装）。",
     "Fix the values marked in red first.": "请先修正标红的值。",
+    "Point at a setting to see what it does.": "把鼠标指向某个设置，即可查看它的作用。",
     # ---- knowledge tab -------------------------------------------------------------------------
     "Name": "名称",
     "Type": "类型",

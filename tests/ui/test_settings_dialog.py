@@ -99,3 +99,19 @@ def test_language_change_says_restart(qtbot, dialog):
     assert not dialog.language_note.isHidden()
     combo = dialog.editor("appearance", "language").combo
     assert combo.currentText() == "中文（简体）"
+
+
+def test_pointing_at_a_field_explains_it(qtbot, dialog):
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    temperature = dialog.editor("sampling", "temperature")
+    QApplication.sendEvent(temperature.spin, QEvent(QEvent.Type.Enter))
+    assert "Temperature" in dialog.help.text() and "adventurous" in dialog.help.text()
+
+
+def test_server_fields_only_enabled_for_the_server_backend(dialog):
+    url = dialog.editor("model", "endpoint_url")
+    assert not url.isEnabled()
+    dialog.editor("model", "backend").set_value("openai")
+    assert url.isEnabled()
