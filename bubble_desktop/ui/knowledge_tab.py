@@ -99,6 +99,8 @@ class KnowledgeTab(QWidget):
         self._current: str | None = None
         self._failures: list[tuple[str, str]] = []
         self._ingest_started_at = 0.0
+        self._ingest_name = ""
+        self._last_refresh = 0.0
         self._last_report: Any = None
         self._build()
         self._connect()
@@ -417,6 +419,8 @@ class KnowledgeTab(QWidget):
     @Slot(int, str, int)
     def _on_controller_ingest_started(self, _job_id: int, name: str, count: int) -> None:
         self._ingest_started_at = time.monotonic()
+        self._ingest_name = name
+        self._last_refresh = time.monotonic()
         self._show_error("")
         self.result_label.setText("")
         self.progress_bar.setRange(0, 0)  # busy until the first progress report
@@ -439,6 +443,11 @@ class KnowledgeTab(QWidget):
         if eta:
             parts.append(self.tr("about %1 left").replace("%1", eta))
         self.progress_label.setText(" · ".join(parts))
+        # Show documents as they land, at most once a second (each refresh is a store call).
+        now = time.monotonic()
+        if self._ingest_name == self._current and p.files_done and now - self._last_refresh > 1.0:
+            self._last_refresh = now
+            self.controller.refresh_documents(self._ingest_name)
 
     @Slot(int, str, object)
     def _on_controller_ingest_finished(self, _job_id: int, name: str, report: Any) -> None:

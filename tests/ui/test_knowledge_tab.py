@@ -93,8 +93,17 @@ def test_drop_files_and_folder_indexes_them_and_lists_failures(qtbot, tab, tmp_p
         lambda: all(not d.path.endswith("paris.txt") for d in tab.model.documents()), timeout=TIMEOUT
     )
 
+    # re-index rebuilds the remaining documents
+    tab._last_report = None
+    tab.reindex_button.click()
+    qtbot.waitUntil(lambda: tab._last_report is not None, timeout=TIMEOUT)
+    assert {Path(p).name for p in tab._last_report.indexed} >= {"rivers.md", "beijing.txt"}
+    qtbot.waitUntil(lambda: all(d.status == "indexed" for d in tab.model.documents() if d.path.endswith(".md")),
+                    timeout=TIMEOUT)
 
-def test_cancel_stops_ingestion_and_keeps_what_was_done(qtbot, tab, tmp_path):
+
+def test_cancel_stops_ingestion_and_keeps_what_was_done(qtbot, tab, service, tmp_path):
+    service.batch_chunks = 16  # first progress (and each cancel point) comes sooner
     folder = tmp_path / "many"
     folder.mkdir()
     for i in range(60):
@@ -131,6 +140,7 @@ def test_shutdown_while_indexing_returns_within_two_seconds(qtbot, service, tmp_
     folder.mkdir()
     for i in range(40):
         (folder / f"d{i}.txt").write_text(" ".join(f"Line {j} of file {i}." for j in range(200)))
+    service.batch_chunks = 16
     widget = KnowledgeTab(service)
     qtbot.addWidget(widget)
     with qtbot.waitSignal(widget.controller.ingest_progress, timeout=TIMEOUT):
