@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSplitter,
+    QStackedWidget,
     QTableView,
     QTextBrowser,
     QVBoxLayout,
@@ -172,8 +173,16 @@ class KnowledgeTab(QWidget):
         self.drop_frame.setProperty("role", "dropzone")
         frame_box = QVBoxLayout(self.drop_frame)
         frame_box.setContentsMargins(6, 6, 6, 6)
-        frame_box.addWidget(self.table, 1)
+        self.empty_label = QLabel(self.tr("Drop files or folders here"))
+        self.empty_label.setObjectName("knowledgeEmpty")
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setProperty("role", "empty")
+        self.table_stack = QStackedWidget()
+        self.table_stack.addWidget(self.empty_label)
+        self.table_stack.addWidget(self.table)
+        frame_box.addWidget(self.table_stack, 1)
         frame_box.addWidget(self.drop_hint)
+        self.model.modelReset.connect(self._on_model_reset)
 
         self.progress_bar = QProgressBar()
         self.progress_bar.setTextVisible(True)
@@ -600,6 +609,10 @@ class KnowledgeTab(QWidget):
         path = self.proxy.data(index, PATH_ROLE)
         if path:
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+    @Slot()
+    def _on_model_reset(self) -> None:
+        self.table_stack.setCurrentWidget(self.table if self.model.rowCount() else self.empty_label)
 
     @Slot()
     def _on_selection_changed(self) -> None:

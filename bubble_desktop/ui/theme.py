@@ -103,6 +103,7 @@ QLabel[role="error"] {{ color: #d93a3a; }}
 QLabel[role="hint"] {{ color: {colors.muted}; }}
 QLabel[role="heading"] {{ font-size: 15pt; font-weight: 600; }}
 QLabel[role="subheading"] {{ font-weight: 600; }}
+QLabel[role="empty"] {{ color: {colors.muted}; font-size: 16pt; }}
 QTabBar::tab {{ padding: 6px 18px; border: none; border-bottom: 2px solid transparent;
                 background: transparent; color: {colors.muted}; }}
 QTabBar::tab:selected {{ color: {colors.text}; border-bottom: 2px solid {colors.accent}; font-weight: 600; }}

@@ -304,6 +304,10 @@
             <translation>第 %1 节</translation>
         </message>
         <message>
+            <source>Drop files or folders here</source>
+            <translation>把文件或文件夹拖到这里</translation>
+        </message>
+        <message>
             <source>Click a source to open its file.</source>
             <translation>点击来源可打开对应文件。</translation>
         </message>

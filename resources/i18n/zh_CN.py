@@ -196,6 +196,7 @@ TRANSLATIONS: dict[str, str] = {
     "Drag files or folders anywhere onto this tab to add them: text, Markdown, PDF, Word, HTML, CSV, JSONL.":
         "把文件或文件夹拖到本页任意位置即可添加：支持文本、Markdown、PDF、Word、HTML、CSV、JSONL。",
     "Cancel": "取消",
+    "Drop files or folders here": "把文件或文件夹拖到这里",
     "Stop after the current batch; what is indexed so far is kept.": "处理完当前这一批后停止；已索引的内容会保留。",
     "Try a question…": "输入一个问题试试…",
     "Search": "搜索",
