@@ -86,13 +86,14 @@ def quantization_bits(folder: str | os.PathLike[str]) -> int:
         return 0
 
 
-def check_c_compiler(which: Any = shutil.which, platform: str | None = None) -> None:
+def check_c_compiler(which: Any = None, platform: str | None = None) -> None:
     """Raise GccMissingError when the int4 CPU kernel cannot be compiled here.
 
     The int4 code shells out to ``gcc`` (``clang`` on macOS for its parallel kernel, then ``gcc``)
     while loading; without it the load fails much later with a confusing error.
     """
     platform = platform or sys.platform
+    which = which or shutil.which
     if which("gcc"):
         return
     if platform.startswith("win"):
