@@ -155,3 +155,13 @@ def test_format_eta():
     assert format_eta(12.4) == "12 s"
     assert format_eta(125) == "2 min 05 s"
     assert format_eta(3 * 3600 + 120) == "3 h 2 min"
+
+
+def test_drag_of_web_links_is_refused(tab):
+    mime = QMimeData()
+    mime.setUrls([QUrl("https://example.com/page.html")])
+    enter = QDragEnterEvent(tab.rect().center(), Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(tab, enter)
+    assert not enter.isAccepted()
+    assert not tab.controller.busy
