@@ -11,8 +11,16 @@ import html
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, QSize, Qt, QUrl, Signal, Slot
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QPalette, QTextCursor, QTextDocument
+from PySide6.QtCore import QEvent, QObject, QSize, QSizeF, Qt, QUrl, Signal, Slot
+from PySide6.QtGui import (
+    QDesktopServices,
+    QGuiApplication,
+    QPalette,
+    QTextBlockFormat,
+    QTextCharFormat,
+    QTextCursor,
+    QTextDocument,
+)
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -104,8 +112,10 @@ def _append_html(cursor: QTextCursor, markup: str) -> None:
     the inserted blocks apart; it is removed again right after.
     """
     start = cursor.position()
-    if start == 0:
-        cursor.insertHtml(markup)
+    document = cursor.document()
+    if start == 0 and document.isEmpty():
+        document.setHtml(markup)  # insertHtml drops a list around a table at the very start
+        cursor.movePosition(QTextCursor.MoveOperation.End)
         return
     cursor.insertHtml(_ZWSP + markup)
     end = cursor.position()
@@ -139,6 +149,7 @@ class MessageBody(QTextBrowser):
         self.codes: list[str] = []
         self._stream: StreamingMarkdown | None = None
         self._tail_start = 0
+        self._tail_shown = ""
         self._height = 0
 
     # ---- content -----------------------------------------------------------------------
@@ -156,8 +167,10 @@ class MessageBody(QTextBrowser):
     def begin_stream(self, palette: Palette) -> None:
         self._stream = StreamingMarkdown(palette)
         self._tail_start = 0
+        self._tail_shown = ""
         self.codes = []
         self.document().clear()
+        self._end_cursor = QTextCursor(self.document())
         self._remember_tail_block(QTextCursor(self.document()))
 
     def feed(self, text: str) -> None:
@@ -165,27 +178,52 @@ class MessageBody(QTextBrowser):
             self._stream.feed(text)
 
     def flush(self, final: bool = False) -> None:
-        """Re-render the open tail (and append newly closed blocks)."""
+        """Append newly closed blocks (rendered once) and the new text of the open tail (plain)."""
         stream = self._stream
         if stream is None:
             return
         update = stream.update(final=final)
+        tail, shown = update.tail, self._tail_shown
+        if not update.frozen_html and shown and len(tail) > len(shown) and tail.startswith(shown):
+            # the common case: a few more characters of the open block
+            cursor = self._end_cursor
+            cursor.movePosition(QTextCursor.MoveOperation.End)
+            cursor.insertText(tail[len(shown) :])
+            self._tail_shown = tail
+            if final:
+                self._stream = None
+            return
         cursor = QTextCursor(self.document())
         cursor.beginEditBlock()
-        cursor.setPosition(self._tail_start)
-        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
-        cursor.removeSelectedText()
-        self._restore_tail_block(cursor)
         if update.frozen_html:
+            self._remove_tail(cursor)
             _append_html(cursor, update.frozen_html)
             self._tail_start = cursor.position()
             self._remember_tail_block(cursor)
-        if update.tail_html:
-            _append_html(cursor, update.tail_html)
+        tail = update.tail
+        if tail != self._tail_shown:
+            if self._tail_shown and tail.startswith(self._tail_shown):
+                cursor.movePosition(QTextCursor.MoveOperation.End)
+                cursor.insertText(tail[len(self._tail_shown) :])
+            else:
+                self._remove_tail(cursor)
+                if tail:
+                    if cursor.position() > 0:
+                        cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+                    cursor.insertText(tail, QTextCharFormat())
+            self._tail_shown = tail
         cursor.endEditBlock()
         self.codes = stream.codes
         if final:
             self._stream = None
+
+    def _remove_tail(self, cursor: QTextCursor) -> None:
+        cursor.setPosition(self._tail_start)
+        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+        if cursor.hasSelection():
+            cursor.removeSelectedText()
+        self._restore_tail_block(cursor)
+        self._tail_shown = ""
 
     def _remember_tail_block(self, cursor: QTextCursor) -> None:
         self._tail_block = (cursor.blockFormat(), cursor.blockCharFormat(), cursor.currentList() is not None)
@@ -207,20 +245,16 @@ class MessageBody(QTextBrowser):
         return self._stream.text if self._stream is not None else ""
 
     # ---- size --------------------------------------------------------------------------
-    @Slot()
-    def _on_document_size_changed(self) -> None:
-        self._fit()
+    @Slot(QSizeF)
+    def _on_document_size_changed(self, size: QSizeF) -> None:
+        # The layout reports its new size; asking document().size() would force a full relayout.
+        self._fit(size.height())
 
-    def _fit(self) -> None:
-        h = int(self.document().size().height()) + 4
+    def _fit(self, height: float) -> None:
+        h = int(height) + 4
         if h != self._height:
             self._height = h
             self.setFixedHeight(h)
-
-    def resizeEvent(self, event: Any) -> None:  # noqa: N802 (Qt override)
-        super().resizeEvent(event)
-        self.document().setTextWidth(self.viewport().width())
-        self._fit()
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return QSize(400, max(self._height, 20))
@@ -254,7 +288,7 @@ class MessageWidget(QFrame):
         super().__init__(parent)
         self.role = role
         self.message_id = message_id
-        self.text = ""
+        self._parts: list[str] = []
         self.sources: tuple[SourceView, ...] = ()
         self.setObjectName("userMessage" if role == "user" else "assistantMessage")
         self.setFrameShape(QFrame.Shape.NoFrame)
@@ -341,9 +375,20 @@ class MessageWidget(QFrame):
         self.body.begin_stream(palette)
 
     def feed(self, text: str) -> None:
-        self.text += text
+        self._parts.append(text)
         self.body.feed(text)
         self.body.flush()
+
+    @property
+    def text(self) -> str:
+        """The message's Markdown source (what Copy copies)."""
+        if len(self._parts) > 1:
+            self._parts[:] = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self._parts = [value] if value else []
 
     def end_stream(self) -> None:
         self.body.flush(final=True)

@@ -209,27 +209,32 @@ def render_markdown(text: str, palette: Palette = LIGHT) -> Rendered:
 
 @dataclass(frozen=True)
 class StreamUpdate:
-    """What changed since the last update: blocks to append for good, and the new open tail."""
+    """What changed since the last update.
+
+    ``frozen_html``: blocks that just closed, rendered once and appended for good.
+    ``tail``: the source text of the still-open block, shown as plain text until it closes
+    (rendering it as Markdown on every update costs a fixed ~1 ms per call: thousands of calls
+    per long answer; see tests/bench/gui_responsiveness.py).
+    """
 
     frozen_html: str
-    tail_html: str
+    tail: str
 
 
 class StreamingMarkdown:
-    """Accumulates streamed text; each ``update()`` renders only blocks that closed and the tail.
+    """Accumulates streamed text; each ``update()`` renders only the blocks that just closed.
 
-    Work per update is the size of the newly closed blocks plus the open tail, not the answer.
+    Work per update is the size of the newly closed blocks plus a scan of the open tail, so the
+    whole answer costs about one one-shot render; ``update(final=True)`` closes the tail too.
     """
 
     def __init__(self, palette: Palette = LIGHT) -> None:
         self.palette = palette
         self._frozen_parts: list[str] = []
+        self._frozen_source: list[str] = []
         self._codes: list[str] = []
-        self._tail_codes: tuple[str, ...] = ()
         self._chunks: list[str] = []
         self._pending = ""  # text after the frozen blocks (the open tail)
-        self._tail_html = ""
-        self._frozen_source: list[str] = []
 
     @property
     def text(self) -> str:
@@ -242,10 +247,14 @@ class StreamingMarkdown:
             self._chunks.append(chunk)
 
     def update(self, final: bool = False) -> StreamUpdate:
-        """Render newly closed blocks and the open tail; ``final`` closes the tail too."""
-        if self._chunks:
-            self._pending += "".join(self._chunks)
-            self._chunks.clear()
+        """Render newly closed blocks; ``final`` closes the open tail as well."""
+        new = "".join(self._chunks)
+        self._chunks.clear()
+        line_started = "\n" in new or (self._pending.endswith("\n") and bool(new))
+        self._pending += new
+        if not final and not line_started:
+            # A cut is decided by the first character of a line: no new line, no new cut.
+            return StreamUpdate("", self._pending)
         # Only the open tail can contain new cuts; a cut found there never moves again.
         blocks = split_blocks(self._pending)
         closing = blocks if final else blocks[:-1]
@@ -258,18 +267,13 @@ class StreamingMarkdown:
         self._frozen_parts.extend(new_parts)
         consumed = sum(len(b) for b in closing)
         self._pending = self._pending[consumed:]
-        if self._pending:
-            r = render_block(self._pending, len(self._codes), self.palette)
-            self._tail_html, self._tail_codes = r.html, r.codes
-        else:
-            self._tail_html, self._tail_codes = "", ()
-        return StreamUpdate("".join(new_parts), self._tail_html)
+        return StreamUpdate("".join(new_parts), self._pending)
 
     @property
     def html(self) -> str:
-        """Everything rendered so far (frozen blocks + the tail as of the last update)."""
-        return "".join(self._frozen_parts) + self._tail_html
+        """The rendered (closed) blocks so far; everything after ``update(final=True)``."""
+        return "".join(self._frozen_parts)
 
     @property
     def codes(self) -> list[str]:
-        return self._codes + list(self._tail_codes)
+        return list(self._codes)

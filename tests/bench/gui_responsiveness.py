@@ -1,0 +1,325 @@
+"""GUI responsiveness benchmark; prints one JSON object.
+
+1. ``stream_stall``: GUI event-loop stall (a 5 ms QTimer heartbeat; stall = gap - 5 ms) while the
+   real window streams from the tiny model at full speed. Target p99 <= 30 ms, max <= 100 ms.
+2. ``index_stall``: the same heartbeat while the Knowledge tab indexes 500 small files through
+   B's KnowledgeService (MiniLM embedder, Qdrant Edge on disk).
+3. ``render_ratio``: CPU to stream a ~30,000-character Markdown answer into a message (tokens of
+   ~4 characters arriving at RATE tokens/s, drained on a 30 Hz timer, simulated clock) divided by
+   the CPU of one one-shot render of the final text, side by side. Target <= 2.
+4. ``startup_ratio``: wall time from process start to "window shown" for ``bubble`` (first run,
+   empty BUBBLE_HOME) divided by a bare PySide6 QMainWindow, alternating runs. Target <= 1.5.
+
+Run: ``.venv/bin/python tests/bench/gui_responsiveness.py [--skip-index] [--rate 50]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+HEARTBEAT_MS = 5
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, int(round(q / 100 * (len(ordered) - 1)))))
+    return ordered[k]
+
+
+class Heartbeat:
+    """Records how late a 5 ms repeating timer fires: the GUI thread's stalls."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.gaps: list[float] = []
+        self._last = 0.0
+        self._timer = QTimer()
+        self._timer.setInterval(HEARTBEAT_MS)
+        self._timer.timeout.connect(self._tick)
+
+    def start(self) -> None:
+        self._last = time.perf_counter()
+        self._timer.start()
+
+    def stop(self) -> dict[str, float]:
+        self._timer.stop()
+        stalls = [max(0.0, g - HEARTBEAT_MS) for g in self.gaps]
+        return {
+            "ticks": len(stalls),
+            "p50_ms": round(percentile(stalls, 50), 2),
+            "p99_ms": round(percentile(stalls, 99), 2),
+            "max_ms": round(max(stalls) if stalls else 0.0, 2),
+        }
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append((now - self._last) * 1000)
+        self._last = now
+
+
+def pump_until(app: Any, cond: Any, timeout: float) -> bool:
+    from PySide6.QtCore import QEventLoop
+
+    end = time.perf_counter() + timeout
+    while not cond():
+        if time.perf_counter() > end:
+            return False
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+    return True
+
+
+def bench_stream_stall(app: Any, home: Path, max_new_tokens: int) -> dict[str, Any]:
+    from bubble_desktop.core.chat.service import ChatService
+    from bubble_desktop.core.chat.store import ConversationStore
+    from bubble_desktop.core.llm.loader import load_model
+    from bubble_desktop.core.paths import Paths
+    from bubble_desktop.core.settings import Settings
+    from bubble_desktop.ui.main_window import AppContext, MainWindow
+    from tests.fixtures.tiny_models import build_tiny_model
+
+    model_dir = build_tiny_model(home / "tiny-model", "llama")
+    paths = Paths.under(home / "stream").ensure()
+    settings = Settings()
+    settings.model.path = str(model_dir)
+    settings.sampling.temperature = 0.0
+    settings.sampling.max_new_tokens = max_new_tokens
+    store = ConversationStore(paths.chats_db)
+    window = MainWindow(AppContext(paths, settings, store, ChatService(paths, None, None, store), load_model))
+    window.show()
+    try:
+        window.load_configured_model()
+        assert pump_until(app, lambda: window.inference.model_info is not None, 120), "model did not load"
+        window.send("warm up")
+        pump_until(app, lambda: not window.inference.is_busy, 120)
+        beat = Heartbeat()
+        beat.start()
+        t0 = time.perf_counter()
+        window.send("Write a long answer about the quick brown fox.")
+        pump_until(app, lambda: not window.inference.is_busy, 600)
+        wall = time.perf_counter() - t0
+        result = beat.stop()
+        answer = window.chat.view.messages[-1]
+        stats = window.ctx.store.messages(window.conversation_id)[-1].stats or {}
+        result.update(
+            chars=len(answer.text),
+            tokens=stats.get("completion_tokens"),
+            tokens_per_s=round(float(stats.get("tokens_per_s") or 0), 1),
+            wall_s=round(wall, 2),
+        )
+        return result
+    finally:
+        window.close()
+        store.close()
+
+
+def bench_index_stall(app: Any, home: Path, files: int) -> dict[str, Any]:
+    from bubble_desktop.core.kb.service import KnowledgeService
+    from bubble_desktop.core.paths import Paths
+    from bubble_desktop.core.settings import Settings
+    from bubble_desktop.ui.knowledge_tab import KnowledgeTab
+
+    paths = Paths.under(home / "index").ensure()
+    docs = home / "docs"
+    docs.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        (docs / f"note_{i:03d}.txt").write_text(
+            f"Note {i}. " + " ".join(f"The fox number {i} jumps over lazy dog {j}." for j in range(12)),
+            encoding="utf-8",
+        )
+    service = KnowledgeService(paths, Settings().knowledge)
+    tab = KnowledgeTab(service)
+    tab.resize(1000, 700)
+    tab.show()
+    finished: list[Any] = []
+    tab.controller.ingest_finished.connect(lambda *a: finished.append(a))  # GUI-thread signal, bench only
+    try:
+        beat = Heartbeat()
+        beat.start()
+        t0 = time.perf_counter()
+        tab.add_paths([docs])
+        ok = pump_until(app, lambda: bool(finished), 900)
+        wall = time.perf_counter() - t0
+        result = beat.stop()
+        report = finished[0][2] if finished else None
+        result.update(
+            files=files,
+            finished=ok,
+            wall_s=round(wall, 2),
+            indexed=getattr(report, "indexed", None) if report is not None else None,
+        )
+        return result
+    finally:
+        tab.shutdown()
+        tab.close()
+        service.close()
+
+
+def make_markdown(target_chars: int = 30_000) -> str:
+    parts: list[str] = []
+    i = 0
+    while sum(len(p) for p in parts) < target_chars:
+        i += 1
+        parts.append(f"## Section {i}\n\n")
+        parts.append(
+            f"This is paragraph {i} with **bold**, *italic* and `inline code`, explaining step {i} "
+            "of the process in plain words so that the answer reads like a real one.\n\n"
+        )
+        parts.append(f"- first point of {i}\n- second point with a [link](https://example.com/{i})\n- third\n\n")
+        if i % 3 == 0:
+            parts.append(f"```python\ndef step_{i}(x):\n    return x * {i}\n```\n\n")
+        if i % 4 == 0:
+            parts.append("| key | value |\n|---|---|\n| a | 1 |\n| b | 2 |\n\n")
+    return "".join(parts)
+
+
+def bench_render_ratio(app: Any, rate: float) -> dict[str, Any]:
+    from bubble_desktop.ui.chat_view import ChatView
+    from bubble_desktop.ui.markdown_render import LIGHT
+
+    text = make_markdown()
+    tokens = [text[i : i + 4] for i in range(0, len(text), 4)]
+    per_flush = max(1, int(round(rate / 30)))  # tokens that arrive between two 30 Hz drains
+
+    def one_shot() -> float:
+        view = ChatView()
+        view.resize(900, 700)
+        view.show()
+        app.processEvents()
+        c0 = time.process_time()
+        message = view.add_message("assistant", text)
+        message.body.document().documentLayout().documentSize()
+        app.processEvents()
+        cpu = time.process_time() - c0
+        view.close()
+        view.deleteLater()
+        app.processEvents()
+        return cpu
+
+    def streamed(paint: bool) -> tuple[float, int]:
+        view = ChatView()
+        view.resize(900, 700)
+        view.show()
+        app.processEvents()
+        c0 = time.process_time()
+        message = view.add_message("assistant")
+        message.begin_stream(LIGHT)
+        flushes = 0
+        for i in range(0, len(tokens), per_flush):
+            message.feed("".join(tokens[i : i + per_flush]))
+            flushes += 1
+            if paint:
+                app.processEvents()  # what the GUI does after each 30 Hz drain: relayout + paint
+        message.end_stream()
+        message.body.document().documentLayout().documentSize()
+        app.processEvents()
+        cpu = time.process_time() - c0
+        assert message.body.codes and message.text == text
+        view.close()
+        view.deleteLater()
+        app.processEvents()
+        return cpu, flushes
+
+    one_shot()  # warm caches (pygments lexers, fonts)
+    shots, streams, painted = [], [], []
+    flushes = 0
+    for _ in range(3):
+        shots.append(one_shot())
+        cpu, flushes = streamed(paint=False)
+        streams.append(cpu)
+        cpu, flushes = streamed(paint=True)
+        painted.append(cpu)
+    shot = statistics.median(shots)
+    stream = statistics.median(streams)
+    paint = statistics.median(painted)
+    return {
+        "chars": len(text),
+        "tokens_per_s": rate,
+        "flushes": flushes,
+        "one_shot_cpu_s": round(shot, 3),
+        "stream_cpu_s": round(stream, 3),
+        "ratio": round(stream / shot, 2),
+        "stream_painted_cpu_s": round(paint, 3),
+        "ratio_painted_every_update": round(paint / shot, 2),
+    }
+
+
+_BARE = """
+import os, sys, time
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QLabel, QMainWindow
+app = QApplication(sys.argv)
+w = QMainWindow(); w.setWindowTitle("bare"); w.setCentralWidget(QLabel("hello")); w.resize(1000, 700); w.show()
+QTimer.singleShot(0, app.quit)
+app.exec()
+"""
+
+
+def bench_startup(runs: int, home: Path) -> dict[str, Any]:
+    env = dict(os.environ, BUBBLE_AUTOQUIT_MS="1", QT_QPA_PLATFORM="offscreen")
+    bare_times, app_times = [], []
+    for i in range(runs):
+        for kind in ("bare", "app"):
+            run_home = home / f"start-{kind}-{i}"
+            cmd = (
+                [sys.executable, "-c", _BARE]
+                if kind == "bare"
+                else [sys.executable, "-c", "import sys; from bubble_desktop.app import main; sys.exit(main())"]
+            )
+            t0 = time.perf_counter()
+            subprocess.run(cmd, env=dict(env, BUBBLE_HOME=str(run_home)), cwd=ROOT, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            (bare_times if kind == "bare" else app_times).append(time.perf_counter() - t0)
+    bare = statistics.median(bare_times)
+    app = statistics.median(app_times)
+    return {"runs": runs, "bare_s": round(bare, 3), "app_s": round(app, 3), "ratio": round(app / bare, 2)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--skip-index", action="store_true")
+    parser.add_argument("--skip-stream", action="store_true")
+    parser.add_argument("--files", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=50.0, help="simulated tokens/s for render_ratio")
+    parser.add_argument("--max-new-tokens", type=int, default=400)
+    parser.add_argument("--startup-runs", type=int, default=5)
+    args = parser.parse_args()
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    out: dict[str, Any] = {"cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="bubble-bench-") as tmp:
+        home = Path(tmp)
+        os.environ["BUBBLE_HOME"] = str(home / "home")
+        out["startup"] = bench_startup(args.startup_runs, home)
+        out["render_ratio"] = bench_render_ratio(app, args.rate)
+        if not args.skip_stream:
+            out["stream_stall"] = bench_stream_stall(app, home, args.max_new_tokens)
+        if not args.skip_index:
+            out["index_stall"] = bench_index_stall(app, home, args.files)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
