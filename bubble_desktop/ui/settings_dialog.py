@@ -179,6 +179,11 @@ class FieldEditor(QWidget):
     # -- construction --------------------------------------------------------------------------
     def _build(self, layout: QHBoxLayout, info: dict[str, Any]) -> str:
         key = (self.section, self.name)
+        if not info.get("type"):  # e.g. an Optional field (anyOf in the schema): go by the default
+            default = info.get("default")
+            guessed = {bool: "boolean", int: "integer", float: "number"}.get(type(default), "string")
+            info = {**info, "type": guessed}
+            self.info = info
         if info["choices"]:
             self.combo = QComboBox()
             for value in info["choices"]:

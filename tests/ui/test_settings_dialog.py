@@ -115,3 +115,24 @@ def test_server_fields_only_enabled_for_the_server_backend(dialog):
     assert not url.isEnabled()
     dialog.editor("model", "backend").set_value("openai")
     assert url.isEnabled()
+
+
+def test_a_new_field_appears_without_touching_the_dialog(qtbot, paths, monkeypatch):
+    from pydantic import Field
+
+    from bubble_desktop.core.settings import SamplingSettings
+    from bubble_desktop.ui import settings_dialog
+
+    class WithMinP(SamplingSettings):
+        min_p: float = Field(0.05, ge=0.0, le=1.0, title="Min-p", description="Drop unlikely words.",
+                             json_schema_extra={"step": 0.01})
+
+    monkeypatch.setitem(settings_dialog.SECTIONS, "sampling", WithMinP)
+    dialog = SettingsDialog(Settings(sampling=WithMinP()), paths)
+    qtbot.addWidget(dialog)
+    editor = dialog.editor("sampling", "min_p")
+    assert editor.slider is not None and editor.toolTip() == "Drop unlikely words."
+    editor.set_value(0.2)
+    with qtbot.waitSignal(dialog.settings_changed, timeout=2000) as blocker:
+        assert dialog.apply()
+    assert blocker.args[0].sampling.min_p == pytest.approx(0.2)
