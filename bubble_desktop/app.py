@@ -82,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName(APP_NAME)
     app.setOrganizationName("O.Bubble")
     app.setQuitOnLastWindowClosed(True)
+    try:
+        from bubble_desktop.ui.resources import app_icon
+
+        app.setWindowIcon(app_icon())
+    except ImportError:
+        pass
 
     paths = Paths.default().ensure()
     log_file = None

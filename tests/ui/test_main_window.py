@@ -416,3 +416,38 @@ def test_crash_handler_logs_and_shows_one_dialog(qtbot: Any, tmp_path: Path) -> 
         dialog.close()
     finally:
         handler.uninstall()
+
+
+def test_app_starts_without_torch_and_quits_by_itself(tmp_path: Path) -> None:
+    """`bubble` shows its window without importing torch/transformers, and BUBBLE_AUTOQUIT_MS ends it."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "real_exec = QApplication.exec\n"
+        "def exec_(self):\n"
+        "    heavy = [m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules]\n"
+        "    print('HEAVY', heavy, flush=True)\n"
+        "    return real_exec()\n"
+        "QApplication.exec = exec_\n"
+        "from bubble_desktop.app import main\n"
+        "sys.exit(main(['bubble']))\n"
+    )
+    env = dict(os.environ, BUBBLE_HOME=str(tmp_path / "home"), BUBBLE_AUTOQUIT_MS="200", QT_QPA_PLATFORM="offscreen")
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout
+    # a second launch on the same data folder while the first runs: refused, the first keeps it
+    from bubble_desktop.ui.single_instance import SingleInstance
+
+    holder = SingleInstance(Paths.under(tmp_path / "home").data_dir)
+    assert holder.acquire()
+    try:
+        second = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 0
+        assert "already running" in second.stderr and "HEAVY" not in second.stdout
+    finally:
+        holder.release()
