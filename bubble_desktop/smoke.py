@@ -1,12 +1,15 @@
-"""`bubble --smoke-test --model DIR [--home DIR] [--report FILE]`: prove a (frozen) build works end to end.
+"""`bubble --smoke-test --model DIR [--remote-code-model DIR] [--home DIR] [--report FILE]`.
 
-Runs offscreen in a temporary home: opens the real main window on the real services (as app.py builds
-them), chooses DIR as the model folder so the inference thread loads it, indexes a small file into a
-knowledge base and searches it, asks one question through the chat pane with that knowledge base
-selected and waits for the streamed answer, then prints a short JSON report and exits 0. Any failure prints ``smoke test failed at <stage>: <why>`` and exits 1, so a broken bundle
-(a module PyInstaller missed, a Qt plugin not collected, metadata transformers cannot find) fails CI
-instead of a user's first start. ``--report FILE`` also writes the JSON to a file: the Windows
-``bubble.exe`` is a windowed program with no console to print to.
+Proves a (frozen) build works end to end, offscreen, in a temporary home: opens the real main window on
+the real services (as app.py builds them), chooses DIR as the model folder so the inference thread loads
+it, indexes a small file into a knowledge base and searches it, asks one question through the chat pane
+with that knowledge base selected and waits for the streamed answer, imports model code from a user
+folder the way transformers does for ChatGLM (and, given ``--remote-code-model``, loads such a model and
+asks it too), then prints a short JSON report and exits 0. Any failure prints
+``smoke test failed at <stage>: <why>`` and exits 1, so a broken bundle (a module PyInstaller missed, a
+Qt plugin not collected, metadata transformers cannot find) fails CI instead of a user's first start.
+``--report FILE`` also writes the JSON to a file: the Windows ``bubble.exe`` is a windowed program with
+no console to print to.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model", required=True, metavar="DIR", help="a (tiny) chat model folder")
     parser.add_argument("--home", metavar="DIR", help="BUBBLE_HOME to use (default: a temporary folder, removed)")
     parser.add_argument("--report", metavar="FILE", help="also write the JSON report to FILE")
+    parser.add_argument("--remote-code-model", metavar="DIR",
+                        help="also load this ChatGLM-style model (its own code) and stream an answer from it")
     parser.add_argument("--max-new-tokens", type=int, default=12)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for the whole test")
     # anything else on the command line (Qt's own arguments) is ignored
@@ -193,8 +198,27 @@ class SmokeRun:
         chat = self.window.chat
         chat.set_knowledge_bases(["smoke"])
         chat.set_options(["smoke"], False)
+        return self._ask(SMOKE_QUESTION)
+
+    def remote_code_model(self) -> dict[str, Any]:
+        """Load a model that ships its own code (ChatGLM-style) as a user who allowed it would, and ask it."""
+        folder = str(Path(self.args.remote_code_model).expanduser().resolve())
+        self.ctx.consent.trust(folder)  # what the consent dialog records when the user allows the code
+        self.recorder.reset()
+        self.window.set_model_folder(folder)
         rec = self.recorder
-        self.window.send(SMOKE_QUESTION)
+        self.wait(lambda: rec.model_info is not None or rec.load_failure is not None, 180.0, "the model to load")
+        if rec.load_failure is not None:
+            raise SmokeFailure(f"{rec.load_failure.message} {rec.load_failure.hint}".strip())
+        info = rec.model_info
+        self.window.chat.set_options([], False)
+        return {"model": info.name, "arch": info.arch, "remote_code": info.remote_code, "device": info.device,
+                **self._ask("Hello, who are you?")}
+
+    def _ask(self, question: str) -> dict[str, Any]:
+        rec = self.recorder
+        rec.reset()
+        self.window.send(question)
         self.wait(lambda: rec.result is not None, 180.0, "the answer to finish")
         result = rec.result
         if result.error:
@@ -261,6 +285,9 @@ def _make_recorder(window: Any) -> Any:
     class SmokeRecorder(QObject):
         def __init__(self) -> None:
             super().__init__(window)
+            self.reset()
+
+        def reset(self) -> None:
             self.model_info: Any = None
             self.load_failure: Any = None
             self.meta: Any = None
@@ -324,6 +351,8 @@ def main(argv: list[str]) -> int:
         run.stage("knowledge", run.index_and_search)
         run.stage("answer", run.stream_answer)
         run.stage("remote_code", run.remote_code)
+        if args.remote_code_model:
+            run.stage("remote_code_model", run.remote_code_model)
         run.report["ok"] = True
         code = 0
     except SmokeFailure as exc:

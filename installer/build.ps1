@@ -122,16 +122,17 @@ if (-not $SkipSmokeTest) {
   if (Test-Path $Smoke) { Remove-Item -Recurse -Force $Smoke }
   New-Item -ItemType Directory -Force -Path $Smoke | Out-Null
   $Tiny = Join-Path $Smoke "tiny-llama"
-  Invoke-Native "building the tiny model" {
-    & $VenvPy -c "import sys; from pathlib import Path; from tests.fixtures.tiny_models import build_tiny_model; build_tiny_model(Path(sys.argv[1]), 'llama')" $Tiny
+  $TinyGlm = Join-Path $Smoke "tiny-chatglm"  # ships its own code, like ChatGLM
+  Invoke-Native "building the tiny models" {
+    & $VenvPy -c "import sys; from pathlib import Path; from tests.fixtures.tiny_models import build_tiny_model; from tests.fixtures.chatglm_like.build import build_chatglm_like; build_tiny_model(Path(sys.argv[1]), 'llama'); build_chatglm_like(Path(sys.argv[2]), 'roles')" $Tiny $TinyGlm
   }
   $env:QT_QPA_PLATFORM = "offscreen"
   $env:HF_HUB_OFFLINE = "1"
   $Report = Join-Path $Smoke "report.json"
   # bubble.exe is a windowed program: PowerShell waits for it only when its output is piped, and it has no
   # console to print to, so the report comes back through --report.
-  & (Join-Path $Bundle "bubble.exe") --smoke-test --model $Tiny --home (Join-Path $Smoke "home") --report $Report |
-    Out-Null
+  & (Join-Path $Bundle "bubble.exe") --smoke-test --model $Tiny --remote-code-model $TinyGlm `
+    --home (Join-Path $Smoke "home") --report $Report | Out-Null
   $smokeExit = $LASTEXITCODE
   if (Test-Path $Report) { Get-Content $Report | Write-Host }
   if ($smokeExit -ne 0) { throw "the frozen app's smoke test failed (exit code $smokeExit)" }
