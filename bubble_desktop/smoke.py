@@ -157,7 +157,8 @@ class SmokeRun:
         self.recorder = _make_recorder(self.window)
         self.window.show()
         self.wait(lambda: self.window.isVisible(), 10.0, "the main window to become visible")
-        return {"window": type(self.window).__name__, "qt_platform": self.app.platformName()}
+        return {"window": type(self.window).__name__, "qt_platform": self.app.platformName(),
+                "translations": _check_translations()}
 
     def load_model(self) -> dict[str, Any]:
         """Choose the model folder as a user would; the inference thread loads it."""
@@ -267,6 +268,21 @@ class SmokeRun:
         if self.ctx is not None:
             _quietly(getattr(self.ctx.knowledge, "close", None))
             _quietly(getattr(self.ctx.store, "close", None))
+
+
+def _check_translations() -> list[str]:
+    """The Chinese UI needs our .qm and Qt's own: both must be in the bundle and load."""
+    from PySide6.QtCore import QLibraryInfo, QTranslator
+
+    from bubble_desktop.ui.resources import resource_path
+
+    ours = resource_path("i18n", "bubble_zh_CN.qm")
+    if not QTranslator().load(str(ours)):
+        raise SmokeFailure(f"the Chinese translation {ours} is missing or unreadable")
+    qt_dir = QLibraryInfo.path(QLibraryInfo.LibraryPath.TranslationsPath)
+    if not QTranslator().load("qtbase_zh_CN", qt_dir):
+        raise SmokeFailure(f"Qt's own Chinese translation (qtbase_zh_CN.qm) is not in {qt_dir}")
+    return [ours.name, "qtbase_zh_CN.qm"]
 
 
 def _quietly(fn: Callable[[], Any] | None) -> None:
