@@ -116,13 +116,12 @@ def test_stop_event_stops_within_a_step_and_keeps_partial_text(tiny: Transformer
             cancel.set()
     latency = time.perf_counter() - stopped_at
     assert gen.stats is not None
-    tokens_at_stop = seen
     assert gen.stats.finish_reason == "cancelled"
     assert gen.text  # the partial answer stays
-    # at most a couple of steps of tokens were produced after the stop was set
     assert gen.stats.completion_tokens < 1500
-    assert gen.stats.completion_tokens <= tokens_at_stop + 8
-    assert latency < 2.0
+    # set -> iteration over and thread joined: about one decode step (generous slack for a busy CI machine)
+    step_s = gen.stats.total_s / gen.stats.completion_tokens
+    assert latency < 0.5 + 5 * step_s, (latency, step_s)
     assert not _generate_threads()
 
 

@@ -40,16 +40,13 @@ def cli(*args: str, home: Path) -> Result:
 
 
 @pytest.fixture(scope="module")
-def smollm2_dir(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    home = tmp_path_factory.mktemp("e2e-home")
-    out = cli("models", "import-gguf", str(smollm2_gguf), "--name", "smollm2", home=home)
-    assert out.returncode == 0, out.stderr
-    folder = Path(out.stdout.strip().splitlines()[-1])
-    return home, folder
+def smollm2(smollm2_dir: Path) -> tuple[Path, Path]:
+    """(BUBBLE_HOME, model folder) of the session's SmolLM2, imported by `bubble-cli models import-gguf`."""
+    return smollm2_dir.parent.parent, smollm2_dir
 
 
-def test_import_gguf_makes_a_safetensors_folder_with_chat_template(smollm2_dir: tuple[Path, Path]) -> None:
-    home, folder = smollm2_dir
+def test_import_gguf_makes_a_safetensors_folder_with_chat_template(smollm2: tuple[Path, Path]) -> None:
+    home, folder = smollm2
     assert folder == home / "models" / "smollm2"
     assert (folder / "config.json").is_file()
     assert list(folder.glob("*.safetensors"))
@@ -61,16 +58,16 @@ def test_import_gguf_makes_a_safetensors_folder_with_chat_template(smollm2_dir: 
     assert tok.chat_template and "<|im_start|>" in tok.chat_template
 
 
-def test_ask_smollm2_capital_of_france(smollm2_dir: tuple[Path, Path]) -> None:
-    home, folder = smollm2_dir
+def test_ask_smollm2_capital_of_france(smollm2: tuple[Path, Path]) -> None:
+    home, folder = smollm2
     out = cli("ask", "What is the capital of France?", "--model", str(folder), "--temperature", "0",
               "--max-new-tokens", "40", home=home)
     assert out.returncode == 0, out.stderr
     assert "Paris" in out.stdout
 
 
-def test_ask_by_imported_name_json(smollm2_dir: tuple[Path, Path]) -> None:
-    home, _ = smollm2_dir
+def test_ask_by_imported_name_json(smollm2: tuple[Path, Path]) -> None:
+    home, _ = smollm2
     out = cli("ask", "What is the capital of France?", "--model", "smollm2", "--temperature", "0",
               "--max-new-tokens", "40", "--json", home=home)
     assert out.returncode == 0, out.stderr
@@ -78,7 +75,7 @@ def test_ask_by_imported_name_json(smollm2_dir: tuple[Path, Path]) -> None:
     assert "Paris" in data["answer"] and data["finish_reason"] == "stop"
 
 
-def test_importing_twice_needs_overwrite(smollm2_dir: tuple[Path, Path], smollm2_gguf: Path) -> None:
-    home, _ = smollm2_dir
+def test_importing_twice_needs_overwrite(smollm2: tuple[Path, Path], smollm2_gguf: Path) -> None:
+    home, _ = smollm2
     out = cli("models", "import-gguf", str(smollm2_gguf), "--name", "smollm2", home=home)
     assert out.returncode != 0 and "already exists" in out.stderr and "Traceback" not in out.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 import queue
+import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -104,9 +105,17 @@ def _make_stop_criteria(*events: threading.Event) -> Any:
     class EventStop(StoppingCriteria):  # type: ignore[misc]
         """Stops generation at the next step once any of the events is set."""
 
+        def __init__(self) -> None:
+            self._answers: dict[tuple[bool, int, str], Any] = {}  # cached: no new tensor every step
+
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
             stop = any(e.is_set() for e in events)
-            return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+            key = (stop, input_ids.shape[0], str(input_ids.device))
+            answer = self._answers.get(key)
+            if answer is None:
+                answer = torch.full((key[1],), stop, dtype=torch.bool, device=input_ids.device)
+                self._answers[key] = answer
+            return answer
 
     return StoppingCriteriaList([EventStop()])
 
@@ -152,8 +161,9 @@ class _TransformersGeneration(Generation):
         def work() -> None:
             try:
                 with torch.inference_mode():
-                    if seed >= 0 and not self._sampling.greedy:
-                        torch.manual_seed(seed)
+                    if not self._sampling.greedy:
+                        # -1: a fresh seed, so an earlier fixed seed does not make later answers repeat
+                        torch.manual_seed(seed if seed >= 0 else random.SystemRandom().randrange(2**31))
                     m.model.generate(**kwargs)
             except BaseException as exc:  # handed to the consumer thread, which decides what the user sees
                 q.put(exc)
@@ -169,18 +179,29 @@ class _TransformersGeneration(Generation):
         thread = threading.Thread(target=work, name="bubble-generate")
         thread.start()
         try:
-            while True:
+            done = False
+            while not done:
+                batch: list[int] = []
                 item = q.get()
-                if item is _END:
-                    break
-                if isinstance(item, BaseException):
-                    error = item
+                while True:  # take everything already queued: one decode for all of it when we lag behind
+                    if item is _END:
+                        done = True
+                        break
+                    if isinstance(item, BaseException):
+                        error = item
+                    else:
+                        batch.extend(item)
+                    try:
+                        item = q.get_nowait()
+                    except queue.Empty:
+                        break
+                if not batch:
                     continue
                 now = time.perf_counter()
                 if t_first_token is None:
                     t_first_token = now
                 t_last_token = now
-                piece = decoder.add(item)
+                piece = decoder.add(batch)
                 if piece:
                     if ttft is None:
                         ttft = time.perf_counter() - t0
