@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("chats", help="saved conversations", description="List, show and export saved conversations.")
+    p = sub.add_parser(
+        "chats", help="saved conversations", description="List, show and export saved conversations."
+    )
     chats = p.add_subparsers(dest="chats_command", metavar="ACTION")
 
     ls = chats.add_parser("list", help="list conversations, newest first")
@@ -124,7 +126,9 @@ def run_import(args: argparse.Namespace) -> int:
     try:
         data = json.loads(Path(args.file).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ConversationError(f"Could not read {args.file}: {exc}", "Pass a file made by `chats export --format json`.") from exc
+        raise ConversationError(
+            f"Could not read {args.file}: {exc}", "Pass a file made by `chats export --format json`."
+        ) from exc
     if not isinstance(data, dict):
         raise ConversationError("This file is not a Bubble conversation export.")
     with _store() as store:

@@ -15,7 +15,15 @@ from bubble_desktop.core.web.search import DdgsSearcher, WebSearcher
 if TYPE_CHECKING:
     from bubble_desktop.core.kb.service import KnowledgeService
 
-__all__ = ["Answer", "ChatService", "ConversationStore", "DdgsSearcher", "KnowledgeService", "Source", "WebSearcher"]
+__all__ = [
+    "Answer",
+    "ChatService",
+    "ConversationStore",
+    "DdgsSearcher",
+    "KnowledgeService",
+    "Source",
+    "WebSearcher",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Send -> first prompt token entering the model, split into retrieval, web and prompt assembly, at 10k chunks.
+"""Send -> first prompt token entering the model: retrieval, web and prompt assembly, at 10k chunks.
 
     .venv/bin/python tests/bench/rag_latency.py [--chunks 10000] [--queries 30] [--model MODEL_DIR]
 
@@ -74,7 +74,8 @@ def make_corpus(root: Path, files: int, paragraphs: int, seed: int = 11) -> None
             paras.append(" ".join(words).capitalize() + ".")
         (root / f"doc{f:05d}.txt").write_text("\n\n".join(paras), encoding="utf-8")
     (root / "vellamo.md").write_text(
-        "# The Vellamo Prize\n\nThe Vellamo Prize for lighthouse engineering was won in 2019 by Ottilie Brask.\n",
+        "# The Vellamo Prize\n\n"
+        "The Vellamo Prize for lighthouse engineering was won in 2019 by Ottilie Brask.\n",
         encoding="utf-8",
     )
 
@@ -86,8 +87,11 @@ def pct(values: list[float], q: float) -> float:
 
 def summary(values_s: list[float]) -> dict[str, float]:
     ms = [v * 1000 for v in values_s]
-    return {"p50_ms": round(statistics.median(ms), 2), "p95_ms": round(pct(ms, 0.95), 2),
-            "mean_ms": round(statistics.fmean(ms), 2)}
+    return {
+        "p50_ms": round(statistics.median(ms), 2),
+        "p95_ms": round(pct(ms, 0.95), 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+    }
 
 
 class StampingModel:
@@ -146,8 +150,13 @@ def main() -> None:
         corpus = work / "corpus"
         paragraphs = 50
         make_corpus(corpus, 1, paragraphs)
-        per_file = len(chunk_segments(parse_file(corpus / "doc00000.txt").segments,
-                                      settings.knowledge.chunk_size, settings.knowledge.chunk_overlap))
+        per_file = len(
+            chunk_segments(
+                parse_file(corpus / "doc00000.txt").segments,
+                settings.knowledge.chunk_size,
+                settings.knowledge.chunk_overlap,
+            )
+        )
         files = -(-args.chunks // per_file)
         make_corpus(corpus, files, paragraphs)
 
@@ -170,14 +179,27 @@ def main() -> None:
 
         embedder = SentenceTransformerEmbedder("")
         embedder.embed(["warm up"])
-        with KnowledgeService(paths, settings.knowledge, embedder=embedder) as kb, \
-                ConversationStore(paths.chats_db) as store:
+        with (
+            KnowledgeService(paths, settings.knowledge, embedder=embedder) as kb,
+            ConversationStore(paths.chats_db) as store,
+        ):
             searcher = DdgsSearcher(RecordedProvider())
             service = ChatService(paths, kb, searcher, store)
             service.ask(model, QUERIES[0], settings, kb_names=["bench"]).run()  # warm-up
-            rows: dict[str, list[float]] = {k: [] for k in (
-                "query_embed", "retrieval_total", "retrieval_excl_embed", "assembly", "send_to_model",
-                "send_to_model_excl_embed", "web", "send_to_model_with_web", "target_sum")}
+            rows: dict[str, list[float]] = {
+                k: []
+                for k in (
+                    "query_embed",
+                    "retrieval_total",
+                    "retrieval_excl_embed",
+                    "assembly",
+                    "send_to_model",
+                    "send_to_model_excl_embed",
+                    "web",
+                    "send_to_model_with_web",
+                    "target_sum",
+                )
+            }
             hits_found = 0
             for i in range(args.queries):
                 q = QUERIES[i % len(QUERIES)] + ("" if i < len(QUERIES) else f" ({i})")

@@ -15,15 +15,30 @@ from bubble_desktop.core.settings import Settings, save_settings
 
 def _ask(capsys: pytest.CaptureFixture[str], model: Path, *extra: str) -> dict:
     capsys.readouterr()
-    code = main(["ask", "What is Bubble?", "--model", str(model), "--temperature", "0", "--max-new-tokens", "4",
-                 "--device", "cpu", "--json", *extra])
+    code = main(
+        [
+            "ask",
+            "What is Bubble?",
+            "--model",
+            str(model),
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "4",
+            "--device",
+            "cpu",
+            "--json",
+            *extra,
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_ask_saves_a_conversation_and_continues_it(capsys: pytest.CaptureFixture[str], tiny_model_dir: Path,
-                                                    tmp_path: Path) -> None:
+def test_ask_saves_a_conversation_and_continues_it(
+    capsys: pytest.CaptureFixture[str], tiny_model_dir: Path, tmp_path: Path
+) -> None:
     first = _ask(capsys, tiny_model_dir)
     assert first["sources"] == [] and first["notices"] == [] and first["finish_reason"] in ("stop", "length")
     cid = first["conversation_id"]
@@ -51,7 +66,9 @@ def test_ask_saves_a_conversation_and_continues_it(capsys: pytest.CaptureFixture
     assert main(["ask", "q", "--model", str(tiny_model_dir), "--conversation", "999"]) == 2
 
 
-def test_web_failure_is_a_notice_and_exit_stays_zero(capsys: pytest.CaptureFixture[str], tiny_model_dir: Path) -> None:
+def test_web_failure_is_a_notice_and_exit_stays_zero(
+    capsys: pytest.CaptureFixture[str], tiny_model_dir: Path
+) -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -65,10 +82,13 @@ def test_web_failure_is_a_notice_and_exit_stays_zero(capsys: pytest.CaptureFixtu
     assert len(result["notices"]) == 1 and "without the web" in result["notices"][0]
 
 
-def test_ask_with_kb_returns_sources(capsys: pytest.CaptureFixture[str], tiny_model_dir: Path,
-                                     tmp_path: Path) -> None:
+def test_ask_with_kb_returns_sources(
+    capsys: pytest.CaptureFixture[str], tiny_model_dir: Path, tmp_path: Path
+) -> None:
     doc = tmp_path / "zorblat.md"
-    doc.write_text("# Zorblat\n\nThe Zorblat festival is held every May on Quennet island.\n", encoding="utf-8")
+    doc.write_text(
+        "# Zorblat\n\nThe Zorblat festival is held every May on Quennet island.\n", encoding="utf-8"
+    )
     assert main(["kb", "create", "notes"]) == 0
     assert main(["kb", "add", "notes", str(doc), "--quiet"]) == 0
     result = _ask(capsys, tiny_model_dir, "--kb", "notes")

@@ -15,8 +15,13 @@ from bubble_desktop.core.settings import SamplingSettings
 class WordModel:
     """Tokens are whitespace-separated words (+3 per message); replies with a scripted text, word by word."""
 
-    def __init__(self, reply: str = "The answer is 42 [1].", context_window: int = 2048,
-                 fail_after: int | None = None, gate: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        reply: str = "The answer is 42 [1].",
+        context_window: int = 2048,
+        fail_after: int | None = None,
+        gate: threading.Event | None = None,
+    ) -> None:
         self.info = ModelInfo("words", "/dev/null", "test", "cpu", "float32", context_window)
         self.reply = reply
         self.fail_after = fail_after
@@ -29,8 +34,12 @@ class WordModel:
     def count_text_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def stream(self, messages: Sequence[ChatMessage], sampling: SamplingSettings,
-               cancel: threading.Event | None = None) -> Generation:
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        sampling: SamplingSettings,
+        cancel: threading.Event | None = None,
+    ) -> Generation:
         self.prompts.append(list(messages))
         cancel = cancel or threading.Event()
         words = self.reply.split(" ")
@@ -52,7 +61,9 @@ class WordModel:
                     raise RuntimeError("boom")
                 n += 1
                 yield word if i == 0 else " " + word
-            holder[0].stats = GenerationStats(prompt_tokens, n, 0.001, 1000.0, time.perf_counter() - started, reason)
+            holder[0].stats = GenerationStats(
+                prompt_tokens, n, 0.001, 1000.0, time.perf_counter() - started, reason
+            )
 
         gen = Generation(produce())
         holder.append(gen)
@@ -69,8 +80,14 @@ class ListRetriever:
     hits: list[Hit]
     calls: int = 0
 
-    def search(self, kb_names: Sequence[str], query: str, top_k: int | None = 4,
-               score_threshold: float | None = None, hybrid: bool | None = None) -> list[Hit]:
+    def search(
+        self,
+        kb_names: Sequence[str],
+        query: str,
+        top_k: int | None = 4,
+        score_threshold: float | None = None,
+        hybrid: bool | None = None,
+    ) -> list[Hit]:
         self.calls += 1
         words = {w.lower().strip("?.,") for w in query.split()}
         scored = []
@@ -78,10 +95,14 @@ class ListRetriever:
             if h.kb not in kb_names:
                 continue
             overlap = len(words & {w.lower().strip("?.,") for w in h.text.split()})
-            scored.append(Hit(overlap / max(1, len(words)), h.path, h.text, h.position, h.kb, h.doc_id, h.title))
+            scored.append(
+                Hit(overlap / max(1, len(words)), h.path, h.text, h.position, h.kb, h.doc_id, h.title)
+            )
         scored.sort(key=lambda h: h.score, reverse=True)
         return scored[: top_k or 4]
 
 
-def hit(text: str, path: str = "/docs/a.md", kb: str = "notes", position: str = "line 1", score: float = 0.5) -> Hit:
+def hit(
+    text: str, path: str = "/docs/a.md", kb: str = "notes", position: str = "line 1", score: float = 0.5
+) -> Hit:
     return Hit(score, path, text, position, kb, path, None)

@@ -12,14 +12,27 @@ from tests.core.test_chat_doubles import WordModel
 
 
 def _sources(n: int, words: int = 20) -> list[Source]:
-    return [Source(0, "kb", f"doc{i}.md", " ".join([f"w{i}"] * words), path=f"/d/doc{i}.md", position="line 1",
-                   score=1 - i / 10) for i in range(n)]
+    return [
+        Source(
+            0,
+            "kb",
+            f"doc{i}.md",
+            " ".join([f"w{i}"] * words),
+            path=f"/d/doc{i}.md",
+            position="line 1",
+            score=1 - i / 10,
+        )
+        for i in range(n)
+    ]
 
 
 def _history(turns: int, words: int = 30) -> list[ChatMessage]:
     out = []
     for t in range(turns):
-        out += [ChatMessage("user", f"q{t} " + "x " * words), ChatMessage("assistant", f"a{t} " + "y " * words)]
+        out += [
+            ChatMessage("user", f"q{t} " + "x " * words),
+            ChatMessage("assistant", f"a{t} " + "y " * words),
+        ]
     return out
 
 
@@ -34,7 +47,7 @@ def test_sources_sit_right_before_the_question_numbered_from_one() -> None:
 
 def test_web_source_shows_its_date() -> None:
     web = Source(3, "web", "Festival news", "Crowds.", url="https://n.test", date="2026-11-20T08:15:00")
-    assert render_source(web) == "[3] Festival news (2026-11-20)\nCrowds."
+    assert render_source(web) == "[3] Festival news (2026-11-20)\nCrowds. [3]"
 
 
 def test_everything_fits_when_there_is_room() -> None:
@@ -50,14 +63,17 @@ def test_oldest_turns_go_first_then_lowest_ranked_sources() -> None:
     history, sources = _history(4), _sources(4)
     full = model.count_tokens(assemble("sys", history, "question?", sources))
     # room for everything but about two turns
-    plan = build_prompt(model, "sys", history, "question?", sources, max_new_tokens=100, context_window=full + 100 - 70)
+    plan = build_prompt(
+        model, "sys", history, "question?", sources, max_new_tokens=100, context_window=full + 100 - 70
+    )
     assert plan.sources_dropped == 0 and plan.history_turns_dropped == 2
     assert plan.messages[1].content.startswith("q2")  # the two newest turns survive
     assert plan.prompt_tokens <= full - 70
     # no history can stay and one source must go: the lowest-ranked (doc3)
     no_history = model.count_tokens(assemble("sys", [], "question?", sources))
-    plan = build_prompt(model, "sys", history, "question?", sources, max_new_tokens=100,
-                        context_window=no_history + 100 - 5)
+    plan = build_prompt(
+        model, "sys", history, "question?", sources, max_new_tokens=100, context_window=no_history + 100 - 5
+    )
     assert plan.history_turns_used == 0 and plan.sources_dropped == 1
     assert [s.title for s in plan.sources] == ["doc0.md", "doc1.md", "doc2.md"]
     assert plan.prompt_tokens is not None and plan.prompt_tokens <= no_history - 5
@@ -65,7 +81,9 @@ def test_oldest_turns_go_first_then_lowest_ranked_sources() -> None:
 
 def test_question_alone_too_long_is_a_user_facing_error() -> None:
     with pytest.raises(GenerationError) as info:
-        build_prompt(WordModel(), "sys", [], "word " * 500, _sources(2), max_new_tokens=100, context_window=300)
+        build_prompt(
+            WordModel(), "sys", [], "word " * 500, _sources(2), max_new_tokens=100, context_window=300
+        )
     assert info.value.hint
 
 

@@ -28,11 +28,13 @@ def store(tmp_path: Path):
 
 @pytest.fixture
 def knowledge() -> ListRetriever:
-    return ListRetriever([
-        hit(FACT, "/docs/zorblat.md", position="line 2"),
-        hit("Ferries leave from the north pier.", "/docs/ferry.md"),
-        hit("Unrelated text in another base.", "/docs/other.md", kb="other"),
-    ])
+    return ListRetriever(
+        [
+            hit(FACT, "/docs/zorblat.md", position="line 2"),
+            hit("Ferries leave from the north pier.", "/docs/ferry.md"),
+            hit("Unrelated text in another base.", "/docs/other.md", kb="other"),
+        ]
+    )
 
 
 def _settings(**sampling: Any) -> Settings:
@@ -141,7 +143,9 @@ def test_stop_mid_answer_keeps_partial_text(store: ConversationStore, knowledge:
     gate = threading.Event()
     cancel = threading.Event()
     svc = ChatService(Paths.default(), knowledge, None, store)
-    answer = svc.ask(WordModel("one two three four", gate=gate), "q", _settings(), kb_names=["notes"], cancel=cancel)
+    answer = svc.ask(
+        WordModel("one two three four", gate=gate), "q", _settings(), kb_names=["notes"], cancel=cancel
+    )
     it = iter(answer)
     assert next(it) == "one"
     cancel.set()
@@ -155,13 +159,6 @@ def test_stop_mid_answer_keeps_partial_text(store: ConversationStore, knowledge:
 
 def test_consumer_breaking_off_saves_stopped(store: ConversationStore) -> None:
     svc = ChatService(Paths.default(), None, None, store)
-    answer = svc.ask(WordModel("a b c d"), "q", _settings())
-    for chunk in answer:
-        break
-    del chunk
-    answer_iter_closed = store.get_message(answer.message_id)
-    # the generator is closed when it is garbage collected or closed explicitly
-    assert answer_iter_closed.status in ("streaming", "stopped")
     answer2 = svc.ask(WordModel("a b c d"), "q2", _settings())
     gen = iter(answer2)
     next(gen)
@@ -187,22 +184,31 @@ def test_follow_up_sees_history_and_regenerate_replaces_the_answer(store: Conver
     model = WordModel("About two million.")
     follow = svc.ask(model, "How many people live there?", _settings(), conversation_id=first.conversation_id)
     follow.run()
-    assert [m.content for m in model.prompts[0][1:]] == ["Capital of France?", "Paris.", "How many people live there?"]
+    assert [m.content for m in model.prompts[0][1:]] == [
+        "Capital of France?",
+        "Paris.",
+        "How many people live there?",
+    ]
 
     again_model = WordModel("Roughly 2.1 million.")
     again = svc.regenerate(again_model, first.conversation_id, _settings())
     again.run()
     texts = [m.text for m in store.messages(first.conversation_id)]
     assert texts == ["Capital of France?", "Paris.", "How many people live there?", "Roughly 2.1 million."]
-    assert [m.content for m in again_model.prompts[0][1:]] == ["Capital of France?", "Paris.",
-                                                                "How many people live there?"]
+    assert [m.content for m in again_model.prompts[0][1:]] == [
+        "Capital of France?",
+        "Paris.",
+        "How many people live there?",
+    ]
 
 
 def test_edit_and_resend_replaces_what_followed(store: ConversationStore) -> None:
     svc = ChatService(Paths.default(), None, None, store)
     first = svc.ask(WordModel("Paris."), "Capital of France?", _settings())
     first.run()
-    svc.ask(WordModel("Two million."), "Population?", _settings(), conversation_id=first.conversation_id).run()
+    svc.ask(
+        WordModel("Two million."), "Population?", _settings(), conversation_id=first.conversation_id
+    ).run()
     model = WordModel("Berlin.")
     edited = svc.edit_and_resend(model, first.user_message_id, "Capital of Germany?", _settings())
     edited.run()
@@ -236,8 +242,10 @@ def test_real_tiny_model_budget_drops_sources(store: ConversationStore, tiny_mod
 
     model = load_model(LoadRequest(path=str(tiny_model_dir), device="cpu", context_window=400))
     try:
-        hits = [hit(f"Source number {i}: " + "Bubble is a private chatbot. " * 6, f"/d/{i}.md", score=1 - i / 10)
-                for i in range(6)]
+        hits = [
+            hit(f"Source number {i}: " + "Bubble is a private chatbot. " * 6, f"/d/{i}.md", score=1 - i / 10)
+            for i in range(6)
+        ]
         svc = ChatService(Paths.default(), ListRetriever(hits), None, store)
         settings = _settings(max_new_tokens=16)
         settings.knowledge = settings.knowledge.model_copy(update={"top_k": 6})

@@ -25,18 +25,33 @@ def store(tmp_path: Path):
         yield s
 
 
-KB_SOURCE = Source(1, "kb", "notes.md", "Zorblat festivals happen in May.", path="/d/notes.md", position="line 3",
-                   score=0.82, kb="notes")
-WEB_SOURCE = Source(2, "web", "Festival news", "Crowds at Zorblat.", url="https://news.test/a", date="2026-11-20",
-                    site="News")
+KB_SOURCE = Source(
+    1,
+    "kb",
+    "notes.md",
+    "Zorblat festivals happen in May.",
+    path="/d/notes.md",
+    position="line 3",
+    score=0.82,
+    kb="notes",
+)
+WEB_SOURCE = Source(
+    2, "web", "Festival news", "Crowds at Zorblat.", url="https://news.test/a", date="2026-11-20", site="News"
+)
 
 
 def _conversation(store: ConversationStore) -> int:
     cid = store.create_conversation(kb_names=["notes"], web=True)
     store.add_message(cid, "user", "When is the Zorblat festival held each year?")
-    store.add_message(cid, "assistant", "It is held in May [1], with big crowds [2].",
-                      sources=[KB_SOURCE, WEB_SOURCE], sampling={"temperature": 0.0},
-                      stats={"completion_tokens": 11, "tokens_per_s": 20.0}, web_used=True)
+    store.add_message(
+        cid,
+        "assistant",
+        "It is held in May [1], with big crowds [2].",
+        sources=[KB_SOURCE, WEB_SOURCE],
+        sampling={"temperature": 0.0},
+        stats={"completion_tokens": 11, "tokens_per_s": 20.0},
+        web_used=True,
+    )
     return cid
 
 
@@ -176,8 +191,12 @@ _WRITER = textwrap.dedent(
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_sigkill_mid_answer_leaves_database_intact(tmp_path: Path) -> None:
     db = tmp_path / "chats.sqlite3"
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(db)], stdout=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).parents[2])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(db)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
     try:
         assert proc.stdout is not None
         cid, answer_id = map(int, proc.stdout.readline().split())

@@ -109,13 +109,21 @@ def test_recorded_results_are_cleaned_and_deduplicated() -> None:
 
 def test_settings_reach_the_provider_and_max_results_is_honoured() -> None:
     provider = RecordedProvider()
-    settings = WebSettings(mode="text", timelimit="any", region="cn-zh", safesearch="off", max_results=2, proxy=" ")
+    settings = WebSettings(
+        mode="text", timelimit="any", region="cn-zh", safesearch="off", max_results=2, proxy=" "
+    )
     results = DdgsSearcher(provider).search("  Zorblat   festival ", settings)
     assert len(results) == 2
     request = provider.requests[0]
     assert request == SearchRequest(
-        query="Zorblat festival", mode="text", timelimit=None, region="cn-zh", safesearch="off",
-        max_results=2, proxy=None, timeout_s=4,
+        query="Zorblat festival",
+        mode="text",
+        timelimit=None,
+        region="cn-zh",
+        safesearch="off",
+        max_results=2,
+        proxy=None,
+        timeout_s=4,
     )
 
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 from bubble_desktop.core.chat.prompt import PromptPlan, build_prompt
 from bubble_desktop.core.chat.sources import Source
-from bubble_desktop.core.chat.store import ConversationStore, StoredMessage
+from bubble_desktop.core.chat.store import ConversationStore, MessageStatus, StoredMessage
 from bubble_desktop.core.errors import ConversationError, UserFacingError, WebSearchError
 from bubble_desktop.core.llm.base import ChatMessage, ChatModel, Generation, GenerationStats
 from bubble_desktop.core.paths import Paths
@@ -287,12 +287,16 @@ class ChatService:
                     notices.append("Web search found nothing for this question.")
             elif web_future.done():
                 exc = web_future.exception()
-                notices.append(exc.message if isinstance(exc, WebSearchError) else f"Web search failed: {exc}")
+                notices.append(
+                    exc.message if isinstance(exc, WebSearchError) else f"Web search failed: {exc}"
+                )
             elif not cancel.is_set():
                 notices.append("Web search did not answer in time; answered without the web.")
         numbered = tuple(s.renumbered(i) for i, s in enumerate(sources, start=1))
         total = time.perf_counter() - started
-        return Retrieved(numbered, tuple(notices), web_used, retrieval_s or (total if kb_future else 0.0), web_s)
+        return Retrieved(
+            numbered, tuple(notices), web_used, retrieval_s or (total if kb_future else 0.0), web_s
+        )
 
     # -- asking ---------------------------------------------------------------------------------
 
@@ -330,7 +334,9 @@ class ChatService:
             history = self._history(self.store.messages(conversation_id))
             self.store.update_options(conversation_id, kb_names, web)
         user_id = self.store.add_message(conversation_id, "user", question)
-        return self._answer(model, conversation_id, user_id, question, history, settings, kb_names, web, cancel)
+        return self._answer(
+            model, conversation_id, user_id, question, history, settings, kb_names, web, cancel
+        )
 
     def regenerate(
         self,
@@ -345,8 +351,14 @@ class ChatService:
         conversation = self.store.get_conversation(conversation_id)
         question = self.store.last_user_message(conversation_id)
         self.store.delete_after(question)
-        return self._resend(model, question, settings, cancel, conversation.kb_names if kb_names is None else kb_names,
-                            conversation.web if web is None else web)
+        return self._resend(
+            model,
+            question,
+            settings,
+            cancel,
+            conversation.kb_names if kb_names is None else kb_names,
+            conversation.web if web is None else web,
+        )
 
     def edit_and_resend(
         self,
@@ -363,8 +375,14 @@ class ChatService:
             raise ConversationError("The edited message is empty.", "Type a question first.")
         edited = self.store.edit_message(message_id, new_text.strip())
         conversation = self.store.get_conversation(edited.conversation_id)
-        return self._resend(model, edited, settings, cancel, conversation.kb_names if kb_names is None else kb_names,
-                            conversation.web if web is None else web)
+        return self._resend(
+            model,
+            edited,
+            settings,
+            cancel,
+            conversation.kb_names if kb_names is None else kb_names,
+            conversation.web if web is None else web,
+        )
 
     def _resend(
         self,
@@ -376,8 +394,17 @@ class ChatService:
         web: bool,
     ) -> Answer:
         earlier = [m for m in self.store.messages(question.conversation_id) if m.seq < question.seq]
-        return self._answer(model, question.conversation_id, question.id, question.text, self._history(earlier),
-                            settings, kb_names, web, cancel)
+        return self._answer(
+            model,
+            question.conversation_id,
+            question.id,
+            question.text,
+            self._history(earlier),
+            settings,
+            kb_names,
+            web,
+            cancel,
+        )
 
     def _answer(
         self,
@@ -400,19 +427,36 @@ class ChatService:
         plan: PromptPlan | None = None
         window = settings.model.context_window or None
         try:
-            plan = build_prompt(model, sampling.system_prompt, history, question, retrieved.sources,
-                                sampling.max_new_tokens, context_window=window)
+            plan = build_prompt(
+                model,
+                sampling.system_prompt,
+                history,
+                question,
+                retrieved.sources,
+                sampling.max_new_tokens,
+                context_window=window,
+            )
         except UserFacingError as exc:
             notices.append(exc.message)
         assembly_s = time.perf_counter() - t0
         sources = plan.sources if plan else ()
         if plan and plan.sources_dropped:
-            notices.append(f"{plan.sources_dropped} source(s) did not fit the model's context window and were left out.")
+            notices.append(
+                f"{plan.sources_dropped} source(s) did not fit the model's context window and were left out."
+            )
         if plan and plan.history_turns_dropped:
-            notices.append(f"The {plan.history_turns_dropped} oldest turn(s) did not fit the context window and were left out.")
+            notices.append(
+                f"The {plan.history_turns_dropped} oldest turn(s) did not fit the context window "
+                "and were left out."
+            )
         message_id = self.store.add_message(
-            conversation_id, "assistant", "", status="streaming", sources=sources,
-            sampling=sampling.model_dump(), web_used=retrieved.web_used,
+            conversation_id,
+            "assistant",
+            "",
+            status="streaming",
+            sources=sources,
+            sampling=sampling.model_dump(),
+            web_used=retrieved.web_used,
         )
         answer = Answer(
             conversation_id=conversation_id,
@@ -448,16 +492,27 @@ class ChatService:
         if generation is not None and generation.stats is not None:
             stats = generation.stats
         if error is not None:
-            message = error.message if isinstance(error, UserFacingError) else f"{type(error).__name__}: {error}"
+            message = (
+                error.message if isinstance(error, UserFacingError) else f"{type(error).__name__}: {error}"
+            )
             base = stats or GenerationStats()
             stats = GenerationStats(
-                prompt_tokens=base.prompt_tokens, completion_tokens=base.completion_tokens, ttft_s=base.ttft_s,
-                tokens_per_s=base.tokens_per_s, total_s=base.total_s, finish_reason="error", error=message,
+                prompt_tokens=base.prompt_tokens,
+                completion_tokens=base.completion_tokens,
+                ttft_s=base.ttft_s,
+                tokens_per_s=base.tokens_per_s,
+                total_s=base.total_s,
+                finish_reason="error",
+                error=message,
             )
         if stats is None:
             # the consumer stopped iterating before the model finished
             stats = GenerationStats(finish_reason="cancelled")
-        status = {"cancelled": "stopped", "error": "error"}.get(stats.finish_reason, "complete")
+        status: MessageStatus = "complete"
+        if stats.finish_reason == "cancelled":
+            status = "stopped"
+        elif stats.finish_reason == "error":
+            status = "error"
         answer.stats = stats
         answer.status = status
         try:

@@ -379,14 +379,16 @@ class ConversationStore:
         """Delete ``message`` and everything after it in its conversation; returns how many went."""
         with self._tx() as db:
             return db.execute(
-                "DELETE FROM messages WHERE conversation_id=? AND seq>=?", (message.conversation_id, message.seq)
+                "DELETE FROM messages WHERE conversation_id=? AND seq>=?",
+                (message.conversation_id, message.seq),
             ).rowcount
 
     def delete_after(self, message: StoredMessage) -> int:
         """Delete everything after ``message`` in its conversation."""
         with self._tx() as db:
             return db.execute(
-                "DELETE FROM messages WHERE conversation_id=? AND seq>?", (message.conversation_id, message.seq)
+                "DELETE FROM messages WHERE conversation_id=? AND seq>?",
+                (message.conversation_id, message.seq),
             ).rowcount
 
     def edit_message(self, message_id: int, new_text: str) -> StoredMessage:
@@ -396,13 +398,17 @@ class ConversationStore:
             raise ConversationError("Only your own messages can be edited.", "Regenerate an answer instead.")
         with self._tx() as db:
             db.execute(
-                "DELETE FROM messages WHERE conversation_id=? AND seq>?", (message.conversation_id, message.seq)
+                "DELETE FROM messages WHERE conversation_id=? AND seq>?",
+                (message.conversation_id, message.seq),
             )
             db.execute("UPDATE messages SET text=? WHERE id=?", (new_text, message_id))
-            db.execute("UPDATE conversations SET updated_at=? WHERE id=?", (time.time(), message.conversation_id))
+            db.execute(
+                "UPDATE conversations SET updated_at=? WHERE id=?", (time.time(), message.conversation_id)
+            )
             if message.seq == 0:
                 db.execute(
-                    "UPDATE conversations SET title=? WHERE id=?", (title_from(new_text), message.conversation_id)
+                    "UPDATE conversations SET title=? WHERE id=?",
+                    (title_from(new_text), message.conversation_id),
                 )
         return self.get_message(message_id)
 
@@ -443,8 +449,10 @@ class ConversationStore:
                 "ORDER BY c.updated_at DESC, m.seq LIMIT ?",
                 (f"%{escaped}%", limit),
             )
-        return [SearchHit(r["conversation_id"], r["title"], r["id"], r["role"], _snippet(r["text"], needle))
-                for r in rows]
+        return [
+            SearchHit(r["conversation_id"], r["title"], r["id"], r["role"], _snippet(r["text"], needle))
+            for r in rows
+        ]
 
     # -- export / import ------------------------------------------------------------------------
 
@@ -475,7 +483,10 @@ class ConversationStore:
             numbers = {s.index for s in message.sources}
             if numbers:
                 text = CITATION.sub(
-                    lambda m: f"[^{k}-{m.group(1)}]" if int(m.group(1)) in numbers else m.group(0), text
+                    lambda m, k=k, numbers=numbers: (  # type: ignore[misc]
+                        f"[^{k}-{m.group(1)}]" if int(m.group(1)) in numbers else m.group(0)
+                    ),
+                    text,
                 )
             note = ""
             if message.status == "stopped":
@@ -500,7 +511,9 @@ class ConversationStore:
                 "This file is not a Bubble conversation export.", "Export one with `bubble-cli chats export`."
             )
         if int(data.get("version", 0)) > EXPORT_VERSION:
-            raise ConversationError("This conversation was exported by a newer Bubble.", "Update Bubble first.")
+            raise ConversationError(
+                "This conversation was exported by a newer Bubble.", "Update Bubble first."
+            )
         meta = data.get("conversation") or {}
         now = time.time()
         with self._tx() as db:
@@ -521,15 +534,16 @@ class ConversationStore:
                     raise ConversationError(f"Message {seq + 1} in the file has an unknown role {role!r}.")
                 status = m.get("status", "complete")
                 db.execute(
-                    "INSERT INTO messages(conversation_id, seq, role, text, sources, sampling, stats, status, "
-                    "web_used, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO messages(conversation_id, seq, role, text, sources, sampling, stats, "
+                    "status, web_used, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (
                         new_id,
                         seq,
                         role,
                         str(m.get("text", "")),
                         json.dumps(
-                            [Source.from_dict(s).to_dict() for s in m.get("sources") or []], ensure_ascii=False
+                            [Source.from_dict(s).to_dict() for s in m.get("sources") or []],
+                            ensure_ascii=False,
                         ),
                         _dumps(m.get("sampling")),
                         _dumps(m.get("stats")),
@@ -541,7 +555,7 @@ class ConversationStore:
         return new_id
 
     def integrity_ok(self) -> bool:
-        return self._query("PRAGMA integrity_check")[0][0] == "ok"
+        return bool(self._query("PRAGMA integrity_check")[0][0] == "ok")
 
 
 def _snippet(text: str, needle: str, around: int = 40) -> str:

@@ -125,7 +125,9 @@ def clean_text(value: object, limit: int | None = None) -> str:
 def _url_key(url: str) -> str:
     parts = urlsplit(url.strip().lower())
     host = parts.netloc.removeprefix("www.")
-    return f"{host}{parts.path.rstrip('/')}?{parts.query}" if parts.query else f"{host}{parts.path.rstrip('/')}"
+    return (
+        f"{host}{parts.path.rstrip('/')}?{parts.query}" if parts.query else f"{host}{parts.path.rstrip('/')}"
+    )
 
 
 def clean_results(raw: list[dict[str, Any]], max_results: int) -> list[WebResult]:
@@ -137,7 +139,9 @@ def clean_results(raw: list[dict[str, Any]], max_results: int) -> list[WebResult
             continue
         url = clean_text(item.get("url") or item.get("href") or "")
         title = clean_text(item.get("title"))
-        snippet = clean_text(item.get("body") or item.get("snippet") or item.get("excerpt"), MAX_SNIPPET_CHARS)
+        snippet = clean_text(
+            item.get("body") or item.get("snippet") or item.get("excerpt"), MAX_SNIPPET_CHARS
+        )
         if not (title or snippet):
             continue
         keys = {k for k in (_url_key(url) if url else "", "t:" + title.lower() if title else "") if k}
@@ -162,7 +166,9 @@ def _describe(exc: BaseException) -> WebSearchError:
     """A user-facing error for whatever the library raised."""
     name = type(exc).__name__
     if name == "RatelimitException":
-        return WebSearchError("The search engines are rate-limiting requests right now; answered without the web.")
+        return WebSearchError(
+            "The search engines are rate-limiting requests right now; answered without the web."
+        )
     if name == "TimeoutException" or isinstance(exc, TimeoutError):
         return WebSearchError("Web search timed out; answered without the web.")
     detail = str(exc).lower()
