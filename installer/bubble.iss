@@ -18,6 +18,10 @@
 #ifndef AppVersion
   #define AppVersion "0.0.0"
 #endif
+#ifndef AppVersionNumeric
+  ; the file version must be plain numbers (a "0.2.0.dev1" package version is not)
+  #define AppVersionNumeric "0.0.0"
+#endif
 #ifndef SourceDir
   #define SourceDir "..\dist\bubble"
 #endif
@@ -36,7 +40,7 @@ AppName={#AppName}
 AppVersion={#AppVersion}
 AppVerName={#AppName} {#AppVersion}
 AppPublisher={#AppPublisher}
-VersionInfoVersion={#AppVersion}
+VersionInfoVersion={#AppVersionNumeric}
 PrivilegesRequired=lowest
 DefaultDirName={autopf}\{#AppName}
 DefaultGroupName={#AppName}

@@ -107,7 +107,8 @@ Step "O.Bubble and PyInstaller (pip install .[build])"
 Invoke-Native "installing the project" { & $VenvPy -m pip install ".[build]" }
 $Version = (& $VenvPy -c "from importlib.metadata import version; print(version('bubble-desktop'))").Trim()
 if ($LASTEXITCODE -ne 0 -or -not $Version) { throw "could not read the package version" }
-Write-Host "version $Version"
+$NumericVersion = [regex]::Match($Version, '^\d+(\.\d+){0,3}').Value  # for the exe's file version
+Write-Host "version $Version ($NumericVersion)"
 
 Step "PyInstaller bundle"
 $t = [Diagnostics.Stopwatch]::StartNew()
@@ -157,7 +158,7 @@ if (-not $SkipInstaller) {
   $Iscc = Find-Iscc
   $Isl = Get-ChineseIsl $Iscc
   Invoke-Native "ISCC" {
-    & $Iscc "/DAppVersion=$Version" "/DChineseIsl=$Isl" "/DSourceDir=$Bundle" "/DOutputDir=$Root\dist\installer" `
+    & $Iscc "/DAppVersion=$Version" "/DAppVersionNumeric=$NumericVersion" "/DChineseIsl=$Isl" "/DSourceDir=$Bundle" "/DOutputDir=$Root\dist\installer" `
       (Join-Path $Root "installer\bubble.iss")
   }
   Get-ChildItem (Join-Path $Root "dist\installer") | Format-Table Name, Length
