@@ -216,3 +216,18 @@ def test_qdrant_server_layout_through_local_mode(tmp_path: Path) -> None:
         assert svc.search("remote", "熊猫生活在哪里", top_k=1)[0].path.endswith("zh.txt")
         assert svc.search("remote", "Who created Python?", top_k=1, hybrid=False)[0].path.endswith("python.md")
         assert point_count(svc, "remote") == 5
+
+
+def test_index_build_runs_in_a_child_process_and_is_swapped_in(svc: KnowledgeService, tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "docs")
+    svc.create_base("kb")
+    svc.add_paths("kb", [corpus])
+    svc.optimize("kb")  # builds the HNSW index on a copy, then swaps it in
+    assert svc._call(lambda: svc._base("kb").store.unindexed()) == 0
+    assert not (svc._call(lambda: svc._base("kb").folder) / "shard.optimizing").exists()
+    assert point_count(svc, "kb") == 5
+    assert svc.search("kb", "Who created Python?", top_k=1)[0].path.endswith("python.md")
+    svc.add_paths("kb", [corpus / "france.txt"])  # still writable after the swap
+    (corpus / "france.txt").write_text("Marseille is a port city in France.")
+    assert len(svc.add_paths("kb", [corpus / "france.txt"]).indexed) == 1
+    assert point_count(svc, "kb") == 5

@@ -16,6 +16,7 @@ import os
 import queue
 import re
 import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -35,7 +36,9 @@ from bubble_desktop.core.kb.store import (
     ServerStore,
     StoredPoint,
     VectorStore,
+    optimizer_command,
     point_id,
+    recover_shard_folder,
     sparse_document,
     sparse_query,
 )
@@ -55,6 +58,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BATCH_CHUNKS = 64
+# Above this many brute-force-searched points, build the HNSW index (p50 stays under ~10 ms below it).
+OPTIMIZE_MIN_UNINDEXED = 20_000
 QUEUE_FILES = 4
 MAX_NAME = 100
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f]")
@@ -81,6 +86,7 @@ class _Base:
     folder: Path
     catalog: Catalog
     store: VectorStore | None = None
+    version: int = 0  # bumped on every store write; an optimized copy of an older version is dropped
 
     @property
     def name(self) -> str:
@@ -125,6 +131,9 @@ class KnowledgeService:
         self._embedder_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bubble-kb-store")
         self._bases: dict[str, _Base] = {}  # kb_id -> open base (owner thread only)
+        self._optimizers: dict[str, tuple[threading.Thread, list[subprocess.Popen[bytes]]]] = {}
+        self._optimizers_lock = threading.Lock()
+        self._closing = False
         self._closed = False
         self.batch_chunks = BATCH_CHUNKS  # chunks embedded and written per batch (cancel/search granularity)
         self.last_search_stats: SearchStats | None = None
@@ -164,6 +173,14 @@ class KnowledgeService:
         """Close every open shard (an unclosed embedded store stays locked) and stop the owner thread."""
         if self._closed:
             return
+        self._closing = True
+        with self._optimizers_lock:
+            running = list(self._optimizers.values())
+        for thread, procs in running:  # an unfinished index build is simply redone next time
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+            thread.join(30)
         try:
             self._executor.submit(self._close_all).result()
         finally:
@@ -236,6 +253,8 @@ class KnowledgeService:
             known = dim
         backend = base.catalog.get("backend") or "edge"
         if backend == "edge":
+            if base.kb_id not in self._optimizers:
+                recover_shard_folder(base.folder / "shard")
             base.store = EdgeStore(base.folder / "shard", known)
         else:
             base.store = ServerStore.connect(
@@ -312,6 +331,7 @@ class KnowledgeService:
         def run() -> None:
             base = self._base(name)
             store = self._store(base)
+            base.version += 1
             if store is not None:
                 store.drop()
             base.store = None
@@ -342,6 +362,7 @@ class KnowledgeService:
                     f"'{path}' is not in knowledge base '{name}'.", "See its documents with `bubble-cli kb docs NAME`."
                 )
             store = self._store(base)
+            base.version += 1
             for d in docs:
                 if store is not None:
                     store.delete_document(d.doc_id)
@@ -361,6 +382,7 @@ class KnowledgeService:
             base = self._base(name)
             paths = [d.path for d in base.catalog.documents()]
             store = self._store(base)
+            base.version += 1
             if store is not None:
                 store.drop()
             base.store = None
@@ -562,6 +584,7 @@ class KnowledgeService:
                 self._call(self._reset_docs, base, [d.doc_id for d in unfinished])
         if not cancelled:
             self._call(self._flush, base)
+            self._call(self._start_optimizer, base, False)
         return IngestReport(
             indexed=tuple(state.indexed),
             unchanged=tuple(state.unchanged),
@@ -577,12 +600,14 @@ class KnowledgeService:
         store = self._store(base)
         if store is not None:
             store.delete_document(doc_id)  # a changed or half-written document: old chunks go
+            base.version += 1
         base.catalog.begin(doc_id, path, type_, size)
 
     def _write(self, base: _Base, dim: int, points: list[StoredPoint], finished: list[_DocState]) -> None:
         store = self._store(base, dim)
         assert store is not None
         store.upsert(points)
+        base.version += 1
         for d in finished:
             base.catalog.finish(d.doc_id, d.content_hash, d.total)
 
@@ -592,11 +617,13 @@ class KnowledgeService:
             store = self._store(base)
             if store is not None:
                 store.delete_document(doc_id)
+                base.version += 1
         if was_known or os.path.exists(path):
             base.catalog.fail(doc_id, path, detect_type(Path(path)) or Path(path).suffix.lstrip(".") or "file", size, reason)
 
     def _reset_docs(self, base: _Base, doc_ids: list[str]) -> None:
         store = self._store(base)
+        base.version += 1
         for doc_id in doc_ids:
             if store is not None:
                 store.delete_document(doc_id)
@@ -606,15 +633,88 @@ class KnowledgeService:
         if base.store is not None:
             base.store.flush()
 
-    def optimize(self, name: str) -> None:
-        """Build the search indexes now (otherwise Qdrant's optimizers do it when they see fit)."""
+    def optimize(self, name: str, wait: bool = True) -> None:
+        """Build the HNSW index now (ingestion starts this by itself above OPTIMIZE_MIN_UNINDEXED points).
 
-        def run() -> None:
-            store = self._store(self._base(name))
-            if store is not None:
-                store.optimize()
+        The build runs in a child process on a copy of the shard, because ``EdgeShard.optimize()``
+        holds the GIL for its whole run; searches go on meanwhile and the copy is swapped in after.
+        Where no child process can be started (a frozen app), it runs here, blocking.
+        """
+        base = self._call(lambda: self._base(name))
+        thread = self._call(self._start_optimizer, base, True)
+        if thread is None:
+            self._call(lambda: base.store.optimize() if base.store is not None else None)
+        elif wait:
+            thread.join()
 
-        self._call(run)
+    def _start_optimizer(self, base: _Base, force: bool) -> threading.Thread | None:
+        store = base.store
+        if not isinstance(store, EdgeStore) or self._closing:
+            return None
+        with self._optimizers_lock:
+            running = self._optimizers.get(base.kb_id)
+        if running is not None:
+            return running[0]
+        if not force and store.unindexed() < OPTIMIZE_MIN_UNINDEXED:
+            return None
+        copy = base.folder / "shard.optimizing"
+        cmd = optimizer_command(copy)
+        if cmd is None:
+            log.info("no child process for the index build here; %s stays brute-force searched", base.name)
+            return None
+        store.flush()
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(base.folder / "shard", copy)
+        procs: list[subprocess.Popen[bytes]] = []
+        thread = threading.Thread(
+            target=self._run_optimizer, args=(base, base.name, cmd, copy, base.version, procs),
+            name="bubble-kb-optimize",
+        )
+        with self._optimizers_lock:
+            self._optimizers[base.kb_id] = (thread, procs)
+        thread.start()
+        return thread
+
+    def _run_optimizer(
+        self, base: _Base, label: str, cmd: list[str], copy: Path, version: int, procs: list[subprocess.Popen[bytes]]
+    ) -> None:
+        """Optimizer thread: wait for the child (the GIL stays free), then hand the swap to the owner."""
+        try:
+            started = time.monotonic()
+            if not self._closing:
+                proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                procs.append(proc)
+                _, err = proc.communicate()
+                ok = proc.returncode == 0 and not self._closing
+                if proc.returncode != 0 and not self._closing:
+                    log.warning("index build for %s failed: %s", label, err.decode(errors="replace")[-500:])
+                if ok:
+                    self._call(self._swap_optimized, base, copy, version)
+                    log.info("index of %s built in %.1f s", label, time.monotonic() - started)
+        except Exception:  # noqa: BLE001 - a failed build only leaves search slower
+            log.exception("index build for %s failed", label)
+        finally:
+            with self._optimizers_lock:
+                self._optimizers.pop(base.kb_id, None)
+            if copy.exists():
+                shutil.rmtree(copy, ignore_errors=True)
+
+    def _swap_optimized(self, base: _Base, copy: Path, version: int) -> None:
+        """Owner thread: replace the shard with its optimized copy unless it was written meanwhile."""
+        if base.version != version or base.store is None or not copy.exists() or base.kb_id not in {
+            b.kb_id for b in self._bases.values()
+        }:
+            return
+        shard = base.folder / "shard"
+        old = base.folder / "shard.old"
+        dim = base.dim
+        assert dim is not None
+        base.store.close()
+        base.store = None
+        shard.rename(old)
+        copy.rename(shard)
+        base.store = EdgeStore(shard, dim)
+        shutil.rmtree(old, ignore_errors=True)
 
     # ------------------------------------------------------------------------- retrieval
     def search(

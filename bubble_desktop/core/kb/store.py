@@ -185,6 +185,11 @@ class EdgeStore:
 
         return int(self._shard.count(CountRequest(exact=True)))
 
+    def unindexed(self) -> int:
+        """Points not yet in an HNSW index (searched by brute force until optimized)."""
+        info = self._shard.info()
+        return max(0, int(info.points_count) - int(info.indexed_vectors_count))
+
     def flush(self) -> None:
         self._shard.flush()
 
@@ -211,7 +216,7 @@ class EdgeStore:
 class ServerStore:
     """A collection on a Qdrant server (or qdrant-client's local mode) with the Edge layout."""
 
-    def __init__(self, client: Any, collection: str, dim: int) -> None:
+    def __init__(self, client: Any, collection: str, dim: int, payload_index: bool = True) -> None:
         from qdrant_client import models
 
         self._client = client
@@ -225,10 +230,8 @@ class ServerStore:
                     vectors_config={DENSE: models.VectorParams(size=dim, distance=models.Distance.COSINE)},
                     sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
                 )
-                try:
+                if payload_index:  # local mode has none (it warns); its filters work without
                     client.create_payload_index(collection, "doc_id", models.PayloadSchemaType.KEYWORD)
-                except Exception:  # noqa: BLE001 - local mode has no payload indexes; filters still work
-                    pass
         except Exception as exc:  # noqa: BLE001 - network, auth and server errors
             raise KnowledgeBaseError(
                 f"The Qdrant server could not be used: {str(exc).splitlines()[0] if str(exc) else exc!r}",
@@ -240,13 +243,14 @@ class ServerStore:
     def connect(cls, url: str, api_key: str, collection: str, dim: int) -> ServerStore:
         from qdrant_client import QdrantClient
 
-        if url.startswith(("http://", "https://")):
+        remote = url.startswith(("http://", "https://"))
+        if remote:
             client = QdrantClient(url=url, api_key=api_key or None, timeout=30)
         elif url == ":memory:":
             client = QdrantClient(location=":memory:")
         else:  # a folder: qdrant-client's local mode (a fallback; slow beyond ~20k points)
             client = QdrantClient(path=url.removeprefix("file://"))
-        return cls(client, collection, dim)
+        return cls(client, collection, dim, payload_index=remote)
 
     def upsert(self, points: Sequence[StoredPoint]) -> None:
         from qdrant_client import models
@@ -341,3 +345,42 @@ class ServerStore:
             self._client.delete_collection(self.collection)
         finally:
             self.close()
+
+
+# ------------------------------------------------------------------------------- optimizing a copy
+
+OPTIMIZER_CODE = (
+    "import sys\n"
+    "from qdrant_edge import EdgeShard\n"
+    "shard = EdgeShard.load(sys.argv[1])\n"
+    "shard.optimize()\n"
+    "shard.flush()\n"
+    "shard.close()\n"
+)
+
+
+def optimizer_command(folder: Path) -> list[str] | None:
+    """The child process that builds the HNSW index of a shard copy, or None where we can't spawn one.
+
+    ``EdgeShard.optimize()`` holds the GIL for its whole run (minutes at 100k points on 2 cores), which
+    would freeze the GUI; in a child process it doesn't. A frozen app has no ``python -c``.
+    """
+    import sys
+
+    if getattr(sys, "frozen", False):
+        return None
+    return [sys.executable, "-c", OPTIMIZER_CODE, str(folder)]
+
+
+def recover_shard_folder(folder: Path) -> None:
+    """Finish or undo a swap interrupted by a crash (shard -> shard.old, shard.optimized -> shard)."""
+    import shutil
+
+    old = folder.with_name(folder.name + ".old")
+    copy = folder.with_name(folder.name + ".optimizing")
+    if not folder.exists() and old.exists():
+        old.rename(folder)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+    if copy.exists():
+        shutil.rmtree(copy, ignore_errors=True)
