@@ -11,7 +11,7 @@ import html
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, QSize, QSizeF, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import QSizeF, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import (
     QDesktopServices,
     QGuiApplication,
@@ -256,9 +256,6 @@ class MessageBody(QTextBrowser):
             self._height = h
             self.setFixedHeight(h)
 
-    def sizeHint(self) -> QSize:  # noqa: N802
-        return QSize(400, max(self._height, 20))
-
     def wheelEvent(self, event: Any) -> None:  # noqa: N802
         event.ignore()  # let the conversation scroll
 
@@ -477,13 +474,7 @@ class ChatView(QScrollArea):
         self.verticalScrollBar().valueChanged.connect(self._on_value_changed)
         set_copy_label(self.tr("Copy"))
         self.palette_md = Palette.for_theme(is_dark(self))
-        self._container.installEventFilter(self)
         self.setStyleSheet(CHAT_CSS)
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
-        if watched is self._container and event.type() == QEvent.Type.PaletteChange:
-            self.palette_md = Palette.for_theme(is_dark(self))
-        return super().eventFilter(watched, event)
 
     def clear(self) -> None:
         for m in self.messages:
@@ -493,6 +484,7 @@ class ChatView(QScrollArea):
         self._follow = True
 
     def add_message(self, role: str, text: str = "", message_id: str | None = None) -> MessageWidget:
+        self.palette_md = Palette.for_theme(is_dark(self))  # follows a theme switch
         widget = MessageWidget(role, message_id, self._container)
         if text:
             widget.set_text(text, self.palette_md)

@@ -135,7 +135,7 @@ class InferenceWorker(QObject):
         try:
             model = self._load_function(job.request, progress)
         except _LoadCancelled:
-            self.load_failed.emit(rid, LoadFailure("Loading was cancelled.", "", cancelled=True))
+            self.load_failed.emit(rid, LoadFailure(self.tr("Loading was cancelled."), "", cancelled=True))
             return
         except RemoteCodeConsentRequired as exc:
             self.load_failed.emit(rid, LoadFailure(exc.message, exc.hint, needs_consent=True))
@@ -145,11 +145,11 @@ class InferenceWorker(QObject):
             return
         except Exception as exc:  # thread boundary: the user hears about it, the log keeps details
             log.exception("model load failed")
-            self.load_failed.emit(rid, LoadFailure(f"{type(exc).__name__}: {exc}", "Details are in the log file."))
+            self.load_failed.emit(rid, LoadFailure(f"{type(exc).__name__}: {exc}", self.tr("Details are in the log file.")))
             return
         if job.cancel.is_set():
             _unload_model(model)
-            self.load_failed.emit(rid, LoadFailure("Loading was cancelled.", "", cancelled=True))
+            self.load_failed.emit(rid, LoadFailure(self.tr("Loading was cancelled."), "", cancelled=True))
             return
         self._model = model
         self.loaded.emit(rid, model.info)
@@ -159,7 +159,9 @@ class InferenceWorker(QObject):
         rid = job.request_id
         if self._model is None:
             self.answer_finished.emit(
-                rid, AnswerResult(job.conversation_id, None, None, "No model is loaded.", "Choose a model first.")
+                rid, AnswerResult(
+                    job.conversation_id, None, None, self.tr("No model is loaded."), self.tr("Choose a model first.")
+                )
             )
             return
         conversation_id = job.conversation_id
@@ -197,7 +199,7 @@ class InferenceWorker(QObject):
                     getattr(answer, "message_id", None),
                     None,
                     f"{type(exc).__name__}: {exc}",
-                    "Details are in the log file.",
+                    self.tr("Details are in the log file."),
                 ),
             )
 
@@ -260,7 +262,6 @@ class InferenceController(QObject):
         self._worker.load_failed.connect(self._on_worker_load_failed)
         self._worker.answer_started.connect(self._on_worker_answer_started)
         self._worker.answer_finished.connect(self._on_worker_answer_finished)
-        self._thread.finished.connect(self._worker.deleteLater)
         self._thread.start()
         self._next_id = 0
         self._load: LoadJob | None = None
@@ -405,9 +406,10 @@ class InferenceController(QObject):
         self._timer.stop()
         if not self._thread.isRunning():
             return True
-        self._unload_requested.emit()  # queued after the current request: frees the model
         self._thread.quit()
         ok = bool(self._thread.wait(timeout_ms))
-        if not ok:
+        if ok:
+            self._worker._unload()  # the thread has ended: freeing the model here is safe
+        else:
             log.warning("inference thread still busy after %d ms", timeout_ms)
         return ok

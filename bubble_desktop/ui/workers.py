@@ -45,12 +45,12 @@ class _TaskWorker(QObject):
         try:
             result = self._fn(progress, self._cancel)
         except _TaskCancelled:
-            self.failed.emit("Cancelled.", "")
+            self.failed.emit(self.tr("Cancelled."), "")
         except UserFacingError as exc:
             self.failed.emit(exc.message, exc.hint)
         except Exception as exc:  # thread boundary
             log.exception("background task failed")
-            self.failed.emit(f"{type(exc).__name__}: {exc}", "Details are in the log file.")
+            self.failed.emit(f"{type(exc).__name__}: {exc}", self.tr("Details are in the log file."))
         else:
             self.succeeded.emit(result)
 

@@ -78,14 +78,19 @@ class Heartbeat:
 
 
 def pump_until(app: Any, cond: Any, timeout: float) -> bool:
-    from PySide6.QtCore import QEventLoop
+    """Run a real event loop (as the app does) until ``cond()`` or ``timeout`` seconds."""
+    from PySide6.QtCore import QEventLoop, QTimer
 
+    loop = QEventLoop()
     end = time.perf_counter() + timeout
-    while not cond():
-        if time.perf_counter() > end:
-            return False
-        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
-    return True
+    poll = QTimer()
+    poll.setInterval(10)
+    poll.timeout.connect(lambda: (cond() or time.perf_counter() > end) and loop.quit())  # bench only
+    poll.start()
+    if not cond():
+        loop.exec()
+    poll.stop()
+    return bool(cond())
 
 
 def bench_stream_stall(app: Any, home: Path, max_new_tokens: int) -> dict[str, Any]:
@@ -165,7 +170,7 @@ def bench_index_stall(app: Any, home: Path, files: int) -> dict[str, Any]:
             files=files,
             finished=ok,
             wall_s=round(wall, 2),
-            indexed=getattr(report, "indexed", None) if report is not None else None,
+            indexed=len(getattr(report, "indexed", ()) or ()) if report is not None else None,
         )
         return result
     finally:
@@ -302,12 +307,18 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="simulated tokens/s for render_ratio")
     parser.add_argument("--max-new-tokens", type=int, default=400)
     parser.add_argument("--startup-runs", type=int, default=5)
+    parser.add_argument("--default-switch-interval", action="store_true", help="keep Python's 5 ms GIL switch")
     args = parser.parse_args()
 
     from PySide6.QtWidgets import QApplication
 
+    from bubble_desktop.app import configure_interpreter
+
+    if not args.default_switch_interval:
+        configure_interpreter()  # what `bubble` does at start-up
     app = QApplication.instance() or QApplication([])
-    out: dict[str, Any] = {"cpus": os.cpu_count()}
+    out: dict[str, Any] = {"cpus": os.cpu_count(), "switch_interval_s": sys.getswitchinterval(),
+                           "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
     with tempfile.TemporaryDirectory(prefix="bubble-bench-") as tmp:
         home = Path(tmp)
         os.environ["BUBBLE_HOME"] = str(home / "home")
