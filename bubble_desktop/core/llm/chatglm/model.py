@@ -137,6 +137,37 @@ def _resolve_device(device: str) -> str:
     return device
 
 
+class StreamDiffer:
+    """Turns stream_chat's "whole response so far" into append-only text chunks.
+
+    ChatGLM may still rewrite the last character (a "," before a Chinese character becomes "，"; a
+    half-decoded byte shows as U+FFFD), so a trailing character of that kind is held back until the
+    next step. Should an already shown character change anyway, the shown text is kept and the
+    stream continues after it.
+    """
+
+    def __init__(self) -> None:
+        self.emitted = ""
+        self.latest = ""
+
+    def feed(self, response: str) -> str:
+        self.latest = response
+        safe = response.rstrip(_HOLD_BACK)
+        if len(safe) <= len(self.emitted):
+            return ""
+        if not safe.startswith(self.emitted):
+            log.debug("ChatGLM rewrote streamed text; continuing after the shown part")
+        delta = safe[len(self.emitted):]
+        self.emitted += delta
+        return delta
+
+    def flush(self) -> str:
+        """What is left of the final response (the held-back tail)."""
+        tail = self.latest[len(self.emitted):]
+        self.emitted += tail
+        return tail
+
+
 def _cancel_criteria(event: threading.Event, counter: list[int]) -> Any:
     """A StoppingCriteria that ends stream_generate on the next step once ``event`` is set; counts steps."""
     import torch
@@ -276,36 +307,27 @@ class ChatGLMChatModel:
         ttft: float | None = None
         first_step_at: float | None = None
         counter = [0]
-        emitted = ""
-        latest = ""
         prompt_tokens = 0
         finish: str = "stop"
         error: str | None = None
         with self._lock:
             try:
                 prompt_tokens = self.count_tokens(messages)
+                differ = StreamDiffer()
                 for response in self.stream_raw(messages, sampling, event, counter):
                     if first_step_at is None:
                         first_step_at = time.perf_counter()
-                    latest = response
-                    safe = response.rstrip(_HOLD_BACK)
-                    if not safe.startswith(emitted):
-                        # an earlier character was rewritten after it was shown; keep what was shown
-                        log.debug("ChatGLM rewrote streamed text; continuing after the shown part")
-                        safe = emitted + safe[len(emitted):] if len(safe) > len(emitted) else emitted
-                    delta = safe[len(emitted):]
+                    delta = differ.feed(response)
                     if delta:
                         if ttft is None:
                             ttft = time.perf_counter() - start
-                        emitted += delta
                         yield delta
                     if event.is_set():
                         break
-                tail = latest[len(emitted):] if latest.startswith(emitted) else ""
+                tail = differ.flush()
                 if tail and not event.is_set():
                     if ttft is None:
                         ttft = time.perf_counter() - start
-                    emitted += tail
                     yield tail
                 if event.is_set():
                     finish = "cancelled"
