@@ -218,3 +218,18 @@ def test_incremental_decoder_matches_full_decode(tiny: TransformersChatModel) ->
     pieces = [dec.add([i]) for i in ids]
     pieces.append(dec.flush())
     assert "".join(pieces) == tiny.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def test_unload_frees_the_weights(tiny_model_dir: Path) -> None:
+    import gc
+    import weakref
+
+    model = load_model(LoadRequest(str(tiny_model_dir)))
+    assert isinstance(model, TransformersChatModel)
+    model.stream(QUESTION, greedy(3)).run()
+    ref = weakref.ref(model.model)
+    model.unload()
+    gc.collect()
+    assert ref() is None, "the torch module is still referenced after unload"
+    with pytest.raises(GenerationError):
+        model.stream(QUESTION, greedy(3))
