@@ -166,3 +166,11 @@ def test_drag_of_web_links_is_refused(tab):
     QApplication.sendEvent(tab, enter)
     assert not enter.isAccepted()
     assert not tab.controller.busy
+
+
+def test_no_child_widget_swallows_file_drops(tab):
+    """Drops must reach the tab from anywhere on it: no child may accept them itself."""
+    from PySide6.QtWidgets import QWidget
+
+    takers = [w.objectName() or type(w).__name__ for w in tab.findChildren(QWidget) if w.acceptDrops()]
+    assert takers == []
