@@ -46,15 +46,21 @@ DEFAULT_BASE = "default"
 
 
 def format_eta(seconds: float | None) -> str:
-    """Seconds as "12 s" / "3 min" / "1 h 5 min" (language-neutral units)."""
+    """Seconds as "12 s" / "2 min 05 s" / "3 h 2 min", in the interface language."""
     if seconds is None or seconds < 0:
         return ""
+
+    def tr(text: str) -> str:
+        return QCoreApplication.translate("KnowledgeTab", text)
+
     s = int(round(seconds))
     if s < 60:
-        return f"{s} s"
+        return tr("%1 s").replace("%1", str(s))
+    if s < 600:
+        return tr("%1 min %2 s").replace("%1", str(s // 60)).replace("%2", f"{s % 60:02d}")
     if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s" if s < 600 else f"{s // 60} min"
-    return f"{s // 3600} h {(s % 3600) // 60} min"
+        return tr("%1 min").replace("%1", str(s // 60))
+    return tr("%1 h %2 min").replace("%1", str(s // 3600)).replace("%2", str((s % 3600) // 60))
 
 
 _POSITION_UNITS = {

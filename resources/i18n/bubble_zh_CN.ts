@@ -202,6 +202,25 @@
         </message>
     </context>
     <context>
+        <name>InferenceWorker</name>
+        <message>
+            <source>Loading was cancelled.</source>
+            <translation>已取消加载。</translation>
+        </message>
+        <message>
+            <source>Details are in the log file.</source>
+            <translation>详细信息已写入日志文件。</translation>
+        </message>
+        <message>
+            <source>No model is loaded.</source>
+            <translation>尚未加载模型。</translation>
+        </message>
+        <message>
+            <source>Choose a model first.</source>
+            <translation>请先选择一个模型。</translation>
+        </message>
+    </context>
+    <context>
         <name>KnowledgeTab</name>
         <message>
             <source>The knowledge base shown below; files you add go into it.</source>
@@ -406,6 +425,22 @@
         <message>
             <source>Cancelling after the current batch…</source>
             <translation>将在当前这一批完成后取消…</translation>
+        </message>
+        <message>
+            <source>%1 s</source>
+            <translation>%1 秒</translation>
+        </message>
+        <message>
+            <source>%1 min %2 s</source>
+            <translation>%1 分 %2 秒</translation>
+        </message>
+        <message>
+            <source>%1 min</source>
+            <translation>%1 分钟</translation>
+        </message>
+        <message>
+            <source>%1 h %2 min</source>
+            <translation>%1 小时 %2 分</translation>
         </message>
     </context>
     <context>
@@ -708,6 +743,17 @@ Context window: %3 tokens</source>
         <message>
             <source>Point at a setting to see what it does.</source>
             <translation>把鼠标指向某个设置，即可查看它的作用。</translation>
+        </message>
+    </context>
+    <context>
+        <name>_TaskWorker</name>
+        <message>
+            <source>Cancelled.</source>
+            <translation>已取消。</translation>
+        </message>
+        <message>
+            <source>Details are in the log file.</source>
+            <translation>详细信息已写入日志文件。</translation>
         </message>
     </context>
     <context>

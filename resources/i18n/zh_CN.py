@@ -222,6 +222,10 @@ TRANSLATIONS: dict[str, str] = {
     "%1 chunks": "%1 个片段",
     "%1 chunks/s": "%1 片段/秒",
     "about %1 left": "约剩 %1",
+    "%1 s": "%1 秒",
+    "%1 min %2 s": "%1 分 %2 秒",
+    "%1 min": "%1 分钟",
+    "%1 h %2 min": "%1 小时 %2 分",
     "%1 indexed, %2 unchanged, %3 failed, %4 chunks added in %5 s.":
         "已索引 %1 个，未变化 %2 个，失败 %3 个，用时 %5 秒新增 %4 个片段。",
     "Cancelled — what was indexed so far is kept.": "已取消——已索引的内容会保留。",
@@ -347,6 +351,10 @@ TRANSLATIONS: dict[str, str] = {
     "%1\nPrecision: %2\nContext window: %3 tokens": "%1\n精度：%2\n上下文窗口：%3 个词元",
     "Model: not loaded (%1)": "模型：未加载（%1）",
     "prompt %1 · answer %2 tokens": "提示 %1 · 回答 %2 个词元",
+    "Loading was cancelled.": "已取消加载。",
+    "Details are in the log file.": "详细信息已写入日志文件。",
+    "Choose a model first.": "请先选择一个模型。",
+    "Cancelled.": "已取消。",
 }
 
 CONTEXT_TRANSLATIONS: dict[tuple[str, str], str] = {}
