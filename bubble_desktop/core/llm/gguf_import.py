@@ -79,7 +79,7 @@ def import_gguf(
     state = loaded.state_dict()
     clean = _plain_config(config)
     fresh = _fresh_model(clean)
-    missing, unexpected = fresh.load_state_dict(state, strict=False)
+    missing, unexpected = fresh.load_state_dict(state, strict=False, assign=True)
     # tied weights (lm_head = embeddings) may legitimately be absent from the GGUF state dict
     missing = [k for k in missing if not k.endswith("lm_head.weight")]
     if missing or unexpected:
@@ -89,6 +89,10 @@ def import_gguf(
         )
     if getattr(clean, "tie_word_embeddings", False):
         fresh.tie_weights()
+    still_meta = [n for n, t in list(fresh.named_parameters()) + list(fresh.named_buffers()) if t.is_meta]
+    if still_meta:
+        raise ModelError(f"The GGUF file lacks weights for {still_meta[:3]}.",
+                         "This GGUF file's architecture is not fully supported; use the original model folder.")
     fresh.generation_config = loaded.generation_config
     del loaded, state
     tmp = target.with_name(target.name + ".importing")
@@ -117,9 +121,13 @@ def _plain_config(config: Any) -> Any:
 
 
 def _fresh_model(config: Any) -> Any:
+    """A model skeleton with its parameters on the meta device (buffers such as rotary frequencies stay
+    real): no time spent on a random init that the GGUF weights overwrite anyway."""
+    from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_config(config)
+    with init_empty_weights(include_buffers=False):
+        return AutoModelForCausalLM.from_config(config)
 
 
 def list_imported(models_dir: Path | None = None) -> list[Path]:
