@@ -240,6 +240,7 @@ class KnowledgeTab(QWidget):
         search_row.addWidget(self.search_edit, 1)
         search_row.addWidget(self.search_button)
         self.hits_view = QTextBrowser()
+        self.hits_view.setObjectName("knowledgeHits")
         self.hits_view.setOpenLinks(False)
         self.hits_view.setAcceptDrops(False)  # drops anywhere go to the tab
         self.hits_view.setPlaceholderText(self.tr("See which passages a question finds, and how well they score."))

@@ -108,7 +108,7 @@ QTabBar::tab {{ padding: 6px 18px; border: none; border-bottom: 2px solid transp
                 background: transparent; color: {colors.muted}; }}
 QTabBar::tab:selected {{ color: {colors.text}; border-bottom: 2px solid {colors.accent}; font-weight: 600; }}
 QTabBar::tab:hover {{ color: {colors.text}; }}
-QTextBrowser {{ border: 1px solid {colors.border}; border-radius: 5px; background: {colors.base}; }}
+QTextBrowser#knowledgeHits {{ border: 1px solid {colors.border}; border-radius: 5px; background: {colors.base}; }}
 QFrame[role="dropzone"] {{ border: 2px dashed {colors.border}; border-radius: 8px; }}
 QFrame[role="dropzone"][active="true"] {{ border-color: {colors.accent}; }}
 QHeaderView::section {{ background: {colors.alternate}; border: none;
