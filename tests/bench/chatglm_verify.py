@@ -33,24 +33,68 @@ from pathlib import Path
 
 SOURCES = {
     # variant: (mirror folder, commit, files)
-    "v1": ("greensheng+chatglm-6b", "8b7d3359", ["config.json", "configuration_chatglm.py", "modeling_chatglm.py",
-                                               "quantization.py", "tokenization_chatglm.py", "tokenizer_config.json"]),
-    "int4": ("greensheng+chatglm-6b", "39d67d63", ["config.json", "configuration_chatglm.py", "modeling_chatglm.py",
-                                                 "quantization.py", "quantization_kernels.c",
-                                                 "quantization_kernels_parallel.c", "tokenization_chatglm.py",
-                                                 "tokenizer_config.json"]),
-    "v2": ("syjjhl+chatglm2-6b", "8fd7fba2", ["config.json", "configuration_chatglm.py", "modeling_chatglm.py",
-                                             "quantization.py", "tokenization_chatglm.py", "tokenizer_config.json"]),
-    "v3": ("czk1997+chatglm3-copy", "456aa875", ["config.json", "configuration_chatglm.py", "modeling_chatglm.py",
-                                                "quantization.py", "tokenization_chatglm.py", "tokenizer_config.json"]),
+    "v1": (
+        "greensheng+chatglm-6b",
+        "8b7d3359",
+        [
+            "config.json",
+            "configuration_chatglm.py",
+            "modeling_chatglm.py",
+            "quantization.py",
+            "tokenization_chatglm.py",
+            "tokenizer_config.json",
+        ],
+    ),
+    "int4": (
+        "greensheng+chatglm-6b",
+        "39d67d63",
+        [
+            "config.json",
+            "configuration_chatglm.py",
+            "modeling_chatglm.py",
+            "quantization.py",
+            "quantization_kernels.c",
+            "quantization_kernels_parallel.c",
+            "tokenization_chatglm.py",
+            "tokenizer_config.json",
+        ],
+    ),
+    "v2": (
+        "syjjhl+chatglm2-6b",
+        "8fd7fba2",
+        [
+            "config.json",
+            "configuration_chatglm.py",
+            "modeling_chatglm.py",
+            "quantization.py",
+            "tokenization_chatglm.py",
+            "tokenizer_config.json",
+        ],
+    ),
+    "v3": (
+        "czk1997+chatglm3-copy",
+        "456aa875",
+        [
+            "config.json",
+            "configuration_chatglm.py",
+            "modeling_chatglm.py",
+            "quantization.py",
+            "tokenization_chatglm.py",
+            "tokenizer_config.json",
+        ],
+    ),
 }
-TOKENIZERS = ("woai3c+lowcode-llm-demo", "5a1ffa6f", {"ice_text.model": ("v1", "int4"), "tokenizer.model": ("v2", "v3")})
+TOKENIZERS = (
+    "woai3c+lowcode-llm-demo",
+    "5a1ffa6f",
+    {"ice_text.model": ("v1", "int4"), "tokenizer.model": ("v2", "v3")},
+)
 OLD_VENV = {"v1": "/tmp/tf433", "int4": "/tmp/tf433", "v2": "/tmp/tf433", "v3": "/tmp/tf441"}
 QUERIES = ["你好，请介绍一下你自己。", "What is 2+2? 用中文回答"]
 MAX_NEW = 40
 
 # run by the OLD venv: build the tiny random-weight folder from the real code (weights saved once)
-BUILD = textwrap.dedent('''
+BUILD = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     import torch
@@ -61,7 +105,8 @@ BUILD = textwrap.dedent('''
         cfg.update(hidden_size=64, num_layers=2, num_attention_heads=4, inner_hidden_size=256,
                    max_sequence_length=512, quantization_bit=0)
     else:
-        cfg.update(hidden_size=64, num_layers=2, num_attention_heads=4, kv_channels=16, multi_query_group_num=2,
+        cfg.update(hidden_size=64, num_layers=2, num_attention_heads=4, kv_channels=16,
+                   multi_query_group_num=2,
                    ffn_hidden_size=128, seq_length=512)
     cfg["torch_dtype"] = "float32"
     (d / "config.json").write_text(json.dumps(cfg, indent=2))
@@ -83,11 +128,12 @@ BUILD = textwrap.dedent('''
         model.quantize(4)  # packs the weights with the real int4 code (CPU kernel compiled by gcc)
         cfg.update(quantization_bit=4, quantization_embeddings=False)
         (d / "config.json").write_text(json.dumps(cfg, indent=2))
-    torch.save({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, d / "pytorch_model.bin")
-''')
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    torch.save(state, d / "pytorch_model.bin")
+""")
 
 # run by the OLD venv: the reference stream, unpatched
-REFERENCE = textwrap.dedent('''
+REFERENCE = textwrap.dedent("""
     import json, sys
     import transformers
     from transformers import AutoModel, AutoTokenizer
@@ -102,12 +148,13 @@ REFERENCE = textwrap.dedent('''
             history = item[1]
         turns.append({"query": q, "steps": steps})
     json.dump({"transformers": transformers.__version__, "turns": turns}, open(out, "w"), ensure_ascii=False)
-''')
+""")
 
 
 def _git_show(mirror: Path, commit: str, name: str) -> bytes:
-    return subprocess.run(["git", "-C", str(mirror), "show", f"{commit}:{name}"], check=True,
-                          capture_output=True).stdout
+    return subprocess.run(
+        ["git", "-C", str(mirror), "show", f"{commit}:{name}"], check=True, capture_output=True
+    ).stdout
 
 
 def build(variant: str, mirrors: Path, work: Path) -> Path:
@@ -122,8 +169,12 @@ def build(variant: str, mirrors: Path, work: Path) -> Path:
             (d / name).write_bytes(_git_show(mirrors / tok_repo / "repo", tok_commit, name))
     script = work / "build_tiny.py"
     script.write_text(BUILD)
-    subprocess.run([f"{OLD_VENV[variant]}/bin/python", str(script), str(d), variant], check=True,
-                   capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    subprocess.run(
+        [f"{OLD_VENV[variant]}/bin/python", str(script), str(d), variant],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     return d
 
 
@@ -132,15 +183,25 @@ def reference(variant: str, d: Path, work: Path) -> dict:
     script.write_text(REFERENCE)
     out = work / "ref" / f"{variant}.json"
     out.parent.mkdir(exist_ok=True)
-    subprocess.run([f"{OLD_VENV[variant]}/bin/python", str(script), str(d), str(out),
-                    json.dumps(QUERIES, ensure_ascii=False), str(MAX_NEW)], check=True, capture_output=True,
-                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    subprocess.run(
+        [
+            f"{OLD_VENV[variant]}/bin/python",
+            str(script),
+            str(d),
+            str(out),
+            json.dumps(QUERIES, ensure_ascii=False),
+            str(MAX_NEW),
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     return json.loads(out.read_text())
 
 
 def unpatched_first_error(d: Path) -> str:
     """What this venv's transformers says about the folder without the compat layer (separate process)."""
-    code = textwrap.dedent(f'''
+    code = textwrap.dedent(f"""
         import transformers
         from transformers import AutoModel, AutoTokenizer
         try:
@@ -151,9 +212,13 @@ def unpatched_first_error(d: Path) -> str:
             print("OK")
         except Exception as e:
             print(type(e).__name__ + ": " + str(e).splitlines()[0][:160])
-    ''')
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ,
-                       "HF_HUB_OFFLINE": "1"})
+    """)
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     return (r.stdout.strip().splitlines() or [r.stderr.strip()[-200:]])[-1]
 
 
@@ -165,7 +230,9 @@ def ours(d: Path, ref: dict) -> dict:
     t0 = time.perf_counter()
     model = load_remote_code_model(LoadRequest(path=str(d), trust_remote_code=True, device="cpu"))
     load_s = time.perf_counter() - t0
-    greedy = SamplingSettings(temperature=0.0, max_new_tokens=MAX_NEW, repetition_penalty=1.0, system_prompt="")
+    greedy = SamplingSettings(
+        temperature=0.0, max_new_tokens=MAX_NEW, repetition_penalty=1.0, system_prompt=""
+    )
     messages: list[ChatMessage] = []
     turns = []
     for turn in ref["turns"]:
@@ -173,13 +240,15 @@ def ours(d: Path, ref: dict) -> dict:
         raw = list(model.stream_raw(messages, greedy))
         generation = model.stream(messages, greedy)
         text = generation.run()
-        turns.append({
-            "steps": len(raw),
-            "raw_steps_equal": raw == turn["steps"],
-            "streamed_text_equal": text == turn["steps"][-1],
-            "chunks": len(generation.text_parts),
-            "tokens_per_s": round(generation.stats.tokens_per_s or 0.0, 1) if generation.stats else None,
-        })
+        turns.append(
+            {
+                "steps": len(raw),
+                "raw_steps_equal": raw == turn["steps"],
+                "streamed_text_equal": text == turn["steps"][-1],
+                "chunks": len(generation.text_parts),
+                "tokens_per_s": round(generation.stats.tokens_per_s or 0.0, 1) if generation.stats else None,
+            }
+        )
         messages.append(ChatMessage("assistant", text))
     model.unload()
     return {"arch": model.info.arch, "load_s": round(load_s, 2), "turns": turns}
@@ -190,9 +259,24 @@ def cli_stream(d: Path) -> dict:
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(["ask", "你好", "--model", str(d), "--trust-remote-code", "--temperature", "0",
-                   "--max-new-tokens", "12"])
-    return {"rc": rc, "stdout_chars": len(out.getvalue().strip()), "stderr_tail": err.getvalue().strip()[-120:]}
+        rc = main(
+            [
+                "ask",
+                "你好",
+                "--model",
+                str(d),
+                "--trust-remote-code",
+                "--temperature",
+                "0",
+                "--max-new-tokens",
+                "12",
+            ]
+        )
+    return {
+        "rc": rc,
+        "stdout_chars": len(out.getvalue().strip()),
+        "stderr_tail": err.getvalue().strip()[-120:],
+    }
 
 
 def main() -> int:
@@ -212,8 +296,10 @@ def main() -> int:
         entry = {"reference_transformers": ref["transformers"], "unpatched_here": unpatched_first_error(d)}
         entry.update(ours(d, ref))
         entry["cli"] = cli_stream(d)
-        entry["ok"] = all(t["raw_steps_equal"] and t["streamed_text_equal"] for t in entry["turns"]) and \
-            entry["cli"]["rc"] == 0
+        entry["ok"] = (
+            all(t["raw_steps_equal"] and t["streamed_text_equal"] for t in entry["turns"])
+            and entry["cli"]["rc"] == 0
+        )
         report["variants"][v] = entry
     report["all_ok"] = all(e["ok"] for e in report["variants"].values())
     print(json.dumps(report, ensure_ascii=False, indent=1))

@@ -40,8 +40,10 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def models(folders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, ChatGLMChatModel]:
     with pytest.MonkeyPatch.context() as mp:  # module scope runs before the per-test BUBBLE_HOME
         mp.setenv("BUBBLE_HOME", str(tmp_path_factory.mktemp("home")))
-        loaded = {fmt: load_remote_code_model(LoadRequest(path=str(d), trust_remote_code=True, device="cpu"))
-                  for fmt, d in folders.items()}
+        loaded = {
+            fmt: load_remote_code_model(LoadRequest(path=str(d), trust_remote_code=True, device="cpu"))
+            for fmt, d in folders.items()
+        }
     yield loaded
     for m in loaded.values():
         m.unload()
@@ -63,7 +65,9 @@ def test_plain_transformers_breaks_on_the_fixtures(folders: dict[str, Path]) -> 
     """The fixtures really reproduce the breaks: unpatched, this transformers cannot use them."""
     from transformers import AutoModel, AutoTokenizer
 
-    with pytest.raises((TypeError, AttributeError)):  # base __init__ reads the vocab before sp_tokenizer exists
+    with pytest.raises(
+        (TypeError, AttributeError)
+    ):  # base __init__ reads the vocab before sp_tokenizer exists
         AutoTokenizer.from_pretrained(str(folders["tuples"]), trust_remote_code=True)
     tok = AutoTokenizer.from_pretrained(str(folders["roles"]), trust_remote_code=True)
     with pytest.raises(TypeError, match="padding_side"):
@@ -75,8 +79,9 @@ def test_plain_transformers_breaks_on_the_fixtures(folders: dict[str, Path]) -> 
 
 
 @pytest.mark.parametrize("fmt", ["tuples", "roles"])
-def test_two_turns_streamed_greedy_equal_the_reference(models: dict[str, ChatGLMChatModel], folders: dict[str, Path],
-                                                        fmt: str) -> None:
+def test_two_turns_streamed_greedy_equal_the_reference(
+    models: dict[str, ChatGLMChatModel], folders: dict[str, Path], fmt: str
+) -> None:
     model = models[fmt]
     messages: list[ChatMessage] = []
     history: list[Any] = []
@@ -99,7 +104,10 @@ def test_two_turns_streamed_greedy_equal_the_reference(models: dict[str, ChatGLM
         answer = "".join(chunks)
         messages.append(ChatMessage("assistant", answer))
         if fmt == "roles":
-            history += [{"role": "user", "content": query}, {"role": "assistant", "metadata": "", "content": answer}]
+            history += [
+                {"role": "user", "content": query},
+                {"role": "assistant", "metadata": "", "content": answer},
+            ]
         else:
             history.append((query, answer))
 
@@ -139,7 +147,9 @@ def test_sampling_settings_are_honoured(models: dict[str, ChatGLMChatModel]) -> 
     # top_k=1 sampling can only pick the argmax: proves top_k reaches the logits processors
     top1 = m.stream(msgs, GREEDY.model_copy(update={"temperature": 1.5, "top_k": 1, "top_p": 1.0})).run()
     assert top1 == greedy
-    hot = GREEDY.model_copy(update={"temperature": 2.0, "top_k": 0, "top_p": 1.0, "seed": 7, "max_new_tokens": 16})
+    hot = GREEDY.model_copy(
+        update={"temperature": 2.0, "top_k": 0, "top_p": 1.0, "seed": 7, "max_new_tokens": 16}
+    )
     assert m.stream(msgs, hot).run() == m.stream(msgs, hot).run()  # same seed, same answer
 
 
@@ -149,8 +159,9 @@ def test_system_prompt_goes_before_the_first_question_for_v1(models: dict[str, C
     with_system = m.count_tokens([ChatMessage("system", "ABC"), ChatMessage("user", "你好")])
     assert with_system == bare + len("ABC\n\n")
     roles = models["roles"]
-    assert roles.count_tokens([ChatMessage("system", "ABC"), ChatMessage("user", "你好")]) > roles.count_tokens(
-        [ChatMessage("user", "你好")])
+    assert roles.count_tokens(
+        [ChatMessage("system", "ABC"), ChatMessage("user", "你好")]
+    ) > roles.count_tokens([ChatMessage("user", "你好")])
 
 
 def test_compat_classes_follow_a_re_executed_module(folders: dict[str, Path]) -> None:
@@ -193,7 +204,9 @@ def test_the_model_loader_dispatches_here(folders: dict[str, Path]) -> None:
 def test_other_remote_code_is_refused(tmp_path: Path) -> None:
     d = tmp_path / "other"
     d.mkdir()
-    (d / "config.json").write_text('{"model_type": "phi", "auto_map": {"AutoModel": "modeling_phi.PhiModel"}}')
+    (d / "config.json").write_text(
+        '{"model_type": "phi", "auto_map": {"AutoModel": "modeling_phi.PhiModel"}}'
+    )
     with pytest.raises(UnsupportedModelError):
         load_remote_code_model(LoadRequest(path=str(d), trust_remote_code=True))
 

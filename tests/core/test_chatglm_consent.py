@@ -78,7 +78,9 @@ def test_missing_folder_is_not_trusted(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("relative", [True, False])
-def test_same_folder_by_relative_or_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, relative: bool) -> None:
+def test_same_folder_by_relative_or_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, relative: bool
+) -> None:
     store = ConsentStore(tmp_path / "consent.json")
     d = _folder(tmp_path)
     monkeypatch.chdir(tmp_path)

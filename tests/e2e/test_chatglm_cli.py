@@ -27,18 +27,32 @@ def roles_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_ask_needs_consent_then_streams_and_remembers(roles_dir: Path) -> None:
-    rc, out, err = _cli("ask", "你好", "--model", str(roles_dir), "--temperature", "0", "--max-new-tokens", "6")
+    rc, out, err = _cli(
+        "ask", "你好", "--model", str(roles_dir), "--temperature", "0", "--max-new-tokens", "6"
+    )
     assert rc != 0 and "own Python code" in err and "--trust-remote-code" in err
     assert not ConsentStore().is_trusted(roles_dir)
 
-    rc, out, err = _cli("ask", "你好", "--model", str(roles_dir), "--trust-remote-code", "--temperature", "0",
-                        "--max-new-tokens", "6", "--json")
+    rc, out, err = _cli(
+        "ask",
+        "你好",
+        "--model",
+        str(roles_dir),
+        "--trust-remote-code",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "6",
+        "--json",
+    )
     assert rc == 0, err
     payload = json.loads(out)
     assert payload["answer"] and payload["completion_tokens"] >= 1
     assert ConsentStore().is_trusted(roles_dir)  # --trust-remote-code was recorded
 
-    rc, streamed, err = _cli("ask", "你好", "--model", str(roles_dir), "--temperature", "0", "--max-new-tokens", "6")
+    rc, streamed, err = _cli(
+        "ask", "你好", "--model", str(roles_dir), "--temperature", "0", "--max-new-tokens", "6"
+    )
     assert rc == 0, err
     assert streamed.strip() == payload["answer"].strip()  # same greedy answer, streamed, no flag needed now
 

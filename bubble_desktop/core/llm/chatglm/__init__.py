@@ -1,4 +1,4 @@
-"""ChatGLM-6B / -int4 / ChatGLM2-6B / ChatGLM3-6B: their own remote code, made to run on the pinned transformers.
+"""ChatGLM-6B / -int4 / ChatGLM2-6B / ChatGLM3-6B: their own remote code, run on the pinned transformers.
 
 ``load_remote_code_model`` is what the model loader calls for a folder whose config.json has an
 ``auto_map``; nothing heavy is imported until it runs.

@@ -32,7 +32,7 @@ COMPAT_MARK = "__bubble_chatglm_compat__"
 
 
 def _compat_subclass(base: type, namespace: dict[str, Any], extra_bases: tuple[type, ...] = ()) -> type:
-    """A subclass of ``base`` named like it and living in its module (so save/auto_map code still finds it)."""
+    """A subclass of ``base`` named like it, living in its module (so save/auto_map code still finds it)."""
     if not namespace and not extra_bases:
         return base
     ns = dict(namespace)
@@ -55,11 +55,11 @@ def _cached(base: type, build: Any) -> type:
 # --------------------------------------------------------------------------- config
 
 
-def compat_config_class(base: type) -> type:
+def compat_config_class(base: Any) -> type:
     return _cached(base, _build_config)
 
 
-def _build_config(base: type) -> type:
+def _build_config(base: Any) -> type:
     ns: dict[str, Any] = {}
 
     probe_needed = True
@@ -91,11 +91,11 @@ def _build_config(base: type) -> type:
 # --------------------------------------------------------------------------- tokenizer
 
 
-def compat_tokenizer_class(base: type) -> type:
+def compat_tokenizer_class(base: Any) -> type:
     return _cached(base, _build_tokenizer)
 
 
-def _sp_attribute(base: type) -> tuple[str, Any, int | None] | None:
+def _sp_attribute(base: Any) -> tuple[str, Any, int | None] | None:
     """Which attribute the tokenizer's __init__ stores its SentencePiece wrapper in, and the wrapper class."""
     module = sys.modules.get(base.__module__)
     sp_cls = getattr(module, "SPTokenizer", None)
@@ -109,14 +109,17 @@ def _sp_attribute(base: type) -> tuple[str, Any, int | None] | None:
         if f"self.{attr} = SPTokenizer(" in src:
             default_images = None
             params = inspect.signature(base.__init__).parameters
-            if "num_image_tokens" in params and params["num_image_tokens"].default is not inspect.Parameter.empty:
+            if (
+                "num_image_tokens" in params
+                and params["num_image_tokens"].default is not inspect.Parameter.empty
+            ):
                 default_images = params["num_image_tokens"].default
             return attr, sp_cls, default_images
     return None
 
 
-def _init_order_broken(base: type) -> bool:
-    """True where the base __init__ runs before the SentencePiece object exists *and* the base reads the vocab.
+def _init_order_broken(base: Any) -> bool:
+    """True where the base __init__ runs before the SentencePiece object exists and reads the vocab.
 
     transformers 4.34 (PR #23909, added-tokens rework) made ``PreTrainedTokenizer.__init__`` call
     ``get_vocab()``/``vocab_size``; ChatGLM-6B/ChatGLM2-6B create ``self.sp_tokenizer``/``self.tokenizer``
@@ -127,7 +130,14 @@ def _init_order_broken(base: type) -> bool:
         src = inspect.getsource(base.__init__)
     except (OSError, TypeError):
         return False
-    sp_at = min((i for i in (src.find("self.sp_tokenizer = SPTokenizer("), src.find("self.tokenizer = SPTokenizer(")) if i >= 0), default=-1)
+    sp_at = min(
+        (
+            i
+            for i in (src.find("self.sp_tokenizer = SPTokenizer("), src.find("self.tokenizer = SPTokenizer("))
+            if i >= 0
+        ),
+        default=-1,
+    )
     super_at = src.find("super().__init__(")
     if sp_at < 0 or super_at < 0 or sp_at < super_at:
         return False
@@ -141,7 +151,7 @@ def _init_order_broken(base: type) -> bool:
     return "_add_tokens" in base_src or "get_vocab" in base_src or "vocab_size" in base_src
 
 
-def _build_tokenizer(base: type) -> type:
+def _build_tokenizer(base: Any) -> type:
     from transformers import PreTrainedTokenizerBase
 
     ns: dict[str, Any] = {}
@@ -189,11 +199,11 @@ def _build_tokenizer(base: type) -> type:
 # --------------------------------------------------------------------------- model
 
 
-def compat_model_class(base: type) -> type:
+def compat_model_class(base: Any) -> type:
     return _cached(base, _build_model)
 
 
-def _build_model(base: type) -> type:
+def _build_model(base: Any) -> type:
     from transformers import GenerationMixin
     from transformers.generation import LogitsProcessorList
 
@@ -214,7 +224,10 @@ def _build_model(base: type) -> type:
             return LogitsProcessorList()
 
         ns["_get_logits_warper"] = _get_logits_warper
-    elif "device" in inspect.signature(warper).parameters and inspect.signature(warper).parameters["device"].default is inspect.Parameter.empty:
+    elif (
+        "device" in inspect.signature(warper).parameters
+        and inspect.signature(warper).parameters["device"].default is inspect.Parameter.empty
+    ):
         # transformers 4.42 added a required ``device`` argument (first error for ChatGLM3 on 4.42).
         def _get_logits_warper(self: Any, generation_config: Any, device: Any = None) -> Any:  # noqa: F811
             return warper(self, generation_config, device=device if device is not None else self.device)
@@ -226,7 +239,9 @@ def _build_model(base: type) -> type:
         # transformers 4.42 dropped the ``standardize_cache_format`` argument and 4.47 removed the method;
         # ChatGLM's _update_model_kwargs_for_generation calls it to carry the KV cache to the next step
         # (without it every step would recompute the whole prompt).
-        def _extract_past_from_model_output(self: Any, outputs: Any, standardize_cache_format: bool = False) -> Any:
+        def _extract_past_from_model_output(
+            self: Any, outputs: Any, standardize_cache_format: bool = False
+        ) -> Any:
             return getattr(outputs, "past_key_values", None)
 
         ns["_extract_past_from_model_output"] = _extract_past_from_model_output
@@ -295,12 +310,18 @@ def retie_output_embeddings(model: Any) -> bool:
     return True
 
 
-def resolve_compat_classes(path: str, auto_map: dict[str, Any], tokenizer_ref: str | None) -> tuple[type, type, type]:
+def resolve_compat_classes(
+    path: str, auto_map: dict[str, Any], tokenizer_ref: str | None
+) -> tuple[Any, Any, Any]:
     """Resolve (config, tokenizer, model) classes for ``path`` through transformers and wrap them."""
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
     config_ref = auto_map.get("AutoConfig")
-    model_ref = auto_map.get("AutoModelForCausalLM") or auto_map.get("AutoModel") or auto_map.get("AutoModelForSeq2SeqLM")
+    model_ref = (
+        auto_map.get("AutoModelForCausalLM")
+        or auto_map.get("AutoModel")
+        or auto_map.get("AutoModelForSeq2SeqLM")
+    )
     if not (config_ref and model_ref and tokenizer_ref):
         raise LookupError("auto_map lacks AutoConfig / AutoModel / AutoTokenizer")
     cfg = get_class_from_dynamic_module(config_ref, path, local_files_only=True)

@@ -1,4 +1,4 @@
-"""ChatGLM-6B / -int4 / ChatGLM2-6B / ChatGLM3-6B behind the ChatModel protocol, through their own stream_chat.
+"""ChatGLM-6B / -int4 / ChatGLM2-6B / ChatGLM3-6B behind the ChatModel protocol, via their own stream_chat.
 
 Loading resolves the folder's remote classes through transformers and wraps them in compat subclasses
 (:mod:`.compat`); generation calls each version's own ``stream_chat`` so prompts, special tokens and
@@ -97,14 +97,21 @@ def check_c_compiler(which: Any = None, platform: str | None = None) -> None:
     if which("gcc"):
         return
     if platform.startswith("win"):
-        hint = ("Install a 64-bit gcc (MinGW-w64, e.g. from winlibs.com, or TDM-GCC) and put its bin folder on "
-                "PATH, then restart Bubble. Or run this model on an NVIDIA GPU, or choose the non-int4 ChatGLM model.")
+        hint = (
+            "Install a 64-bit gcc (MinGW-w64, e.g. from winlibs.com, or TDM-GCC) and put its bin folder on "
+            "PATH, then restart Bubble. Or run this model on an NVIDIA GPU, or choose the non-int4 "
+            "ChatGLM model."
+        )
     elif platform == "darwin":
-        hint = ("Install the command line tools (xcode-select --install) or gcc from Homebrew. "
-                "Or choose the non-int4 ChatGLM model.")
+        hint = (
+            "Install the command line tools (xcode-select --install) or gcc from Homebrew. "
+            "Or choose the non-int4 ChatGLM model."
+        )
     else:
-        hint = ("Install gcc (e.g. sudo apt install gcc, or sudo dnf install gcc). "
-                "Or run this model on an NVIDIA GPU, or choose the non-int4 ChatGLM model.")
+        hint = (
+            "Install gcc (e.g. sudo apt install gcc, or sudo dnf install gcc). "
+            "Or run this model on an NVIDIA GPU, or choose the non-int4 ChatGLM model."
+        )
     raise GccMissingError(
         "ChatGLM int4 on the CPU compiles a small C kernel while loading, and no C compiler (gcc) was found.",
         hint,
@@ -114,12 +121,14 @@ def check_c_compiler(which: Any = None, platform: str | None = None) -> None:
 def check_cpm_kernels() -> None:
     """Raise CpmKernelsMissingError when int4 on CUDA cannot work (cpm_kernels absent or no CUDA driver)."""
     try:
-        import cpm_kernels  # noqa: F401 — raises RuntimeError, not ImportError, without a CUDA driver
+        import cpm_kernels  # type: ignore[import-not-found]  # noqa: F401 — raises RuntimeError, not ImportError, without a CUDA driver
     except Exception as exc:  # noqa: BLE001
         raise CpmKernelsMissingError(
-            f"ChatGLM int4 on the GPU needs the cpm_kernels package, which could not be loaded ({type(exc).__name__}: "
+            f"ChatGLM int4 on the GPU needs the cpm_kernels package, which could not be loaded "
+            f"({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}).",
-            'Install it with pip install cpm_kernels (or pip install -e ".[gpu-int4]"), or set Device to CPU.',
+            'Install it with pip install cpm_kernels (or pip install -e ".[gpu-int4]"), '
+            "or set Device to CPU.",
         ) from exc
 
 
@@ -129,11 +138,14 @@ def _resolve_device(device: str) -> str:
     if device in ("", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError("Device is set to the GPU (CUDA), but no CUDA GPU is available.",
-                         "Set Device to Auto or CPU, or install a CUDA build of torch.")
+        raise ModelError(
+            "Device is set to the GPU (CUDA), but no CUDA GPU is available.",
+            "Set Device to Auto or CPU, or install a CUDA build of torch.",
+        )
     if device not in ("cpu",) and not device.startswith("cuda"):
-        raise UnsupportedModelError(f"ChatGLM runs on the CPU or an NVIDIA GPU, not on {device!r}.",
-                                    "Set Device to Auto or CPU.")
+        raise UnsupportedModelError(
+            f"ChatGLM runs on the CPU or an NVIDIA GPU, not on {device!r}.", "Set Device to Auto or CPU."
+        )
     return device
 
 
@@ -157,13 +169,13 @@ class StreamDiffer:
             return ""
         if not safe.startswith(self.emitted):
             log.debug("ChatGLM rewrote streamed text; continuing after the shown part")
-        delta = safe[len(self.emitted):]
+        delta = safe[len(self.emitted) :]
         self.emitted += delta
         return delta
 
     def flush(self) -> str:
         """What is left of the final response (the held-back tail)."""
-        tail = self.latest[len(self.emitted):]
+        tail = self.latest[len(self.emitted) :]
         self.emitted += tail
         return tail
 
@@ -176,7 +188,9 @@ def _cancel_criteria(event: threading.Event, counter: list[int]) -> Any:
     class _Cancel(StoppingCriteria):  # type: ignore[misc]
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
             counter[0] += 1
-            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+            return torch.full(
+                (input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device
+            )
 
     return _Cancel()
 
@@ -247,9 +261,13 @@ class ChatGLMChatModel:
             # warpers never change the argmax; neutral values keep generation_config validation quiet
             kw: dict[str, Any] = {"do_sample": False, "temperature": 1.0, "top_p": 1.0}
         else:
-            kw = {"do_sample": True, "temperature": float(sampling.temperature), "top_p": float(sampling.top_p),
-                  # 5.x leaves top_k unset where 4.x defaulted to 50: always say what we want (0 = off)
-                  "top_k": int(sampling.top_k)}
+            kw = {
+                "do_sample": True,
+                "temperature": float(sampling.temperature),
+                "top_p": float(sampling.top_p),
+                # 5.x leaves top_k unset where 4.x defaulted to 50: always say what we want (0 = off)
+                "top_k": int(sampling.top_k),
+            }
         kw["repetition_penalty"] = float(sampling.repetition_penalty)
         kw["max_new_tokens"] = int(sampling.max_new_tokens)
         # stream_chat's own max_length default (2048/8192) would cap prompt + answer below max_new_tokens
@@ -337,7 +355,8 @@ class ChatGLMChatModel:
                 if _is_oom(exc):
                     error = OutOfMemoryError("The model ran out of memory while answering.").message
                 else:
-                    error = f"ChatGLM failed while answering: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    first = str(exc).splitlines()[0] if str(exc) else ""
+                    error = f"ChatGLM failed while answering: {type(exc).__name__}: {first}"
                     log.exception("ChatGLM generation failed")
                 finish = "error"
             finally:
@@ -381,7 +400,9 @@ def _silence_remote_loggers() -> None:
     logging.getLogger("transformers_modules").setLevel(logging.ERROR)
 
 
-def load_remote_code_model(request: LoadRequest, progress: ProgressCallback | None = None) -> ChatGLMChatModel:
+def load_remote_code_model(
+    request: LoadRequest, progress: ProgressCallback | None = None
+) -> ChatGLMChatModel:
     """Load a ChatGLM folder (v1, int4, v2, v3) with its own code; asks for consent first.
 
     Raises RemoteCodeConsentRequired unless ``request.trust_remote_code`` or the folder (with its
@@ -459,8 +480,9 @@ def load_remote_code_model(request: LoadRequest, progress: ProgressCallback | No
             raise OutOfMemoryError("Not enough memory to load this ChatGLM model.") from exc
         first = str(exc).splitlines()[0] if str(exc) else ""
         if "protobuf" in first.lower():
-            raise ModelError(f"Loading the ChatGLM tokenizer needs protobuf: {first}",
-                             "pip install protobuf sentencepiece") from exc
+            raise ModelError(
+                f"Loading the ChatGLM tokenizer needs protobuf: {first}", "pip install protobuf sentencepiece"
+            ) from exc
         import transformers
 
         raise ModelError(
