@@ -63,13 +63,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_reindex)
 
-    p = kbsub.add_parser("search", help="search a knowledge base; QUERY '-' reads one query per line from stdin")
+    p = kbsub.add_parser(
+        "search", help="search a knowledge base; QUERY '-' reads one query per line from stdin"
+    )
     p.add_argument("name", help="knowledge base name (comma-separated for several)")
     p.add_argument("query")
     p.add_argument("-k", "--top-k", type=int, default=None, help="number of hits (default: settings)")
     p.add_argument("--threshold", type=float, default=None, help="minimum cosine score of dense hits")
     hy = p.add_mutually_exclusive_group()
-    hy.add_argument("--hybrid", dest="hybrid", action="store_true", default=None, help="dense + BM25 (default)")
+    hy.add_argument(
+        "--hybrid", dest="hybrid", action="store_true", default=None, help="dense + BM25 (default)"
+    )
     hy.add_argument("--dense-only", dest="hybrid", action="store_false", help="meaning-based search only")
     p.add_argument("--doc", action="append", metavar="PATH", help="only search this document (repeatable)")
     p.add_argument("--json", action="store_true", help="one JSON array of hits per query, one per line")
@@ -90,8 +94,13 @@ def _service() -> Any:
 
 def _base_json(b: Any) -> dict[str, Any]:
     return {
-        "name": b.name, "documents": b.documents, "chunks": b.chunks, "embedding_model": b.embedding_model,
-        "dim": b.dim, "created": b.created, "backend": b.backend,
+        "name": b.name,
+        "documents": b.documents,
+        "chunks": b.chunks,
+        "embedding_model": b.embedding_model,
+        "dim": b.dim,
+        "created": b.created,
+        "backend": b.backend,
     }
 
 
@@ -122,11 +131,24 @@ def _docs(args: argparse.Namespace) -> int:
     with _service() as svc:
         docs = svc.documents(args.name)
     if args.json:
-        print(json.dumps([
-            {"doc_id": d.doc_id, "path": d.path, "type": d.type, "chunks": d.chunks, "size": d.size,
-             "added": d.added, "status": d.status, "error": d.error}
-            for d in docs
-        ], ensure_ascii=False))
+        print(
+            json.dumps(
+                [
+                    {
+                        "doc_id": d.doc_id,
+                        "path": d.path,
+                        "type": d.type,
+                        "chunks": d.chunks,
+                        "size": d.size,
+                        "added": d.added,
+                        "status": d.status,
+                        "error": d.error,
+                    }
+                    for d in docs
+                ],
+                ensure_ascii=False,
+            )
+        )
         return EXIT_OK
     for d in docs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(d.added))
@@ -161,13 +183,18 @@ class _Progress:
 
 def _report(report: Any, as_json: bool) -> int:
     if as_json:
-        print(json.dumps({
-            "indexed": list(report.indexed),
-            "unchanged": list(report.unchanged),
-            "failed": [{"path": f.path, "reason": f.reason} for f in report.failed],
-            "cancelled": report.cancelled,
-            "chunks_added": report.chunks_added,
-        }, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "indexed": list(report.indexed),
+                    "unchanged": list(report.unchanged),
+                    "failed": [{"path": f.path, "reason": f.reason} for f in report.failed],
+                    "cancelled": report.cancelled,
+                    "chunks_added": report.chunks_added,
+                },
+                ensure_ascii=False,
+            )
+        )
     for f in report.failed:
         print(f"failed: {f.path}: {f.reason}", file=sys.stderr)
     if not as_json:
@@ -217,8 +244,18 @@ def _search(args: argparse.Namespace) -> int:
     queries = (line.rstrip("\n") for line in sys.stdin) if args.query == "-" else iter([args.query])
     with _service() as svc:
         for q in queries:
-            hits = svc.search(names, q, top_k=args.top_k, score_threshold=args.threshold, hybrid=args.hybrid,
-                              doc_filter=args.doc) if q.strip() else []
+            hits = (
+                svc.search(
+                    names,
+                    q,
+                    top_k=args.top_k,
+                    score_threshold=args.threshold,
+                    hybrid=args.hybrid,
+                    doc_filter=args.doc,
+                )
+                if q.strip()
+                else []
+            )
             if args.json:
                 print(json.dumps([h.to_json() for h in hits], ensure_ascii=False), flush=True)
                 continue

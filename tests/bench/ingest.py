@@ -114,11 +114,15 @@ def main() -> None:
 
             n = min(args.seed_way_max, len(chunks))
             client = QdrantClient(path=str(work / "seed-local"))
-            client.create_collection("seed", vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE))
+            client.create_collection(
+                "seed", vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE)
+            )
             t = time.perf_counter()
             for i, text in enumerate(chunks[:n]):
                 vec = model.encode(text, normalize_embeddings=True).tolist()
-                client.upsert("seed", points=[models.PointStruct(id=i, vector=vec, payload={"text": text})], wait=True)
+                client.upsert(
+                    "seed", points=[models.PointStruct(id=i, vector=vec, payload={"text": text})], wait=True
+                )
             seed_s = time.perf_counter() - t
             client.close()
             out["seed_way_chunks"] = n

@@ -135,23 +135,30 @@ def main() -> None:
             sampler.join(2)
         peak[0] = max(peak[0], rss_end)
         shard = work / "home" / "data" / "knowledge"
-        print(json.dumps({
-            "embedder": args.embedder,
-            "folder_mb": args.mb,
-            "files": files,
-            "make_folder_s": round(made_s, 1),
-            "files_indexed": len(report.indexed),
-            "chunks": report.chunks_added,
-            "cancelled": report.cancelled,
-            "ingest_s": round(elapsed, 1),
-            "chunks_per_s": round(report.chunks_added / elapsed, 1),
-            "rss_start_mb": round(rss_start / 1e6, 1),
-            "rss_after_model_mb": round(rss_model / 1e6, 1),
-            "rss_peak_mb": round(peak[0] / 1e6, 1),
-            "rss_end_mb": round(rss_end / 1e6, 1),
-            "rss_by_tenth_of_files_mb": marks,
-            "knowledge_dir_mb": round(sum(f.stat().st_size for f in shard.rglob("*") if f.is_file()) / 1e6, 1),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "embedder": args.embedder,
+                    "folder_mb": args.mb,
+                    "files": files,
+                    "make_folder_s": round(made_s, 1),
+                    "files_indexed": len(report.indexed),
+                    "chunks": report.chunks_added,
+                    "cancelled": report.cancelled,
+                    "ingest_s": round(elapsed, 1),
+                    "chunks_per_s": round(report.chunks_added / elapsed, 1),
+                    "rss_start_mb": round(rss_start / 1e6, 1),
+                    "rss_after_model_mb": round(rss_model / 1e6, 1),
+                    "rss_peak_mb": round(peak[0] / 1e6, 1),
+                    "rss_end_mb": round(rss_end / 1e6, 1),
+                    "rss_by_tenth_of_files_mb": marks,
+                    "knowledge_dir_mb": round(
+                        sum(f.stat().st_size for f in shard.rglob("*") if f.is_file()) / 1e6, 1
+                    ),
+                },
+                indent=2,
+            )
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

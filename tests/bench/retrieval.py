@@ -54,10 +54,23 @@ def make_data(n: int, seed: int = 1):
     for i in range(n):
         text = " ".join(r.choice(WORDS) for _ in range(50))
         doc = f"doc{i // 50}"
-        points.append(StoredPoint(point_id(doc, i % 50), vecs[i], sparse_document(text), {
-            "doc_id": doc, "path": f"/data/{doc}.txt", "type": "text", "chunk": i % 50, "text": text,
-            "position": f"line {i % 50 + 1}", "heading": None, "title": None,
-        }))
+        points.append(
+            StoredPoint(
+                point_id(doc, i % 50),
+                vecs[i],
+                sparse_document(text),
+                {
+                    "doc_id": doc,
+                    "path": f"/data/{doc}.txt",
+                    "type": "text",
+                    "chunk": i % 50,
+                    "text": text,
+                    "position": f"line {i % 50 + 1}",
+                    "heading": None,
+                    "title": None,
+                },
+            )
+        )
     return points
 
 
@@ -125,7 +138,9 @@ def bench_service(points, queries, work: Path) -> dict[str, object]:
     svc = KnowledgeService(Paths.under(work / "svc-home"), KnowledgeSettings())
     try:
         svc.create_base("bench")
-        svc._call(lambda: svc._store(svc._base("bench"), DIM).upsert(points))  # bypass embedding: vectors are given
+        svc._call(
+            lambda: svc._store(svc._base("bench"), DIM).upsert(points)
+        )  # bypass embedding: vectors are given
         svc.optimize("bench")
         out = {}
         for hybrid in (False, True):
@@ -134,7 +149,10 @@ def bench_service(points, queries, work: Path) -> dict[str, object]:
                 t = time.perf_counter()
                 svc.search("bench", "index search query", top_k=4, hybrid=hybrid, query_vector=dense)
                 lat.append(time.perf_counter() - t)
-            out["hybrid" if hybrid else "dense"] = {"p50_ms": ms(statistics.median(lat)), "p95_ms": ms(pct(lat, 0.95))}
+            out["hybrid" if hybrid else "dense"] = {
+                "p50_ms": ms(statistics.median(lat)),
+                "p95_ms": ms(pct(lat, 0.95)),
+            }
         return out
     finally:
         svc.close()
@@ -183,8 +201,17 @@ def main() -> None:
             print(json.dumps(row), file=sys.stderr, flush=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps({"dim": DIM, "queries": args.queries, "targets_at_100k": "p50 <= 10 ms, reopen <= 1 s",
-                      "results": results}, indent=2))
+    print(
+        json.dumps(
+            {
+                "dim": DIM,
+                "queries": args.queries,
+                "targets_at_100k": "p50 <= 10 ms, reopen <= 1 s",
+                "results": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

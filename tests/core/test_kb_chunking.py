@@ -36,7 +36,13 @@ def test_sentence_spans_tile_the_text(text: str) -> None:
 
 def test_chinese_sentence_ends() -> None:
     text = "第一句话。第二句话！第三句话？第四句话；第五句话。"
-    assert [text[s:e] for s, e in sentence_spans(text)] == ["第一句话。", "第二句话！", "第三句话？", "第四句话；", "第五句话。"]
+    assert [text[s:e] for s, e in sentence_spans(text)] == [
+        "第一句话。",
+        "第二句话！",
+        "第三句话？",
+        "第四句话；",
+        "第五句话。",
+    ]
     spans = chunk_spans(text, 12, 0)
     assert [text[s:e] for s, e in spans] == ["第一句话。第二句话！", "第三句话？第四句话；", "第五句话。"]
 
@@ -76,5 +82,11 @@ def test_rows_are_packed_whole_and_qa_stays_alone() -> None:
     chunks = chunk_segments(rows, 60, 10)
     assert [c.position for c in chunks] == ["row 1", "row 3", "row 5", "row 7"]
     assert chunks[0].text == "name: item 1\nprice: 1\n\nname: item 2\nprice: 2"
-    qa = [Segment("answer one", "line", 1, title="q1", standalone=True), Segment("answer two", "line", 2, title="q2", standalone=True)]
-    assert [(c.text, c.title) for c in chunk_segments(qa, 500, 50)] == [("answer one", "q1"), ("answer two", "q2")]
+    qa = [
+        Segment("answer one", "line", 1, title="q1", standalone=True),
+        Segment("answer two", "line", 2, title="q2", standalone=True),
+    ]
+    assert [(c.text, c.title) for c in chunk_segments(qa, 500, 50)] == [
+        ("answer one", "q1"),
+        ("answer two", "q2"),
+    ]

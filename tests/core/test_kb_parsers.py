@@ -28,11 +28,13 @@ def make_pdf(pages: list[str | None], password: str | None = None) -> bytes:
         page = w.add_blank_page(612, 792)
         if text is None:
             continue
-        font = DictionaryObject({
-            NameObject("/Type"): NameObject("/Font"),
-            NameObject("/Subtype"): NameObject("/Type1"),
-            NameObject("/BaseFont"): NameObject("/Helvetica"),
-        })
+        font = DictionaryObject(
+            {
+                NameObject("/Type"): NameObject("/Font"),
+                NameObject("/Subtype"): NameObject("/Type1"),
+                NameObject("/BaseFont"): NameObject("/Helvetica"),
+            }
+        )
         page[NameObject("/Resources")] = DictionaryObject(
             {NameObject("/Font"): DictionaryObject({NameObject("/F1"): w._add_object(font)})}
         )
@@ -75,8 +77,15 @@ def texts(path: Path) -> str:
 
 @pytest.mark.parametrize(
     "encoding,text",
-    [("gbk", ZH), ("gb18030", ZH + "𠀀"), ("big5", ZH_TW), ("utf-16", ZH), ("utf-8-sig", ZH), ("utf-8", ZH),
-     ("utf-16-le", "plain ascii text in utf sixteen without a byte order mark " * 3)],
+    [
+        ("gbk", ZH),
+        ("gb18030", ZH + "𠀀"),
+        ("big5", ZH_TW),
+        ("utf-16", ZH),
+        ("utf-8-sig", ZH),
+        ("utf-8", ZH),
+        ("utf-16-le", "plain ascii text in utf sixteen without a byte order mark " * 3),
+    ],
 )
 def test_encodings_are_detected(tmp_path: Path, encoding: str, text: str) -> None:
     f = tmp_path / f"doc-{encoding}.txt"
@@ -93,8 +102,10 @@ def test_gbk_file_as_chinese_windows_saves_it(tmp_path: Path) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=200),
-       st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-32"]))
+@given(
+    st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=200),
+    st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-32"]),
+)
 def test_decoding_round_trips_unicode(text: str, encoding: str) -> None:
     assert decode_text(text.encode(encoding))[0] == text
 
@@ -104,7 +115,8 @@ def test_qa_lines(tmp_path: Path) -> None:
     f.write_text("怎么重置密码##在设置页面点击重置密码\n\n营业时间##每天九点到五点\n", encoding="utf-8")
     segs = parse_file(f).segments
     assert [(s.title, s.text, s.start) for s in segs] == [
-        ("怎么重置密码", "在设置页面点击重置密码", 1), ("营业时间", "每天九点到五点", 3)
+        ("怎么重置密码", "在设置页面点击重置密码", 1),
+        ("营业时间", "每天九点到五点", 3),
     ]
     assert all(s.standalone for s in segs)
 
@@ -121,7 +133,8 @@ def test_csv_rows(tmp_path: Path) -> None:
     f.write_text("name,city\nAda,London\n\nLin,北京\n", encoding="utf-8")
     segs = parse_file(f).segments
     assert [(s.text, s.unit, s.start) for s in segs] == [
-        ("name: Ada\ncity: London", "row", 1), ("name: Lin\ncity: 北京", "row", 3)
+        ("name: Ada\ncity: London", "row", 1),
+        ("name: Lin\ncity: 北京", "row", 3),
     ]
 
 
@@ -141,7 +154,10 @@ def test_html(tmp_path: Path) -> None:
         "<h1>Install</h1><p>Run the installer.</p><h2>Use</h2><ul><li>Open the app.</li></ul></body></html>"
     )
     segs = parse_file(f).segments
-    assert [(s.heading, s.text) for s in segs] == [("Install", "Install\nRun the installer."), ("Use", "Use\nOpen the app.")]
+    assert [(s.heading, s.text) for s in segs] == [
+        ("Install", "Install\nRun the installer."),
+        ("Use", "Use\nOpen the app."),
+    ]
     assert "var x" not in texts(f)
 
 
@@ -156,7 +172,10 @@ def test_pdf_pages(tmp_path: Path) -> None:
     f = tmp_path / "a.pdf"
     f.write_bytes(make_pdf(["First page text", None, "Third page text"]))
     segs = parse_file(f).segments
-    assert [(s.unit, s.start, s.text) for s in segs] == [("page", 1, "First page text"), ("page", 3, "Third page text")]
+    assert [(s.unit, s.start, s.text) for s in segs] == [
+        ("page", 1, "First page text"),
+        ("page", 3, "Third page text"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -164,7 +183,11 @@ def test_pdf_pages(tmp_path: Path) -> None:
     [
         ("scanned.pdf", lambda: make_pdf([None, None]), "no extractable text; OCR is not supported"),
         ("locked.pdf", lambda: make_pdf(["secret"], password="pw"), "encrypted PDF"),
-        ("corrupt.pdf", lambda: b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 9 0 R >>\ngarbage\n%%EOF", "corrupt or unreadable PDF"),
+        (
+            "corrupt.pdf",
+            lambda: b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 9 0 R >>\ngarbage\n%%EOF",
+            "corrupt or unreadable PDF",
+        ),
         ("truncated.pdf", lambda: make_pdf(["text"])[:150], "PDF"),
         ("broken.docx", lambda: b"PK\x03\x04 this is not really a zip", "broken .docx"),
         ("empty.txt", lambda: b"", "empty file (0 bytes)"),

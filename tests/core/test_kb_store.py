@@ -36,16 +36,24 @@ def _points() -> list[StoredPoint]:
     n = 0
     for doc, texts in TEXTS.items():
         for i, t in enumerate(texts):
-            out.append(StoredPoint(point_id(doc, i), _vec(n), sparse_document(t),
-                                   {"doc_id": doc, "text": t, "path": f"/{doc}", "position": f"line {i + 1}"}))
+            out.append(
+                StoredPoint(
+                    point_id(doc, i),
+                    _vec(n),
+                    sparse_document(t),
+                    {"doc_id": doc, "text": t, "path": f"/{doc}", "position": f"line {i + 1}"},
+                )
+            )
             n += 1
     return out
 
 
 @pytest.fixture(params=["edge", "server-local"])
 def store(request: pytest.FixtureRequest, tmp_path: Path):
-    s = EdgeStore(tmp_path / "shard", DIM) if request.param == "edge" else ServerStore.connect(
-        str(tmp_path / "qdrant-local"), "", "bubble_test", DIM
+    s = (
+        EdgeStore(tmp_path / "shard", DIM)
+        if request.param == "edge"
+        else ServerStore.connect(str(tmp_path / "qdrant-local"), "", "bubble_test", DIM)
     )
     yield s
     s.close()

@@ -26,7 +26,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_kb_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kb_cli_round_trip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     corpus = write_corpus(tmp_path / "docs")
     code, out, _ = run(capsys, "kb", "create", "notes", "--json")
     assert code == 0 and json.loads(out)["name"] == "notes"
@@ -36,7 +38,8 @@ def test_kb_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str], m
     report = json.loads(out)
     assert len(report["indexed"]) == 4 and report["chunks_added"] == 5 and report["cancelled"] is False
     assert {Path(f["path"]).name: f["reason"] for f in report["failed"]} == {
-        "empty.txt": "empty file (0 bytes)", "image.png": "unsupported file type (.png)"
+        "empty.txt": "empty file (0 bytes)",
+        "image.png": "unsupported file type (.png)",
     }
     assert f"failed: {corpus / 'empty.txt'}: empty file (0 bytes)" in err and "6/6 files" in err
 
@@ -46,7 +49,12 @@ def test_kb_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str], m
     code, out, _ = run(capsys, "kb", "list", "--json")
     assert code == 0
     [base] = json.loads(out)
-    assert {k: base[k] for k in ("name", "documents", "chunks", "dim")} == {"name": "notes", "documents": 4, "chunks": 5, "dim": 384}
+    assert {k: base[k] for k in ("name", "documents", "chunks", "dim")} == {
+        "name": "notes",
+        "documents": 4,
+        "chunks": 5,
+        "dim": 384,
+    }
 
     code, out, _ = run(capsys, "kb", "search", "notes", "Who created Python?", "-k", "2", "--json")
     hits = json.loads(out)

@@ -45,8 +45,12 @@ def test_sigkill_mid_ingestion_then_rerun(tmp_path: Path, bubble_home: Path) -> 
         )
     env = {**os.environ, "BUBBLE_HOME": str(bubble_home)}
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(corpus)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env=env, cwd=str(Path(__file__).resolve().parents[2]),
+        [sys.executable, "-c", CHILD, str(corpus)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=str(Path(__file__).resolve().parents[2]),
     )
     killed_at = None
     try:

@@ -40,9 +40,13 @@ def point_count(svc: KnowledgeService, name: str) -> int:
 def write_corpus(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "france.txt").write_text("Paris is the capital of France. The Eiffel Tower stands in Paris.\n")
-    (root / "python.md").write_text("# Python\n\nPython is a programming language created by Guido van Rossum.\n")
+    (root / "python.md").write_text(
+        "# Python\n\nPython is a programming language created by Guido van Rossum.\n"
+    )
     (root / "zh.txt").write_bytes("长城是中国古代的军事防御工程。熊猫生活在四川的山区。\n".encode("gbk"))
-    (root / "faq.txt").write_text("怎么重置密码##在设置页面点击“重置密码”按钮，然后查收邮件。\n营业时间##每天上午九点到下午五点。\n")
+    (root / "faq.txt").write_text(
+        "怎么重置密码##在设置页面点击“重置密码”按钮，然后查收邮件。\n营业时间##每天上午九点到下午五点。\n"
+    )
     (root / "empty.txt").write_bytes(b"")
     (root / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
     (root / ".hidden.txt").write_text("never indexed")
@@ -63,7 +67,8 @@ def test_add_and_search_with_bad_files_reported(svc: KnowledgeService, tmp_path:
     report = svc.add_paths("notes", [corpus], progress=events.append)
     assert sorted(Path(p).name for p in report.indexed) == ["faq.txt", "france.txt", "python.md", "zh.txt"]
     assert {Path(f.path).name: f.reason for f in report.failed} == {
-        "empty.txt": "empty file (0 bytes)", "image.png": "unsupported file type (.png)"
+        "empty.txt": "empty file (0 bytes)",
+        "image.png": "unsupported file type (.png)",
     }
     assert not report.ok and report.chunks_added == 5
     assert events[-1].files_done == events[-1].files_total == 6 and events[-1].chunks_done == 5
@@ -72,17 +77,34 @@ def test_add_and_search_with_bad_files_reported(svc: KnowledgeService, tmp_path:
     assert point_count(svc, "notes") == sum(d.chunks for d in svc.documents("notes")) == 5
 
     hit = svc.search("notes", "Who created Python?", top_k=1)[0]
-    assert hit.path.endswith("python.md") and hit.position == "line 1" and hit.heading == "Python" and hit.kb == "notes"
+    assert (
+        hit.path.endswith("python.md")
+        and hit.position == "line 1"
+        and hit.heading == "Python"
+        and hit.kb == "notes"
+    )
     # Chinese through BM25 with the English MiniLM (GBK file)
     assert svc.search("notes", "熊猫生活在哪里", top_k=1)[0].path.endswith("zh.txt")
     qa = svc.search("notes", "重置密码", top_k=1)[0]
     assert qa.title == "怎么重置密码" and "查收邮件" in qa.text and qa.position == "line 1"
 
     info = svc.list_bases()[0]
-    assert (info.name, info.documents, info.chunks, info.dim, info.embedding_model) == ("notes", 4, 5, 384, "all-MiniLM-L6-v2")
+    assert (info.name, info.documents, info.chunks, info.dim, info.embedding_model) == (
+        "notes",
+        4,
+        5,
+        384,
+        "all-MiniLM-L6-v2",
+    )
     statuses = {Path(d.path).name: d.status for d in svc.documents("notes")}
-    assert statuses == {"faq.txt": "indexed", "france.txt": "indexed", "python.md": "indexed", "zh.txt": "indexed",
-                        "empty.txt": "failed", "image.png": "failed"}
+    assert statuses == {
+        "faq.txt": "indexed",
+        "france.txt": "indexed",
+        "python.md": "indexed",
+        "zh.txt": "indexed",
+        "empty.txt": "failed",
+        "image.png": "failed",
+    }
 
 
 def test_search_options(svc: KnowledgeService, tmp_path: Path) -> None:
@@ -91,7 +113,9 @@ def test_search_options(svc: KnowledgeService, tmp_path: Path) -> None:
     svc.add_paths("kb", [corpus])
     dense = svc.search("kb", "capital city of France", hybrid=False, top_k=3)
     assert dense[0].path.endswith("france.txt") and 0.3 < dense[0].score <= 1.0
-    assert all(h.score >= 0.3 for h in svc.search("kb", "capital city of France", hybrid=False, score_threshold=0.3))
+    assert all(
+        h.score >= 0.3 for h in svc.search("kb", "capital city of France", hybrid=False, score_threshold=0.3)
+    )
     only = svc.search("kb", "capital city of France", doc_filter=[str(corpus / "python.md")])
     assert {Path(h.path).name for h in only} == {"python.md"}
     by_id = svc.search("kb", "capital", doc_filter=[doc_id_for(corpus / "zh.txt")])
@@ -177,7 +201,9 @@ def test_search_during_ingestion_does_not_wait_for_it(svc: KnowledgeService, tmp
     root = tmp_path / "big"
     root.mkdir()
     for i in range(6):
-        (root / f"doc{i}.txt").write_text(" ".join(f"Sentence {j} of document {i} about apples." for j in range(60)))
+        (root / f"doc{i}.txt").write_text(
+            " ".join(f"Sentence {j} of document {i} about apples." for j in range(60))
+        )
     (tmp_path / "first.txt").write_text("Bananas are yellow and grow in bunches.")
     svc.create_base("kb")
     svc.add_paths("kb", [tmp_path / "first.txt"])
@@ -214,7 +240,9 @@ def test_qdrant_server_layout_through_local_mode(tmp_path: Path) -> None:
         assert info.backend == "qdrant"
         svc.add_paths("remote", [corpus])
         assert svc.search("remote", "熊猫生活在哪里", top_k=1)[0].path.endswith("zh.txt")
-        assert svc.search("remote", "Who created Python?", top_k=1, hybrid=False)[0].path.endswith("python.md")
+        assert svc.search("remote", "Who created Python?", top_k=1, hybrid=False)[0].path.endswith(
+            "python.md"
+        )
         assert point_count(svc, "remote") == 5
 
 

@@ -108,7 +108,9 @@ class Catalog:
     def reset(self, doc_id: str) -> None:
         """A cancelled document: nothing of it stays in the store; the next run redoes it."""
         with self._db:
-            self._db.execute("UPDATE documents SET hash=NULL, chunks=0, status=? WHERE doc_id=?", (PENDING, doc_id))
+            self._db.execute(
+                "UPDATE documents SET hash=NULL, chunks=0, status=? WHERE doc_id=?", (PENDING, doc_id)
+            )
 
     def remove(self, doc_ids: list[str]) -> None:
         with self._db:

@@ -99,7 +99,14 @@ def chunk_segments(segments: Iterable[Segment], size: int, overlap: int) -> list
         nonlocal pack, pack_len
         if pack:
             first = pack[0]
-            out.append(Chunk("\n\n".join(s.text.strip() for s in pack), _position(first, first.text, 0), first.heading, first.title))
+            out.append(
+                Chunk(
+                    "\n\n".join(s.text.strip() for s in pack),
+                    _position(first, first.text, 0),
+                    first.heading,
+                    first.title,
+                )
+            )
         pack, pack_len = [], 0
 
     for seg in segments:

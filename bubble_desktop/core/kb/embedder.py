@@ -99,7 +99,7 @@ class SentenceTransformerEmbedder:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()  # no "Loading weights" bars on the CLI's stderr
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no "Loading weights" bars on the CLI's stderr
 
             if self._threads > 0:
                 import torch
@@ -118,7 +118,7 @@ class SentenceTransformerEmbedder:
                 "or clear it to use the built-in model.",
             ) from None
         get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        self._dim = int(get_dim())
+        self._dim = int(get_dim() or 0)
         log.info("embedding model %s loaded on %s (dim %d)", source, device, self._dim)
         return model
 
@@ -138,7 +138,6 @@ class SentenceTransformerEmbedder:
                 show_progress_bar=False,
             )
         return np.asarray(vecs, dtype=np.float32)
-
 
     def coverage(self, text: str) -> float:
         """Share of the text's tokens the model knows (not [UNK]); 1.0 when it can't tell.

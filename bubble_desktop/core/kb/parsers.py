@@ -22,24 +22,100 @@ from bubble_desktop.core.errors import ParseError
 from bubble_desktop.core.kb.types import ParsedDocument, Segment
 
 TEXT_TYPES = {
-    ".txt": "text", ".text": "text", ".log": "text", ".rst": "text", ".ini": "text", ".cfg": "text",
-    ".conf": "text", ".yaml": "text", ".yml": "text", ".toml": "text", ".xml": "text", ".tex": "text",
-    ".py": "text", ".c": "text", ".h": "text", ".cpp": "text", ".java": "text", ".js": "text", ".ts": "text",
-    ".go": "text", ".rs": "text", ".sh": "text", ".bat": "text", ".sql": "text", ".srt": "text",
-    ".md": "markdown", ".markdown": "markdown",
+    ".txt": "text",
+    ".text": "text",
+    ".log": "text",
+    ".rst": "text",
+    ".ini": "text",
+    ".cfg": "text",
+    ".conf": "text",
+    ".yaml": "text",
+    ".yml": "text",
+    ".toml": "text",
+    ".xml": "text",
+    ".tex": "text",
+    ".py": "text",
+    ".c": "text",
+    ".h": "text",
+    ".cpp": "text",
+    ".java": "text",
+    ".js": "text",
+    ".ts": "text",
+    ".go": "text",
+    ".rs": "text",
+    ".sh": "text",
+    ".bat": "text",
+    ".sql": "text",
+    ".srt": "text",
+    ".md": "markdown",
+    ".markdown": "markdown",
 }
 DOCUMENT_TYPES = {
-    ".pdf": "pdf", ".docx": "docx", ".html": "html", ".htm": "html", ".xhtml": "html",
-    ".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
+    ".pdf": "pdf",
+    ".docx": "docx",
+    ".html": "html",
+    ".htm": "html",
+    ".xhtml": "html",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
     ".qa": "qa",
 }
 # Types we know are not documents: reported as unsupported without reading them.
 KNOWN_BINARY = {
-    ".exe", ".dll", ".so", ".dylib", ".bin", ".zip", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".tar",
-    ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".ico", ".tif", ".tiff", ".mp3", ".wav", ".flac",
-    ".ogg", ".mp4", ".mkv", ".avi", ".mov", ".iso", ".dmg", ".msi", ".pyc", ".o", ".a", ".class", ".jar",
-    ".safetensors", ".gguf", ".pt", ".pth", ".onnx", ".sqlite", ".sqlite3", ".db", ".doc", ".xls",
-    ".xlsx", ".ppt", ".pptx",
+    ".exe",
+    ".dll",
+    ".so",
+    ".dylib",
+    ".bin",
+    ".zip",
+    ".gz",
+    ".tgz",
+    ".bz2",
+    ".xz",
+    ".7z",
+    ".rar",
+    ".tar",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".gif",
+    ".bmp",
+    ".webp",
+    ".ico",
+    ".tif",
+    ".tiff",
+    ".mp3",
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".mp4",
+    ".mkv",
+    ".avi",
+    ".mov",
+    ".iso",
+    ".dmg",
+    ".msi",
+    ".pyc",
+    ".o",
+    ".a",
+    ".class",
+    ".jar",
+    ".safetensors",
+    ".gguf",
+    ".pt",
+    ".pth",
+    ".onnx",
+    ".sqlite",
+    ".sqlite3",
+    ".db",
+    ".doc",
+    ".xls",
+    ".xlsx",
+    ".ppt",
+    ".pptx",
 }
 MAX_FILE_BYTES = 512 * 1024 * 1024
 MAX_LINE_CHARS = 1_000_000
@@ -95,7 +171,13 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
 # charset-normalizer names -> the superset codec that decodes everything the subset does
-_SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "cp936": "gb18030", "big5": "big5hkscs", "cp950": "big5hkscs"}
+_SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "cp936": "gb18030",
+    "big5": "big5hkscs",
+    "cp950": "big5hkscs",
+}
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
@@ -157,6 +239,7 @@ def _control_ratio(text: str) -> float:
 
 # ------------------------------------------------------------------------------------------- parsing
 
+
 def read_bytes(path: Path) -> bytes:
     """Read a file, turning OS errors and odd sizes into reasons."""
     try:
@@ -170,7 +253,9 @@ def read_bytes(path: Path) -> bytes:
     if st.st_size == 0:
         raise ParseError("empty file (0 bytes)")
     if st.st_size > MAX_FILE_BYTES:
-        raise ParseError(f"file too large ({st.st_size // (1024 * 1024)} MB; the limit is {MAX_FILE_BYTES // (1024 * 1024)} MB)")
+        raise ParseError(
+            f"file too large ({st.st_size // 2**20} MB; the limit is {MAX_FILE_BYTES // 2**20} MB)"
+        )
     try:
         return path.read_bytes()
     except PermissionError:
@@ -284,7 +369,8 @@ def _parse_csv(data: bytes, delimiter: str | None = None) -> list[Segment]:
             continue
         parts = [
             f"{header[i] if i < len(header) and header[i] else f'column {i + 1}'}: {cell.strip()}"
-            for i, cell in enumerate(row) if cell.strip()
+            for i, cell in enumerate(row)
+            if cell.strip()
         ]
         out.append(Segment("\n".join(parts), "row", n, atomic=True))
     if not out and header:  # a one-line file: keep it as text
@@ -385,9 +471,9 @@ def _parse_pdf(data: bytes) -> list[Segment]:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             try:
-                ok = reader.decrypt("")
+                ok = bool(reader.decrypt(""))
             except Exception:  # noqa: BLE001 - unsupported crypto is still "encrypted" to the user
-                ok = 0
+                ok = False
             if not ok:
                 raise ParseError("encrypted PDF (password protected); remove the password and add it again")
         pages = reader.pages
@@ -401,7 +487,16 @@ def _parse_pdf(data: bytes) -> list[Segment]:
                 out.append(Segment(txt, "page", n))
     except ParseError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError, RecursionError) as exc:
+    except (
+        PdfReadError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        OSError,
+        RecursionError,
+    ) as exc:
         raise ParseError(f"corrupt or unreadable PDF ({type(exc).__name__})") from None
     except Exception as exc:  # noqa: BLE001 - pypdf raises many types on hostile input
         raise ParseError(f"corrupt or unreadable PDF ({type(exc).__name__})") from None
@@ -421,9 +516,7 @@ def _check_zip(data: bytes) -> None:
     except zipfile.BadZipFile:
         raise ParseError("broken .docx file (not a valid zip archive)") from None
     if total > MAX_DOCX_UNPACKED or (total > 20 * 1024 * 1024 and total / packed > MAX_ZIP_RATIO):
-        raise ParseError(
-            f"refused: the .docx would unpack to {total // (1024 * 1024)} MB (a zip bomb?)"
-        )
+        raise ParseError(f"refused: the .docx would unpack to {total // (1024 * 1024)} MB (a zip bomb?)")
 
 
 def _parse_docx(data: bytes) -> list[Segment]:
@@ -463,7 +556,7 @@ def _parse_docx(data: bytes) -> list[Segment]:
                 table = Table(child, document)
                 rows = []
                 for row in table.rows:
-                    cells = []
+                    cells: list[str] = []
                     for cell in row.cells:
                         t = cell.text.strip()
                         if t and (not cells or cells[-1] != t):  # merged cells repeat their text

@@ -258,7 +258,10 @@ class KnowledgeService:
             base.store = EdgeStore(base.folder / "shard", known)
         else:
             base.store = ServerStore.connect(
-                backend, self._settings.qdrant_api_key, base.catalog.get("collection") or f"bubble_{base.kb_id}", known
+                backend,
+                self._settings.qdrant_api_key,
+                base.catalog.get("collection") or f"bubble_{base.kb_id}",
+                known,
             )
         return base.store
 
@@ -289,7 +292,9 @@ class KnowledgeService:
     # ------------------------------------------------------------------------ management
     def list_bases(self) -> list[KnowledgeBaseInfo]:
         def run() -> list[KnowledgeBaseInfo]:
-            return sorted((self._info(self._bases[i]) for i in self._scan().values()), key=lambda b: b.name.lower())
+            return sorted(
+                (self._info(self._bases[i]) for i in self._scan().values()), key=lambda b: b.name.lower()
+            )
 
         return self._call(run)
 
@@ -298,7 +303,9 @@ class KnowledgeService:
 
         def run() -> KnowledgeBaseInfo:
             if name in self._scan():
-                raise KnowledgeBaseError(f"A knowledge base called '{name}' already exists.", "Pick another name.")
+                raise KnowledgeBaseError(
+                    f"A knowledge base called '{name}' already exists.", "Pick another name."
+                )
             kb_id = uuid.uuid4().hex[:16]
             folder = self._root / kb_id
             folder.mkdir(parents=True, exist_ok=False)
@@ -321,7 +328,9 @@ class KnowledgeService:
         def run() -> KnowledgeBaseInfo:
             base = self._base(old)
             if new != old and new in self._scan():
-                raise KnowledgeBaseError(f"A knowledge base called '{new}' already exists.", "Pick another name.")
+                raise KnowledgeBaseError(
+                    f"A knowledge base called '{new}' already exists.", "Pick another name."
+                )
             base.catalog.set(name=new)
             return self._info(base)
 
@@ -354,12 +363,16 @@ class KnowledgeService:
         def run() -> None:
             base = self._base(name)
             docs = [
-                d for d in base.catalog.documents()
-                if d.path == target or d.path.startswith(target.rstrip(os.sep) + os.sep) or d.doc_id == os.fspath(path)
+                d
+                for d in base.catalog.documents()
+                if d.path == target
+                or d.path.startswith(target.rstrip(os.sep) + os.sep)
+                or d.doc_id == os.fspath(path)
             ]
             if not docs:
                 raise KnowledgeBaseError(
-                    f"'{path}' is not in knowledge base '{name}'.", "See its documents with `bubble-cli kb docs NAME`."
+                    f"'{path}' is not in knowledge base '{name}'.",
+                    "See its documents with `bubble-cli kb docs NAME`.",
                 )
             store = self._store(base)
             base.version += 1
@@ -483,7 +496,11 @@ class KnowledgeService:
             eta = None
             if state.bytes_done > 0:
                 eta = max(0.0, (state.bytes_total - state.bytes_done) * elapsed / state.bytes_done)
-            progress(IngestProgress(state.files_done, state.files_total, state.chunks_done, state.current, rate, eta))
+            progress(
+                IngestProgress(
+                    state.files_done, state.files_total, state.chunks_done, state.current, rate, eta
+                )
+            )
 
         def file_done(path: str) -> None:
             state.files_done += 1
@@ -503,8 +520,14 @@ class KnowledgeService:
                     vectors[n],
                     sparse[n],
                     {
-                        "doc_id": d.doc_id, "path": path, "type": type_, "chunk": i, "text": c.text,
-                        "position": c.position, "heading": c.heading, "title": c.title,
+                        "doc_id": d.doc_id,
+                        "path": path,
+                        "type": type_,
+                        "chunk": i,
+                        "text": c.text,
+                        "position": c.position,
+                        "heading": c.heading,
+                        "title": c.title,
                     },
                 )
                 for n, (d, i, c, path, type_) in enumerate(items)
@@ -590,9 +613,9 @@ class KnowledgeService:
             unchanged=tuple(state.unchanged),
             failed=tuple(state.failed),
             cancelled=cancelled,
-            chunks_added=state.chunks_done if not cancelled else sum(
-                docs[doc_id_for(p)].total for p in state.indexed
-            ),
+            chunks_added=state.chunks_done
+            if not cancelled
+            else sum(docs[doc_id_for(p)].total for p in state.indexed),
         )
 
     # owner-thread parts of ingestion
@@ -619,7 +642,9 @@ class KnowledgeService:
                 store.delete_document(doc_id)
                 base.version += 1
         if was_known or os.path.exists(path):
-            base.catalog.fail(doc_id, path, detect_type(Path(path)) or Path(path).suffix.lstrip(".") or "file", size, reason)
+            base.catalog.fail(
+                doc_id, path, detect_type(Path(path)) or Path(path).suffix.lstrip(".") or "file", size, reason
+            )
 
     def _reset_docs(self, base: _Base, doc_ids: list[str]) -> None:
         store = self._store(base)
@@ -667,7 +692,8 @@ class KnowledgeService:
         shutil.copytree(base.folder / "shard", copy)
         procs: list[subprocess.Popen[bytes]] = []
         thread = threading.Thread(
-            target=self._run_optimizer, args=(base, base.name, cmd, copy, base.version, procs),
+            target=self._run_optimizer,
+            args=(base, base.name, cmd, copy, base.version, procs),
             name="bubble-kb-optimize",
         )
         with self._optimizers_lock:
@@ -676,7 +702,13 @@ class KnowledgeService:
         return thread
 
     def _run_optimizer(
-        self, base: _Base, label: str, cmd: list[str], copy: Path, version: int, procs: list[subprocess.Popen[bytes]]
+        self,
+        base: _Base,
+        label: str,
+        cmd: list[str],
+        copy: Path,
+        version: int,
+        procs: list[subprocess.Popen[bytes]],
     ) -> None:
         """Optimizer thread: wait for the child (the GIL stays free), then hand the swap to the owner."""
         try:
@@ -701,9 +733,12 @@ class KnowledgeService:
 
     def _swap_optimized(self, base: _Base, copy: Path, version: int) -> None:
         """Owner thread: replace the shard with its optimized copy unless it was written meanwhile."""
-        if base.version != version or base.store is None or not copy.exists() or base.kb_id not in {
-            b.kb_id for b in self._bases.values()
-        }:
+        if (
+            base.version != version
+            or base.store is None
+            or not copy.exists()
+            or base.kb_id not in {b.kb_id for b in self._bases.values()}
+        ):
             return
         shard = base.folder / "shard"
         old = base.folder / "shard.old"

@@ -91,6 +91,7 @@ class VectorStore(Protocol):
 
 # ---------------------------------------------------------------------------------------------- Edge
 
+
 class EdgeStore:
     """A qdrant-edge-py shard in a folder. Opening a shard another process holds raises StoreLockedError."""
 
@@ -122,9 +123,12 @@ class EdgeStore:
         except Exception as exc:  # noqa: BLE001 - the binding raises a bare Exception
             text = str(exc)
             if "WouldBlock" in text or "lock" in text.lower():
-                raise StoreLockedError(f"Another Bubble is using this knowledge base ({path.parent.name}).") from None
+                raise StoreLockedError(
+                    f"Another Bubble is using this knowledge base ({path.parent.name})."
+                ) from None
             raise KnowledgeBaseError(
-                f"The knowledge base store at {path} could not be opened: {text.splitlines()[0] if text else exc!r}",
+                f"The knowledge base store at {path} could not be opened: "
+                f"{text.splitlines()[0] if text else repr(exc)}",
                 "If it keeps failing, delete and re-create the knowledge base.",
             ) from None
 
@@ -136,7 +140,10 @@ class EdgeStore:
         pts = [
             Point(
                 p.id,
-                {DENSE: list(map(float, p.dense)), SPARSE: SparseVector(list(p.sparse[0]), list(p.sparse[1]))},
+                {
+                    DENSE: list(map(float, p.dense)),
+                    SPARSE: SparseVector(list(p.sparse[0]), list(p.sparse[1])),
+                },
                 p.payload,
             )
             for p in points
@@ -147,7 +154,9 @@ class EdgeStore:
         from qdrant_edge import FieldCondition, Filter, MatchValue, UpdateOperation
 
         self._shard.update(
-            UpdateOperation.delete_points_by_filter(Filter(must=[FieldCondition("doc_id", match=MatchValue(doc_id))]))
+            UpdateOperation.delete_points_by_filter(
+                Filter(must=[FieldCondition("doc_id", match=MatchValue(doc_id))])
+            )
         )
 
     def search(
@@ -159,12 +168,23 @@ class EdgeStore:
         doc_ids: Sequence[str] | None,
         dense_weight: float = 1.0,
     ) -> list[StoredHit]:
-        from qdrant_edge import FieldCondition, Filter, Fusion, MatchAny, Prefetch, Query, QueryRequest, SparseVector
+        from qdrant_edge import (
+            FieldCondition,
+            Filter,
+            Fusion,
+            MatchAny,
+            Prefetch,
+            Query,
+            QueryRequest,
+            SparseVector,
+        )
 
         flt = Filter(must=[FieldCondition("doc_id", match=MatchAny(list(doc_ids)))]) if doc_ids else None
         dense_q = Query.Nearest([float(x) for x in dense], using=DENSE)
         if sparse is None:
-            req = QueryRequest(limit=limit, query=dense_q, filter=flt, score_threshold=score_threshold, with_payload=True)
+            req = QueryRequest(
+                limit=limit, query=dense_q, filter=flt, score_threshold=score_threshold, with_payload=True
+            )
         else:
             sq = Query.Nearest(SparseVector(list(sparse[0]), list(sparse[1])), using=SPARSE)
             n = max(limit * PREFETCH_FACTOR, 20)
@@ -174,7 +194,9 @@ class EdgeStore:
                     Prefetch(limit=n, query=dense_q, filter=flt, score_threshold=score_threshold),
                     Prefetch(limit=n, query=sq, filter=flt),
                 ],
-                query=Fusion.Rrf(k=RRF_K, weights=None if dense_weight == 1.0 else [dense_weight, 1.0]),
+                query=Fusion.Rrf(  # type: ignore[arg-type]  # the stub lists Fusion, not its Rrf class
+                    k=RRF_K, weights=None if dense_weight == 1.0 else [dense_weight, 1.0]
+                ),
                 filter=flt,
                 with_payload=True,
             )
@@ -197,7 +219,7 @@ class EdgeStore:
         self._shard.optimize()
 
     def close(self) -> None:
-        shard, self._shard = self._shard, None
+        shard, self._shard = self._shard, None  # type: ignore[assignment]
         if shard is not None:
             try:
                 shard.flush()
@@ -212,6 +234,7 @@ class EdgeStore:
 
 
 # -------------------------------------------------------------------------------------- Qdrant server
+
 
 class ServerStore:
     """A collection on a Qdrant server (or qdrant-client's local mode) with the Edge layout."""
@@ -279,7 +302,9 @@ class ServerStore:
         self._client.delete(
             self.collection,
             points_selector=models.FilterSelector(
-                filter=models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))])
+                filter=models.Filter(
+                    must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))]
+                )
             ),
             wait=True,
         )
@@ -296,25 +321,36 @@ class ServerStore:
         from qdrant_client import models
 
         flt = (
-            models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=list(doc_ids)))])
+            models.Filter(
+                must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=list(doc_ids)))]
+            )
             if doc_ids
             else None
         )
         dvec = [float(x) for x in dense]
         if sparse is None:
             res = self._client.query_points(
-                self.collection, query=dvec, using=DENSE, limit=limit, query_filter=flt,
-                score_threshold=score_threshold, with_payload=True,
+                self.collection,
+                query=dvec,
+                using=DENSE,
+                limit=limit,
+                query_filter=flt,
+                score_threshold=score_threshold,
+                with_payload=True,
             )
         else:
             n = max(limit * PREFETCH_FACTOR, 20)
             res = self._client.query_points(
                 self.collection,
                 prefetch=[
-                    models.Prefetch(query=dvec, using=DENSE, limit=n, filter=flt, score_threshold=score_threshold),
+                    models.Prefetch(
+                        query=dvec, using=DENSE, limit=n, filter=flt, score_threshold=score_threshold
+                    ),
                     models.Prefetch(
                         query=models.SparseVector(indices=list(sparse[0]), values=list(sparse[1])),
-                        using=SPARSE, limit=n, filter=flt,
+                        using=SPARSE,
+                        limit=n,
+                        filter=flt,
                     ),
                 ],
                 query=models.RrfQuery(
