@@ -233,3 +233,13 @@ def test_unload_frees_the_weights(tiny_model_dir: Path) -> None:
     assert ref() is None, "the torch module is still referenced after unload"
     with pytest.raises(GenerationError):
         model.stream(QUESTION, greedy(3))
+
+
+def test_too_long_prompt_fails_at_stream_call(tiny_model_dir: Path) -> None:
+    model = load_model(LoadRequest(str(tiny_model_dir), context_window=16))
+    try:
+        with pytest.raises(GenerationError, match="context window"):
+            model.stream(QUESTION, greedy(4))
+        assert not _generate_threads()
+    finally:
+        model.unload()

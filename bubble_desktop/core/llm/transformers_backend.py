@@ -139,6 +139,9 @@ class _TransformersGeneration(Generation):
         self.cancel = cancel if cancel is not None else threading.Event()
         self._abandon = threading.Event()
         self.token_ids: tuple[int, ...] = ()  # the generated ids (special tokens included), once finished
+        # computed now, so a prompt that cannot fit fails at stream() rather than at the first chunk
+        self._kwargs = model.generate_kwargs(sampling, len(prompt_ids))
+        self._kwargs.update(self._overrides)
         super().__init__(self._produce())
 
     def _produce(self) -> Iterator[str]:
@@ -146,8 +149,7 @@ class _TransformersGeneration(Generation):
 
         m = self._model
         q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        kwargs = m.generate_kwargs(self._sampling, len(self._prompt_ids))
-        kwargs.update(self._overrides)
+        kwargs = dict(self._kwargs)
         max_new = int(kwargs["max_new_tokens"])
         input_ids = torch.tensor([self._prompt_ids], dtype=torch.long, device=m.device)
         kwargs.update(
