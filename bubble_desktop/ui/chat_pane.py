@@ -112,7 +112,7 @@ class ChatPane(QWidget):
         self.empty_label = QLabel(self.tr("Ask anything. Answers are written on this computer."))
         self.empty_label.setObjectName("emptyHint")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.empty_label.setStyleSheet("color: palette(mid); font-size: 14pt;")
+        self.empty_label.setStyleSheet("color: #8a8f98; font-size: 14pt;")
 
         # ---- editing banner + input --------------------------------------------------
         self.edit_banner = QLabel(self.tr("Editing an earlier question: Enter sends it again, Esc cancels."))

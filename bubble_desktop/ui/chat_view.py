@@ -96,7 +96,7 @@ CHAT_CSS = """
 QWidget#chatContainer { background: palette(base); }
 QFrame#userMessage { background: palette(alternate-base); border-radius: 10px; }
 QFrame#assistantMessage { background: palette(base); border-radius: 10px; }
-QLabel#messageStatus, QLabel#messageStats { color: palette(mid); }
+QLabel#messageStatus, QLabel#messageStats { color: #8a8f98; }
 QLabel#messageError { color: #c62828; }
 QLabel#messageNotice { color: #b26a00; }
 """

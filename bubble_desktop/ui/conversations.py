@@ -37,6 +37,7 @@ class ConversationsSidebar(QWidget):
     def __init__(self, store: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("conversationsSidebar")
+        self.setMinimumWidth(220)
         self._store = store
         self._current: int | None = None
 
