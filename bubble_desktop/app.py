@@ -6,6 +6,7 @@ configured model starts loading on the inference thread right after.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -45,18 +46,24 @@ def _apply_theme(app: Any, theme: str, font_size: int) -> None:
     apply_theme(app, theme, font_size)
 
 
-def build_context(paths: Any, settings: Any, notices: list[str]) -> Any:
-    """The real services behind the window."""
+def open_knowledge(paths: Any, settings: Any) -> Any:
+    from bubble_desktop.core.kb.service import KnowledgeService
+
+    return KnowledgeService(paths, settings.knowledge)
+
+
+def build_context(paths: Any, settings: Any, notices: list[str], knowledge_now: bool = True) -> Any:
+    """The real services behind the window. With ``knowledge_now=False`` the knowledge service
+    is opened by ``MainWindow.finish_startup`` once the window is on screen."""
     from bubble_desktop.core.chat.service import ChatService
     from bubble_desktop.core.chat.store import ConversationStore
-    from bubble_desktop.core.kb.service import KnowledgeService
     from bubble_desktop.core.llm.consent import ConsentStore
     from bubble_desktop.core.llm.gguf_import import import_gguf
     from bubble_desktop.core.llm.loader import load_model
     from bubble_desktop.ui.main_window import AppContext
 
     store = ConversationStore(paths.chats_db)
-    knowledge = KnowledgeService(paths, settings.knowledge)
+    knowledge = open_knowledge(paths, settings) if knowledge_now else None
     chat_service = ChatService(paths, knowledge, None, store)
     return AppContext(
         paths=paths,
@@ -68,6 +75,7 @@ def build_context(paths: Any, settings: Any, notices: list[str]) -> Any:
         consent=ConsentStore(paths.consent_file),
         import_gguf=import_gguf,
         notices=notices,
+        knowledge_factory=None if knowledge_now else functools.partial(open_knowledge, paths, settings),
     )
 
 
@@ -125,15 +133,15 @@ def main(argv: list[str] | None = None) -> int:
     ctx = None
     window = None
     try:
-        ctx = build_context(paths, settings, notices)
+        ctx = build_context(paths, settings, notices, knowledge_now=False)
         from bubble_desktop.ui.main_window import MainWindow
 
         window = MainWindow(ctx)
         crash.set_parent_widget(window)
         guard.activation_requested.connect(window.bring_to_front)
         window.show()
-        # the model loads on the inference thread once the window is on screen
-        QTimer.singleShot(0, window.load_configured_model)
+        # once the window is on screen: open the knowledge bases, start loading the model
+        QTimer.singleShot(0, window.finish_startup)
         # For CI and start-up benchmarks: quit by itself this many ms after the window is shown.
         autoquit = os.environ.get("BUBBLE_AUTOQUIT_MS")
         if autoquit:

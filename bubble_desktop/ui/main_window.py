@@ -55,6 +55,8 @@ class AppContext:
     consent: Any | None = None  # ConsentStore
     import_gguf: Callable[..., Path] | None = None
     notices: list[str] = field(default_factory=list)  # e.g. a corrupt settings file moved aside
+    # builds the KnowledgeService after the window is shown (keeps start-up light); see finish_startup
+    knowledge_factory: Callable[[], Any] | None = None
 
 
 def model_name(path: str) -> str:
@@ -148,7 +150,11 @@ class MainWindow(QMainWindow):
                 return tab
         placeholder = QWidget()
         layout = QVBoxLayout(placeholder)
-        label = QLabel(self.tr("Knowledge bases are not available."))
+        label = QLabel(
+            self.tr("Opening your knowledge bases…")
+            if self.ctx.knowledge_factory is not None
+            else self.tr("Knowledge bases are not available.")
+        )
         label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         layout.addWidget(label)
         return placeholder
@@ -188,6 +194,30 @@ class MainWindow(QMainWindow):
         about = QAction(self.tr("&About O.Bubble"), self)
         about.triggered.connect(self._on_about_triggered)
         help_menu.addAction(about)
+
+    @Slot()
+    def finish_startup(self) -> None:
+        """Right after the window is shown: open the knowledge bases, then load the model."""
+        factory = self.ctx.knowledge_factory
+        if self.ctx.knowledge is None and factory is not None and not self._closing:
+            try:
+                self.attach_knowledge(factory())
+            except Exception as exc:  # the chat still works without knowledge bases
+                log.exception("knowledge bases could not be opened")
+                self.status.showMessage(self.tr("Knowledge bases could not be opened: %1").replace("%1", str(exc)))
+        self.load_configured_model()
+
+    def attach_knowledge(self, service: Any) -> None:
+        """Give the window (and the chat service) the knowledge service; builds the Knowledge tab."""
+        self.ctx.knowledge = service
+        if hasattr(self.ctx.chat_service, "knowledge"):
+            self.ctx.chat_service.knowledge = service  # read by the worker at each question
+        old = self.knowledge_tab
+        index = self.tabs.indexOf(old)
+        self.knowledge_tab = self._make_knowledge_tab()
+        self.tabs.removeTab(index)
+        self.tabs.insertTab(index, self.knowledge_tab, self.tr("Knowledge"))
+        old.deleteLater()
 
     # ---- model -------------------------------------------------------------------------
     def has_model_configured(self) -> bool:

@@ -269,34 +269,55 @@ def bench_render_ratio(app: Any, rate: float) -> dict[str, Any]:
 
 
 _BARE = """
-import os, sys, time
+import sys, time
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QLabel, QMainWindow
 app = QApplication(sys.argv)
 w = QMainWindow(); w.setWindowTitle("bare"); w.setCentralWidget(QLabel("hello")); w.resize(1000, 700); w.show()
+print("SHOWN", time.time(), flush=True)
 QTimer.singleShot(0, app.quit)
 app.exec()
 """
 
+# `bubble` calls app.exec() right after window.show(): stamp the time there.
+_APP = """
+import sys, time
+from PySide6.QtWidgets import QApplication
+real_exec = QApplication.exec
+def exec_(*args):
+    print("SHOWN", time.time(), flush=True)
+    return real_exec()
+QApplication.exec = exec_
+from bubble_desktop.app import main
+sys.exit(main(["bubble"]))
+"""
+
 
 def bench_startup(runs: int, home: Path) -> dict[str, Any]:
+    """Process start -> window shown (and -> process exit), bare window vs `bubble`, alternating."""
     env = dict(os.environ, BUBBLE_AUTOQUIT_MS="1", QT_QPA_PLATFORM="offscreen")
-    bare_times, app_times = [], []
+    shown: dict[str, list[float]] = {"bare": [], "app": []}
+    exited: dict[str, list[float]] = {"bare": [], "app": []}
     for i in range(runs):
         for kind in ("bare", "app"):
             run_home = home / f"start-{kind}-{i}"
-            cmd = (
-                [sys.executable, "-c", _BARE]
-                if kind == "bare"
-                else [sys.executable, "-c", "import sys; from bubble_desktop.app import main; sys.exit(main())"]
-            )
-            t0 = time.perf_counter()
-            subprocess.run(cmd, env=dict(env, BUBBLE_HOME=str(run_home)), cwd=ROOT, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            (bare_times if kind == "bare" else app_times).append(time.perf_counter() - t0)
-    bare = statistics.median(bare_times)
-    app = statistics.median(app_times)
-    return {"runs": runs, "bare_s": round(bare, 3), "app_s": round(app, 3), "ratio": round(app / bare, 2)}
+            t0_wall, t0 = time.time(), time.perf_counter()
+            done = subprocess.run([sys.executable, "-c", _BARE if kind == "bare" else _APP],
+                                  env=dict(env, BUBBLE_HOME=str(run_home)), cwd=ROOT, check=True,
+                                  capture_output=True, text=True)
+            exited[kind].append(time.perf_counter() - t0)
+            stamp = next(float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("SHOWN"))
+            shown[kind].append(stamp - t0_wall)
+    med = {k: statistics.median(v) for k, v in shown.items()}
+    med_exit = {k: statistics.median(v) for k, v in exited.items()}
+    return {
+        "runs": runs,
+        "bare_shown_s": round(med["bare"], 3),
+        "app_shown_s": round(med["app"], 3),
+        "ratio": round(med["app"] / med["bare"], 2),
+        "bare_exit_s": round(med_exit["bare"], 3),
+        "app_exit_s": round(med_exit["app"], 3),
+    }
 
 
 def main() -> int:

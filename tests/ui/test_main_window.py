@@ -451,3 +451,31 @@ def test_app_starts_without_torch_and_quits_by_itself(tmp_path: Path) -> None:
         assert "already running" in second.stderr and "HEAVY" not in second.stdout
     finally:
         holder.release()
+
+
+def test_knowledge_opens_after_show_and_feeds_the_chat_choice(qtbot: Any) -> None:
+    """finish_startup opens the knowledge service after the window is up; bases become chat choices."""
+    from bubble_desktop.core.kb.service import KnowledgeService
+    from bubble_desktop.ui.knowledge_tab import KnowledgeTab
+
+    paths = Paths.default().ensure()
+    opened: list[Any] = []
+
+    def factory() -> Any:
+        opened.append(KnowledgeService(paths, Settings().knowledge))
+        return opened[-1]
+
+    w = make_window(qtbot, knowledge_factory=factory)
+    try:
+        assert not isinstance(w.knowledge_tab, KnowledgeTab)  # placeholder while starting
+        with qtbot.waitSignal(w.model_ready, timeout=5000):
+            w.finish_startup()
+        assert isinstance(w.knowledge_tab, KnowledgeTab)
+        assert w.tabs.widget(1) is w.knowledge_tab
+        assert w.ctx.chat_service.knowledge is opened[0]
+        w.knowledge_tab.create_base("notes")
+        qtbot.waitUntil(lambda: "notes" in [a.text() for a in w.chat.kb_menu.actions()], timeout=10_000)
+    finally:
+        close_window(w)
+        for service in opened:
+            service.close()
