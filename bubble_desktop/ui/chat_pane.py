@@ -94,7 +94,9 @@ class ChatPane(QWidget):
         self.online_label = QLabel(self.tr("● Online"))
         self.online_label.setObjectName("onlineIndicator")
         self.online_label.setStyleSheet("color: #d97706; font-weight: bold;")
-        self.online_label.setToolTip(self.tr("Web search is on: questions in this chat are sent to DuckDuckGo."))
+        self.online_label.setToolTip(
+            self.tr("Web search is on: questions in this chat are sent to DuckDuckGo.")
+        )
         self.online_label.setVisible(False)
 
         top = QHBoxLayout()

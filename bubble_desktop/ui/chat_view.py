@@ -39,7 +39,10 @@ from bubble_desktop.ui.markdown_render import Palette, StreamingMarkdown, render
 def is_dark(widget: QWidget | None = None) -> bool:
     """Whether the current palette is dark (window colour darker than its text)."""
     pal = widget.palette() if widget is not None else QGuiApplication.palette()
-    return pal.color(QPalette.ColorRole.Window).lightness() < pal.color(QPalette.ColorRole.WindowText).lightness()
+    return (
+        pal.color(QPalette.ColorRole.Window).lightness()
+        < pal.color(QPalette.ColorRole.WindowText).lightness()
+    )
 
 
 @dataclass(frozen=True)

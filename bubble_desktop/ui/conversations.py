@@ -170,7 +170,9 @@ class ConversationsSidebar(QWidget):
         """Rename; asks for the new title unless it is given."""
         if title is None:
             old = self._store.get_conversation(conversation_id).title
-            title, ok = QInputDialog.getText(self, self.tr("Rename conversation"), self.tr("Title:"), text=old)
+            title, ok = QInputDialog.getText(
+                self, self.tr("Rename conversation"), self.tr("Title:"), text=old
+            )
             if not ok:
                 return
         title = title.strip()

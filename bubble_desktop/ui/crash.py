@@ -110,9 +110,7 @@ class CrashHandler(QObject):
             threading.excepthook = self._previous_threading
             self._previous_sys = self._previous_threading = None
 
-    def _sys_hook(
-        self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
-    ) -> None:
+    def _sys_hook(self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         if issubclass(exc_type, KeyboardInterrupt):
             if self._previous_sys is not None:
                 self._previous_sys(exc_type, exc, tb)

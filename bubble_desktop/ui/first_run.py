@@ -86,7 +86,9 @@ class FirstRunPanel(QWidget):
         self.gguf_button.setObjectName("importGgufButton")
         self.gguf_button.clicked.connect(self._on_gguf_button_clicked)
         self.settings_button = QPushButton(self.tr("Use a model server…"))
-        self.settings_button.setToolTip(self.tr("Point Bubble at an OpenAI-compatible server in Settings → Model."))
+        self.settings_button.setToolTip(
+            self.tr("Point Bubble at an OpenAI-compatible server in Settings → Model.")
+        )
         self.settings_button.clicked.connect(self.settings_requested)
         buttons = QHBoxLayout()
         buttons.addWidget(self.folder_button)
@@ -127,7 +129,9 @@ class FirstRunPanel(QWidget):
         self.table.cellDoubleClicked.connect(self._on_table_cell_double_clicked)
         self._fill_recommendations(ram)
         hint = QLabel(
-            self.tr("Double-click a model to open its page; download it with its files, then choose its folder.")
+            self.tr(
+                "Double-click a model to open its page; download it with its files, then choose its folder."
+            )
         )
         hint.setObjectName("recommendedHint")
         hint.setWordWrap(True)
@@ -162,7 +166,9 @@ class FirstRunPanel(QWidget):
                 memory.setToolTip(self.tr("Probably too big for this computer's memory"))
                 memory.setForeground(Qt.GlobalColor.darkRed)
             langs = QTableWidgetItem(", ".join(m.languages))
-            note = m.note + (" " + self.tr("(runs its own code: you will be asked first)") if m.remote_code else "")
+            note = m.note + (
+                " " + self.tr("(runs its own code: you will be asked first)") if m.remote_code else ""
+            )
             notes = QTableWidgetItem(note.strip())
             for col, item in enumerate((name, memory, langs, notes)):
                 self.table.setItem(row, col, item)

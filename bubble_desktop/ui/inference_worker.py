@@ -145,7 +145,9 @@ class InferenceWorker(QObject):
             return
         except Exception as exc:  # thread boundary: the user hears about it, the log keeps details
             log.exception("model load failed")
-            self.load_failed.emit(rid, LoadFailure(f"{type(exc).__name__}: {exc}", self.tr("Details are in the log file.")))
+            self.load_failed.emit(
+                rid, LoadFailure(f"{type(exc).__name__}: {exc}", self.tr("Details are in the log file."))
+            )
             return
         if job.cancel.is_set():
             _unload_model(model)
@@ -159,9 +161,14 @@ class InferenceWorker(QObject):
         rid = job.request_id
         if self._model is None:
             self.answer_finished.emit(
-                rid, AnswerResult(
-                    job.conversation_id, None, None, self.tr("No model is loaded."), self.tr("Choose a model first.")
-                )
+                rid,
+                AnswerResult(
+                    job.conversation_id,
+                    None,
+                    None,
+                    self.tr("No model is loaded."),
+                    self.tr("Choose a model first."),
+                ),
             )
             return
         conversation_id = job.conversation_id
@@ -188,7 +195,10 @@ class InferenceWorker(QObject):
             )
         except UserFacingError as exc:
             self.answer_finished.emit(
-                rid, AnswerResult(conversation_id, getattr(answer, "message_id", None), None, exc.message, exc.hint)
+                rid,
+                AnswerResult(
+                    conversation_id, getattr(answer, "message_id", None), None, exc.message, exc.hint
+                ),
             )
         except Exception as exc:  # thread boundary
             log.exception("generation failed")
@@ -208,7 +218,9 @@ class InferenceWorker(QObject):
         if job.kind == "regenerate":
             return self._service.regenerate(self._model, job.conversation_id, job.settings, **common)
         if job.kind == "edit":
-            return self._service.edit_and_resend(self._model, job.message_id, job.question, job.settings, **common)
+            return self._service.edit_and_resend(
+                self._model, job.message_id, job.question, job.settings, **common
+            )
         return self._service.ask(
             self._model, job.question, job.settings, conversation_id=job.conversation_id, **common
         )
@@ -323,7 +335,14 @@ class InferenceController(QObject):
             self.stop()
             self._job = None
         job = AskJob(
-            self._new_id(), kind, question, settings.snapshot(), conversation_id, tuple(kb_names), web, message_id
+            self._new_id(),
+            kind,
+            question,
+            settings.snapshot(),
+            conversation_id,
+            tuple(kb_names),
+            web,
+            message_id,
         )
         self._job = job
         self._started_at = time.monotonic()

@@ -204,7 +204,9 @@ class MainWindow(QMainWindow):
                 self.attach_knowledge(factory())
             except Exception as exc:  # the chat still works without knowledge bases
                 log.exception("knowledge bases could not be opened")
-                self.status.showMessage(self.tr("Knowledge bases could not be opened: %1").replace("%1", str(exc)))
+                self.status.showMessage(
+                    self.tr("Knowledge bases could not be opened: %1").replace("%1", str(exc))
+                )
         self.load_configured_model()
 
     def attach_knowledge(self, service: Any) -> None:
@@ -306,7 +308,10 @@ class MainWindow(QMainWindow):
             ).replace("%1", path)
         )
         box.setInformativeText(
-            self.tr("Only allow this for models from publishers you trust. Bubble remembers your choice for this folder.")
+            self.tr(
+                "Only allow this for models from publishers you trust. "
+                "Bubble remembers your choice for this folder."
+            )
         )
         allow = box.addButton(self.tr("Allow and load"), QMessageBox.ButtonRole.AcceptRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
@@ -430,7 +435,9 @@ class MainWindow(QMainWindow):
     def _on_chat_options_changed(self) -> None:
         if self._conversation_id is not None:
             try:
-                self.ctx.store.update_options(self._conversation_id, self.chat.kb_names, self.chat.web_enabled)
+                self.ctx.store.update_options(
+                    self._conversation_id, self.chat.kb_names, self.chat.web_enabled
+                )
             except Exception as exc:
                 log.warning("could not save chat options: %s", exc)
 
@@ -551,8 +558,13 @@ class MainWindow(QMainWindow):
         if path is not None and path.exists():
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
             return
-        box = QMessageBox(QMessageBox.Icon.Information, source.title, source.text or source.target,
-                          QMessageBox.StandardButton.Ok, self)
+        box = QMessageBox(
+            QMessageBox.Icon.Information,
+            source.title,
+            source.text or source.target,
+            QMessageBox.StandardButton.Ok,
+            self,
+        )
         box.setModal(False)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.show()
@@ -576,8 +588,9 @@ class MainWindow(QMainWindow):
         self.ctx.settings = new
         if new.appearance != old.appearance:
             try:
-                from bubble_desktop.ui.theme import apply_theme
                 from PySide6.QtWidgets import QApplication
+
+                from bubble_desktop.ui.theme import apply_theme
 
                 app = QApplication.instance()
                 if isinstance(app, QApplication):
@@ -609,7 +622,9 @@ class MainWindow(QMainWindow):
         QMessageBox.about(
             self,
             self.tr("About O.Bubble"),
-            self.tr("O.Bubble %1\nA private chatbot that runs on your own computer.").replace("%1", __version__),
+            self.tr("O.Bubble %1\nA private chatbot that runs on your own computer.").replace(
+                "%1", __version__
+            ),
         )
 
     @Slot()

@@ -189,7 +189,9 @@ def make_markdown(target_chars: int = 30_000) -> str:
             f"This is paragraph {i} with **bold**, *italic* and `inline code`, explaining step {i} "
             "of the process in plain words so that the answer reads like a real one.\n\n"
         )
-        parts.append(f"- first point of {i}\n- second point with a [link](https://example.com/{i})\n- third\n\n")
+        parts.append(
+            f"- first point of {i}\n- second point with a [link](https://example.com/{i})\n- third\n\n"
+        )
         if i % 3 == 0:
             parts.append(f"```python\ndef step_{i}(x):\n    return x * {i}\n```\n\n")
         if i % 4 == 0:
@@ -273,7 +275,8 @@ import sys, time
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QLabel, QMainWindow
 app = QApplication(sys.argv)
-w = QMainWindow(); w.setWindowTitle("bare"); w.setCentralWidget(QLabel("hello")); w.resize(1000, 700); w.show()
+w = QMainWindow(); w.setWindowTitle("bare"); w.setCentralWidget(QLabel("hello"))
+w.resize(1000, 700); w.show()
 print("SHOWN", time.time(), flush=True)
 QTimer.singleShot(0, app.quit)
 app.exec()
@@ -302,11 +305,18 @@ def bench_startup(runs: int, home: Path) -> dict[str, Any]:
         for kind in ("bare", "app"):
             run_home = home / f"start-{kind}-{i}"
             t0_wall, t0 = time.time(), time.perf_counter()
-            done = subprocess.run([sys.executable, "-c", _BARE if kind == "bare" else _APP],
-                                  env=dict(env, BUBBLE_HOME=str(run_home)), cwd=ROOT, check=True,
-                                  capture_output=True, text=True)
+            done = subprocess.run(
+                [sys.executable, "-c", _BARE if kind == "bare" else _APP],
+                env=dict(env, BUBBLE_HOME=str(run_home)),
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             exited[kind].append(time.perf_counter() - t0)
-            stamp = next(float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("SHOWN"))
+            stamp = next(
+                float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("SHOWN")
+            )
             shown[kind].append(stamp - t0_wall)
     med = {k: statistics.median(v) for k, v in shown.items()}
     med_exit = {k: statistics.median(v) for k, v in exited.items()}
@@ -328,7 +338,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="simulated tokens/s for render_ratio")
     parser.add_argument("--max-new-tokens", type=int, default=400)
     parser.add_argument("--startup-runs", type=int, default=5)
-    parser.add_argument("--default-switch-interval", action="store_true", help="keep Python's 5 ms GIL switch")
+    parser.add_argument(
+        "--default-switch-interval", action="store_true", help="keep Python's 5 ms GIL switch"
+    )
     args = parser.parse_args()
 
     from PySide6.QtWidgets import QApplication
@@ -338,8 +350,11 @@ def main() -> int:
     if not args.default_switch_interval:
         configure_interpreter()  # what `bubble` does at start-up
     app = QApplication.instance() or QApplication([])
-    out: dict[str, Any] = {"cpus": os.cpu_count(), "switch_interval_s": sys.getswitchinterval(),
-                           "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    out: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "switch_interval_s": sys.getswitchinterval(),
+        "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
     with tempfile.TemporaryDirectory(prefix="bubble-bench-") as tmp:
         home = Path(tmp)
         os.environ["BUBBLE_HOME"] = str(home / "home")

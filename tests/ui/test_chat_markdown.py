@@ -20,8 +20,30 @@ SAMPLE = (
 
 # Pieces that make Markdown structure likely: fences, lists, headings, tables, blank lines.
 _PIECES = st.sampled_from(
-    ["\n", "\n\n", "# ", "## ", "- ", "1. ", "```", "```py\n", "~~~", "|", "| a | b |\n|---|---|\n",
-     "> ", "*", "_", "`", "word ", "中文", "    ", "[l](http://x)", "x", "2)", "---\n"]
+    [
+        "\n",
+        "\n\n",
+        "# ",
+        "## ",
+        "- ",
+        "1. ",
+        "```",
+        "```py\n",
+        "~~~",
+        "|",
+        "| a | b |\n|---|---|\n",
+        "> ",
+        "*",
+        "_",
+        "`",
+        "word ",
+        "中文",
+        "    ",
+        "[l](http://x)",
+        "x",
+        "2)",
+        "---\n",
+    ]
 )
 _TEXT = st.lists(_PIECES, max_size=40).map("".join) | st.text(max_size=120)
 

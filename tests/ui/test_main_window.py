@@ -31,7 +31,10 @@ class ScriptedModel:
         self.unloaded = False
 
     def stream(
-        self, messages: Sequence[ChatMessage], sampling: SamplingSettings, cancel: threading.Event | None = None
+        self,
+        messages: Sequence[ChatMessage],
+        sampling: SamplingSettings,
+        cancel: threading.Event | None = None,
     ) -> Generation:
         self.prompts.append(list(messages))
         cancel = cancel or threading.Event()
@@ -85,7 +88,9 @@ class Loader:
         return self.model
 
 
-def make_window(qtbot: Any, model_path: str = "/models/scripted", loader: Any = None, **ctx_extra: Any) -> Any:
+def make_window(
+    qtbot: Any, model_path: str = "/models/scripted", loader: Any = None, **ctx_extra: Any
+) -> Any:
     from bubble_desktop.core.chat.service import ChatService
     from bubble_desktop.core.chat.store import ConversationStore
     from bubble_desktop.ui.main_window import AppContext, MainWindow
@@ -166,7 +171,7 @@ def test_stop_button_and_escape_stop_quickly(qtbot: Any) -> None:
         for how in ("button", "escape"):
             w.send("Tell me a long story")
             answer = w.chat.view.messages[-1]
-            qtbot.waitUntil(lambda: len(answer.text) > 30, timeout=5000)
+            qtbot.waitUntil(lambda a=answer: len(a.text) > 30, timeout=5000)
             t0 = time.perf_counter()
             if how == "button":
                 qtbot.mouseClick(w.chat.stop_button, Qt.MouseButton.LeftButton)
@@ -325,7 +330,9 @@ def test_remote_code_consent_is_asked_and_remembered(
     from bubble_desktop.ui.main_window import MainWindow
 
     asked: list[str] = []
-    monkeypatch.setattr(MainWindow, "_ask_remote_code_consent", lambda self, path, failure: asked.append(path) or True)
+    monkeypatch.setattr(
+        MainWindow, "_ask_remote_code_consent", lambda self, path, failure: asked.append(path) or True
+    )
     folder = tmp_path / "glm"
     folder.mkdir()
     (folder / "config.json").write_text('{"auto_map": {}}')
@@ -390,6 +397,7 @@ def test_crash_handler_logs_and_shows_one_dialog(qtbot: Any, tmp_path: Path) -> 
     handler = CrashHandler(log_file)
     handler.install()
     try:
+
         def boom() -> None:
             raise RuntimeError("worker exploded")
 
@@ -436,7 +444,9 @@ def test_app_starts_without_torch_and_quits_by_itself(tmp_path: Path) -> None:
         "from bubble_desktop.app import main\n"
         "sys.exit(main(['bubble']))\n"
     )
-    env = dict(os.environ, BUBBLE_HOME=str(tmp_path / "home"), BUBBLE_AUTOQUIT_MS="200", QT_QPA_PLATFORM="offscreen")
+    env = dict(
+        os.environ, BUBBLE_HOME=str(tmp_path / "home"), BUBBLE_AUTOQUIT_MS="200", QT_QPA_PLATFORM="offscreen"
+    )
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout
@@ -446,7 +456,9 @@ def test_app_starts_without_torch_and_quits_by_itself(tmp_path: Path) -> None:
     holder = SingleInstance(Paths.under(tmp_path / "home").data_dir)
     assert holder.acquire()
     try:
-        second = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+        second = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60
+        )
         assert second.returncode == 0
         assert "already running" in second.stderr and "HEAVY" not in second.stdout
     finally:
