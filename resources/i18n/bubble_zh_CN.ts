@@ -454,6 +454,10 @@
             <translation>知识库</translation>
         </message>
         <message>
+            <source>Opening your knowledge bases…</source>
+            <translation>正在打开你的知识库…</translation>
+        </message>
+        <message>
             <source>Knowledge bases are not available.</source>
             <translation>知识库当前不可用。</translation>
         </message>
@@ -500,6 +504,10 @@
         <message>
             <source>&amp;About O.Bubble</source>
             <translation>关于 O.Bubble(&amp;A)</translation>
+        </message>
+        <message>
+            <source>Knowledge bases could not be opened: %1</source>
+            <translation>无法打开知识库：%1</translation>
         </message>
         <message>
             <source>The model could not be loaded</source>

@@ -302,6 +302,8 @@ TRANSLATIONS: dict[str, str] = {
     "Copy details": "复制详细信息",
     "Chat": "对话",
     "Knowledge bases are not available.": "知识库当前不可用。",
+    "Opening your knowledge bases…": "正在打开你的知识库…",
+    "Knowledge bases could not be opened: %1": "无法打开知识库：%1",
     "&File": "文件(&F)",
     "&New chat": "新对话(&N)",
     "Choose &model folder…": "选择模型文件夹(&M)…",
