@@ -16,7 +16,6 @@ import os
 import queue
 import re
 import shutil
-import subprocess
 import threading
 import time
 import uuid
@@ -36,11 +35,11 @@ from bubble_desktop.core.kb.store import (
     ServerStore,
     StoredPoint,
     VectorStore,
-    optimizer_command,
     point_id,
     recover_shard_folder,
     sparse_document,
     sparse_query,
+    start_optimizer,
 )
 from bubble_desktop.core.kb.types import (
     Chunk,
@@ -131,7 +130,7 @@ class KnowledgeService:
         self._embedder_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bubble-kb-store")
         self._bases: dict[str, _Base] = {}  # kb_id -> open base (owner thread only)
-        self._optimizers: dict[str, tuple[threading.Thread, list[subprocess.Popen[bytes]]]] = {}
+        self._optimizers: dict[str, tuple[threading.Thread, list[Any]]] = {}
         self._optimizers_lock = threading.Lock()
         self._closing = False
         self._closed = False
@@ -178,7 +177,7 @@ class KnowledgeService:
             running = list(self._optimizers.values())
         for thread, procs in running:  # an unfinished index build is simply redone next time
             for proc in procs:
-                if proc.poll() is None:
+                if proc.is_alive():
                     proc.kill()
             thread.join(30)
         try:
@@ -663,7 +662,6 @@ class KnowledgeService:
 
         The build runs in a child process on a copy of the shard, because ``EdgeShard.optimize()``
         holds the GIL for its whole run; searches go on meanwhile and the copy is swapped in after.
-        Where no child process can be started (a frozen app), it runs here, blocking.
         """
         base = self._call(lambda: self._base(name))
         thread = self._call(self._start_optimizer, base, True)
@@ -683,17 +681,13 @@ class KnowledgeService:
         if not force and store.unindexed() < OPTIMIZE_MIN_UNINDEXED:
             return None
         copy = base.folder / "shard.optimizing"
-        cmd = optimizer_command(copy)
-        if cmd is None:
-            log.info("no child process for the index build here; %s stays brute-force searched", base.name)
-            return None
         store.flush()
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(base.folder / "shard", copy)
-        procs: list[subprocess.Popen[bytes]] = []
+        procs: list[Any] = []
         thread = threading.Thread(
             target=self._run_optimizer,
-            args=(base, base.name, cmd, copy, base.version, procs),
+            args=(base, base.name, copy, base.version, procs),
             name="bubble-kb-optimize",
         )
         with self._optimizers_lock:
@@ -701,26 +695,17 @@ class KnowledgeService:
         thread.start()
         return thread
 
-    def _run_optimizer(
-        self,
-        base: _Base,
-        label: str,
-        cmd: list[str],
-        copy: Path,
-        version: int,
-        procs: list[subprocess.Popen[bytes]],
-    ) -> None:
+    def _run_optimizer(self, base: _Base, label: str, copy: Path, version: int, procs: list[Any]) -> None:
         """Optimizer thread: wait for the child (the GIL stays free), then hand the swap to the owner."""
         try:
             started = time.monotonic()
             if not self._closing:
-                proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                proc = start_optimizer(copy)
                 procs.append(proc)
-                _, err = proc.communicate()
-                ok = proc.returncode == 0 and not self._closing
-                if proc.returncode != 0 and not self._closing:
-                    log.warning("index build for %s failed: %s", label, err.decode(errors="replace")[-500:])
-                if ok:
+                proc.join()
+                if proc.exitcode != 0 and not self._closing:
+                    log.warning("index build for %s failed (exit code %s)", label, proc.exitcode)
+                elif not self._closing:
                     self._call(self._swap_optimized, base, copy, version)
                     log.info("index of %s built in %.1f s", label, time.monotonic() - started)
         except Exception:  # noqa: BLE001 - a failed build only leaves search slower

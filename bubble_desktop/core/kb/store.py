@@ -385,27 +385,32 @@ class ServerStore:
 
 # ------------------------------------------------------------------------------- optimizing a copy
 
-OPTIMIZER_CODE = (
-    "import sys\n"
-    "from qdrant_edge import EdgeShard\n"
-    "shard = EdgeShard.load(sys.argv[1])\n"
-    "shard.optimize()\n"
-    "shard.flush()\n"
-    "shard.close()\n"
-)
+
+def optimize_folder(folder: str) -> None:
+    """Child-process entry: build the HNSW index of the shard copy in ``folder``."""
+    from qdrant_edge import EdgeShard
+
+    shard = EdgeShard.load(folder)
+    try:
+        shard.optimize()
+        shard.flush()
+    finally:
+        shard.close()
 
 
-def optimizer_command(folder: Path) -> list[str] | None:
-    """The child process that builds the HNSW index of a shard copy, or None where we can't spawn one.
+def start_optimizer(folder: Path) -> Any:
+    """Start ``optimize_folder`` in a spawned child process (a ``multiprocessing.Process``).
 
     ``EdgeShard.optimize()`` holds the GIL for its whole run (minutes at 100k points on 2 cores), which
-    would freeze the GUI; in a child process it doesn't. A frozen app has no ``python -c``.
+    would freeze the GUI; in a child process it doesn't. The frozen entry points call
+    ``multiprocessing.freeze_support()``, so this works in the PyInstaller build too.
     """
-    import sys
+    import multiprocessing
 
-    if getattr(sys, "frozen", False):
-        return None
-    return [sys.executable, "-c", OPTIMIZER_CODE, str(folder)]
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=optimize_folder, args=(str(folder),), name="bubble-kb-optimize", daemon=True)
+    proc.start()
+    return proc
 
 
 def recover_shard_folder(folder: Path) -> None:
