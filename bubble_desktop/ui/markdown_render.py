@@ -125,20 +125,25 @@ def _formatter(style: str) -> Any:
     return HtmlFormatter(noclasses=True, nowrap=True, style=style)
 
 
-def highlight_code(code: str, lang: str, palette: Palette = LIGHT) -> str:
-    """Syntax-highlighted HTML spans for ``code`` (escaped plain text if the language is unknown)."""
-    from pygments import highlight
+@lru_cache(maxsize=64)
+def _lexer(lang: str) -> Any:
     from pygments.lexers import get_lexer_by_name
     from pygments.util import ClassNotFound
 
-    if lang:
-        try:
-            lexer = get_lexer_by_name(lang, stripnl=False, ensurenl=False)
-        except ClassNotFound:
-            lexer = None
-        if lexer is not None:
-            out: str = highlight(code, lexer, _formatter(palette.pygments_style))
-            return out
+    try:
+        return get_lexer_by_name(lang, stripnl=False, ensurenl=False)
+    except ClassNotFound:
+        return None
+
+
+def highlight_code(code: str, lang: str, palette: Palette = LIGHT) -> str:
+    """Syntax-highlighted HTML spans for ``code`` (escaped plain text if the language is unknown)."""
+    from pygments import highlight
+
+    lexer = _lexer(lang.lower()) if lang else None
+    if lexer is not None:
+        out: str = highlight(code, lexer, _formatter(palette.pygments_style))
+        return out
     return html.escape(code)
 
 
