@@ -78,6 +78,20 @@ def make_folder(root: Path, mb: int, file_kb: int = 500, seed: int = 3) -> int:
     return n
 
 
+def rss_parts() -> dict[str, float]:
+    """Anonymous (heap: can't be reclaimed) vs file-backed (mmap'd store files: page cache) RSS, in MB."""
+    out = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(("RssAnon:", "RssFile:", "RssShmem:")):
+                    key, value, _ = line.split()
+                    out[key.rstrip(":")] = round(int(value) / 1000, 1)
+    except OSError:
+        pass
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, default=200)
@@ -106,20 +120,23 @@ def main() -> None:
         peak = [rss_model]
         stop = threading.Event()
 
+        peak_anon = [0.0]
+
         def sample() -> None:
             while not stop.wait(0.2):
                 peak[0] = max(peak[0], proc.memory_info().rss)
+                peak_anon[0] = max(peak_anon[0], rss_parts().get("RssAnon", 0.0))
 
         sampler = threading.Thread(target=sample, name="rss-sampler", daemon=True)
         sampler.start()
-        marks: dict[int, float] = {}
+        marks: dict[int, dict[str, float]] = {}
         cancel = threading.Event()
         started = time.perf_counter()
 
         def progress(p: Any) -> None:
             tenth = p.files_done * 10 // max(1, p.files_total)
             if tenth not in marks:
-                marks[tenth] = round(proc.memory_info().rss / 1e6, 1)
+                marks[tenth] = {"rss": round(proc.memory_info().rss / 1e6, 1), **rss_parts()}
             if args.limit_s and time.perf_counter() - started > args.limit_s:
                 cancel.set()
 
@@ -151,6 +168,7 @@ def main() -> None:
                     "rss_after_model_mb": round(rss_model / 1e6, 1),
                     "rss_peak_mb": round(peak[0] / 1e6, 1),
                     "rss_end_mb": round(rss_end / 1e6, 1),
+            "rss_anon_peak_mb": peak_anon[0],
                     "rss_by_tenth_of_files_mb": marks,
                     "knowledge_dir_mb": round(
                         sum(f.stat().st_size for f in shard.rglob("*") if f.is_file()) / 1e6, 1
