@@ -15,8 +15,9 @@ WORK=${WORK:-build/pyinstaller}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false QT_QPA_PLATFORM=offscreen
 
 if [ -z "${SKIP_BUILD:-}" ]; then
-  echo "== PyInstaller ($("$PY" -m PyInstaller --version)): bubble.spec -> $DIST/bubble"
-  "$PY" -m pip install -q -e ".[build]"
+  echo "== PyInstaller: bubble.spec -> $DIST/bubble"
+  # PyInstaller comes with the "build" extra; the project itself is already installed by the README's set-up
+  "$PY" -m PyInstaller --version > /dev/null 2>&1 || "$PY" -m pip install -q -e ".[build]"
   t0=$(date +%s)
   # --clean: no analysis cache from an earlier run (a stale cache can hide a missing module)
   "$PY" -m PyInstaller --noconfirm --clean --log-level WARN --distpath "$DIST" --workpath "$WORK" bubble.spec
