@@ -139,6 +139,7 @@ class _TransformersGeneration(Generation):
         self.cancel = cancel if cancel is not None else threading.Event()
         self._abandon = threading.Event()
         self.token_ids: tuple[int, ...] = ()  # the generated ids (special tokens included), once finished
+        self.first_token_s: float | None = None  # start -> first token (stats.ttft_s is -> first visible text)
         # computed now, so a prompt that cannot fit fails at stream() rather than at the first chunk
         self._kwargs = model.generate_kwargs(sampling, len(prompt_ids))
         self._kwargs.update(self._overrides)
@@ -202,6 +203,7 @@ class _TransformersGeneration(Generation):
                 now = time.perf_counter()
                 if t_first_token is None:
                     t_first_token = now
+                    self.first_token_s = now - t0
                 t_last_token = now
                 piece = decoder.add(batch)
                 if piece:
