@@ -120,6 +120,9 @@ def test_output_layer_is_retied_as_on_transformers_4(models: dict[str, ChatGLMCh
 
 
 def test_model_info_and_protocol(models: dict[str, ChatGLMChatModel]) -> None:
+    from bubble_desktop.core.llm.chatglm.compat import transformers_is_tested
+
+    assert transformers_is_tested()  # pyproject pins the release the compat layer was verified on
     m = models["roles"]
     assert isinstance(m, ChatModel)
     assert m.info.remote_code and m.info.arch == "chatglm3" and m.info.device == "cpu"
@@ -151,6 +154,9 @@ def test_sampling_settings_are_honoured(models: dict[str, ChatGLMChatModel]) -> 
         update={"temperature": 2.0, "top_k": 0, "top_p": 1.0, "seed": 7, "max_new_tokens": 16}
     )
     assert m.stream(msgs, hot).run() == m.stream(msgs, hot).run()  # same seed, same answer
+    # the fixture's greedy answer repeats one character: a repetition penalty must change that
+    penalised = m.stream(msgs, GREEDY.model_copy(update={"repetition_penalty": 2.0})).run()
+    assert penalised != greedy
 
 
 def test_system_prompt_goes_before_the_first_question_for_v1(models: dict[str, ChatGLMChatModel]) -> None:

@@ -11,7 +11,8 @@ load, which would silently drop patches applied once to the old class objects; a
 each resolution always wraps the class actually in use, and the user's model folder is never touched.
 
 Every patch checks first that it is needed and names the transformers change it answers.
-Tested on transformers 5.23.0 (the project's pin); the checks keep it a no-op on 4.33/4.41.
+Verified on transformers 5.23.0 (the project's pin) against THUDM's real files; on 4.33.3 (v1, v2)
+and 4.41.2 (v3) every check answers "not needed" and the classes are handed out unchanged.
 """
 
 from __future__ import annotations
@@ -24,8 +25,20 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: the transformers releases this layer has been run against (see tests/bench/chatglm_verify.py)
-TESTED_TRANSFORMERS = ">=5.0,<5.24"
+#: the transformers releases this layer has been verified on (see tests/bench/chatglm_verify.py);
+#: pyproject.toml pins transformers to the same minor release
+TESTED_TRANSFORMERS = (5, 23)
+
+
+def transformers_is_tested() -> bool:
+    """True when the running transformers is the minor release the compat layer was verified on."""
+    import transformers
+
+    parts = transformers.__version__.split(".")
+    try:
+        return (int(parts[0]), int(parts[1])) == TESTED_TRANSFORMERS
+    except (ValueError, IndexError):
+        return False
 
 _COMPAT_CACHE: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
 COMPAT_MARK = "__bubble_chatglm_compat__"
@@ -62,12 +75,12 @@ def compat_config_class(base: Any) -> type:
 def _build_config(base: Any) -> type:
     ns: dict[str, Any] = {}
 
-    probe_needed = True
+    from transformers import PretrainedConfig
+
     try:
-        probe = base()
-        probe_needed = not (hasattr(probe, "max_length") and hasattr(probe, "use_cache"))
-    except Exception:  # noqa: BLE001 — a config that cannot be built bare still gets the defaults
-        pass
+        probe_needed = not hasattr(PretrainedConfig(), "max_length")
+    except Exception:  # noqa: BLE001 — if the base cannot be probed, the defaults are only set where missing
+        probe_needed = True
     if probe_needed:
         # transformers 5.0 removed the generation defaults (max_length=20, use_cache=True, ...) from
         # PretrainedConfig; ChatGLM's code reads config.use_cache and its stream_generate reads
@@ -246,8 +259,7 @@ def _build_model(base: Any) -> type:
 
         ns["_extract_past_from_model_output"] = _extract_past_from_model_output
 
-    prepare = getattr(GenerationMixin, "_prepare_special_tokens", None)
-    if prepare is not None:
+    if _reads_special_token_tensors(GenerationMixin):
         # transformers 4.43 (PR #31254) made the processors and stopping criteria read tensors
         # (generation_config._eos_token_tensor, ...) that generate() prepares; ChatGLM's own
         # stream_generate never calls _prepare_special_tokens.
@@ -270,16 +282,39 @@ def _build_model(base: Any) -> type:
         ns["_get_logits_processor"] = _get_logits_processor
         ns["_get_stopping_criteria"] = _get_stopping_criteria
 
-    orig_model_init = base.__init__
+    if _post_init_sets_tied_keys():
+        orig_model_init = base.__init__
 
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        orig_model_init(self, *args, **kwargs)
-        if not hasattr(self, "all_tied_weights_keys"):
-            # transformers 5.0 reads all_tied_weights_keys, which post_init() sets; ChatGLM never calls it.
-            self.post_init()
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            orig_model_init(self, *args, **kwargs)
+            if not hasattr(self, "all_tied_weights_keys"):
+                # transformers 5.0 loading reads all_tied_weights_keys, which post_init() sets;
+                # ChatGLM's models never call post_init().
+                self.post_init()
 
-    ns["__init__"] = __init__
+        ns["__init__"] = __init__
     return _compat_subclass(base, ns, extra)
+
+
+def _source(obj: Any) -> str:
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""
+
+
+def _reads_special_token_tensors(mixin: Any) -> bool:
+    """True where the processors/criteria read tensors that only _prepare_special_tokens creates."""
+    if getattr(mixin, "_prepare_special_tokens", None) is None:
+        return False
+    return any("_eos_token_tensor" in _source(getattr(mixin, name, None))
+               for name in ("_get_stopping_criteria", "_get_logits_processor"))
+
+
+def _post_init_sets_tied_keys() -> bool:
+    from transformers import PreTrainedModel
+
+    return "all_tied_weights_keys" in _source(PreTrainedModel.post_init)
 
 
 def retie_output_embeddings(model: Any) -> bool:

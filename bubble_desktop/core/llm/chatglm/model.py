@@ -447,7 +447,18 @@ def load_remote_code_model(
 
     report(0.05, "Loading the model's own code")
     _silence_remote_loggers()
-    from bubble_desktop.core.llm.chatglm.compat import resolve_compat_classes, retie_output_embeddings
+    from bubble_desktop.core.llm.chatglm.compat import (
+        TESTED_TRANSFORMERS,
+        resolve_compat_classes,
+        retie_output_embeddings,
+        transformers_is_tested,
+    )
+
+    if not transformers_is_tested():
+        import transformers
+
+        log.warning("ChatGLM compat layer verified on transformers %s.%s, running on %s: answers may differ",
+                    *TESTED_TRANSFORMERS, transformers.__version__)
 
     cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     try:
