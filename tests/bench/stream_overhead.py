@@ -171,6 +171,7 @@ def main() -> int:
     ap.add_argument("--stop-trials", type=int, default=20)
     ap.add_argument("--smollm2-dir", help="an already imported SmolLM2 folder (skips the import)")
     ap.add_argument("--skip-smollm2", action="store_true")
+    ap.add_argument("--skip-tiny", action="store_true")
     args = ap.parse_args()
     import torch
 
@@ -179,8 +180,9 @@ def main() -> int:
     results: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        tiny = build_tiny_model(work / "tiny", "llama")
-        results["tiny"] = bench_model("tiny-llama", tiny, args.tiny_tokens, args.runs, args.stop_trials)
+        if not args.skip_tiny:
+            tiny = build_tiny_model(work / "tiny", "llama")
+            results["tiny"] = bench_model("tiny-llama", tiny, args.tiny_tokens, args.runs, args.stop_trials)
         if not args.skip_smollm2:
             folder = Path(args.smollm2_dir) if args.smollm2_dir else smollm2_folder(work / "models")
             if folder is not None:
