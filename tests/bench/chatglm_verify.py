@@ -12,7 +12,9 @@ sides), and compares, token for token at temperature 0 over two chat turns, stre
   raw ``stream_chat`` steps and the text our ``Generation`` streams.
 
 It also records the first error the same folders give on this transformers *without* the compat
-layer, and runs ``bubble-cli ask --trust-remote-code`` (streamed) on each. Prints one JSON object.
+layer, checks that the compat layer hands every class out unchanged on the old transformers (and
+the output stays equal there), and runs ``bubble-cli ask --trust-remote-code`` (streamed) on each.
+Prints one JSON object; exit status 0 when everything matched.
 
     .venv/bin/python tests/bench/chatglm_verify.py --mirrors /work/.mirror --work /tmp/glm
 """
@@ -149,6 +151,51 @@ REFERENCE = textwrap.dedent("""
         turns.append({"query": q, "steps": steps})
     json.dump({"transformers": transformers.__version__, "turns": turns}, open(out, "w"), ensure_ascii=False)
 """)
+
+
+# run by the OLD venv: Bubble's compat layer there must hand every class out unchanged, same output
+COMPAT_ON_OLD = textwrap.dedent("""
+    import importlib.util, json, sys
+    compat_py, d, ref_path, max_new = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    spec = importlib.util.spec_from_file_location("bubble_compat", compat_py)
+    compat = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compat)
+    cfg = json.load(open(d + "/config.json"))
+    tok_ref = json.load(open(d + "/tokenizer_config.json"))["auto_map"]["AutoTokenizer"][0]
+    classes = compat.resolve_compat_classes(d, cfg["auto_map"], tok_ref)
+    unchanged = [compat.COMPAT_MARK not in c.__dict__ for c in classes]
+    C, T, M = classes
+    tok = T.from_pretrained(d)
+    model = M.from_pretrained(d, config=C.from_pretrained(d))
+    retied = compat.retie_output_embeddings(model)
+    model = model.float().eval()
+    ref = json.load(open(ref_path))
+    history, equal = [], True
+    for turn in ref["turns"]:
+        steps = []
+        for item in model.stream_chat(tok, turn["query"], history, do_sample=False, max_new_tokens=max_new):
+            steps.append(item[0])
+            history = item[1]
+        equal = equal and steps == turn["steps"]
+    print(json.dumps({"classes_unchanged": all(unchanged), "retied": retied, "equal": equal}))
+""")
+
+
+def compat_on_old(variant: str, d: Path, work: Path) -> dict:
+    script = work / "compat_on_old.py"
+    script.write_text(COMPAT_ON_OLD)
+    compat_py = Path(__file__).resolve().parents[2] / "bubble_desktop/core/llm/chatglm/compat.py"
+    cmd = [
+        f"{OLD_VENV[variant]}/bin/python",
+        str(script),
+        str(compat_py),
+        str(d),
+        str(work / "ref" / f"{variant}.json"),
+        str(MAX_NEW),
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    return json.loads(lines[-1]) if lines else {"error": r.stderr.strip()[-300:]}
 
 
 def _git_show(mirror: Path, commit: str, name: str) -> bytes:
@@ -293,12 +340,19 @@ def main() -> int:
     for v in args.variants:
         d = build(v, args.mirrors, args.work)
         ref = reference(v, d, args.work)
-        entry = {"reference_transformers": ref["transformers"], "unpatched_here": unpatched_first_error(d)}
+        entry = {
+            "reference_transformers": ref["transformers"],
+            "unpatched_here": unpatched_first_error(d),
+            "compat_on_reference_transformers": compat_on_old(v, d, args.work),
+        }
         entry.update(ours(d, ref))
         entry["cli"] = cli_stream(d)
+        old = entry["compat_on_reference_transformers"]
         entry["ok"] = (
             all(t["raw_steps_equal"] and t["streamed_text_equal"] for t in entry["turns"])
             and entry["cli"]["rc"] == 0
+            and old.get("classes_unchanged") is True
+            and old.get("equal") is True
         )
         report["variants"][v] = entry
     report["all_ok"] = all(e["ok"] for e in report["variants"].values())
