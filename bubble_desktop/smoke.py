@@ -146,6 +146,9 @@ class SmokeRun:
         from bubble_desktop.core.settings import load_settings
         from bubble_desktop.ui.main_window import MainWindow
 
+        configure = getattr(app_module, "configure_interpreter", None)
+        if callable(configure):  # as the app does before it creates the QApplication
+            configure()
         self.app = QApplication.instance() or QApplication([sys.argv[0]])
         paths = Paths.default().ensure()
         settings, notices = load_settings(paths.settings_file)
