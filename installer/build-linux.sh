@@ -20,7 +20,9 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   "$PY" -m PyInstaller --version > /dev/null 2>&1 || "$PY" -m pip install -q -e ".[build]"
   t0=$(date +%s)
   # --clean: no analysis cache from an earlier run (a stale cache can hide a missing module)
-  "$PY" -m PyInstaller --noconfirm --clean --log-level WARN --distpath "$DIST" --workpath "$WORK" bubble.spec
+  # (torch's deprecated submodules warn when the hook imports them all: keep the CI log readable)
+  PYTHONWARNINGS=ignore::DeprecationWarning \
+    "$PY" -m PyInstaller --noconfirm --clean --log-level WARN --distpath "$DIST" --workpath "$WORK" bubble.spec
   echo "build: $(( $(date +%s) - t0 )) s, bundle: $(du -sh "$DIST/bubble" | cut -f1)"
   du -sh "$DIST"/bubble/_internal/* | sort -h | tail -8
 fi
