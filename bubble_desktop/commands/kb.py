@@ -206,15 +206,24 @@ def _report(report: Any, as_json: bool) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _wait_for_index(svc: Any, quiet: bool) -> None:
+    if svc.index_builds_running():
+        if not quiet:
+            print("building the search index (large knowledge base)...", file=sys.stderr, flush=True)
+        svc.wait_for_index_builds()
+
+
 def _add(args: argparse.Namespace) -> int:
     with _service() as svc:
         report = svc.add_paths(args.name, args.paths, progress=_Progress(args.quiet))
+        _wait_for_index(svc, args.quiet)
     return _report(report, args.json)
 
 
 def _reindex(args: argparse.Namespace) -> int:
     with _service() as svc:
         report = svc.reindex(args.name, progress=_Progress(args.quiet))
+        _wait_for_index(svc, args.quiet)
     return _report(report, args.json)
 
 

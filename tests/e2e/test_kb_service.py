@@ -250,7 +250,8 @@ def test_index_build_runs_in_a_child_process_and_is_swapped_in(svc: KnowledgeSer
     corpus = write_corpus(tmp_path / "docs")
     svc.create_base("kb")
     svc.add_paths("kb", [corpus])
-    svc.optimize("kb")  # builds the HNSW index on a copy, then swaps it in
+    svc.optimize("kb", wait=False)  # builds the HNSW index on a copy in a child process, then swaps it in
+    assert svc.wait_for_index_builds(timeout=300) and not svc.index_builds_running()
     assert svc._call(lambda: svc._base("kb").store.unindexed()) == 0
     assert not (svc._call(lambda: svc._base("kb").folder) / "shard.optimizing").exists()
     assert point_count(svc, "kb") == 5

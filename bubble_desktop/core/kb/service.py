@@ -670,6 +670,23 @@ class KnowledgeService:
         elif wait:
             thread.join()
 
+    def index_builds_running(self) -> bool:
+        with self._optimizers_lock:
+            return bool(self._optimizers)
+
+    def wait_for_index_builds(self, timeout: float | None = None) -> bool:
+        """Wait for running index builds (the CLI does, before it exits); True when none is left."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._optimizers_lock:
+                threads = [t for t, _ in self._optimizers.values()]
+            if not threads:
+                return True
+            for t in threads:
+                t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if deadline is not None and time.monotonic() >= deadline:
+                return not self.index_builds_running()
+
     def _start_optimizer(self, base: _Base, force: bool) -> threading.Thread | None:
         store = base.store
         if not isinstance(store, EdgeStore) or self._closing:
