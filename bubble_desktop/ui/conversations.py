@@ -53,6 +53,10 @@ class ConversationsSidebar(QWidget):
         self.list = QListWidget()
         self.list.setObjectName("conversationList")
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # Long titles end in "…" (full title in the tooltip) instead of a horizontal scroll bar.
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setUniformItemSizes(True)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._on_list_context_menu_requested)
         self.list.itemClicked.connect(self._on_list_item_clicked)
