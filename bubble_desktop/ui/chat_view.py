@@ -174,6 +174,7 @@ class MessageBody(QTextBrowser):
         self.codes = []
         self.document().clear()
         self._end_cursor = QTextCursor(self.document())
+        self._end_at_end = False
         self._remember_tail_block(QTextCursor(self.document()))
 
     def feed(self, text: str) -> None:
@@ -185,14 +186,30 @@ class MessageBody(QTextBrowser):
         stream = self._stream
         if stream is None:
             return
+        if not final and self._tail_shown:
+            # the common case: a few more characters on the open block's last line; no
+            # StreamUpdate, no scan, just append them at the end (the tail shown == the
+            # stream's open tail after every flush)
+            added = stream.take_plain()
+            if added is not None:
+                if added:
+                    cursor = self._end_cursor
+                    if not self._end_at_end:
+                        cursor.movePosition(QTextCursor.MoveOperation.End)
+                        self._end_at_end = True
+                    cursor.insertText(added)
+                    self._tail_shown += added
+                return
+        self._end_at_end = False
         update = stream.update(final=final)
         tail, shown = update.tail, self._tail_shown
         if not update.frozen_html and shown and len(tail) > len(shown) and tail.startswith(shown):
-            # the common case: a few more characters of the open block
+            # a few more characters of the open block (with new lines)
             cursor = self._end_cursor
             cursor.movePosition(QTextCursor.MoveOperation.End)
             cursor.insertText(tail[len(shown) :])
             self._tail_shown = tail
+            self._end_at_end = True
             if final:
                 self._stream = None
             return

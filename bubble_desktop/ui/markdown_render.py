@@ -251,6 +251,21 @@ class StreamingMarkdown:
         if chunk:
             self._chunks.append(chunk)
 
+    def take_plain(self) -> str | None:
+        """The text fed since the last update when it only extends the open tail's last line
+        (no new line, so no new cut is possible): it is added to the tail and returned, and the
+        caller appends it as plain text. ``None`` when a full ``update`` is needed."""
+        pending = self._pending
+        if not pending or pending[-1] == "\n":
+            return None
+        chunks = self._chunks
+        new = chunks[0] if len(chunks) == 1 else "".join(chunks)
+        if "\n" in new:
+            return None
+        chunks.clear()
+        self._pending = pending + new
+        return new
+
     def update(self, final: bool = False) -> StreamUpdate:
         """Render newly closed blocks; ``final`` closes the open tail as well."""
         new = "".join(self._chunks)
