@@ -27,7 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bubble_desktop import APP_NAME, __version__
+import bubble_desktop
+from bubble_desktop import APP_NAME
 from bubble_desktop.core.llm.base import LoadRequest, ModelInfo
 from bubble_desktop.core.paths import Paths
 from bubble_desktop.core.settings import Settings, save_settings
@@ -623,7 +624,7 @@ class MainWindow(QMainWindow):
             self,
             self.tr("About O.Bubble"),
             self.tr("O.Bubble %1\nA private chatbot that runs on your own computer.").replace(
-                "%1", __version__
+                "%1", bubble_desktop.__version__
             ),
         )
 
