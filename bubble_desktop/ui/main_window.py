@@ -27,8 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-import bubble_desktop
-from bubble_desktop import APP_NAME
+from bubble_desktop import APP_NAME, __version__
 from bubble_desktop.core.llm.base import LoadRequest, ModelInfo
 from bubble_desktop.core.paths import Paths
 from bubble_desktop.core.settings import Settings, save_settings
@@ -624,7 +623,7 @@ class MainWindow(QMainWindow):
             self,
             self.tr("About O.Bubble"),
             self.tr("O.Bubble %1\nA private chatbot that runs on your own computer.").replace(
-                "%1", bubble_desktop.__version__
+                "%1", __version__
             ),
         )
 
