@@ -96,6 +96,14 @@ QPushButton:default, QPushButton[primary="true"] {{ background: {colors.accent};
                border-color: {colors.accent}; }}
 QPushButton:disabled, QPushButton:default:disabled {{ color: {colors.muted}; background: {colors.alternate};
                border-color: {colors.border}; }}
+QToolButton#kbButton, QToolButton#webButton {{ border: 1px solid {colors.border}; border-radius: 5px;
+               padding: 4px 10px; background: {colors.button}; }}
+QToolButton#kbButton:hover, QToolButton#webButton:hover {{ border-color: {colors.accent}; }}
+QToolButton#kbButton {{ padding-right: 22px; }}
+QToolButton#kbButton::menu-indicator {{ subcontrol-origin: padding; subcontrol-position: center right;
+               right: 7px; }}
+QToolButton#webButton:checked {{ background: {colors.accent}; color: {colors.accent_text};
+               border-color: {colors.accent}; }}
 QListWidget#settingsPages {{ border: none; background: transparent; font-weight: 600; }}
 QListWidget#settingsPages::item {{ padding: 7px 10px; border-radius: 5px; }}
 QListWidget#settingsPages::item:selected {{ background: {colors.accent}; color: {colors.accent_text}; }}
