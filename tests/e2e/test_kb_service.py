@@ -260,3 +260,22 @@ def test_index_build_runs_in_a_child_process_and_is_swapped_in(svc: KnowledgeSer
     (corpus / "france.txt").write_text("Marseille is a port city in France.")
     assert len(svc.add_paths("kb", [corpus / "france.txt"]).indexed) == 1
     assert point_count(svc, "kb") == 5
+
+
+def test_long_ingestion_rotates_the_writable_segment_and_the_index_build_restores_the_graph(
+    svc: KnowledgeService, tmp_path: Path
+) -> None:
+    corpus = write_corpus(tmp_path / "docs")
+    svc.batch_chunks = 1
+    svc.rotate_points = 2  # rotate (seal the writable segment, memory-mapped, no graph) every 2 points
+    svc.create_base("kb")
+    svc.add_paths("kb", [corpus])
+    assert point_count(svc, "kb") == 5
+    assert svc._call(lambda: svc._base("kb").store.unindexed()) == 5  # rotated segments have no graph
+    assert svc.search("kb", "熊猫生活在哪里", top_k=1)[0].path.endswith("zh.txt")
+    assert svc.search("kb", "Who created Python?", top_k=1, hybrid=False)[0].path.endswith("python.md")
+    svc.optimize("kb")  # the child process builds the graph again
+    assert svc._call(lambda: svc._base("kb").store.unindexed()) == 0
+    assert point_count(svc, "kb") == 5
+    assert svc.search("kb", "Who created Python?", top_k=1)[0].path.endswith("python.md")
+    assert len(svc.add_paths("kb", [corpus / "france.txt"]).unchanged) == 1

@@ -59,6 +59,9 @@ T = TypeVar("T")
 BATCH_CHUNKS = 64
 # Above this many brute-force-searched points, build the HNSW index (p50 stays under ~10 ms below it).
 OPTIMIZE_MIN_UNINDEXED = 20_000
+# Points written to an Edge shard's appendable segment before it is rotated into an immutable,
+# memory-mapped one (EdgeStore.rotate): bounds the ingestion's heap to ~1 KB x this.
+ROTATE_POINTS = 25_000
 QUEUE_FILES = 4
 MAX_NAME = 100
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f]")
@@ -86,6 +89,7 @@ class _Base:
     catalog: Catalog
     store: VectorStore | None = None
     version: int = 0  # bumped on every store write; an optimized copy of an older version is dropped
+    unrotated: int = 0  # points upserted since the store was opened or last rotated
 
     @property
     def name(self) -> str:
@@ -135,6 +139,7 @@ class KnowledgeService:
         self._closing = False
         self._closed = False
         self.batch_chunks = BATCH_CHUNKS  # chunks embedded and written per batch (cancel/search granularity)
+        self.rotate_points = ROTATE_POINTS
         self.last_search_stats: SearchStats | None = None
 
     # ------------------------------------------------------------------------------ plumbing
@@ -630,6 +635,11 @@ class KnowledgeService:
         assert store is not None
         store.upsert(points)
         base.version += 1
+        if isinstance(store, EdgeStore):
+            base.unrotated += len(points)
+            if base.unrotated >= self.rotate_points:
+                store.rotate()
+                base.unrotated = 0
         for d in finished:
             base.catalog.finish(d.doc_id, d.content_hash, d.total)
 
@@ -704,7 +714,7 @@ class KnowledgeService:
         procs: list[Any] = []
         thread = threading.Thread(
             target=self._run_optimizer,
-            args=(base, base.name, copy, base.version, procs),
+            args=(base, base.name, copy, base.version, procs, base.dim),
             name="bubble-kb-optimize",
         )
         with self._optimizers_lock:
@@ -712,12 +722,14 @@ class KnowledgeService:
         thread.start()
         return thread
 
-    def _run_optimizer(self, base: _Base, label: str, copy: Path, version: int, procs: list[Any]) -> None:
+    def _run_optimizer(
+        self, base: _Base, label: str, copy: Path, version: int, procs: list[Any], dim: int
+    ) -> None:
         """Optimizer thread: wait for the child (the GIL stays free), then hand the swap to the owner."""
         try:
             started = time.monotonic()
             if not self._closing:
-                proc = start_optimizer(copy)
+                proc = start_optimizer(copy, dim)
                 procs.append(proc)
                 proc.join()
                 if proc.exitcode != 0 and not self._closing:
