@@ -107,7 +107,7 @@ QLabel#messageNotice { color: #b26a00; }
 _ZWSP = "\u200b"
 
 
-def _append_html(cursor: QTextCursor, markup: str) -> None:
+def _append_html(cursor: QTextCursor, markup: str, first: bool) -> None:
     """Append ``markup`` at the cursor so the result has the blocks ``setHtml`` would give.
 
     ``insertHtml`` merges the first inserted block into the block at the cursor (a heading
@@ -116,7 +116,7 @@ def _append_html(cursor: QTextCursor, markup: str) -> None:
     """
     start = cursor.position()
     document = cursor.document()
-    if start == 0 and document.isEmpty():
+    if first:  # not isEmpty(): a document holding only a rule (<hr>) has no characters either
         document.setHtml(markup)  # insertHtml drops a list around a table at the very start
         cursor.movePosition(QTextCursor.MoveOperation.End)
         return
@@ -151,6 +151,7 @@ class MessageBody(QTextBrowser):
         self.anchorClicked.connect(self._on_anchor_clicked)
         self.codes: list[str] = []
         self._stream: StreamingMarkdown | None = None
+        self._frozen_any = False
         self._tail_start = 0
         self._tail_shown = ""
         self._height = 0
@@ -169,6 +170,7 @@ class MessageBody(QTextBrowser):
 
     def begin_stream(self, palette: Palette) -> None:
         self._stream = StreamingMarkdown(palette)
+        self._frozen_any = False
         self._tail_start = 0
         self._tail_shown = ""
         self.codes = []
@@ -217,7 +219,8 @@ class MessageBody(QTextBrowser):
         cursor.beginEditBlock()
         if update.frozen_html:
             self._remove_tail(cursor)
-            _append_html(cursor, update.frozen_html)
+            _append_html(cursor, update.frozen_html, first=not self._frozen_any)
+            self._frozen_any = True
             self._tail_start = cursor.position()
             self._remember_tail_block(cursor)
         tail = update.tail

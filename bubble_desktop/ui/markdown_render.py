@@ -26,6 +26,10 @@ _FENCE_OPEN = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 # (a list item, a numbered item, emphasis vs. a bullet...): never cut there. One character
 # decides, so a cut seen in a prefix of the text is a cut in every longer text.
 _NO_CUT_FIRST = set("-+*0123456789 \t")
+_EMPTY_HEADING = re.compile(r"<h([1-6])></h\1>\n?")
+_EMPTY_ITEM = re.compile(r"<(li|t[dh](?: [^>]*)?)>\s*(?:<hr />\s*)*</(li|t[dh])>")  # "1. ---" too
+_QUOTE_OPENING_RULE = re.compile(r"^((?:<blockquote>\n)*)<blockquote>\n<hr />\n")
+_EMPTY_BLOCK = re.compile(r"<(blockquote|p)>\s*(?:<hr />\s*)*</\1>\n?")
 
 
 @dataclass(frozen=True)
@@ -159,7 +163,8 @@ def _render_fence(tokens: list[Any], idx: int, options: Any, env: dict[str, Any]
     number = env.get("code_offset", 0) + len(codes)
     codes.append(code)
     label = html.escape(lang) if lang else ""
-    body = highlight_code(code, lang, palette)
+    # An empty cell at a table's end makes Qt's importer put no block after the table.
+    body = highlight_code(code, lang, palette) if code.strip("\n") else "&nbsp;"
     return (
         f'<table width="100%" cellspacing="0" cellpadding="6" border="0" bgcolor="{palette.code_bg}" '
         f'style="margin-top: 4px; margin-bottom: 4px;">'
@@ -190,8 +195,20 @@ class RenderedBlock:
 def render_block(block: str, code_offset: int = 0, palette: Palette = LIGHT) -> RenderedBlock:
     """Render one block; its code blocks are numbered from ``code_offset``."""
     env: dict[str, Any] = {"code_offset": code_offset, "codes": []}
+    out = _markdown(palette).render(block, env)
+    # An empty heading ("# " on its own) shows nothing, and Qt merges or keeps such empty blocks
+    # depending on what precedes them in one setHtml/insertHtml: leave it out.
+    out = _EMPTY_HEADING.sub("", out)
+    n = 1
+    while n:  # "> " alone (also nested), a paragraph of a form feed: Qt drops those in one
+        out, n = _EMPTY_BLOCK.subn("", out)  # setHtml, not when appended
+    # A rule opening a quote: appended after other blocks, Qt adds an empty block before it.
+    out = _QUOTE_OPENING_RULE.sub(r"\1<hr />\n<blockquote>\n", out)
+    # Empty list items and table cells get a no-break space: Qt's importer merges an empty item
+    # into what follows, and puts no block after a table whose last cell is empty.
+    out = _EMPTY_ITEM.sub(r"<\1>&nbsp;</\2>", out)
     # No trailing newline: Qt turns it into a space at the end of the block.
-    out = _markdown(palette).render(block, env).rstrip("\n")
+    out = out.rstrip("\n")
     return RenderedBlock(out, tuple(env["codes"]))
 
 

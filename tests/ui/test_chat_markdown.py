@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bubble_desktop.ui.markdown_render import (
@@ -103,6 +103,24 @@ def _block_shape(doc) -> list[tuple[str, int, bool]]:  # type: ignore[no-untyped
     return out
 
 
+# Inputs hypothesis found over time (empty headings, items, cells, quotes; rules in lists and
+# quotes; code fences in lists): Qt's HTML importer treats empty blocks differently in one setHtml
+# and in an appended fragment, so render_block avoids them.
+@example(text="\n\n\n_\n# \n\n# ", cuts=[154])
+@example(text="\n\n\n# \n\n```", cuts=[30])
+@example(text="---\n\n# ", cuts=[6])
+@example(text="\n\n\n- \n\n```", cuts=[30])
+@example(text="## ```py\n| a | b |\n|---|---|\n*# \n\n\n\n\n_", cuts=[974])
+@example(text="---\n\n|", cuts=[6])
+@example(text="| a | b |\n|---|---|\n\n# # # ", cuts=[22])
+@example(text="- ```py\n\n\n|", cuts=[11])
+@example(text="\n\n> > \n\nword ", cuts=[121])
+@example(text="|\n\n|\n1. ---\n", cuts=[4])
+@example(text="1. ---\n\n```", cuts=[9])
+@example(text="- \n\n> ---\n", cuts=[5])
+@example(text="\x0c\n:", cuts=[3])
+@example(text="*\n\n> ---\n> - ", cuts=[4])
+@example(text="a\n\n> ---\n> b", cuts=[4])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=_TEXT, cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=8))
 def test_streamed_document_equals_one_shot_document(qapp, text: str, cuts: list[int]) -> None:  # type: ignore[no-untyped-def]
