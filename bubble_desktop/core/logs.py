@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import logging.handlers
 from pathlib import Path
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
@@ -11,6 +10,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
 
 def setup_logging(log_dir: Path, level: int = logging.INFO) -> Path:
     """Send the ``bubble_desktop`` loggers to ``log_dir/bubble.log`` (1 MB x 5 files)."""
+    import logging.handlers  # socket, pickle, queue...: not before the window shows
+
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / "bubble.log"
     root = logging.getLogger("bubble_desktop")

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bubble_desktop import __version__
+import bubble_desktop
 
 log = logging.getLogger("bubble_desktop.crash")
 
@@ -128,7 +128,7 @@ class CrashHandler(QObject):
     ) -> None:
         details = "".join(traceback.format_exception(exc_type, exc, tb))
         log.error("unexpected error in thread %s:\n%s", thread, details)
-        text = f"Bubble {__version__} · Python {sys.version.split()[0]} · thread {thread}\n\n{details}"
+        text = f"Bubble {bubble_desktop.__version__} · Python {sys.version.split()[0]} · thread {thread}\n\n{details}"
         self._reported.emit(text)
 
     @Slot(str)

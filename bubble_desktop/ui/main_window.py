@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QCoreApplication, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
@@ -27,17 +27,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bubble_desktop import APP_NAME, __version__
-from bubble_desktop.core.llm.base import LoadRequest, ModelInfo
-from bubble_desktop.core.paths import Paths
-from bubble_desktop.core.settings import Settings, save_settings
-from bubble_desktop.ui.chat_pane import ChatPane
-from bubble_desktop.ui.chat_view import MessageWidget, SourceView, source_view
-from bubble_desktop.ui.conversations import ConversationsSidebar
-from bubble_desktop.ui.first_run import FirstRunPanel
-from bubble_desktop.ui.inference_worker import AnswerMeta, AnswerResult, InferenceController, LoadFailure
-from bubble_desktop.ui.status_bar import ModelStatusBar
-from bubble_desktop.ui.workers import BackgroundTask
+import bubble_desktop
+from bubble_desktop import APP_NAME
+
+if TYPE_CHECKING:  # the window's parts are imported by build(): the bare frame shows first
+    from bubble_desktop.core.llm.base import LoadRequest, ModelInfo
+    from bubble_desktop.core.paths import Paths
+    from bubble_desktop.core.settings import Settings
+    from bubble_desktop.ui.chat_view import MessageWidget, SourceView
+    from bubble_desktop.ui.inference_worker import AnswerMeta, AnswerResult, LoadFailure
+    from bubble_desktop.ui.workers import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +67,34 @@ class MainWindow(QMainWindow):
 
     model_ready = Signal(object)  # ModelInfo (tests and the smoke test wait on it)
 
-    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+    def __init__(self, ctx: AppContext | None, parent: QWidget | None = None) -> None:
+        """With ``ctx`` the whole window is built; with ``None`` only the frame (title, size, a
+        "Starting…" placeholder), cheap enough to show at once; ``build(ctx)`` completes it."""
         super().__init__(parent)
         self.setObjectName("mainWindow")
-        self.ctx = ctx
-        self.settings = ctx.settings
         self.setWindowTitle(APP_NAME)
         self.resize(1180, 780)
         self._closing = False
+        self._built = False
+        if ctx is None:
+            self.setCentralWidget(StartingView())
+            return
+        self.build(ctx)
+
+    @property
+    def is_built(self) -> bool:
+        return self._built
+
+    def build(self, ctx: AppContext) -> None:
+        """Build the window's parts (sidebar, chat, knowledge, status bar, menus) for ``ctx``."""
+        from bubble_desktop.ui.chat_pane import ChatPane
+        from bubble_desktop.ui.conversations import ConversationsSidebar
+        from bubble_desktop.ui.first_run import FirstRunPanel
+        from bubble_desktop.ui.inference_worker import InferenceController
+        from bubble_desktop.ui.status_bar import ModelStatusBar
+
+        self.ctx = ctx
+        self.settings = ctx.settings
         self._answer: MessageWidget | None = None
         self._question: MessageWidget | None = None
         self._conversation_id: int | None = None
@@ -136,6 +155,7 @@ class MainWindow(QMainWindow):
         self._show_chat_or_first_run()
         for notice in ctx.notices:
             self.status.showMessage(notice, 15000)
+        self._built = True
 
     # ---- construction -----------------------------------------------------------------
     def _make_knowledge_tab(self) -> QWidget:
@@ -337,6 +357,8 @@ class MainWindow(QMainWindow):
         def run(progress: Callable[[float, str], None], _cancel: Any) -> Path:
             return importer(path, models_dir=models_dir, progress=progress)
 
+        from bubble_desktop.ui.workers import BackgroundTask
+
         task = BackgroundTask(run, "bubble-gguf-import", self)
         task.progressed.connect(self._on_gguf_task_progressed)
         task.succeeded.connect(self._on_gguf_task_succeeded)
@@ -395,7 +417,7 @@ class MainWindow(QMainWindow):
         for m in messages:
             widget = self.chat.add_message("user" if m.role == "user" else "assistant", m.text, m.id)
             if m.role != "user":
-                widget.set_sources(tuple(source_view(i, s) for i, s in enumerate(m.sources, start=1)))
+                widget.set_sources(_source_views(m.sources))
                 if m.status == "error":
                     widget.set_error(self.tr("This answer failed."))
                 elif m.status == "stopped":
@@ -508,7 +530,7 @@ class MainWindow(QMainWindow):
         self._answer.message_id = meta.message_id
         if self._question is not None and meta.question_message_id is not None:
             self._question.message_id = meta.question_message_id
-        self._answer.set_sources(tuple(source_view(i, s) for i, s in enumerate(meta.sources, start=1)))
+        self._answer.set_sources(_source_views(meta.sources))
         self._answer.set_notices(meta.notices)
         if meta.conversation_id is not None and meta.conversation_id != self._conversation_id:
             self._conversation_id = meta.conversation_id
@@ -607,6 +629,8 @@ class MainWindow(QMainWindow):
             self.load_configured_model()
 
     def _save_settings(self) -> None:
+        from bubble_desktop.core.settings import save_settings
+
         try:
             save_settings(self.settings, self.ctx.paths.settings_file)
         except OSError as exc:
@@ -623,7 +647,7 @@ class MainWindow(QMainWindow):
             self,
             self.tr("About O.Bubble"),
             self.tr("O.Bubble %1\nA private chatbot that runs on your own computer.").replace(
-                "%1", __version__
+                "%1", bubble_desktop.__version__
             ),
         )
 
@@ -637,7 +661,7 @@ class MainWindow(QMainWindow):
         self.activateWindow()
 
     def keyPressEvent(self, event: Any) -> None:  # noqa: N802
-        if event.key() == Qt.Key.Key_Escape and self.inference.is_busy:
+        if event.key() == Qt.Key.Key_Escape and self._built and self.inference.is_busy:
             self.inference.stop()
             return
         super().keyPressEvent(event)
@@ -648,6 +672,8 @@ class MainWindow(QMainWindow):
         if self._closing:
             return
         self._closing = True
+        if not self._built:
+            return
         self.inference.forget_current()
         if self._gguf_task is not None:
             self._gguf_task.wait(1000)
@@ -662,6 +688,36 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.shutdown()
         super().closeEvent(event)
+
+
+def _source_views(sources: Any) -> tuple[SourceView, ...]:
+    from bubble_desktop.ui.chat_view import source_view
+
+    return tuple(source_view(i, s) for i, s in enumerate(sources, start=1))
+
+
+class StartingView(QWidget):
+    """What the window shows for the moment between appearing and being built: the sidebar's
+    and the chat's places, and the app's name (the parts are built right after the first paint)."""
+
+    painted = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("startingView")
+        self._announced = False
+        layout = QVBoxLayout(self)
+        label = QLabel(self.tr("Starting %1…").replace("%1", APP_NAME))
+        label.setObjectName("startingLabel")
+        label.setProperty("role", "hint")  # the theme's muted text colour
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        layout.addWidget(label)
+
+    def paintEvent(self, event: Any) -> None:  # noqa: N802
+        super().paintEvent(event)
+        if not self._announced:
+            self._announced = True
+            self.painted.emit()
 
 
 def _stats_text(stats: dict[str, Any]) -> str:

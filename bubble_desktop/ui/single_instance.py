@@ -7,12 +7,14 @@ its window, and exits. A lock left by a crashed process is stale (its PID is gon
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QLockFile, QObject, Signal, Slot
-from PySide6.QtNetwork import QLocalServer, QLocalSocket
+
+if TYPE_CHECKING:
+    from PySide6.QtNetwork import QLocalServer
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,8 @@ ACTIVATE = b"activate\n"
 
 
 def server_name(data_dir: Path) -> str:
+    import hashlib
+
     digest = hashlib.sha1(str(Path(data_dir).resolve()).encode("utf-8")).hexdigest()[:16]
     return f"bubble-{digest}"
 
@@ -32,21 +36,36 @@ class SingleInstance(QObject):
     def __init__(self, data_dir: Path, lock_file: Path | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.data_dir = Path(data_dir)
-        self.name = server_name(self.data_dir)
+        self._name: str | None = None
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = QLockFile(str(lock_file or self.data_dir / "bubble.lock"))
         self._lock.setStaleLockTime(0)  # stale only when its process is gone, never by age
         self._server: QLocalServer | None = None
         self.notified_other = False
 
-    def acquire(self) -> bool:
+    @property
+    def name(self) -> str:
+        """The local socket's name, derived from the data folder."""
+        if self._name is None:
+            self._name = server_name(self.data_dir)
+        return self._name
+
+    def acquire(self, listen: bool = True) -> bool:
+        """Take the lock; ``listen=False`` leaves ``listen()`` for later (QtNetwork costs ~10 ms
+        of start-up; until then a second launch says Bubble is running without raising it)."""
         if self._lock.tryLock(200):
-            self._listen()
+            if listen:
+                self.listen()
             return True
         self.notified_other = self._notify_running_instance()
         return False
 
-    def _listen(self) -> None:
+    def listen(self) -> None:
+        """Accept "show your window" requests from later launches."""
+        if self._server is not None or not self._lock.isLocked():
+            return
+        from PySide6.QtNetwork import QLocalServer
+
         QLocalServer.removeServer(self.name)  # a socket file left by a crash
         server = QLocalServer(self)
         server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
@@ -57,6 +76,8 @@ class SingleInstance(QObject):
         self._server = server
 
     def _notify_running_instance(self, timeout_ms: int = 1000) -> bool:
+        from PySide6.QtNetwork import QLocalSocket
+
         socket = QLocalSocket()
         socket.connectToServer(self.name)
         if not socket.waitForConnected(timeout_ms):
@@ -77,7 +98,9 @@ class SingleInstance(QObject):
 
     @Slot()
     def _on_socket_ready_read(self) -> None:
-        socket = self.sender()
+        from PySide6.QtNetwork import QLocalSocket
+
+        socket: Any = self.sender()
         if isinstance(socket, QLocalSocket) and bytes(socket.readAll().data()).startswith(b"activate"):
             self.activation_requested.emit()
 

@@ -183,9 +183,10 @@ class ThemeManager(QObject):
 
 def apply_theme(app: QApplication, theme: str = "system", font_size: int = 11) -> ThemeManager:
     """Apply the look (and the app icon) once and keep following the OS for "system"; returns the manager."""
-    manager = app.findChild(ThemeManager)
-    if manager is None:
+    manager = getattr(app, "_bubble_theme_manager", None)  # findChild costs ~6 ms at start-up
+    if not isinstance(manager, ThemeManager):
         manager = ThemeManager(app)
+        app._bubble_theme_manager = manager  # type: ignore[attr-defined]
         if app.windowIcon().isNull():
             from bubble_desktop.ui.resources import app_icon
 

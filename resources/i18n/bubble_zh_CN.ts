@@ -7,6 +7,10 @@
             <source>O.Bubble is already running with the data folder %1.</source>
             <translation>O.Bubble 已在使用数据文件夹 %1 运行。</translation>
         </message>
+        <message>
+            <source>O.Bubble could not start: %1</source>
+            <translation>O.Bubble 无法启动：%1</translation>
+        </message>
     </context>
     <context>
         <name>ChatPane</name>
@@ -751,6 +755,13 @@ Context window: %3 tokens</source>
         <message>
             <source>Point at a setting to see what it does.</source>
             <translation>把鼠标指向某个设置，即可查看它的作用。</translation>
+        </message>
+    </context>
+    <context>
+        <name>StartingView</name>
+        <message>
+            <source>Starting %1…</source>
+            <translation>正在启动 %1…</translation>
         </message>
     </context>
     <context>

@@ -269,6 +269,8 @@ TRANSLATIONS: dict[str, str] = {
     "%1 tokens/s": "%1 词元/秒",
     "first token after %1 s": "首个词元用时 %1 秒",
     "O.Bubble is already running with the data folder %1.": "O.Bubble 已在使用数据文件夹 %1 运行。",
+    "O.Bubble could not start: %1": "O.Bubble 无法启动：%1",
+    "Starting %1…": "正在启动 %1…",
     "New chat": "新对话",
     "Knowledge bases this chat answers from": "本对话回答时参考的知识库",
     "Search the web for each question. When on, your question leaves this computer.":

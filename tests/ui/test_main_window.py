@@ -427,7 +427,8 @@ def test_crash_handler_logs_and_shows_one_dialog(qtbot: Any, tmp_path: Path) -> 
 
 
 def test_app_starts_without_torch_and_quits_by_itself(tmp_path: Path) -> None:
-    """`bubble` shows its window without importing torch/transformers, and BUBBLE_AUTOQUIT_MS ends it."""
+    """`bubble` shows its window's frame, then builds it after the first paint, without importing
+    torch/transformers, writes its log, and BUBBLE_AUTOQUIT_MS ends it."""
     import os
     import subprocess
     import sys
@@ -441,6 +442,12 @@ def test_app_starts_without_torch_and_quits_by_itself(tmp_path: Path) -> None:
         "    print('HEAVY', heavy, flush=True)\n"
         "    return real_exec()\n"
         "QApplication.exec = exec_\n"
+        "from bubble_desktop.ui.main_window import MainWindow\n"
+        "real_build = MainWindow.build\n"
+        "def build(self, ctx):\n"
+        "    real_build(self, ctx)\n"
+        "    print('BUILT', self.is_built, self.isVisible(), type(self.centralWidget()).__name__, flush=True)\n"
+        "MainWindow.build = build\n"
         "from bubble_desktop.app import main\n"
         "sys.exit(main(['bubble']))\n"
     )
@@ -450,6 +457,9 @@ def test_app_starts_without_torch_and_quits_by_itself(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout
+    assert "BUILT True True QSplitter" in done.stdout, done.stdout  # after the frame was shown
+    assert done.stdout.index("HEAVY") < done.stdout.index("BUILT")
+    assert (Paths.under(tmp_path / "home").log_dir / "bubble.log").exists()
     # a second launch on the same data folder while the first runs: refused, the first keeps it
     from bubble_desktop.ui.single_instance import SingleInstance
 
@@ -491,3 +501,32 @@ def test_knowledge_opens_after_show_and_feeds_the_chat_choice(qtbot: Any) -> Non
         close_window(w)
         for service in opened:
             service.close()
+
+
+def test_frame_first_then_built_in_place(qtbot: Any) -> None:
+    """`MainWindow(None)` is the frame `bubble` shows at once: it paints, can be closed unbuilt, and
+    `build(ctx)` turns the same window into the full one (what app.main does after the first paint)."""
+    from bubble_desktop.core.chat.service import ChatService
+    from bubble_desktop.core.chat.store import ConversationStore
+    from bubble_desktop.ui.main_window import AppContext, MainWindow, StartingView
+
+    frame = MainWindow(None)
+    qtbot.addWidget(frame)
+    assert isinstance(frame.centralWidget(), StartingView) and not frame.is_built
+    starting = frame.centralWidget()
+    with qtbot.waitSignal(starting.painted, timeout=5000):
+        frame.show()
+    paths = Paths.default().ensure()
+    store = ConversationStore(paths.chats_db)
+    ctx = AppContext(paths, Settings(), store, ChatService(paths, None, None, store), Loader(ScriptedModel()))
+    frame.build(ctx)
+    assert frame.is_built and frame.isVisible() and frame.statusBar() is frame.status
+    assert frame.tabs.count() == 2
+    qtbot.waitUntil(lambda: frame.sidebar.isVisible() and frame.chat_stack.isVisible(), timeout=5000)
+    close_window(frame)
+
+    unbuilt = MainWindow(None)
+    qtbot.addWidget(unbuilt)
+    unbuilt.show()
+    unbuilt.close()  # closing before it was built: nothing to stop, no error
+    unbuilt.shutdown()
