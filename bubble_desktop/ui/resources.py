@@ -2,7 +2,8 @@
 
 The files live in ``resources/`` at the repository root. In a frozen app PyInstaller unpacks data
 files under ``sys._MEIPASS``; the spec copies the folder to ``resources/`` there, so both layouts
-resolve the same relative path.
+resolve the same relative path. A wheel (non-editable ``pip install``) carries them as
+``bubble_desktop/_resources`` (pyproject.toml maps the folder there).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def resources_dir() -> Path:
     meipass = getattr(sys, "_MEIPASS", None)
     if meipass:
         candidates.append(Path(meipass) / "resources")
-    candidates.append(_REPO_DIR / "resources")
+    candidates.append(Path(__file__).resolve().parents[1] / "_resources")  # a wheel install
+    candidates.append(_REPO_DIR / "resources")  # the source tree (editable install)
     for c in candidates:
         if c.is_dir():
             return c

@@ -96,3 +96,26 @@ def test_workflow_runs_the_build_script_and_keeps_the_installer() -> None:
     installer_path = uploads[0]["with"]["path"]
     output_name = re.search(r"^OutputBaseFilename=(.+)$", ISS.read_text(encoding="utf-8-sig"), re.M)
     assert output_name and installer_path == f"dist/installer/{output_name.group(1).strip()}.exe"
+
+
+def test_wheel_lists_every_package_and_carries_the_resources() -> None:
+    """pyproject.toml lists the packages by hand (to map resources/ into the wheel): none missing,
+    and every icon and compiled translation the app loads is in the mapped package's data."""
+    import fnmatch
+    import tomllib
+
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    on_disk = {
+        ".".join(p.relative_to(ROOT).parent.parts)
+        for p in (ROOT / "bubble_desktop").rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
+    assert set(conf["packages"]) == on_disk | {"bubble_desktop._resources"}
+    assert conf["package-dir"] == {"bubble_desktop._resources": "resources"}
+    patterns = conf["package-data"]["bubble_desktop._resources"]
+    needed = [p for p in (ROOT / "resources").rglob("*") if p.suffix in {".png", ".svg", ".ico", ".qm"}]
+    needed = [p for p in needed if "screenshots" not in p.parts]
+    assert needed
+    for path in needed:
+        rel = path.relative_to(ROOT / "resources").as_posix()
+        assert any(fnmatch.fnmatch(rel, pat) for pat in patterns), rel
