@@ -157,6 +157,21 @@ def test_stop_mid_answer_keeps_partial_text(store: ConversationStore, knowledge:
     assert saved.sources == answer.sources
 
 
+def test_partial_text_is_saved_while_streaming(store: ConversationStore) -> None:
+    """Every ``checkpoint_s`` the text so far is written, still marked streaming (a crash keeps it)."""
+    svc = ChatService(Paths.default(), None, None, store)
+    answer = svc.ask(WordModel("one two three four"), "q", _settings())
+    answer.checkpoint_s = 0.0  # every chunk
+    seen = []
+    for _chunk in answer:
+        saved = store.get_message(answer.message_id)
+        seen.append((saved.status, saved.text))
+    # a checkpoint is written after each chunk arrives, before the consumer sees it
+    assert seen == [("streaming", "one"), ("streaming", "one two"), ("streaming", "one two three"),
+                    ("streaming", "one two three four")]
+    assert store.get_message(answer.message_id).status == "complete"
+
+
 def test_consumer_breaking_off_saves_stopped(store: ConversationStore) -> None:
     svc = ChatService(Paths.default(), None, None, store)
     answer2 = svc.ask(WordModel("a b c d"), "q2", _settings())

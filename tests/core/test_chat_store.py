@@ -176,6 +176,7 @@ _WRITER = textwrap.dedent(
     cid = store.create_conversation("kept")
     store.add_message(cid, "user", "a question that must survive")
     answer = store.add_message(cid, "assistant", "", status="streaming")
+    store.save_partial(answer, "half an answer")  # what ChatService writes while streaming
     print(cid, answer, flush=True)
     i = 0
     while True:  # keep writing until killed
@@ -214,7 +215,7 @@ def test_sigkill_mid_answer_leaves_database_intact(tmp_path: Path) -> None:
         assert store.integrity_ok()
         question, answer = store.messages(cid)
         assert question.text == "a question that must survive"
-        assert answer.id == answer_id and answer.status == "error"
+        assert answer.id == answer_id and answer.status == "error" and answer.text == "half an answer"
         assert answer.stats and answer.stats["error"] == INTERRUPTED
         assert len(store.list_conversations()) >= 21
         store.add_message(cid, "user", "still writable")

@@ -100,6 +100,9 @@ class Answer:
     status: str | None = None  # complete / stopped / error, once finished
     _generation: Generation | None = None
     _finish: Callable[[Answer, str, Exception | None], None] | None = None
+    # saves the text so far every ``checkpoint_s`` while streaming (a crash keeps it)
+    _checkpoint: Callable[[Answer, str], None] | None = None
+    checkpoint_s: float = 2.0
     _parts: list[str] = field(default_factory=list)
     _started: bool = False
 
@@ -110,8 +113,12 @@ class Answer:
         error: Exception | None = None
         try:
             if self._generation is not None:
+                last_saved = time.monotonic()
                 for chunk in self._generation:
                     self._parts.append(chunk)
+                    if self._checkpoint is not None and time.monotonic() - last_saved >= self.checkpoint_s:
+                        self._checkpoint(self, self.text)
+                        last_saved = time.monotonic()
                     yield chunk
         except Exception as exc:
             error = exc
@@ -472,6 +479,7 @@ class ChatService:
                 "assembly_s": assembly_s,
             },
             _finish=self._finish,
+            _checkpoint=self._checkpoint,
         )
         if plan is None:
             answer.stats = GenerationStats(finish_reason="error", error=notices[-1])
@@ -484,6 +492,12 @@ class ChatService:
             answer._started = True
             self._finish(answer, "", None)
         return answer
+
+    def _checkpoint(self, answer: Answer, text: str) -> None:
+        try:
+            self.store.save_partial(answer.message_id, text)
+        except Exception:  # noqa: BLE001 - a failed checkpoint must not stop the answer
+            log.exception("could not save the partial answer %s", answer.message_id)
 
     def _finish(self, answer: Answer, text: str, error: Exception | None) -> None:
         """Save the assistant message with its final status (called once, however iteration ended)."""

@@ -329,6 +329,11 @@ class ConversationStore:
             db.execute("UPDATE conversations SET updated_at=? WHERE id=?", (now, conversation_id))
             return int(cur.lastrowid or 0)
 
+    def save_partial(self, message_id: int, text: str) -> None:
+        """Store the text so far of an answer still ``streaming`` (a crash keeps it, marked error)."""
+        with self._tx() as db:
+            db.execute("UPDATE messages SET text=? WHERE id=? AND status='streaming'", (text, message_id))
+
     def finish_message(
         self,
         message_id: int,
