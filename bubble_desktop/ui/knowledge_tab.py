@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QT_TRANSLATE_NOOP, QCoreApplication, QSortFilterProxyModel, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import QT_TRANSLATE_NOOP, QCoreApplication, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDragLeaveEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QStackedWidget,
+    QStyle,
     QTableView,
     QTextBrowser,
     QVBoxLayout,
@@ -40,7 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from bubble_desktop.ui.knowledge_controller import KnowledgeController
-from bubble_desktop.ui.knowledge_model import PATH_ROLE, SORT_ROLE, DocumentTableModel
+from bubble_desktop.ui.knowledge_model import PATH_ROLE, DocumentTableModel
 
 DEFAULT_BASE = "default"
 
@@ -150,12 +151,9 @@ class KnowledgeTab(QWidget):
         tools.addWidget(self.remove_button)
         tools.addWidget(self.reindex_button)
 
-        self.model = DocumentTableModel(self)
-        self.proxy = QSortFilterProxyModel(self)
-        self.proxy.setSourceModel(self.model)
-        self.proxy.setSortRole(SORT_ROLE)
+        self.model = DocumentTableModel(self)  # sorts itself: a proxy sorted through Python callbacks
         self.table = QTableView()
-        self.table.setModel(self.proxy)
+        self.table.setModel(self.model)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -168,7 +166,9 @@ class KnowledgeTab(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for col in range(1, self.model.columnCount()):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+            # Sized from the model's texts on each refresh (_fit_columns): ResizeToContents asks every
+            # row's size hint through Python, ~100 ms per refresh of 500 documents.
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
 
         self.drop_hint = QLabel(
             self.tr("Drag files or folders anywhere onto this tab to add them: text, Markdown, PDF, Word, HTML, CSV, JSONL.")
@@ -589,7 +589,7 @@ class KnowledgeTab(QWidget):
     @Slot()
     def _on_remove_clicked(self) -> None:
         rows = self.table.selectionModel().selectedRows()
-        paths = [self.proxy.data(r, PATH_ROLE) for r in rows]
+        paths = [self.model.data(r, PATH_ROLE) for r in rows]
         if paths and self._current:
             self.controller.remove_documents(self._current, paths)
 
@@ -614,13 +614,24 @@ class KnowledgeTab(QWidget):
 
     @Slot()
     def _on_table_double_clicked(self, index: Any) -> None:
-        path = self.proxy.data(index, PATH_ROLE)
+        path = self.model.data(index, PATH_ROLE)
         if path:
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
 
     @Slot()
     def _on_model_reset(self) -> None:
         self.table_stack.setCurrentWidget(self.table if self.model.rowCount() else self.empty_label)
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """Size columns 1.. to their widest text or header, as ResizeToContents would, from the texts."""
+        header = self.table.horizontalHeader()
+        metrics = self.table.fontMetrics()
+        focus = self.table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, self.table)
+        margin = 2 * (focus + 1)  # the text margins QCommonStyle gives an item view cell
+        for col in range(1, self.model.columnCount()):
+            widest = max((metrics.horizontalAdvance(t) for t in self.model.column_texts(col)), default=0)
+            header.resizeSection(col, max(header.sectionSizeHint(col), widest + margin + 4))
 
     @Slot()
     def _on_selection_changed(self) -> None:

@@ -86,7 +86,7 @@ def test_drop_files_and_folder_indexes_them_and_lists_failures(qtbot, tab, tmp_p
     assert "paris.txt" in tab.hits_view.toPlainText() and f"{tab.hits[0].score:.3f}" in tab.hits_view.toPlainText()
 
     # remove the selected document
-    tab.table.selectRow(tab.proxy.mapFromSource(tab.model.index(row, 0)).row())
+    tab.table.selectRow(row)  # the view shows the model itself (it sorts itself)
     assert tab.remove_button.isEnabled()
     tab.remove_button.click()
     qtbot.waitUntil(
@@ -174,3 +174,32 @@ def test_no_child_widget_swallows_file_drops(tab):
 
     takers = [w.objectName() or type(w).__name__ for w in tab.findChildren(QWidget) if w.acceptDrops()]
     assert takers == []
+
+
+def test_table_sorts_by_header_and_selection_follows_its_row(qtbot):
+    """The model sorts itself (no proxy): a header click re-sorts, the selected document stays selected."""
+    from PySide6.QtWidgets import QTableView
+
+    from bubble_desktop.core.kb.types import DocumentInfo
+    from bubble_desktop.ui.knowledge_model import PATH_ROLE, DocumentTableModel
+
+    model = DocumentTableModel()
+    view = QTableView()
+    qtbot.addWidget(view)
+    view.setModel(model)
+    view.setSortingEnabled(True)
+    view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+    docs = [
+        DocumentInfo(f"id{i}", f"/d/{name}", "text", chunks, 100 * chunks, 1.7e9 + i, "indexed")
+        for i, (name, chunks) in enumerate([("b.txt", 3), ("a.txt", 10), ("c.txt", 1)])
+    ]
+    model.set_documents(docs)
+    assert [model.index(r, 0).data() for r in range(3)] == ["a.txt", "b.txt", "c.txt"]
+    assert model.index(0, 2).data() == "10" and model.index(0, 3).data() == "1000 B"
+    view.selectRow(2)  # c.txt
+    view.sortByColumn(2, Qt.SortOrder.DescendingOrder)  # chunks, most first
+    assert [model.document(r).chunks for r in range(3)] == [10, 3, 1]
+    selected = [model.data(i, PATH_ROLE) for i in view.selectionModel().selectedRows()]
+    assert selected == ["/d/c.txt"]
+    model.set_documents(list(reversed(docs)))  # a refresh keeps the chosen sort
+    assert [model.document(r).chunks for r in range(3)] == [10, 3, 1]
