@@ -19,6 +19,7 @@ import html
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import pairwise
 from typing import Any
 
 _FENCE_OPEN = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
@@ -59,38 +60,68 @@ def split_blocks(text: str) -> list[str]:
     A cut goes right after a blank line (outside a fenced code block) when the next line starts
     with a character that begins a new top-level block whatever follows it.
     """
-    blocks: list[str] = []
-    start = 0
-    pos = 0
-    fence: str | None = None  # the fence string that opened the current code block
-    prev_blank = False
-    n = len(text)
-    while pos < n:
-        end = text.find("\n", pos)
-        line_end = n if end < 0 else end + 1
-        line = text[pos : (n if end < 0 else end)]
-        if fence is None and prev_blank and line and line[0] not in _NO_CUT_FIRST and pos > start:
-            blocks.append(text[start:pos])
-            start = pos
-        if fence is None:
-            m = _FENCE_OPEN.match(line)
-            if m and not (m.group(1)[0] == "`" and "`" in m.group(2)):
-                fence = m.group(1)
-            prev_blank = line.strip() == ""
-        else:
-            stripped = line.strip()
-            if (
-                len(line) - len(line.lstrip(" ")) <= 3
-                and stripped
-                and set(stripped) == {fence[0]}
-                and len(stripped) >= len(fence)
-            ):
-                fence = None
-            prev_blank = False
-        pos = line_end
-    if start < n:
-        blocks.append(text[start:])
-    return blocks
+    cuts = _BlockCutter().scan(text, final=True)
+    bounds = [0, *cuts, len(text)] if text else [0]
+    return [text[a:b] for a, b in pairwise(bounds)]
+
+
+class _BlockCutter:
+    """The scan behind ``split_blocks``, resumable over a growing text.
+
+    Streaming calls ``scan`` after each new line: each complete line is read once (not the
+    whole open block again on every update), an unfinished last line only for a cut at its start.
+    """
+
+    __slots__ = ("pos", "start", "fence", "prev_blank")
+
+    def __init__(self) -> None:
+        self.pos = 0  # start of the first line not read yet
+        self.start = 0  # start of the current block
+        self.fence: str | None = None  # the fence string that opened the current code block
+        self.prev_blank = False
+
+    def scan(self, text: str, final: bool) -> list[int]:
+        """New cuts (block starts) in ``text``, which extends the text scanned before.
+
+        Without ``final`` an unfinished last line is left to the next call.
+        """
+        found: list[int] = []
+        pos, start, fence, prev_blank = self.pos, self.start, self.fence, self.prev_blank
+        n = len(text)
+        while pos < n:
+            first = text[pos]
+            if fence is None and prev_blank and pos > start and first != "\n" and first not in _NO_CUT_FIRST:
+                found.append(pos)
+                start = pos
+            end = text.find("\n", pos)
+            if end < 0:
+                if not final:
+                    break  # its first character decided the cut; the rest is read once complete
+                end = n
+            line = text[pos:end]
+            if fence is None:
+                m = _FENCE_OPEN.match(line)
+                if m and not (m.group(1)[0] == "`" and "`" in m.group(2)):
+                    fence = m.group(1)
+                prev_blank = line.strip() == ""
+            else:
+                stripped = line.strip()
+                if (
+                    len(line) - len(line.lstrip(" ")) <= 3
+                    and stripped
+                    and set(stripped) == {fence[0]}
+                    and len(stripped) >= len(fence)
+                ):
+                    fence = None
+                prev_blank = False
+            pos = end + 1
+        self.pos, self.start, self.fence, self.prev_blank = pos, start, fence, prev_blank
+        return found
+
+    def drop(self, count: int) -> None:
+        """The first ``count`` characters (whole blocks) were taken off the scanned text."""
+        self.pos -= count
+        self.start -= count
 
 
 @lru_cache(maxsize=4)
@@ -257,6 +288,7 @@ class StreamingMarkdown:
         self._codes: list[str] = []
         self._chunks: list[str] = []
         self._pending = ""  # text after the frozen blocks (the open tail)
+        self._cutter = _BlockCutter()  # where the open tail's scan for cuts stands
 
     @property
     def text(self) -> str:
@@ -293,17 +325,27 @@ class StreamingMarkdown:
             # A cut is decided by the first character of a line: no new line, no new cut.
             return StreamUpdate("", self._pending)
         # Only the open tail can contain new cuts; a cut found there never moves again.
-        blocks = split_blocks(self._pending)
-        closing = blocks if final else blocks[:-1]
+        pending = self._pending
+        cuts = self._cutter.scan(pending, final)
+        if final and pending:
+            cuts.append(len(pending))
+        if not cuts:
+            return StreamUpdate("", pending)
         new_parts: list[str] = []
-        for block in closing:
+        last = 0
+        for cut in cuts:
+            block = pending[last:cut]
             r = render_block(block, len(self._codes), self.palette)
             new_parts.append(r.html)
             self._codes.extend(r.codes)
             self._frozen_source.append(block)
+            last = cut
         self._frozen_parts.extend(new_parts)
-        consumed = sum(len(b) for b in closing)
-        self._pending = self._pending[consumed:]
+        self._pending = pending[last:]
+        if final:
+            self._cutter = _BlockCutter()
+        else:
+            self._cutter.drop(last)
         return StreamUpdate("".join(new_parts), self._pending)
 
     @property
