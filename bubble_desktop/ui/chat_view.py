@@ -105,6 +105,9 @@ QLabel#messageNotice { color: #b26a00; }
 """
 
 _ZWSP = "\u200b"
+_END = QTextCursor.MoveOperation.End
+_KEEP_ANCHOR = QTextCursor.MoveMode.KeepAnchor
+_START = QTextCursor.MoveOperation.Start
 
 
 def _append_html(cursor: QTextCursor, markup: str, first: bool) -> None:
@@ -114,21 +117,42 @@ def _append_html(cursor: QTextCursor, markup: str, first: bool) -> None:
     appended after a paragraph would lose its level). A zero-width space inserted first keeps
     the inserted blocks apart; it is removed again right after.
     """
-    start = cursor.position()
-    document = cursor.document()
     if first:  # not isEmpty(): a document holding only a rule (<hr>) has no characters either
-        document.setHtml(markup)  # insertHtml drops a list around a table at the very start
-        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.document().setHtml(markup)  # insertHtml drops a list around a table at the very start
+        cursor.movePosition(_END)
         return
+    start = cursor.position()
     cursor.insertHtml(_ZWSP + markup)
     end = cursor.position()
-    probe = QTextCursor(cursor.document())
-    probe.setPosition(start)
-    probe.setPosition(start + 1, QTextCursor.MoveMode.KeepAnchor)
-    if probe.selectedText() == _ZWSP:
-        probe.removeSelectedText()
+    cursor.setPosition(start)
+    cursor.setPosition(start + 1, _KEEP_ANCHOR)
+    if cursor.selectedText() == _ZWSP:
+        cursor.removeSelectedText()
         end -= 1
     cursor.setPosition(end)
+
+
+class _Streaming:
+    """The state of an answer being streamed into a ``MessageBody``.
+
+    A plain object: attribute writes on a QObject subclass go through PySide's property lookup
+    (~0.3 µs each), and a long answer makes thousands of flushes.
+    """
+
+    __slots__ = ("markdown", "cursor", "frozen_any", "tail_start", "tail_shown", "at_end", "tail_block")
+
+    def __init__(self, markdown: StreamingMarkdown, cursor: QTextCursor) -> None:
+        self.markdown = markdown
+        self.cursor = cursor  # the one cursor every edit goes through (none created per flush)
+        self.frozen_any = False
+        self.tail_start = 0  # where the plain open tail starts (after the frozen blocks)
+        self.tail_shown = ""  # the tail as shown: the stream's open tail after every flush
+        self.at_end = False  # whether ``cursor`` is known to be at the document's end
+        self.tail_block: tuple[QTextBlockFormat, QTextCharFormat, bool] = (
+            cursor.blockFormat(),
+            cursor.blockCharFormat(),
+            cursor.currentList() is not None,
+        )
 
 
 class MessageBody(QTextBrowser):
@@ -150,111 +174,101 @@ class MessageBody(QTextBrowser):
         self.document().documentLayout().documentSizeChanged.connect(self._on_document_size_changed)
         self.anchorClicked.connect(self._on_anchor_clicked)
         self.codes: list[str] = []
-        self._stream: StreamingMarkdown | None = None
-        self._frozen_any = False
-        self._tail_start = 0
-        self._tail_shown = ""
+        self._streaming: _Streaming | None = None
         self._height = 0
 
     # ---- content -----------------------------------------------------------------------
     def set_markdown(self, text: str, palette: Palette) -> None:
         rendered = render_markdown(text, palette)
         self.codes = rendered.codes
-        self._stream = None
+        self._streaming = None
         self.setHtml(rendered.html)
 
     def set_plain(self, text: str) -> None:
         self.codes = []
-        self._stream = None
+        self._streaming = None
         self.setHtml(f'<p style="white-space: pre-wrap">{html.escape(text)}</p>')
 
     def begin_stream(self, palette: Palette) -> None:
-        self._stream = StreamingMarkdown(palette)
-        self._frozen_any = False
-        self._tail_start = 0
-        self._tail_shown = ""
         self.codes = []
         self.document().clear()
-        self._end_cursor = QTextCursor(self.document())
-        self._end_at_end = False
-        self._remember_tail_block(QTextCursor(self.document()))
+        self._streaming = _Streaming(StreamingMarkdown(palette), QTextCursor(self.document()))
 
     def feed(self, text: str) -> None:
-        if self._stream is not None:
-            self._stream.feed(text)
+        if self._streaming is not None:
+            self._streaming.markdown.feed(text)
 
     def flush(self, final: bool = False) -> None:
         """Append newly closed blocks (rendered once) and the new text of the open tail (plain)."""
-        stream = self._stream
-        if stream is None:
+        st = self._streaming
+        if st is None:
             return
-        if not final and self._tail_shown:
+        stream = st.markdown
+        cursor = st.cursor
+        if not final and st.tail_shown:
             # the common case: a few more characters on the open block's last line; no
-            # StreamUpdate, no scan, just append them at the end (the tail shown == the
-            # stream's open tail after every flush)
+            # StreamUpdate, no scan, just append them at the end
             added = stream.take_plain()
             if added is not None:
                 if added:
-                    cursor = self._end_cursor
-                    if not self._end_at_end:
-                        cursor.movePosition(QTextCursor.MoveOperation.End)
-                        self._end_at_end = True
+                    if not st.at_end:
+                        cursor.movePosition(_END)
+                        st.at_end = True
                     cursor.insertText(added)
-                    self._tail_shown += added
+                    st.tail_shown += added
                 return
-        self._end_at_end = False
         update = stream.update(final=final)
-        tail, shown = update.tail, self._tail_shown
-        if not update.frozen_html and shown and len(tail) > len(shown) and tail.startswith(shown):
-            # a few more characters of the open block (with new lines)
-            cursor = self._end_cursor
-            cursor.movePosition(QTextCursor.MoveOperation.End)
-            cursor.insertText(tail[len(shown) :])
-            self._tail_shown = tail
-            self._end_at_end = True
-            if final:
-                self._stream = None
-            return
-        cursor = QTextCursor(self.document())
+        tail, shown = update.tail, st.tail_shown
+        if final:
+            self._streaming = None
+        if not update.frozen_html:
+            if tail == shown:
+                return
+            if shown and tail.startswith(shown):
+                # a few more characters of the open block (with new lines)
+                if not st.at_end:
+                    cursor.movePosition(_END)
+                    st.at_end = True
+                cursor.insertText(tail[len(shown) :])
+                st.tail_shown = tail
+                return
+        st.at_end = False
         cursor.beginEditBlock()
         if update.frozen_html:
-            self._remove_tail(cursor)
-            _append_html(cursor, update.frozen_html, first=not self._frozen_any)
-            self._frozen_any = True
-            self._tail_start = cursor.position()
-            self._remember_tail_block(cursor)
-        tail = update.tail
-        if tail != self._tail_shown:
-            if self._tail_shown and tail.startswith(self._tail_shown):
-                cursor.movePosition(QTextCursor.MoveOperation.End)
-                cursor.insertText(tail[len(self._tail_shown) :])
-            else:
-                self._remove_tail(cursor)
-                if tail:
-                    if cursor.position() > 0:
-                        cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
-                    cursor.insertText(tail, QTextCharFormat())
-            self._tail_shown = tail
+            # the closed blocks' source is the start of the tail shown: replace it all
+            self._remove_tail(st)
+            _append_html(cursor, update.frozen_html, first=not st.frozen_any)
+            st.frozen_any = True
+            st.tail_start = cursor.position()
+            st.tail_block = (cursor.blockFormat(), cursor.blockCharFormat(), cursor.currentList() is not None)
+            self.codes = stream.codes
+        elif tail != st.tail_shown:
+            self._remove_tail(st)
+        if tail:
+            if cursor.position() > 0:
+                cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+            cursor.insertText(tail, QTextCharFormat())
+            st.at_end = True
+        st.tail_shown = tail
         cursor.endEditBlock()
-        self.codes = stream.codes
-        if final:
-            self._stream = None
+        if update.frozen_html:
+            # Text inserted where the browser's own cursor is drags it along: left at the end,
+            # it makes the first show lay out the whole answer to scroll to it. Keep it at the
+            # start, where setHtml leaves it (unless the user selected something).
+            own = self.textCursor()
+            if own.position() >= st.tail_start and not own.hasSelection():
+                self.moveCursor(_START)
 
-    def _remove_tail(self, cursor: QTextCursor) -> None:
-        cursor.setPosition(self._tail_start)
-        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+    @staticmethod
+    def _remove_tail(st: _Streaming) -> None:
+        """Remove the plain tail; removing it can leave its first block's format (e.g. list
+        membership) on the block the tail started in: put back what that block had."""
+        cursor = st.cursor
+        cursor.setPosition(st.tail_start)
+        cursor.movePosition(_END, _KEEP_ANCHOR)
         if cursor.hasSelection():
             cursor.removeSelectedText()
-        self._restore_tail_block(cursor)
-        self._tail_shown = ""
-
-    def _remember_tail_block(self, cursor: QTextCursor) -> None:
-        self._tail_block = (cursor.blockFormat(), cursor.blockCharFormat(), cursor.currentList() is not None)
-
-    def _restore_tail_block(self, cursor: QTextCursor) -> None:
-        """Removing the old tail can leave its first block's format (e.g. list membership)
-        on the block the tail started in; put back what that block had."""
-        block_format, char_format, in_list = self._tail_block
+        block_format, char_format, in_list = st.tail_block
         current = cursor.currentList()
         if current is not None and not in_list:
             current.remove(cursor.block())
@@ -262,10 +276,11 @@ class MessageBody(QTextBrowser):
             cursor.setBlockFormat(block_format)
         if cursor.blockCharFormat() != char_format:
             cursor.setBlockCharFormat(char_format)
+        st.tail_shown = ""
 
     @property
     def streamed_text(self) -> str:
-        return self._stream.text if self._stream is not None else ""
+        return self._streaming.markdown.text if self._streaming is not None else ""
 
     # ---- size --------------------------------------------------------------------------
     @Slot(QSizeF)

@@ -216,8 +216,8 @@ def bench_render_ratio(app: Any, rate: float) -> dict[str, Any]:
         app.processEvents()
         c0 = time.process_time()
         message = view.add_message("assistant", text)
-        message.body.document().documentLayout().documentSize()
-        app.processEvents()
+        app.processEvents()  # shown: laid out at its real width (only the visible part)
+        message.body.document().documentLayout().documentSize()  # the rest of the layout
         cpu = time.process_time() - c0
         view.close()
         view.deleteLater()
@@ -239,8 +239,8 @@ def bench_render_ratio(app: Any, rate: float) -> dict[str, Any]:
             if paint:
                 app.processEvents()  # what the GUI does after each 30 Hz drain: relayout + paint
         message.end_stream()
-        message.body.document().documentLayout().documentSize()
         app.processEvents()
+        message.body.document().documentLayout().documentSize()
         cpu = time.process_time() - c0
         assert message.body.codes and message.text == text
         view.close()
