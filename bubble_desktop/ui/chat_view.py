@@ -198,6 +198,25 @@ class MessageBody(QTextBrowser):
         if self._streaming is not None:
             self._streaming.markdown.feed(text)
 
+    def feed_and_flush(self, text: str) -> None:
+        """``feed`` then ``flush``: what each drain of a streamed answer does (thousands per
+        answer), so text that only extends the open tail's last line goes straight in."""
+        st = self._streaming
+        if st is None or not text:
+            return
+        if st.tail_shown and st.markdown.extend_line(text):
+            cursor = st.cursor
+            if not st.at_end:
+                cursor.movePosition(_END)
+                st.at_end = True
+            cursor.beginEditBlock()  # in an edit block Qt does not place the cursor on an unlaid line
+            cursor.insertText(text)
+            cursor.endEditBlock()
+            st.tail_shown += text
+            return
+        st.markdown.feed(text)
+        self.flush()
+
     def flush(self, final: bool = False) -> None:
         """Append newly closed blocks (rendered once) and the new text of the open tail (plain)."""
         st = self._streaming
@@ -214,7 +233,9 @@ class MessageBody(QTextBrowser):
                     if not st.at_end:
                         cursor.movePosition(_END)
                         st.at_end = True
+                    cursor.beginEditBlock()
                     cursor.insertText(added)
+                    cursor.endEditBlock()
                     st.tail_shown += added
                 return
         update = stream.update(final=final)
@@ -411,8 +432,7 @@ class MessageWidget(QFrame):
 
     def feed(self, text: str) -> None:
         self._parts.append(text)
-        self.body.feed(text)
-        self.body.flush()
+        self.body.feed_and_flush(text)
 
     @property
     def text(self) -> str:

@@ -315,6 +315,15 @@ class StreamingMarkdown:
         self._pending = pending + new
         return new
 
+    def extend_line(self, text: str) -> bool:
+        """Add ``text`` if it only extends the open tail's last line (nothing else waiting, no
+        new line, so no new cut is possible); the caller then appends it as plain text."""
+        pending = self._pending
+        if self._chunks or not pending or pending[-1] == "\n" or "\n" in text:
+            return False
+        self._pending = pending + text
+        return True
+
     def update(self, final: bool = False) -> StreamUpdate:
         """Render newly closed blocks; ``final`` closes the open tail as well."""
         new = "".join(self._chunks)

@@ -129,18 +129,43 @@ def test_streamed_document_equals_one_shot_document(qapp, text: str, cuts: list[
 
     one = MessageBody()
     one.set_markdown(text, LIGHT)
-    streamed = MessageBody()
+    streamed = MessageBody()  # fed and flushed apart, as tests and callers may
+    drained = MessageBody()  # through feed_and_flush, as a streamed answer is
     streamed.begin_stream(LIGHT)
+    drained.begin_stream(LIGHT)
     last = 0
     for cut in sorted(set(c % (len(text) + 1) for c in cuts)):
         streamed.feed(text[last:cut])
         streamed.flush()
+        drained.feed_and_flush(text[last:cut])
         last = cut
     streamed.feed(text[last:])
     streamed.flush(final=True)
-    assert streamed.toPlainText() == one.toPlainText()
-    assert _block_shape(streamed.document()) == _block_shape(one.document())
-    assert streamed.codes == one.codes
+    drained.feed_and_flush(text[last:])
+    drained.flush(final=True)
+    for body in (streamed, drained):
+        assert body.toPlainText() == one.toPlainText()
+        assert _block_shape(body.document()) == _block_shape(one.document())
+        assert body.codes == one.codes
+
+
+def test_streamed_by_small_drains_equals_one_shot(qapp) -> None:  # type: ignore[no-untyped-def]
+    """A few characters per drain, as the 30 Hz timer gives them: mostly the plain fast path."""
+    from bubble_desktop.ui.chat_view import MessageBody
+
+    one = MessageBody()
+    one.set_markdown(SAMPLE, LIGHT)
+    for step in (1, 3, 8):
+        streamed = MessageBody()
+        streamed.begin_stream(LIGHT)
+        for i in range(0, len(SAMPLE), step):
+            streamed.feed_and_flush(SAMPLE[i : i + step])
+        assert streamed.streamed_text == SAMPLE
+        streamed.flush(final=True)
+        assert streamed.toPlainText() == one.toPlainText()
+        assert _block_shape(streamed.document()) == _block_shape(one.document())
+        assert streamed.codes == one.codes
+        assert streamed.textCursor().position() == 0  # where setHtml leaves it
 
 
 def test_streaming_work_stays_near_linear() -> None:
