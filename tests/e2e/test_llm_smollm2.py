@@ -52,6 +52,9 @@ def test_import_gguf_makes_a_safetensors_folder_with_chat_template(smollm2: tupl
     assert list(folder.glob("*.safetensors"))
     config = json.loads((folder / "config.json").read_text())
     assert "quantization_config" not in config
+    # stored as float16 (half of float32 on disk); 135M parameters -> ~270 MB, not ~540 MB
+    assert config.get("dtype", config.get("torch_dtype")) == "float16"
+    assert sum(f.stat().st_size for f in folder.glob("*.safetensors")) < 300_000_000
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(folder))
