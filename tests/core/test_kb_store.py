@@ -48,13 +48,14 @@ def _points() -> list[StoredPoint]:
     return out
 
 
-@pytest.fixture(params=["edge", "server-local"])
+@pytest.fixture(params=["edge", "edge-created-in-child", "server-local"])
 def store(request: pytest.FixtureRequest, tmp_path: Path):
-    s = (
-        EdgeStore(tmp_path / "shard", DIM)
-        if request.param == "edge"
-        else ServerStore.connect(str(tmp_path / "qdrant-local"), "", "bubble_test", DIM)
-    )
+    if request.param == "edge":
+        s = EdgeStore(tmp_path / "shard", DIM)
+    elif request.param == "edge-created-in-child":
+        s = EdgeStore(tmp_path / "shard", DIM, create_in_child=True)
+    else:
+        s = ServerStore.connect(str(tmp_path / "qdrant-local"), "", "bubble_test", DIM)
     yield s
     s.close()
 
@@ -90,6 +91,15 @@ def test_delete_document(store) -> None:
     store.delete_document("d1")
     assert store.count() == 2
     assert {h.payload["doc_id"] for h in store.search(_vec(0), None, 10, None, None)} == {"d2"}
+
+
+def test_shard_created_in_a_child_process(tmp_path: Path) -> None:
+    """The child makes the shard (the GUI process only loads it: the binding holds the GIL to create)."""
+    from bubble_desktop.core.kb.store import _create_in_child, _shard_exists
+
+    (tmp_path / "shard").mkdir()
+    _create_in_child(tmp_path / "shard", DIM)
+    assert _shard_exists(tmp_path / "shard")
 
 
 def test_edge_reopen_keeps_points(tmp_path: Path) -> None:

@@ -259,7 +259,7 @@ class KnowledgeService:
         if backend == "edge":
             if base.kb_id not in self._optimizers:
                 recover_shard_folder(base.folder / "shard")
-            base.store = EdgeStore(base.folder / "shard", known)
+            base.store = EdgeStore(base.folder / "shard", known, create_in_child=True)
         else:
             base.store = ServerStore.connect(
                 backend,

@@ -97,13 +97,22 @@ class VectorStore(Protocol):
 class EdgeStore:
     """A qdrant-edge-py shard in a folder. Opening a shard another process holds raises StoreLockedError."""
 
-    def __init__(self, path: Path, dim: int) -> None:
+    def __init__(self, path: Path, dim: int, create_in_child: bool = False) -> None:
+        """Open the shard in ``path``, creating it when there is none.
+
+        ``create_in_child``: create a new shard in a spawned child process, then load it here. The
+        binding holds the GIL while it creates a shard and its ``doc_id`` index (0.1-0.6 s of file
+        writes and syncs on a busy disk), which froze the GUI on the first drop into a new base.
+        """
         from qdrant_edge import EdgeShard, PayloadSchemaType, UpdateOperation
 
         self.path = path
         self.dim = dim
         try:
-            if (path / "wal").exists() or any(path.glob("segments*")):
+            if not _shard_exists(path) and create_in_child:
+                path.mkdir(parents=True, exist_ok=True)
+                _create_in_child(path, dim)
+            if _shard_exists(path):
                 self._shard = EdgeShard.load(str(path))
             else:
                 path.mkdir(parents=True, exist_ok=True)
@@ -475,6 +484,47 @@ def optimize_folder(folder: str, dim: int) -> None:
         shard.flush()
     finally:
         shard.close()
+
+
+def _shard_exists(path: Path) -> bool:
+    return (path / "wal").exists() or any(path.glob("segments*"))
+
+
+def create_shard_folder(folder: str, dim: int) -> None:
+    """Child-process entry: create an empty shard with its ``doc_id`` keyword index in ``folder``."""
+    from qdrant_edge import EdgeShard, PayloadSchemaType, UpdateOperation
+
+    shard = EdgeShard.create(folder, edge_config(dim))
+    try:
+        shard.update(UpdateOperation.create_field_index("doc_id", PayloadSchemaType.Keyword))
+        shard.flush()
+    finally:
+        shard.close()
+
+
+def _create_in_child(path: Path, dim: int) -> None:
+    """Run :func:`create_shard_folder` in a spawned child and wait (the GIL stays free meanwhile).
+
+    Best effort: when the child fails, the half-made folder is emptied and the caller creates the
+    shard itself.
+    """
+    import multiprocessing
+    import shutil
+
+    try:
+        proc = multiprocessing.get_context("spawn").Process(
+            target=create_shard_folder, args=(str(path), dim), name="bubble-kb-create", daemon=True
+        )
+        proc.start()
+        proc.join()
+        failed = proc.exitcode != 0
+    except Exception:  # noqa: BLE001 - creating it in this process still works
+        log.exception("creating the shard %s in a child process failed", path)
+        failed = True
+    if failed:
+        log.warning("creating the shard %s in a child process failed; creating it here", path)
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True, exist_ok=True)
 
 
 def start_optimizer(folder: Path, dim: int) -> Any:
