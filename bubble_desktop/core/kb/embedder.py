@@ -7,19 +7,15 @@ Any sentence-transformers model id or local folder can be configured instead.
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import importlib.util
 import logging
-import os
-import sys
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from bubble_desktop.core.errors import KnowledgeBaseError
+from bubble_desktop.core.native import heavy_imports
 
 log = logging.getLogger(__name__)
 
@@ -101,19 +97,18 @@ class SentenceTransformerEmbedder:
     def _load(self) -> Any:
         source = str(default_model_dir()) if not self._setting else self._setting
         try:
-            with _gc_paused():
-                _preload_torch_library()
+            with heavy_imports():  # without stalling the other threads (the GUI's): core/native.py
                 from sentence_transformers import SentenceTransformer
                 from transformers.utils import logging as hf_logging
 
-                hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no "Loading weights" bars on the CLI's stderr
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no "Loading weights" bars on the CLI's stderr
 
-                if self._threads > 0:
-                    import torch
+            if self._threads > 0:
+                import torch
 
-                    torch.set_num_threads(self._threads)
-                device = self._device or _auto_device()
-                model = SentenceTransformer(source, device=device)
+                torch.set_num_threads(self._threads)
+            device = self._device or _auto_device()
+            model = SentenceTransformer(source, device=device)
         except KnowledgeBaseError:
             raise
         except Exception as exc:  # noqa: BLE001 - hub/offline/format errors all mean "can't load"
@@ -162,54 +157,6 @@ class SentenceTransformerEmbedder:
         if not ids:
             return 1.0
         return 1.0 - sum(1 for i in ids if i == unk) / len(ids)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC while the model's libraries are imported, then freeze what they made.
-
-    Importing torch, transformers and sentence-transformers makes about a million long-lived objects;
-    each full collection this triggers walks all of them with the GIL held (0.1-0.5 s, longer as the
-    heap grows), stalling every other thread, the GUI's included, while a drop is being indexed.
-    ``gc.freeze()`` keeps later collections from walking them again (a few cycles made meanwhile are
-    kept for good: a small price for a GUI that never stalls for a collection of the whole heap).
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()  # before enable: the next allocation would otherwise collect the whole backlog
-        gc.enable()
-
-
-def _preload_torch_library() -> None:
-    """Load libtorch_cpu with the GIL released, before ``import torch`` loads it with the GIL held.
-
-    The dynamic loader runs the library's static initialisers (0.2-0.4 s) inside the import, which
-    holds the GIL, so every other thread stalls that long. A ctypes call of ``dlopen`` releases the
-    GIL; the import then finds the library already loaded. Best effort: any failure changes nothing.
-    """
-    if "torch" in sys.modules or os.name != "posix":
-        return
-    try:
-        spec = importlib.util.find_spec("torch")
-        if spec is None or spec.origin is None:
-            return
-        lib = Path(spec.origin).parent / "lib"
-        path = next((p for p in (lib / "libtorch_cpu.so", lib / "libtorch_cpu.dylib") if p.is_file()), None)
-        if path is None:
-            return
-        dlopen = ctypes.CDLL(None).dlopen
-        dlopen.restype = ctypes.c_void_p
-        dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
-        # The handle is never closed: torch keeps the library for the life of the process anyway.
-        if not dlopen(os.fsencode(path), os.RTLD_NOW | os.RTLD_LOCAL):
-            log.debug("preloading %s failed; import torch will load it", path)
-    except Exception:  # noqa: BLE001 - an optimisation only
-        log.debug("preloading libtorch failed", exc_info=True)
 
 
 def _auto_device() -> str:

@@ -22,6 +22,7 @@ from bubble_desktop.core.errors import (
     UnsupportedModelError,
 )
 from bubble_desktop.core.llm.base import ChatModel, LoadRequest, ModelInfo, ProgressCallback
+from bubble_desktop.core.native import heavy_imports
 from bubble_desktop.core.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -239,6 +240,11 @@ def load_model(request: LoadRequest, progress: ProgressCallback | None = None) -
     _progress(progress, 0.0, "Checking the model folder")
     folder = resolve_model_path(request.path, allow_download=allow_download)
     raw_config = read_config(folder)
+    _progress(progress, 0.02, "Loading the libraries")
+    with heavy_imports():  # torch/transformers without stalling the GUI thread: core/native.py
+        import torch  # noqa: F401
+        import transformers.generation  # noqa: F401
+        import transformers.modeling_utils  # noqa: F401
     if raw_config.get("auto_map"):
         try:
             from bubble_desktop.core.llm.chatglm import load_remote_code_model

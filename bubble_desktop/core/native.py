@@ -1,0 +1,64 @@
+"""Import torch and its friends without stalling the app's other threads (the GUI's above all).
+
+Two things hold the GIL for long stretches while ``import torch`` / transformers /
+sentence-transformers run on a worker thread: the dynamic loader running libtorch's static
+initialisers inside the import (0.2-0.4 s), and full cyclic-GC passes over the ~1M objects the
+imports create (0.1-0.5 s each, longer as the heap grows). ``heavy_imports()`` loads libtorch
+first through a ctypes ``dlopen`` (ctypes releases the GIL), pauses the GC during the imports and
+then freezes what they made, so later collections never walk it again. Only imports belong in the
+block: objects frozen there are never collected by the cyclic GC (modules live for good anyway;
+a model built in the block and later dropped could be kept in memory if it held a cycle).
+Measured in tests/bench/gui_responsiveness.py (index_stall) and the issue #5 note.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def heavy_imports() -> Iterator[None]:
+    """Preload libtorch with the GIL released, pause the cyclic GC, freeze what was imported."""
+    preload_torch_library()
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()  # before enable: the next allocation would otherwise collect the whole backlog
+        gc.enable()
+
+
+def preload_torch_library() -> None:
+    """Load libtorch_cpu with the GIL released, before ``import torch`` loads it with the GIL held.
+    Best effort (Linux/macOS CPU builds): any failure changes nothing, the import loads it."""
+    if "torch" in sys.modules or os.name != "posix":
+        return
+    try:
+        spec = importlib.util.find_spec("torch")
+        if spec is None or spec.origin is None:
+            return
+        lib = Path(spec.origin).parent / "lib"
+        path = next((p for p in (lib / "libtorch_cpu.so", lib / "libtorch_cpu.dylib") if p.is_file()), None)
+        if path is None:
+            return
+        dlopen = ctypes.CDLL(None).dlopen
+        dlopen.restype = ctypes.c_void_p
+        dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
+        # The handle is never closed: torch keeps the library for the life of the process anyway.
+        if not dlopen(os.fsencode(path), os.RTLD_NOW | os.RTLD_LOCAL):
+            log.debug("preloading %s failed; import torch will load it", path)
+    except Exception:  # noqa: BLE001 - an optimisation only
+        log.debug("preloading libtorch failed", exc_info=True)
