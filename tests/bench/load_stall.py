@@ -40,7 +40,9 @@ def beat():
     if done.is_set(): app.quit()
 timer = QTimer(); timer.timeout.connect(beat); timer.start(5)
 def work():
-    t0 = time.perf_counter(); loader.load_model(LoadRequest(path=model_dir)); took.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    loader.load_model(LoadRequest(path=model_dir))
+    took.append(time.perf_counter() - t0)
     done.set()
 QTimer.singleShot(50, lambda: threading.Thread(target=work, daemon=True).start())
 app.exec()
