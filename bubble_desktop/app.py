@@ -38,12 +38,12 @@ def _install_language(app: Any, language: str) -> None:
             log.exception("could not install the translation")
 
 
-def _apply_theme(app: Any, theme: str, font_size: int) -> None:
+def _apply_theme(app: Any, theme: str, font_size: int, quick: bool = False) -> None:
     try:
         from bubble_desktop.ui.theme import apply_theme
     except ImportError:
         return
-    apply_theme(app, theme, font_size)
+    apply_theme(app, theme, font_size, quick=quick)
 
 
 def open_knowledge(paths: Any, settings: Any) -> Any:
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         from bubble_desktop.smoke import main as smoke_main
 
         return smoke_main(argv)
-    from PySide6.QtCore import Qt, QTimer
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
 
     _speed_up_pyside_import_hook()
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     paths = Paths.default().ensure()
     appearance = peek_appearance(paths.settings_file)
-    _apply_theme(app, appearance.theme, appearance.font_size)
+    _apply_theme(app, appearance.theme, appearance.font_size, quick=True)  # exact once built
     _install_language(app, appearance.language)
 
     guard = SingleInstance(paths.data_dir, paths.lock_file)
@@ -175,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 settings, notices = load_settings(paths.settings_file)
                 a = settings.appearance
-                if (a.theme, a.font_size) != (appearance.theme, appearance.font_size):
-                    _apply_theme(app, a.theme, a.font_size)
+                _apply_theme(app, a.theme, a.font_size)  # asks the OS for its colour scheme now
                 built["ctx"] = build_context(paths, settings, notices, knowledge_now=False)
                 window.build(built["ctx"])
             except Exception as exc:
@@ -194,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
                 QTimer.singleShot(int(autoquit), window.close)
                 QTimer.singleShot(int(autoquit), app.quit)
 
+        # (no Qt.* enum before the window shows: the first one costs ~25 ms, see ui/theme.py)
         starting = window.centralWidget()
-        starting.painted.connect(complete, Qt.ConnectionType.QueuedConnection)  # type: ignore[attr-defined]
+        starting.painted.connect(lambda: QTimer.singleShot(0, complete))  # type: ignore[attr-defined]
         QTimer.singleShot(100, complete)  # in case no paint comes (e.g. started minimized)
         window.show()
         return int(app.exec())

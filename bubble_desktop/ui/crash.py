@@ -15,7 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6 import QtCore  # QtCore.Qt on use: its first touch costs ~20 ms (ui/theme.py)
+from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
@@ -52,7 +53,7 @@ class CrashDialog(QDialog):
             + (" " + where if where else "")
         )
         intro.setWordWrap(True)
-        intro.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        intro.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
         self.details = QPlainTextEdit()
         self.details.setObjectName("crashDetails")
         self.details.setReadOnly(True)
@@ -135,7 +136,7 @@ class CrashHandler(QObject):
     def _on_reported(self, text: str) -> None:
         if self.dialog is None:
             self.dialog = CrashDialog(self.log_file, self._parent_widget)
-            self.dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            self.dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
             self.dialog.destroyed.connect(self._on_dialog_destroyed)
         self.dialog.add_report(text)
         self.dialog.show()

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QCoreApplication, Qt, QUrl, Signal, Slot
+from PySide6 import QtCore  # QtCore.Qt on use: its first touch costs ~20 ms (ui/theme.py)
+from PySide6.QtCore import QCoreApplication, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
+    QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -139,7 +141,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.chat_stack, self.tr("Chat"))
         self.tabs.addTab(self.knowledge_tab, self.tr("Knowledge"))
 
-        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter = QSplitter(QtCore.Qt.Orientation.Horizontal)
         splitter.setObjectName("mainSplitter")
         splitter.addWidget(self.sidebar)
         splitter.addWidget(self.tabs)
@@ -175,7 +177,7 @@ class MainWindow(QMainWindow):
             if self.ctx.knowledge_factory is not None
             else self.tr("Knowledge bases are not available.")
         )
-        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         layout.addWidget(label)
         return placeholder
 
@@ -313,7 +315,7 @@ class MainWindow(QMainWindow):
             )
             box.setInformativeText(failure.hint)
             box.setModal(False)
-            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
             box.show()
 
     def _ask_remote_code_consent(self, path: str, failure: LoadFailure) -> bool:
@@ -588,7 +590,7 @@ class MainWindow(QMainWindow):
             self,
         )
         box.setModal(False)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         box.show()
 
     # ---- settings ----------------------------------------------------------------------
@@ -599,7 +601,7 @@ class MainWindow(QMainWindow):
         except ImportError:
             return
         dialog = SettingsDialog(self.settings, self.ctx.paths, self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.settings_changed.connect(self._on_settings_dialog_settings_changed)
         dialog.open()
 
@@ -661,7 +663,7 @@ class MainWindow(QMainWindow):
         self.activateWindow()
 
     def keyPressEvent(self, event: Any) -> None:  # noqa: N802
-        if event.key() == Qt.Key.Key_Escape and self._built and self.inference.is_busy:
+        if event.key() == QtCore.Qt.Key.Key_Escape and self._built and self.inference.is_busy:
             self.inference.stop()
             return
         super().keyPressEvent(event)
@@ -706,12 +708,18 @@ class StartingView(QWidget):
         super().__init__(parent)
         self.setObjectName("startingView")
         self._announced = False
-        layout = QVBoxLayout(self)
+        # centred by stretches, not setAlignment: no Qt.* enum before the window shows (ui/theme.py)
+        row = QHBoxLayout()
+        row.addStretch(1)
         label = QLabel(self.tr("Starting %1…").replace("%1", APP_NAME))
         label.setObjectName("startingLabel")
         label.setProperty("role", "hint")  # the theme's muted text colour
-        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        layout.addWidget(label)
+        row.addWidget(label)
+        row.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addStretch(1)
+        layout.addLayout(row)
+        layout.addStretch(1)
 
     def paintEvent(self, event: Any) -> None:  # noqa: N802
         super().paintEvent(event)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import QObject, Qt, Slot
+from PySide6 import QtCore  # QtCore.Qt on use: its first touch costs ~20 ms (ui/theme.py)
+from PySide6.QtCore import QObject, Slot
 from PySide6.QtGui import QColor, QFont, QFontDatabase, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
@@ -52,13 +53,16 @@ DARK = Colors(
 )
 
 
-def resolve_theme(theme: str) -> str:
-    """``light`` or ``dark``: "system" asks the OS (Qt 6.5+ colorScheme; light when unknown)."""
+def resolve_theme(theme: str, system_dark: bool | None = None) -> str:
+    """``light`` or ``dark``: "system" asks the OS (Qt 6.5+ colorScheme; light when unknown), or
+    takes ``system_dark`` when given (see ``ThemeManager.apply(quick=True)``)."""
     if theme in ("light", "dark"):
         return theme
+    if system_dark is not None:
+        return "dark" if system_dark else "light"
     hints = QGuiApplication.styleHints()
-    scheme = hints.colorScheme() if hints is not None else Qt.ColorScheme.Unknown
-    return "dark" if scheme == Qt.ColorScheme.Dark else "light"
+    scheme = hints.colorScheme() if hints is not None else QtCore.Qt.ColorScheme.Unknown
+    return "dark" if scheme == QtCore.Qt.ColorScheme.Dark else "light"
 
 
 def palette_for(colors: Colors) -> QPalette:
@@ -152,22 +156,29 @@ def ui_font(font_size: int) -> QFont:
 
 
 class ThemeManager(QObject):
-    """Applies a theme and, for "system", re-applies it when the OS switches between light and dark."""
+    """Applies a theme and, for "system", re-applies it when the OS switches between light and dark.
+
+    Start-up detail: the first touch of any ``Qt.`` namespace enum (``colorScheme()`` returns one)
+    makes PySide6 build all of them, ~25 ms before the window can show. So ``apply(quick=True)``
+    judges "system" from the platform's own palette (dark window colour = dark scheme) and
+    ``follow_system()``, called once the window is up, asks ``colorScheme()``, corrects the look if
+    the palette misled, and follows later changes.
+    """
 
     def __init__(self, app: QApplication) -> None:
         super().__init__(app)
         self._app = app
         self._theme = "system"
         self._font_size = 11
+        self._following = False
         self.current = "light"
-        hints = QGuiApplication.styleHints()
-        if hints is not None:
-            hints.colorSchemeChanged.connect(self._on_hints_color_scheme_changed)
+        # the platform's palette, before ours replaces it
+        self._palette_dark = app.palette().color(QPalette.ColorRole.Window).lightness() < 128
 
-    def apply(self, theme: str, font_size: int) -> str:
+    def apply(self, theme: str, font_size: int, quick: bool = False) -> str:
         """Apply ``theme`` and ``font_size``; returns the look actually used (light/dark)."""
         self._theme, self._font_size = theme, font_size
-        self.current = resolve_theme(theme)
+        self.current = resolve_theme(theme, self._palette_dark if quick else None)
         colors = DARK if self.current == "dark" else LIGHT
         self._app.setStyle("Fusion")
         self._app.setPalette(palette_for(colors))
@@ -175,14 +186,27 @@ class ThemeManager(QObject):
         self._app.setStyleSheet(stylesheet_for(colors))
         return self.current
 
-    @Slot(Qt.ColorScheme)
-    def _on_hints_color_scheme_changed(self, _scheme: Qt.ColorScheme) -> None:
+    def follow_system(self) -> None:
+        """Ask the OS for its colour scheme now (fixing a quick guess) and on every change."""
+        if not self._following:
+            self._following = True
+            hints = QGuiApplication.styleHints()
+            if hints is not None:
+                hints.colorSchemeChanged.connect(self._on_hints_color_scheme_changed)
+        if self._theme == "system" and resolve_theme("system") != self.current:
+            self.apply(self._theme, self._font_size)
+
+    @Slot()
+    def _on_hints_color_scheme_changed(self) -> None:
         if self._theme == "system":
             self.apply(self._theme, self._font_size)
 
 
-def apply_theme(app: QApplication, theme: str = "system", font_size: int = 11) -> ThemeManager:
-    """Apply the look (and the app icon) once and keep following the OS for "system"; returns the manager."""
+def apply_theme(
+    app: QApplication, theme: str = "system", font_size: int = 11, quick: bool = False
+) -> ThemeManager:
+    """Apply the look (and the app icon) once and keep following the OS for "system"; returns the
+    manager. ``quick``: for the first frame at start-up; call ``follow_system()`` right after."""
     manager = getattr(app, "_bubble_theme_manager", None)  # findChild costs ~6 ms at start-up
     if not isinstance(manager, ThemeManager):
         manager = ThemeManager(app)
@@ -191,5 +215,7 @@ def apply_theme(app: QApplication, theme: str = "system", font_size: int = 11) -
             from bubble_desktop.ui.resources import app_icon
 
             app.setWindowIcon(app_icon())
-    manager.apply(theme, font_size)
+    manager.apply(theme, font_size, quick=quick)
+    if not quick:
+        manager.follow_system()
     return manager

@@ -48,3 +48,21 @@ def test_resources_found_in_a_pyinstaller_bundle(tmp_path, monkeypatch):
     (tmp_path / "resources" / "icons").mkdir(parents=True)
     monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
     assert resources_dir() == tmp_path / "resources"
+
+
+def test_quick_system_guess_is_corrected_by_the_os_answer(qapp):
+    """At start-up "system" is judged from the platform palette (no Qt enum before the window
+    shows); follow_system() then asks colorScheme() and fixes a wrong guess."""
+    try:
+        manager = apply_theme(qapp, "light", 11)
+        truth = resolve_theme("system")
+        manager._palette_dark = truth == "light"  # a palette that misleads
+        assert manager.apply("system", 11, quick=True) != truth
+        manager.follow_system()
+        assert manager.current == truth
+        expected_dark = truth == "dark"
+        assert (qapp.palette().color(QPalette.ColorRole.Window).lightness() < 128) == expected_dark
+        assert resolve_theme("system", system_dark=True) == "dark"
+        assert resolve_theme("light", system_dark=True) == "light"
+    finally:
+        apply_theme(qapp, "light", 11)
