@@ -14,7 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QT_TRANSLATE_NOOP, QCoreApplication, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import (
+    QT_TRANSLATE_NOOP,
+    QCoreApplication,
+    QItemSelection,
+    QItemSelectionModel,
+    Qt,
+    QUrl,
+    Signal,
+    Slot,
+)
 from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDragLeaveEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -430,8 +439,31 @@ class KnowledgeTab(QWidget):
     @Slot(str, object)
     def _on_controller_documents_listed(self, name: str, documents: list[Any]) -> None:
         if name == self._current:
-            self.model.set_documents(documents)
+            self._set_documents_keeping_view(name, documents)
             self._set_busy(self.controller.busy)
+
+    def _set_documents_keeping_view(self, name: str, documents: list[Any]) -> None:
+        """Refresh the table (about once a second while indexing) without losing the user's place:
+        the selected documents stay selected and the scroll position stays where it was."""
+        same_base = getattr(self, "_listed_base", None) == name
+        self._listed_base = name
+        selection = self.table.selectionModel()
+        selected = {self.model.document(i.row()).path for i in selection.selectedRows()} if same_base else set()
+        current = self.table.currentIndex()
+        current_path = self.model.document(current.row()).path if same_base and current.isValid() else None
+        scroll = self.table.verticalScrollBar().value() if same_base else 0
+        self.model.set_documents(documents)
+        if selected or current_path:
+            rows = [r for r in range(self.model.rowCount()) if self.model.document(r).path in selected]
+            keep = QItemSelection()
+            for first, last in _runs(rows):
+                keep.select(self.model.index(first, 0), self.model.index(last, self.model.columnCount() - 1))
+            flags = QItemSelectionModel.SelectionFlag
+            selection.select(keep, flags.ClearAndSelect | flags.Rows)
+            row = next((r for r in range(self.model.rowCount()) if self.model.document(r).path == current_path), -1)
+            if row >= 0:
+                selection.setCurrentIndex(self.model.index(row, max(current.column(), 0)), flags.NoUpdate)
+        self.table.verticalScrollBar().setValue(scroll)
 
     @Slot(int, str, int)
     def _on_controller_ingest_started(self, _job_id: int, name: str, count: int) -> None:
@@ -636,3 +668,14 @@ class KnowledgeTab(QWidget):
     @Slot()
     def _on_selection_changed(self) -> None:
         self._set_busy(self.controller.busy)
+
+
+def _runs(rows: list[int]) -> list[tuple[int, int]]:
+    """Sorted row numbers as (first, last) runs of consecutive rows."""
+    runs: list[tuple[int, int]] = []
+    for row in sorted(rows):
+        if runs and row == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], row)
+        else:
+            runs.append((row, row))
+    return runs

@@ -203,3 +203,31 @@ def test_table_sorts_by_header_and_selection_follows_its_row(qtbot):
     assert selected == ["/d/c.txt"]
     model.set_documents(list(reversed(docs)))  # a refresh keeps the chosen sort
     assert [model.document(r).chunks for r in range(3)] == [10, 3, 1]
+
+
+def test_refresh_while_indexing_keeps_selection_and_scroll(qtbot, tab):
+    """The table is refreshed about once a second during an ingestion: the user's selection, current
+    row and scroll position survive it (a model reset alone would drop them)."""
+    from bubble_desktop.core.kb.types import DocumentInfo
+
+    def docs(n: int) -> list[DocumentInfo]:
+        return [DocumentInfo(f"id{i}", f"/d/file{i:03}.txt", "txt", 1, 10, 0.0, "indexed") for i in range(n)]
+
+    name = tab._current or "notes"
+    tab._current = name
+    tab._on_controller_documents_listed(name, docs(200))
+    table = tab.table
+    table.selectRow(120)
+    flags = table.selectionModel().SelectionFlag
+    table.selectionModel().select(tab.model.index(122, 0), flags.Select | flags.Rows)
+    table.scrollTo(tab.model.index(120, 0))
+    scroll = table.verticalScrollBar().value()
+    assert scroll > 0
+    tab._on_controller_documents_listed(name, docs(230))  # 30 more indexed meanwhile
+    paths = sorted(tab.model.document(i.row()).path for i in table.selectionModel().selectedRows())
+    assert paths == ["/d/file120.txt", "/d/file122.txt"]
+    assert tab.model.document(table.currentIndex().row()).path == "/d/file120.txt"
+    assert table.verticalScrollBar().value() == scroll
+    tab._current = "another base"  # the user switched bases: that table starts fresh
+    tab._on_controller_documents_listed("another base", docs(150))
+    assert not table.selectionModel().selectedRows() and table.verticalScrollBar().value() == 0
