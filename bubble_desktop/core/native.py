@@ -33,11 +33,15 @@ def heavy_imports() -> Iterator[None]:
     if not gc.isenabled():
         yield
         return
+    known = len(sys.modules)
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()  # before enable: the next allocation would otherwise collect the whole backlog
+        # Freeze only when the block imported something: a later call (the next model load) would
+        # otherwise freeze whatever garbage exists then, e.g. the cycles of a model just unloaded.
+        if len(sys.modules) > known:
+            gc.freeze()  # before enable: the next allocation would otherwise collect the whole backlog
         gc.enable()
 
 
