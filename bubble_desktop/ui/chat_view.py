@@ -205,14 +205,7 @@ class MessageBody(QTextBrowser):
         if st is None or not text:
             return
         if st.tail_shown and st.markdown.extend_line(text):
-            cursor = st.cursor
-            if not st.at_end:
-                cursor.movePosition(_END)
-                st.at_end = True
-            cursor.beginEditBlock()  # in an edit block Qt does not place the cursor on an unlaid line
-            cursor.insertText(text)
-            cursor.endEditBlock()
-            st.tail_shown += text
+            self._append_to_tail(st, text)
             return
         st.markdown.feed(text)
         self.flush()
@@ -230,13 +223,7 @@ class MessageBody(QTextBrowser):
             added = stream.take_plain()
             if added is not None:
                 if added:
-                    if not st.at_end:
-                        cursor.movePosition(_END)
-                        st.at_end = True
-                    cursor.beginEditBlock()
-                    cursor.insertText(added)
-                    cursor.endEditBlock()
-                    st.tail_shown += added
+                    self._append_to_tail(st, added)
                 return
         update = stream.update(final=final)
         tail, shown = update.tail, st.tail_shown
@@ -247,11 +234,7 @@ class MessageBody(QTextBrowser):
                 return
             if shown and tail.startswith(shown):
                 # a few more characters of the open block (with new lines)
-                if not st.at_end:
-                    cursor.movePosition(_END)
-                    st.at_end = True
-                cursor.insertText(tail[len(shown) :])
-                st.tail_shown = tail
+                self._append_to_tail(st, tail[len(shown) :])
                 return
         st.at_end = False
         cursor.beginEditBlock()
@@ -279,6 +262,18 @@ class MessageBody(QTextBrowser):
             own = self.textCursor()
             if own.position() >= st.tail_start and not own.hasSelection():
                 self.moveCursor(_START)
+
+    @staticmethod
+    def _append_to_tail(st: _Streaming, text: str) -> None:
+        """Append plain ``text`` to the open tail shown at the document's end."""
+        cursor = st.cursor
+        if not st.at_end:
+            cursor.movePosition(_END)
+            st.at_end = True
+        cursor.beginEditBlock()  # in an edit block Qt does not place the cursor on an unlaid line
+        cursor.insertText(text)
+        cursor.endEditBlock()
+        st.tail_shown += text
 
     @staticmethod
     def _remove_tail(st: _Streaming) -> None:
