@@ -104,20 +104,19 @@ class EdgeStore:
         binding holds the GIL while it creates a shard and its ``doc_id`` index (0.1-0.6 s of file
         writes and syncs on a busy disk), which froze the GUI on the first drop into a new base.
         """
-        from qdrant_edge import EdgeShard, PayloadSchemaType, UpdateOperation
+        from qdrant_edge import EdgeShard
 
         self.path = path
         self.dim = dim
         try:
-            if not _shard_exists(path) and create_in_child:
+            if not _shard_exists(path):
                 path.mkdir(parents=True, exist_ok=True)
-                _create_in_child(path, dim)
+                if create_in_child:
+                    _create_in_child(path, dim)
             if _shard_exists(path):
                 self._shard = EdgeShard.load(str(path))
             else:
-                path.mkdir(parents=True, exist_ok=True)
-                self._shard = EdgeShard.create(str(path), edge_config(dim))
-                self._shard.update(UpdateOperation.create_field_index("doc_id", PayloadSchemaType.Keyword))
+                self._shard = _new_shard(str(path), dim)
         except Exception as exc:  # noqa: BLE001 - the binding raises a bare Exception
             text = str(exc)
             if "WouldBlock" in text or "lock" in text.lower():
@@ -490,16 +489,38 @@ def _shard_exists(path: Path) -> bool:
     return (path / "wal").exists() or any(path.glob("segments*"))
 
 
-def create_shard_folder(folder: str, dim: int) -> None:
-    """Child-process entry: create an empty shard with its ``doc_id`` keyword index in ``folder``."""
+def _new_shard(folder: str, dim: int) -> Any:
+    """Create an empty shard with its ``doc_id`` keyword index in ``folder``; returns it open."""
     from qdrant_edge import EdgeShard, PayloadSchemaType, UpdateOperation
 
     shard = EdgeShard.create(folder, edge_config(dim))
     try:
         shard.update(UpdateOperation.create_field_index("doc_id", PayloadSchemaType.Keyword))
+    except BaseException:
+        shard.close()
+        raise
+    return shard
+
+
+def create_shard_folder(folder: str, dim: int) -> None:
+    """Child-process entry: create an empty shard in ``folder``, flushed and closed."""
+    shard = _new_shard(folder, dim)
+    try:
         shard.flush()
     finally:
         shard.close()
+
+
+def _spawn(target: Any, folder: Path, dim: int, name: str) -> Any:
+    """Start ``target(str(folder), dim)`` in a spawned child process (a ``multiprocessing.Process``).
+    The frozen entry points call ``multiprocessing.freeze_support()``, so this works in the
+    PyInstaller build too."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    proc = context.Process(target=target, args=(str(folder), dim), name=name, daemon=True)
+    proc.start()
+    return proc
 
 
 def _create_in_child(path: Path, dim: int) -> None:
@@ -508,14 +529,10 @@ def _create_in_child(path: Path, dim: int) -> None:
     Best effort: when the child fails, the half-made folder is emptied and the caller creates the
     shard itself.
     """
-    import multiprocessing
     import shutil
 
     try:
-        proc = multiprocessing.get_context("spawn").Process(
-            target=create_shard_folder, args=(str(path), dim), name="bubble-kb-create", daemon=True
-        )
-        proc.start()
+        proc = _spawn(create_shard_folder, path, dim, "bubble-kb-create")
         proc.join()
         failed = proc.exitcode != 0
     except Exception:  # noqa: BLE001 - creating it in this process still works
@@ -531,17 +548,9 @@ def start_optimizer(folder: Path, dim: int) -> Any:
     """Start ``optimize_folder`` in a spawned child process (a ``multiprocessing.Process``).
 
     ``EdgeShard.optimize()`` holds the GIL for its whole run (minutes at 100k points on 2 cores), which
-    would freeze the GUI; in a child process it doesn't. The frozen entry points call
-    ``multiprocessing.freeze_support()``, so this works in the PyInstaller build too.
+    would freeze the GUI; in a child process it doesn't.
     """
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    proc = ctx.Process(
-        target=optimize_folder, args=(str(folder), dim), name="bubble-kb-optimize", daemon=True
-    )
-    proc.start()
-    return proc
+    return _spawn(optimize_folder, folder, dim, "bubble-kb-optimize")
 
 
 def recover_shard_folder(folder: Path) -> None:
