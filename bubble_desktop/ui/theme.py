@@ -168,7 +168,7 @@ class ThemeManager(QObject):
     def __init__(self, app: QApplication) -> None:
         super().__init__(app)
         self._app = app
-        self._theme = "system"
+        self._theme: str | None = None  # none applied yet
         self._font_size = 11
         self._following = False
         self.current = "light"
@@ -185,6 +185,11 @@ class ThemeManager(QObject):
         self._app.setFont(ui_font(font_size))
         self._app.setStyleSheet(stylesheet_for(colors))
         return self.current
+
+    @property
+    def applied(self) -> tuple[str | None, int]:
+        """The theme and font size last applied."""
+        return self._theme, self._font_size
 
     def follow_system(self) -> None:
         """Ask the OS for its colour scheme now (fixing a quick guess) and on every change."""
@@ -215,7 +220,8 @@ def apply_theme(
             from bubble_desktop.ui.resources import app_icon
 
             app.setWindowIcon(app_icon())
-    manager.apply(theme, font_size, quick=quick)
+    if quick or (theme, font_size) != manager.applied:
+        manager.apply(theme, font_size, quick=quick)
     if not quick:
-        manager.follow_system()
+        manager.follow_system()  # re-applies only if the OS disagrees with the look shown
     return manager

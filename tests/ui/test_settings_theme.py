@@ -66,3 +66,20 @@ def test_quick_system_guess_is_corrected_by_the_os_answer(qapp):
         assert resolve_theme("light", system_dark=True) == "light"
     finally:
         apply_theme(qapp, "light", 11)
+
+
+def test_same_look_again_is_not_reapplied(qapp):
+    """`bubble` applies the theme for the first frame and again once settings are validated: the
+    second call, with the same theme and size, only checks the OS scheme (no restyle of the app)."""
+    try:
+        manager = apply_theme(qapp, "dark", 12)
+        assert manager.applied == ("dark", 12)
+        marker = QPalette(qapp.palette())
+        marker.setColor(QPalette.ColorRole.ToolTipBase, "#123456")
+        qapp.setPalette(marker)
+        apply_theme(qapp, "dark", 12)
+        assert qapp.palette().color(QPalette.ColorRole.ToolTipBase).name() == "#123456"
+        apply_theme(qapp, "dark", 13)  # a change is applied
+        assert qapp.palette().color(QPalette.ColorRole.ToolTipBase).name() != "#123456"
+    finally:
+        apply_theme(qapp, "light", 11)
