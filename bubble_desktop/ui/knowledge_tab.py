@@ -114,6 +114,7 @@ class KnowledgeTab(QWidget):
         self.controller = KnowledgeController(service, self)
         self._bases: list[Any] = []
         self._current: str | None = None
+        self._listed_base: str | None = None  # the base whose documents the table shows
         self._failures: list[tuple[str, str]] = []
         self._ingest_started_at = 0.0
         self._ingest_name = ""
@@ -445,7 +446,7 @@ class KnowledgeTab(QWidget):
     def _set_documents_keeping_view(self, name: str, documents: list[Any]) -> None:
         """Refresh the table (about once a second while indexing) without losing the user's place:
         the selected documents stay selected and the scroll position stays where it was."""
-        same_base = getattr(self, "_listed_base", None) == name
+        same_base = self._listed_base == name
         self._listed_base = name
         selection = self.table.selectionModel()
         selected = {self.model.document(i.row()).path for i in selection.selectedRows()} if same_base else set()

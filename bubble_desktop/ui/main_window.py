@@ -699,8 +699,8 @@ def _source_views(sources: Any) -> tuple[SourceView, ...]:
 
 
 class StartingView(QWidget):
-    """What the window shows for the moment between appearing and being built: the sidebar's
-    and the chat's places, and the app's name (the parts are built right after the first paint)."""
+    """What the window shows between appearing and being built: the themed background and a muted
+    "Starting O.Bubble…"; ``painted`` fires after its first paint, when app.main builds the parts."""
 
     painted = Signal()
 
