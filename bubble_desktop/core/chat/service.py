@@ -355,17 +355,9 @@ class ChatService:
         web: bool | None = None,
     ) -> Answer:
         """Answer the last question again; the previous answer is replaced."""
-        conversation = self.store.get_conversation(conversation_id)
         question = self.store.last_user_message(conversation_id)
         self.store.delete_after(question)
-        return self._resend(
-            model,
-            question,
-            settings,
-            cancel,
-            conversation.kb_names if kb_names is None else kb_names,
-            conversation.web if web is None else web,
-        )
+        return self._resend(model, question, settings, cancel, kb_names, web)
 
     def edit_and_resend(
         self,
@@ -381,15 +373,7 @@ class ChatService:
         if not new_text.strip():
             raise ConversationError("The edited message is empty.", "Type a question first.")
         edited = self.store.edit_message(message_id, new_text.strip())
-        conversation = self.store.get_conversation(edited.conversation_id)
-        return self._resend(
-            model,
-            edited,
-            settings,
-            cancel,
-            conversation.kb_names if kb_names is None else kb_names,
-            conversation.web if web is None else web,
-        )
+        return self._resend(model, edited, settings, cancel, kb_names, web)
 
     def _resend(
         self,
@@ -397,9 +381,12 @@ class ChatService:
         question: StoredMessage,
         settings: Settings,
         cancel: threading.Event | None,
-        kb_names: Sequence[str],
-        web: bool,
+        kb_names: Sequence[str] | None,
+        web: bool | None,
     ) -> Answer:
+        """Answer ``question`` again with the history before it; the knowledge bases and web
+        switch default to the conversation's."""
+        conversation = self.store.get_conversation(question.conversation_id)
         earlier = [m for m in self.store.messages(question.conversation_id) if m.seq < question.seq]
         return self._answer(
             model,
@@ -408,8 +395,8 @@ class ChatService:
             question.text,
             self._history(earlier),
             settings,
-            kb_names,
-            web,
+            conversation.kb_names if kb_names is None else kb_names,
+            conversation.web if web is None else web,
             cancel,
         )
 
