@@ -1,8 +1,7 @@
 """bubble-cli ask: stream an answer from a local model to stdout.
 
-Shaped so that more context sources slot in: ``build_messages`` makes the message list (knowledge
-base and web results can be added there), ``print_answer`` streams or prints JSON. Nothing heavy is
-imported at parse time.
+The question goes through ``ChatService`` (knowledge bases, web, saved conversation);
+``print_context_answer`` streams it or prints JSON. Nothing heavy is imported at parse time.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bubble_desktop.core.llm.base import ChatMessage, ChatModel, Generation
+    from bubble_desktop.core.llm.base import ChatModel
     from bubble_desktop.core.settings import SamplingSettings, Settings
 
 
@@ -97,46 +96,9 @@ def load_for_args(args: argparse.Namespace, settings: Settings) -> ChatModel:
     return load_model(request)
 
 
-def build_messages(args: argparse.Namespace, model: ChatModel, sampling: SamplingSettings) -> list[ChatMessage]:
-    """System prompt + question, fitted to the context window with room for the answer."""
-    from bubble_desktop.core.llm.history import fit_messages
-
-    fitted = fit_messages(model, sampling.system_prompt, [], args.question, sampling.max_new_tokens)
-    return list(fitted.messages)
-
-
-def print_answer(generation: Generation, as_json: bool) -> int:
-    """Stream chunks to stdout (flushed per chunk), or print one JSON object at the end."""
-    out = sys.stdout
-    for chunk in generation:
-        if not as_json:
-            out.write(chunk)
-            out.flush()
-    stats = generation.stats
-    assert stats is not None
-    if as_json:
-        result: dict[str, Any] = {
-            "answer": generation.text,
-            "prompt_tokens": stats.prompt_tokens,
-            "completion_tokens": stats.completion_tokens,
-            "ttft_s": stats.ttft_s,
-            "tokens_per_s": stats.tokens_per_s,
-            "finish_reason": stats.finish_reason,
-        }
-        if stats.error:
-            result["error"] = stats.error
-        out.write(json.dumps(result, ensure_ascii=False) + "\n")
-    else:
-        out.write("\n")
-    out.flush()
-    if stats.finish_reason == "error":
-        print(f"error: {stats.error}", file=sys.stderr)
-        return 1
-    return 0
-
-
 def print_context_answer(answer: Any, as_json: bool) -> int:
-    """Like print_answer, for a ChatService answer: adds sources, notices and the conversation id."""
+    """Stream a ChatService answer to stdout (flushed per chunk) with its sources, or print one JSON
+    object at the end (answer, stats, sources, notices, conversation and message ids)."""
     out = sys.stdout
     if not as_json:
         for notice in answer.notices:
