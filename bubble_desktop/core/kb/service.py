@@ -245,6 +245,15 @@ class KnowledgeService:
             )
         return self._bases[kb_id]
 
+    def _drop_store(self, base: _Base) -> None:
+        """Delete the base's vectors (the store and its files); the version bump makes an index
+        build still running on a copy discard its result."""
+        store = self._store(base)
+        base.version += 1
+        if store is not None:
+            store.drop()
+        base.store = None
+
     def _store(self, base: _Base, dim: int | None = None) -> VectorStore | None:
         """The base's store, opened on first use; created with ``dim`` when it doesn't exist yet."""
         if base.store is not None:
@@ -343,11 +352,7 @@ class KnowledgeService:
     def delete_base(self, name: str) -> None:
         def run() -> None:
             base = self._base(name)
-            store = self._store(base)
-            base.version += 1
-            if store is not None:
-                store.drop()
-            base.store = None
+            self._drop_store(base)
             base.catalog.close()
             del self._bases[base.kb_id]
             shutil.rmtree(base.folder, ignore_errors=True)
@@ -398,11 +403,7 @@ class KnowledgeService:
         def reset() -> list[str]:
             base = self._base(name)
             paths = [d.path for d in base.catalog.documents()]
-            store = self._store(base)
-            base.version += 1
-            if store is not None:
-                store.drop()
-            base.store = None
+            self._drop_store(base)
             base.catalog.clear()
             base.catalog.set(dim=None, embedding_model=model_identity(self._settings.embedding_model))
             return paths
