@@ -83,8 +83,7 @@ class KnowledgeWorker(QObject):
                     self._service.create_base(name)
             if job.op == "remove_documents":
                 name, paths = job.args
-                for path in paths:
-                    self._service.remove_document(name, path)
+                self._service.remove_documents(name, paths)  # one step: a kill cannot split it
                 value = None
             else:
                 value = getattr(self._service, job.op)(*job.args, **kwargs)

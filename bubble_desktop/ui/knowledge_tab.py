@@ -115,6 +115,7 @@ class KnowledgeTab(QWidget):
         self._bases: list[Any] = []
         self._current: str | None = None
         self._listed_base: str | None = None  # the base whose documents the table shows
+        self._reindex_running = False  # the running ingestion is a re-index (another cancel message)
         self._failures: list[tuple[str, str]] = []
         self._ingest_started_at = 0.0
         self._ingest_name = ""
@@ -347,6 +348,7 @@ class KnowledgeTab(QWidget):
             return
         name = self._current or DEFAULT_BASE
         self._current = name
+        self._reindex_running = False
         self.controller.add_paths(name, paths)
 
     def search(self, query: str) -> None:
@@ -511,8 +513,11 @@ class KnowledgeTab(QWidget):
                 ("%4", report.chunks_added), ("%5", f"{secs:.1f}"),
             ):
                 summary = summary.replace(key, str(value))
-            if report.cancelled:
+            if report.cancelled and self._reindex_running:
+                summary = self.tr("Re-index cancelled — the current index is unchanged.") + " " + summary
+            elif report.cancelled:
                 summary = self.tr("Cancelled — what was indexed so far is kept.") + " " + summary
+            self._reindex_running = False
             self.result_label.setText(summary)
             self._set_failures([(f.path, f.reason) for f in report.failed])
         self.controller.refresh_bases()
@@ -628,8 +633,27 @@ class KnowledgeTab(QWidget):
 
     @Slot()
     def _on_reindex_clicked(self) -> None:
-        if self._current:
-            self.controller.reindex(self._current)
+        self.reindex_current(confirm=True)
+
+    def reindex_current(self, confirm: bool = True) -> None:
+        """Rebuild the current base's index (beside the old one: nothing is lost if it is cancelled)."""
+        name = self._current
+        if not name:
+            return
+        if confirm:
+            answer = QMessageBox.question(
+                self,
+                self.tr("Re-index knowledge base"),
+                self.tr(
+                    "Read and embed every document of “%1” again? This can take a while. Search keeps "
+                    "answering from the current index until the new one is complete; if you cancel, "
+                    "the current index stays as it is."
+                ).replace("%1", name),
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self._reindex_running = True
+        self.controller.reindex(name)
 
     @Slot()
     def _on_cancel_clicked(self) -> None:

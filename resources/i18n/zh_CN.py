@@ -228,6 +228,9 @@ TRANSLATIONS: dict[str, str] = {
     "%1 h %2 min": "%1 小时 %2 分",
     "%1 indexed, %2 unchanged, %3 failed, %4 chunks added in %5 s.":
         "已索引 %1 个，未变化 %2 个，失败 %3 个，用时 %5 秒新增 %4 个片段。",
+    "Re-index knowledge base": "重建知识库索引",
+    "Read and embed every document of “%1” again? This can take a while. Search keeps answering from the current index until the new one is complete; if you cancel, the current index stays as it is.": "要重新读取并嵌入“%1”中的所有文档吗？这可能需要一些时间。新索引完成之前，搜索仍使用当前索引；如果取消，当前索引保持不变。",
+    "Re-index cancelled — the current index is unchanged.": "已取消重建索引——当前索引保持不变。",
     "Cancelled — what was indexed so far is kept.": "已取消——已索引的内容会保留。",
     "Nothing found for “%1”.": "没有找到与“%1”相关的内容。",
     "Top %1 passages for “%2”:": "与“%2”最相关的 %1 个段落：",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from bubble_desktop.core.kb.service import KnowledgeService
 from bubble_desktop.core.paths import Paths
@@ -55,7 +55,7 @@ def drop(widget, paths: list[Path]) -> None:
     QApplication.sendEvent(widget, QDropEvent(pos, Qt.DropAction.CopyAction, mime, buttons, mods))
 
 
-def test_drop_files_and_folder_indexes_them_and_lists_failures(qtbot, tab, tmp_path):
+def test_drop_files_and_folder_indexes_them_and_lists_failures(qtbot, tab, tmp_path, monkeypatch):
     docs = tmp_path / "docs"
     (docs / "sub").mkdir(parents=True)
     (docs / "paris.txt").write_text("Paris is the capital of France. It lies on the Seine.\n", encoding="utf-8")
@@ -93,10 +93,18 @@ def test_drop_files_and_folder_indexes_them_and_lists_failures(qtbot, tab, tmp_p
         lambda: all(not d.path.endswith("paris.txt") for d in tab.model.documents()), timeout=TIMEOUT
     )
 
-    # re-index rebuilds the remaining documents
+    # re-index rebuilds the remaining documents, after asking first
     assert tab.reindex_button.isEnabled()
+    asked: list[str] = []
+
+    def question(parent, title, text, *args):  # noqa: ANN001, ANN002
+        asked.append(text)
+        return QMessageBox.StandardButton.Yes
+
+    monkeypatch.setattr(QMessageBox, "question", question)
     with qtbot.waitSignal(tab.controller.ingest_finished, timeout=TIMEOUT):
         tab.reindex_button.click()
+    assert len(asked) == 1 and "cancel" in asked[0]
     assert tab._last_report is not None, tab.error_label.text()
     assert {Path(p).name for p in tab._last_report.indexed} >= {"rivers.md", "beijing.txt"}
     qtbot.waitUntil(lambda: all(d.status == "indexed" for d in tab.model.documents() if d.path.endswith(".md")),

@@ -10,10 +10,8 @@ Query embedding happens on the caller's thread, outside the owner thread.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import queue
 import re
 import shutil
 import threading
@@ -21,30 +19,31 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bubble_desktop.core.errors import EmbeddingMismatchError, KnowledgeBaseError, ParseError, UserFacingError
-from bubble_desktop.core.kb.catalog import INDEXED, Catalog
-from bubble_desktop.core.kb.chunking import chunk_segments
-from bubble_desktop.core.kb.embedder import Embedder, SentenceTransformerEmbedder, model_identity
-from bubble_desktop.core.kb.parsers import detect_type, iter_files, parse_file
+from bubble_desktop.core.errors import EmbeddingMismatchError, KnowledgeBaseError, StoreLockedError
+from bubble_desktop.core.kb.catalog import INDEXED, Catalog, doc_id_for
+from bubble_desktop.core.kb.embedder import (
+    DEFAULT_MODEL_NAME,
+    Embedder,
+    SentenceTransformerEmbedder,
+    model_identity,
+)
+from bubble_desktop.core.kb.ingest import DocState, Ingestion
+from bubble_desktop.core.kb.parsers import detect_type
 from bubble_desktop.core.kb.store import (
     EdgeStore,
     ServerStore,
     StoredPoint,
     VectorStore,
-    point_id,
     recover_shard_folder,
-    sparse_document,
     sparse_query,
     start_optimizer,
 )
 from bubble_desktop.core.kb.types import (
-    Chunk,
     DocumentInfo,
-    FailedFile,
     Hit,
     IngestProgress,
     IngestReport,
@@ -62,14 +61,9 @@ OPTIMIZE_MIN_UNINDEXED = 20_000
 # Points written to an Edge shard's appendable segment before it is rotated into an immutable,
 # memory-mapped one (EdgeStore.rotate): bounds the ingestion's heap to ~1 KB x this.
 ROTATE_POINTS = 25_000
-QUEUE_FILES = 4
+REINDEX_DIR = "reindex"  # beside the shard: the index a re-index builds until it is swapped in
 MAX_NAME = 100
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def doc_id_for(path: str | os.PathLike[str]) -> str:
-    """Stable id of a source file: a hash of its absolute path."""
-    return hashlib.sha1(os.path.abspath(os.fspath(path)).encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
@@ -90,6 +84,7 @@ class _Base:
     store: VectorStore | None = None
     version: int = 0  # bumped on every store write; an optimized copy of an older version is dropped
     unrotated: int = 0  # points upserted since the store was opened or last rotated
+    recovered: bool = False  # _recover ran (once per process)
 
     @property
     def name(self) -> str:
@@ -99,29 +94,6 @@ class _Base:
     def dim(self) -> int | None:
         d = self.catalog.get("dim")
         return int(d) if d else None
-
-
-@dataclass
-class _DocState:
-    doc_id: str
-    path: str
-    content_hash: str
-    total: int
-    written: int = 0
-
-
-@dataclass
-class _IngestState:
-    files_total: int
-    bytes_total: int
-    started: float = field(default_factory=time.monotonic)
-    files_done: int = 0
-    bytes_done: int = 0
-    chunks_done: int = 0
-    indexed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    failed: list[FailedFile] = field(default_factory=list)
-    current: str = ""
 
 
 class KnowledgeService:
@@ -141,6 +113,8 @@ class KnowledgeService:
         self.batch_chunks = BATCH_CHUNKS  # chunks embedded and written per batch (cancel/search granularity)
         self.rotate_points = ROTATE_POINTS
         self.last_search_stats: SearchStats | None = None
+        self._reindexing: set[str] = set()  # kb_ids with a re-index running (search uses their old model)
+        self._old_embedders: dict[str, Embedder] = {}
 
     # ------------------------------------------------------------------------------ plumbing
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -159,6 +133,16 @@ class KnowledgeService:
                     self._settings.embedding_model, self._settings.embed_threads
                 )
             return self._embedder
+
+    def _old_embedder(self, identity: str) -> Embedder:
+        """The embedder of a base being re-indexed for another model (dropped when the re-index ends)."""
+        with self._embedder_lock:
+            embedder = self._old_embedders.get(identity)
+            if embedder is None:
+                setting = "" if identity == DEFAULT_MODEL_NAME else identity
+                embedder = SentenceTransformerEmbedder(setting, self._settings.embed_threads)
+                self._old_embedders[identity] = embedder
+            return embedder
 
     @property
     def settings(self) -> KnowledgeSettings:
@@ -243,7 +227,9 @@ class KnowledgeService:
                 f"There is no knowledge base called '{name}'.",
                 "Create it first (bubble-cli kb create NAME), or check the name with `kb list`.",
             )
-        return self._bases[kb_id]
+        base = self._bases[kb_id]
+        self._recover(base)
+        return base
 
     def _drop_store(self, base: _Base) -> None:
         """Delete the base's vectors (the store and its files); the version bump makes an index
@@ -353,6 +339,7 @@ class KnowledgeService:
         def run() -> None:
             base = self._base(name)
             self._drop_store(base)
+            self._close_staging(base)
             base.catalog.close()
             del self._bases[base.kb_id]
             shutil.rmtree(base.folder, ignore_errors=True)
@@ -360,6 +347,7 @@ class KnowledgeService:
         self._call(run)
 
     def documents(self, name: str) -> list[DocumentInfo]:
+        """The base's documents; during a re-index, still those of the index that answers searches."""
         return self._call(lambda: self._base(name).catalog.documents())
 
     def info(self, name: str) -> KnowledgeBaseInfo:
@@ -367,30 +355,45 @@ class KnowledgeService:
 
     def remove_document(self, name: str, path: str | os.PathLike[str]) -> None:
         """Remove a document (or every document under a folder) from the knowledge base."""
-        target = os.path.abspath(os.fspath(path))
+        self.remove_documents(name, [path])
+
+    def remove_documents(self, name: str, paths: Sequence[str | os.PathLike[str]]) -> None:
+        """Remove documents (or every document under folders) in one step that a kill cannot split:
+        the rows are marked first, then their points go, then the rows; a run killed in between is
+        finished when the base is next opened."""
 
         def run() -> None:
             base = self._base(name)
-            docs = [
-                d
-                for d in base.catalog.documents()
-                if d.path == target
-                or d.path.startswith(target.rstrip(os.sep) + os.sep)
-                or d.doc_id == os.fspath(path)
-            ]
-            if not docs:
-                raise KnowledgeBaseError(
-                    f"'{path}' is not in knowledge base '{name}'.",
-                    "See its documents with `bubble-cli kb docs NAME`.",
-                )
-            store = self._store(base)
-            base.version += 1
-            for d in docs:
-                if store is not None:
-                    store.delete_document(d.doc_id)
-            base.catalog.remove([d.doc_id for d in docs])
+            docs = base.catalog.documents()
+            chosen: dict[str, DocumentInfo] = {}
+            for path in paths:
+                target = os.path.abspath(os.fspath(path))
+                found = [
+                    d
+                    for d in docs
+                    if d.path == target
+                    or d.path.startswith(target.rstrip(os.sep) + os.sep)
+                    or d.doc_id == os.fspath(path)
+                ]
+                if not found:
+                    raise KnowledgeBaseError(
+                        f"'{path}' is not in knowledge base '{name}'.",
+                        "See its documents with `bubble-cli kb docs NAME`.",
+                    )
+                chosen.update((d.doc_id, d) for d in found)
+            ids = list(chosen)
+            base.catalog.mark_removing(ids)
+            self._finish_removal(base, ids)
 
         self._call(run)
+
+    def _finish_removal(self, base: _Base, doc_ids: list[str]) -> None:
+        store = self._store(base)
+        base.version += 1
+        if store is not None:
+            for doc_id in doc_ids:
+                store.delete_document(doc_id)
+        base.catalog.remove(doc_ids)
 
     def reindex(
         self,
@@ -398,18 +401,188 @@ class KnowledgeService:
         progress: Callable[[IngestProgress], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> IngestReport:
-        """Rebuild the index from the source files with the current embedding model."""
+        """Rebuild the index from the source files with the current embedding model.
 
-        def reset() -> list[str]:
+        The new index is built beside the old one (``<base>/reindex``: its own catalog and shard) and
+        swapped in only when it is complete. Until then search answers from the old index (with the
+        old embedding model, if the model was switched). Cancelled or killed, the old index stays as it
+        was, and the next re-index resumes the half-built one. A document that cannot be read again
+        (moved, unreadable) keeps its old chunks when the model is unchanged.
+        """
+
+        def prepare() -> tuple[_Base, _Base, list[str]]:
             base = self._base(name)
-            paths = [d.path for d in base.catalog.documents()]
-            self._drop_store(base)
-            base.catalog.clear()
-            base.catalog.set(dim=None, embedding_model=model_identity(self._settings.embedding_model))
-            return paths
+            staging = self._open_staging(base)
+            self._reindexing.add(base.kb_id)
+            return base, staging, [d.path for d in base.catalog.documents()]
 
-        paths = self._call(reset)
-        return self.add_paths(name, paths, progress, cancel)
+        base, staging, paths = self._call(prepare)
+        try:
+            report = self._ingest(staging, paths, progress, cancel, optimize=False)
+            if not report.cancelled and not self._closed:
+                self._call(self._finish_reindex, base, staging, report)
+        finally:
+            self._reindexing.discard(base.kb_id)
+            with self._embedder_lock:
+                self._old_embedders.clear()
+            if not self._closed:
+                self._call(self._close_staging, base)
+        return report
+
+    def _staging_folder(self, base: _Base) -> Path:
+        return base.folder / REINDEX_DIR
+
+    def _open_staging(self, base: _Base) -> _Base:
+        """Owner thread: the half-built index of a re-index (resumed), or a new one."""
+        folder = self._staging_folder(base)
+        identity = model_identity(self._settings.embedding_model)
+        key = f"{base.kb_id}.{REINDEX_DIR}"
+        staging = self._bases.get(key)
+        if staging is None and (folder / "catalog.sqlite3").is_file():
+            staging = _Base(key, folder, Catalog(folder / "catalog.sqlite3"))
+            if staging.catalog.get("embedding_model") != identity or staging.catalog.get("complete"):
+                self._close_base(staging)  # built for another model: start over
+                shutil.rmtree(folder, ignore_errors=True)
+                staging = None
+            else:
+                self._bases[key] = staging
+                self._recover(staging)
+        if staging is None:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            staging = _Base(key, folder, Catalog(folder / "catalog.sqlite3"))
+            token = uuid.uuid4().hex[:12]
+            staging.catalog.set(
+                name=base.name,
+                created=repr(time.time()),
+                embedding_model=identity,
+                backend=base.catalog.get("backend") or "edge",
+                collection=f"bubble_{base.kb_id}_{token}",
+                token=token,
+            )
+            self._bases[key] = staging
+        return staging
+
+    def _close_staging(self, base: _Base) -> None:
+        staging = self._bases.pop(f"{base.kb_id}.{REINDEX_DIR}", None)
+        if staging is not None:
+            self._close_base(staging)
+
+    def _finish_reindex(self, base: _Base, staging: _Base, report: IngestReport) -> None:
+        """Owner thread: carry over what could not be re-read, mark the new index complete, swap."""
+        reasons = {f.path: f.reason for f in report.failed}
+        done = staging.catalog.states()
+        same_model = (base.catalog.get("embedding_model") or "") == (
+            staging.catalog.get("embedding_model") or ""
+        )
+        old_store = self._store(base)
+        for row in base.catalog.rows():
+            doc_id, path, type_, _hash, _chunks, size, _added, status, _error = row
+            if done.get(str(path), (None, ""))[1] == INDEXED:
+                continue
+            if status == INDEXED and same_model and old_store is not None:
+                points = old_store.export_document(str(doc_id))
+                if points:
+                    new_store = self._store(staging, len(points[0].dense))
+                    assert new_store is not None
+                    new_store.upsert(points)
+                staging.catalog.put_rows([row])
+                log.warning(
+                    "re-index kept the old chunks of %s (%s)", path, reasons.get(str(path), "not re-read")
+                )
+            else:
+                reason = reasons.get(str(path)) or "the file could not be read again"
+                staging.catalog.fail(str(doc_id), str(path), str(type_), int(str(size)), reason)
+        if staging.store is not None:
+            staging.store.flush()
+        staging.catalog.set(complete="1", has_shard="1" if staging.dim is not None else "0")
+        self._bases.pop(staging.kb_id, None)
+        self._close_base(staging)
+        self._apply_swap(base)
+        self._store(base)
+        self._start_optimizer(base, False)
+
+    def _apply_swap(self, base: _Base) -> None:
+        """Owner thread: make a complete re-index the base's index. Idempotent: a run killed at any
+        step is finished by running this again (from :meth:`_recover`)."""
+        folder = self._staging_folder(base)
+        staged = Catalog(folder / "catalog.sqlite3")
+        try:
+            token = staged.get("token") or ""
+            if base.store is not None:
+                base.store.close()
+                base.store = None
+            base.version += 1  # an index build of the old shard still running is discarded
+            backend = base.catalog.get("backend") or "edge"
+            old_collection = base.catalog.get("collection") or f"bubble_{base.kb_id}"
+            if base.catalog.get("reindex_applied") != token:
+                shard, old, new = base.folder / "shard", base.folder / "shard.old", folder / "shard"
+                if backend == "edge" and (new.exists() or staged.get("has_shard") != "1"):
+                    if shard.exists():
+                        shutil.rmtree(old, ignore_errors=True)
+                        shard.rename(old)
+                    if new.exists():
+                        new.rename(shard)
+                base.catalog.replace_all(
+                    staged.rows(),
+                    dim=staged.get("dim"),
+                    embedding_model=staged.get("embedding_model"),
+                    collection=staged.get("collection") if backend != "edge" else old_collection,
+                    reindex_applied=token,
+                )
+                if backend != "edge" and base.dim is not None:
+                    try:  # the old collection on the server; best effort
+                        ServerStore.connect(
+                            backend, self._settings.qdrant_api_key, old_collection, base.dim
+                        ).drop()
+                    except Exception:  # noqa: BLE001 - an orphaned collection is only wasted space
+                        log.warning("could not drop the old collection %s", old_collection, exc_info=True)
+        finally:
+            staged.close()
+        shutil.rmtree(base.folder / "shard.old", ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def _recover(self, base: _Base) -> None:
+        """Owner thread, once per base and process: repair what a killed run left behind.
+
+        Half-written document versions are removed (an older complete version stays), removals are
+        finished, and a complete re-index that was not yet swapped in is swapped in. Skipped while
+        another process holds the store (its run is not over).
+        """
+        if base.recovered:
+            return
+        staged = self._staging_folder(base) / "catalog.sqlite3"
+        complete = False
+        if staged.is_file() and not base.kb_id.endswith(REINDEX_DIR):
+            cat = Catalog(staged)
+            complete = bool(cat.get("complete"))
+            cat.close()
+        writing, removing = base.catalog.writing(), base.catalog.removing()
+        if not (writing or removing or complete):
+            base.recovered = True
+            return
+        try:
+            store = self._store(base)
+        except StoreLockedError:
+            return
+        for doc_id, content_hash in writing:
+            state = base.catalog.status_hash(doc_id)
+            if state is not None and state == (INDEXED, content_hash):  # complete; the old version may linger
+                if store is not None:
+                    store.delete_document(doc_id, keep_hash=content_hash)
+            else:
+                if store is not None:
+                    store.delete_document(doc_id, only_hash=content_hash)
+                if state is not None and state[0] != INDEXED:
+                    base.catalog.remove([doc_id])
+            base.catalog.end_writing(doc_id)
+        if removing:
+            self._finish_removal(base, removing)
+        if complete:
+            self._apply_swap(base)
+        base.version += 1
+        base.recovered = True
+        log.info("repaired knowledge base %s after an interrupted run", base.name)
 
     # ------------------------------------------------------------------------- ingestion
     def add_paths(
@@ -422,216 +595,51 @@ class KnowledgeService:
         """Index files and folders; unchanged files are skipped, changed ones replaced.
 
         Each bad file is reported with its reason and the rest carries on. With ``cancel`` set, the
-        run stops between batches; documents left half-written are removed from the store again.
+        run stops between batches; what it had not finished is undone, and a changed document that
+        was not finished keeps its previous version. See core/kb/ingest.py for the pipeline.
         """
-        cancel = cancel or threading.Event()
+        return self._ingest(self._call(self._base, name), paths, progress, cancel)
 
-        def prepare() -> tuple[_Base, dict[str, tuple[str | None, str]]]:
-            base = self._base(name)
+    def _ingest(
+        self,
+        base: _Base,
+        paths: Sequence[Path | str],
+        progress: Callable[[IngestProgress], None] | None,
+        cancel: threading.Event | None,
+        optimize: bool = True,
+    ) -> IngestReport:
+        def prepare() -> None:
             if base.dim is not None:
                 self._check_model(base)
             else:  # empty base: it takes the current model
                 base.catalog.set(embedding_model=model_identity(self._settings.embedding_model))
-            return base, base.catalog.states()
 
-        base, known = self._call(prepare)
-        files = list(iter_files(paths))
-        sizes = []
-        for f in files:
-            try:
-                sizes.append(f.stat().st_size)
-            except OSError:
-                sizes.append(0)
-        state = _IngestState(files_total=len(files), bytes_total=sum(sizes))
-        size_of = dict(zip(map(str, files), sizes, strict=True))
-        settings = self._settings
-        work: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=QUEUE_FILES)
-        stop = threading.Event()
-
-        def put(item: tuple[str, Any] | None) -> bool:
-            while not stop.is_set():
-                try:
-                    work.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def produce() -> None:
-            try:
-                for f in files:
-                    if stop.is_set():
-                        break
-                    key = str(f)
-                    try:
-                        doc = parse_file(f)
-                        prev = known.get(key)
-                        if prev and prev[1] == INDEXED and prev[0] == doc.content_hash:
-                            item: tuple[str, Any] = ("unchanged", key)
-                        else:
-                            chunks = chunk_segments(doc.segments, settings.chunk_size, settings.chunk_overlap)
-                            if not chunks:
-                                raise ParseError("no text found in the file")
-                            item = ("doc", (doc, chunks))
-                    except UserFacingError as exc:
-                        item = ("failed", (key, exc.message))
-                    except MemoryError:
-                        item = ("failed", (key, "not enough memory to read this file"))
-                    except Exception as exc:  # noqa: BLE001 - one odd file must never stop the batch
-                        log.exception("unexpected error parsing %s", key)
-                        item = ("failed", (key, f"could not be read ({type(exc).__name__}: {exc})"))
-                    if not put(item):
-                        break
-            finally:
-                put(None)
-
-        producer = threading.Thread(target=produce, name="bubble-kb-parse", daemon=True)
-        producer.start()
-
-        docs: dict[str, _DocState] = {}
-        batch: list[tuple[_DocState, int, Chunk, str, str]] = []  # doc, index, chunk, path, type
-        pending: Future[None] | None = None
-        cancelled = False
-
-        def report() -> None:
-            if progress is None:
-                return
-            elapsed = max(time.monotonic() - state.started, 1e-6)
-            rate = state.chunks_done / elapsed
-            eta = None
-            if state.bytes_done > 0:
-                eta = max(0.0, (state.bytes_total - state.bytes_done) * elapsed / state.bytes_done)
-            progress(
-                IngestProgress(
-                    state.files_done, state.files_total, state.chunks_done, state.current, rate, eta
-                )
-            )
-
-        def file_done(path: str) -> None:
-            state.files_done += 1
-            state.bytes_done += size_of.get(path, 0)
-
-        def write_batch() -> None:
-            nonlocal pending, batch
-            if not batch:
-                return
-            items, batch = batch, []
-            texts = [c.text for _, _, c, _, _ in items]
-            vectors = self.embedder.embed(texts)
-            sparse = [sparse_document(t) for t in texts]
-            points = [
-                StoredPoint(
-                    point_id(d.doc_id, i),
-                    vectors[n],
-                    sparse[n],
-                    {
-                        "doc_id": d.doc_id,
-                        "path": path,
-                        "type": type_,
-                        "chunk": i,
-                        "text": c.text,
-                        "position": c.position,
-                        "heading": c.heading,
-                        "title": c.title,
-                    },
-                )
-                for n, (d, i, c, path, type_) in enumerate(items)
-            ]
-            counts: dict[str, int] = {}
-            for d, _, _, _, _ in items:
-                counts[d.doc_id] = counts.get(d.doc_id, 0) + 1
-            finished = []
-            for d_id, n in counts.items():
-                d = docs[d_id]
-                d.written += n
-                if d.written >= d.total:
-                    finished.append(d)
-            if pending is not None:
-                pending.result()
-            dim = int(vectors.shape[1])
-            pending = self._submit(self._write, base, dim, points, finished)
-            state.chunks_done += len(points)
-            for d in finished:
-                state.indexed.append(d.path)
-                file_done(d.path)
-
-        try:
-            while True:
-                item = work.get()
-                if item is None:
-                    break
-                kind, payload = item
-                if kind == "unchanged":
-                    state.unchanged.append(payload)
-                    file_done(payload)
-                    report()
-                elif kind == "failed":
-                    path, reason = payload
-                    state.failed.append(FailedFile(path, reason))
-                    self._call(self._record_failure, base, path, reason, size_of.get(path, 0), path in known)
-                    file_done(path)
-                    report()
-                else:
-                    doc, chunks = payload
-                    state.current = doc.path
-                    d = _DocState(doc_id_for(doc.path), doc.path, doc.content_hash, len(chunks))
-                    docs[d.doc_id] = d
-                    self._call(self._begin_doc, base, doc.path, d.doc_id, doc.type, doc.size)
-                    for i, c in enumerate(chunks):
-                        batch.append((d, i, c, doc.path, doc.type))
-                        if len(batch) >= self.batch_chunks:
-                            if cancel.is_set():
-                                raise _Cancelled
-                            write_batch()
-                            report()
-                if cancel.is_set():
-                    raise _Cancelled
-            write_batch()
-            if pending is not None:
-                pending.result()
-                pending = None
-            report()
-        except _Cancelled:
-            cancelled = True
-        finally:
-            stop.set()
-            while True:  # unblock and drain the parser thread
-                try:
-                    work.get_nowait()
-                except queue.Empty:
-                    if not producer.is_alive():
-                        break
-                    producer.join(0.05)
-            if pending is not None:
-                try:
-                    pending.result()
-                except Exception:  # noqa: BLE001 - the original error (if any) is what matters
-                    log.exception("batch write failed during cleanup")
-            unfinished = [d for d in docs.values() if d.written < d.total or d.path not in state.indexed]
-            if unfinished and not self._closed:
-                self._call(self._reset_docs, base, [d.doc_id for d in unfinished])
-        if not cancelled:
+        self._call(prepare)
+        report = Ingestion(
+            _BaseTarget(self, base),
+            lambda: self.embedder,
+            self._settings,
+            paths,
+            self.batch_chunks,
+            progress,
+            cancel,
+            closed=lambda: self._closed,
+        ).run()
+        if not report.cancelled:
             self._call(self._flush, base)
-            self._call(self._start_optimizer, base, False)
-        return IngestReport(
-            indexed=tuple(state.indexed),
-            unchanged=tuple(state.unchanged),
-            failed=tuple(state.failed),
-            cancelled=cancelled,
-            chunks_added=state.chunks_done
-            if not cancelled
-            else sum(docs[doc_id_for(p)].total for p in state.indexed),
-        )
+            if optimize:
+                self._call(self._start_optimizer, base, False)
+        return report
 
-    # owner-thread parts of ingestion
-    def _begin_doc(self, base: _Base, path: str, doc_id: str, type_: str, size: int) -> None:
-        store = self._store(base)
-        if store is not None:
-            store.delete_document(doc_id)  # a changed or half-written document: old chunks go
-            base.version += 1
-        base.catalog.begin(doc_id, path, type_, size)
+    # owner-thread parts of ingestion (called through _BaseTarget)
+    def _begin_doc(self, base: _Base, doc: DocState, type_: str, size: int) -> None:
+        base.catalog.start_writing(doc.doc_id, doc.content_hash)
+        state = base.catalog.status_hash(doc.doc_id)
+        if state is None or state[0] != INDEXED:  # new (or failed before): listed as pending meanwhile
+            base.catalog.begin(doc.doc_id, doc.path, type_, size)
+        # an indexed document keeps its row and old chunks until the new version is complete
 
-    def _write(self, base: _Base, dim: int, points: list[StoredPoint], finished: list[_DocState]) -> None:
+    def _write(self, base: _Base, dim: int, points: list[StoredPoint], finished: list[DocState]) -> None:
         store = self._store(base, dim)
         assert store is not None
         store.upsert(points)
@@ -641,8 +649,10 @@ class KnowledgeService:
             if base.unrotated >= self.rotate_points:
                 store.rotate()
                 base.unrotated = 0
-        for d in finished:
+        for d in finished:  # order matters for _recover: the row first, then the old version goes
             base.catalog.finish(d.doc_id, d.content_hash, d.total)
+            store.delete_document(d.doc_id, keep_hash=d.content_hash)
+            base.catalog.end_writing(d.doc_id)
 
     def _record_failure(self, base: _Base, path: str, reason: str, size: int, was_known: bool) -> None:
         doc_id = doc_id_for(path)
@@ -656,13 +666,16 @@ class KnowledgeService:
                 doc_id, path, detect_type(Path(path)) or Path(path).suffix.lstrip(".") or "file", size, reason
             )
 
-    def _reset_docs(self, base: _Base, doc_ids: list[str]) -> None:
+    def _abandon(self, base: _Base, docs: list[DocState]) -> None:
         store = self._store(base)
         base.version += 1
-        for doc_id in doc_ids:
+        for d in docs:
             if store is not None:
-                store.delete_document(doc_id)
-            base.catalog.reset(doc_id)
+                store.delete_document(d.doc_id, only_hash=d.content_hash)
+            state = base.catalog.status_hash(d.doc_id)
+            if state is not None and state[0] != INDEXED:
+                base.catalog.remove([d.doc_id])  # never indexed: as if it had not been added
+            base.catalog.end_writing(d.doc_id)
 
     def _flush(self, base: _Base) -> None:
         if base.store is not None:
@@ -791,14 +804,19 @@ class KnowledgeService:
         if not kb_names or not query.strip():
             return []
 
-        def check() -> list[str]:
+        def check() -> list[tuple[str, str]]:
+            """(name, identity of the model its vectors were made with) of each searchable base."""
             out = []
             for n in kb_names:
                 base = self._base(n)
                 if base.dim is None:
                     continue  # nothing indexed yet
+                recorded = base.catalog.get("embedding_model") or ""
+                if base.kb_id in self._reindexing and recorded != model_identity(settings.embedding_model):
+                    out.append((n, recorded))  # being re-indexed for a new model: the old one answers
+                    continue
                 self._check_model(base)
-                out.append(n)
+                out.append((n, ""))
             return out
 
         usable = self._call(check)
@@ -806,13 +824,20 @@ class KnowledgeService:
             self.last_search_stats = SearchStats(0.0, 0.0)
             return []
         t0 = time.perf_counter()
-        dense = list(query_vector) if query_vector is not None else self.embedder.embed([query])[0]
         sparse = sparse_query(query) if hybrid else None
-        dense_weight = 1.0
-        if hybrid and query_vector is None:
-            coverage = getattr(self.embedder, "coverage", None)
-            if coverage is not None:
-                dense_weight = max(0.01, min(1.0, float(coverage(query)) ** 2))
+        queries: dict[str, tuple[list[float], float]] = {}  # model identity ("" = current) -> vector, weight
+        for identity in dict.fromkeys(i for _, i in usable):
+            embedder = self.embedder if not identity else self._old_embedder(identity)
+            if query_vector is not None and not identity:
+                dense = list(query_vector)
+            else:
+                dense = list(embedder.embed([query])[0])
+            dense_weight = 1.0
+            if hybrid and (query_vector is None or identity):
+                coverage = getattr(embedder, "coverage", None)
+                if coverage is not None:
+                    dense_weight = max(0.01, min(1.0, float(coverage(query)) ** 2))
+            queries[identity] = (dense, dense_weight)
         t1 = time.perf_counter()
         doc_ids = None
         if doc_filter:
@@ -820,11 +845,12 @@ class KnowledgeService:
 
         def run() -> list[Hit]:
             hits: list[Hit] = []
-            for n in usable:
+            for n, identity in usable:
                 base = self._base(n)
                 store = self._store(base)
                 if store is None:
                     continue
+                dense, dense_weight = queries[identity]
                 for h in store.search(dense, sparse, top_k, threshold or None, doc_ids, dense_weight):
                     p = h.payload
                     hits.append(
@@ -847,10 +873,6 @@ class KnowledgeService:
         return hits
 
 
-class _Cancelled(Exception):
-    pass
-
-
 def _check_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > MAX_NAME or _BAD_NAME.search(name):
@@ -859,6 +881,29 @@ def _check_name(name: str) -> str:
             f"Use 1 to {MAX_NAME} characters, without control characters.",
         )
     return name
+
+
+class _BaseTarget:
+    """The owner-thread side of one ingestion into one base (see ingest.IngestTarget)."""
+
+    def __init__(self, service: KnowledgeService, base: _Base) -> None:
+        self._service = service
+        self._base = base
+
+    def known(self) -> dict[str, tuple[str | None, str]]:
+        return self._service._call(self._base.catalog.states)
+
+    def begin(self, doc: DocState, type_: str, size: int) -> None:
+        self._service._call(self._service._begin_doc, self._base, doc, type_, size)
+
+    def write(self, dim: int, points: list[StoredPoint], finished: list[DocState]) -> Future[None]:
+        return self._service._submit(self._service._write, self._base, dim, points, finished)
+
+    def failed(self, path: str, reason: str, size: int, was_known: bool) -> None:
+        self._service._call(self._service._record_failure, self._base, path, reason, size, was_known)
+
+    def abandon(self, docs: list[DocState]) -> None:
+        self._service._call(self._service._abandon, self._base, docs)
 
 
 __all__ = ["KnowledgeService", "SearchStats", "doc_id_for"]

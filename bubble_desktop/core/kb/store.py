@@ -30,9 +30,15 @@ _POINT_NS = uuid.UUID("6f0c4b1e-3d0a-4b8e-9a57-b0bb1e000001")
 _bm25_local = threading.local()
 
 
-def point_id(doc_id: str, chunk_index: int) -> str:
-    """Deterministic point id: the same document chunk always lands on the same point."""
-    return str(uuid.uuid5(_POINT_NS, f"{doc_id}:{chunk_index}"))
+def point_id(doc_id: str, chunk_index: int, content_hash: str = "") -> str:
+    """Deterministic point id of one chunk of one version of a document.
+
+    The version (content hash) is part of the id, so a new version of a document is written beside
+    the old one, which is deleted only once the new one is complete (``keep_hash``). Points
+    written before versions were in the id (no ``content_hash``) keep their old ids.
+    """
+    key = f"{doc_id}:{chunk_index}" if not content_hash else f"{doc_id}@{content_hash}:{chunk_index}"
+    return str(uuid.uuid5(_POINT_NS, key))
 
 
 def _bm25() -> Any:
@@ -74,7 +80,17 @@ class VectorStore(Protocol):
     """What the knowledge service needs from a store; Edge and server implement it."""
 
     def upsert(self, points: Sequence[StoredPoint]) -> None: ...
-    def delete_document(self, doc_id: str) -> None: ...
+    def delete_document(
+        self, doc_id: str, keep_hash: str | None = None, only_hash: str | None = None
+    ) -> None:
+        """Delete a document's points; with ``keep_hash`` all but that version, with ``only_hash``
+        only that version."""
+        ...
+
+    def export_document(self, doc_id: str) -> list[StoredPoint]:
+        """Every point of a document, vectors included (to carry it into a rebuilt index)."""
+        ...
+
     def search(
         self,
         dense: Sequence[float],
@@ -147,14 +163,34 @@ class EdgeStore:
         ]
         self._shard.update(UpdateOperation.upsert_points(pts))
 
-    def delete_document(self, doc_id: str) -> None:
+    def delete_document(
+        self, doc_id: str, keep_hash: str | None = None, only_hash: str | None = None
+    ) -> None:
         from qdrant_edge import FieldCondition, Filter, MatchValue, UpdateOperation
 
+        must: list[Any] = [FieldCondition("doc_id", match=MatchValue(doc_id))]
+        must_not: list[Any] = []
+        if only_hash is not None:
+            must.append(FieldCondition("hash", match=MatchValue(only_hash)))
+        if keep_hash is not None:
+            must_not.append(FieldCondition("hash", match=MatchValue(keep_hash)))
         self._shard.update(
-            UpdateOperation.delete_points_by_filter(
-                Filter(must=[FieldCondition("doc_id", match=MatchValue(doc_id))])
-            )
+            UpdateOperation.delete_points_by_filter(Filter(must=must, must_not=must_not or None))
         )
+
+    def export_document(self, doc_id: str) -> list[StoredPoint]:
+        from qdrant_edge import FieldCondition, Filter, MatchValue, ScrollRequest
+
+        flt = Filter(must=[FieldCondition("doc_id", match=MatchValue(doc_id))])
+        out: list[StoredPoint] = []
+        offset: Any = None
+        while True:
+            records, offset = self._shard.scroll(
+                ScrollRequest(offset=offset, limit=256, filter=flt, with_payload=True, with_vector=True)
+            )
+            out.extend(_stored_point(r.id, r.vector, r.payload) for r in records)
+            if offset is None or not records:
+                return out
 
     def search(
         self,
@@ -330,18 +366,43 @@ class ServerStore:
             wait=True,
         )
 
-    def delete_document(self, doc_id: str) -> None:
+    def delete_document(
+        self, doc_id: str, keep_hash: str | None = None, only_hash: str | None = None
+    ) -> None:
         from qdrant_client import models
 
+        must: list[Any] = [models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))]
+        must_not: list[Any] = []
+        if only_hash is not None:
+            must.append(models.FieldCondition(key="hash", match=models.MatchValue(value=only_hash)))
+        if keep_hash is not None:
+            must_not.append(models.FieldCondition(key="hash", match=models.MatchValue(value=keep_hash)))
         self._client.delete(
             self.collection,
             points_selector=models.FilterSelector(
-                filter=models.Filter(
-                    must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))]
-                )
+                filter=models.Filter(must=must, must_not=must_not or None)
             ),
             wait=True,
         )
+
+    def export_document(self, doc_id: str) -> list[StoredPoint]:
+        from qdrant_client import models
+
+        flt = models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))])
+        out: list[StoredPoint] = []
+        offset: Any = None
+        while True:
+            records, offset = self._client.scroll(
+                self.collection,
+                scroll_filter=flt,
+                limit=256,
+                offset=offset,
+                with_payload=True,
+                with_vectors=True,
+            )
+            out.extend(_stored_point(r.id, r.vector, r.payload) for r in records)
+            if offset is None or not records:
+                return out
 
     def search(
         self,
@@ -415,6 +476,15 @@ class ServerStore:
             self._client.delete_collection(self.collection)
         finally:
             self.close()
+
+
+def _stored_point(id_: Any, vector: Any, payload: Any) -> StoredPoint:
+    """A scrolled record (Edge or qdrant-client) back into the shape :meth:`upsert` takes."""
+    vectors = vector if isinstance(vector, dict) else {DENSE: vector}
+    sparse = vectors.get(SPARSE)
+    indices = list(getattr(sparse, "indices", []) or [])
+    values = list(getattr(sparse, "values", []) or [])
+    return StoredPoint(str(id_), list(vectors.get(DENSE) or []), (indices, values), dict(payload or {}))
 
 
 # ------------------------------------------------------------------------------- optimizing a copy
