@@ -11,7 +11,7 @@ import html
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QSizeF, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import QEvent, QSizeF, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import (
     QDesktopServices,
     QGuiApplication,
@@ -176,6 +176,7 @@ class MessageBody(QTextBrowser):
         self.codes: list[str] = []
         self._streaming: _Streaming | None = None
         self._height = 0
+        self.restyle_when_done: Palette | None = None  # the theme changed while streaming
 
     # ---- content -----------------------------------------------------------------------
     def set_markdown(self, text: str, palette: Palette) -> None:
@@ -293,6 +294,10 @@ class MessageBody(QTextBrowser):
         if cursor.blockCharFormat() != char_format:
             cursor.setBlockCharFormat(char_format)
         st.tail_shown = ""
+
+    @property
+    def is_streaming(self) -> bool:
+        return self._streaming is not None
 
     @property
     def streamed_text(self) -> str:
@@ -442,6 +447,9 @@ class MessageWidget(QFrame):
 
     def end_stream(self) -> None:
         self.body.flush(final=True)
+        if self.body.restyle_when_done is not None and self.role == "assistant":
+            palette, self.body.restyle_when_done = self.body.restyle_when_done, None
+            self.body.set_markdown(self.text, palette)
         self.status.setText("")
         self.copy_button.setEnabled(True)
 
@@ -528,6 +536,24 @@ class ChatView(QScrollArea):
         set_copy_label(self.tr("Copy"))
         self.palette_md = Palette.for_theme(is_dark(self))
         self.setStyleSheet(CHAT_CSS)
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            self.refresh_palette()
+
+    def refresh_palette(self) -> None:
+        """Re-render the answers shown when the theme turns light/dark: their code blocks carry
+        inline colours of the old theme (a light background under near-white text)."""
+        palette = Palette.for_theme(is_dark(self))
+        if palette == self.palette_md:
+            return
+        self.palette_md = palette
+        for m in self.messages:
+            if m.role == "assistant" and not m.body.is_streaming and m.text:
+                m.set_text(m.text, palette)
+            elif m.body.is_streaming:
+                m.body.restyle_when_done = palette
 
     def clear(self) -> None:
         for m in self.messages:
