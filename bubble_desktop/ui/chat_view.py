@@ -11,7 +11,7 @@ import html
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QEvent, QSizeF, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import QEvent, QSizeF, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import (
     QDesktopServices,
     QGuiApplication,
@@ -33,7 +33,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bubble_desktop.ui.markdown_render import Palette, StreamingMarkdown, render_markdown, set_copy_label
+from bubble_desktop.ui.markdown_render import (
+    Palette,
+    StreamingMarkdown,
+    render_markdown,
+    set_copy_label,
+)
+from bubble_desktop.ui.markdown_render import (
+    copy_label as _copy_label,
+)
 
 
 def is_dark(widget: QWidget | None = None) -> bool:
@@ -103,6 +111,8 @@ QLabel#messageStatus, QLabel#messageStats { color: #8a8f98; }
 QLabel#messageError { color: #c62828; }
 QLabel#messageNotice { color: #b26a00; }
 """
+
+COPIED_SHOWN_MS = 1500  # how long a code block's link says "Copied"
 
 _ZWSP = "\u200b"
 _END = QTextCursor.MoveOperation.End
@@ -177,6 +187,7 @@ class MessageBody(QTextBrowser):
         self._streaming: _Streaming | None = None
         self._height = 0
         self.restyle_when_done: Palette | None = None  # the theme changed while streaming
+        self._copied_href = ""  # the code block whose link says "Copied" for a moment
 
     # ---- content -----------------------------------------------------------------------
     def set_markdown(self, text: str, palette: Palette) -> None:
@@ -319,6 +330,44 @@ class MessageBody(QTextBrowser):
         event.ignore()  # let the conversation scroll
 
     # ---- links -------------------------------------------------------------------------
+    def link_text(self, href: str) -> str:
+        """The text shown for the link to ``href`` ("" when there is none)."""
+        found = self._find_link(href)
+        return found[2] if found else ""
+
+    def _find_link(self, href: str) -> tuple[int, int, str] | None:
+        block = self.document().begin()
+        while block.isValid():
+            it = block.begin()
+            while not it.atEnd():
+                fragment = it.fragment()
+                if fragment.isValid() and fragment.charFormat().anchorHref() == href:
+                    return fragment.position(), fragment.length(), fragment.text()
+                it += 1
+            block = block.next()
+        return None
+
+    def _set_link_text(self, href: str, text: str) -> None:
+        """Replace the words of one link (Copy -> Copied), keeping its format."""
+        found = self._find_link(href)
+        if found is None or found[2] == text:
+            return
+        position, length, _ = found
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(position)
+        cursor.setPosition(position + length, _KEEP_ANCHOR)
+        fmt = cursor.charFormat()
+        cursor.insertText(text, fmt)
+        st = self._streaming
+        if st is not None and position < st.tail_start:
+            st.tail_start += len(text) - length
+
+    @Slot()
+    def _on_copied_timeout(self) -> None:
+        if self._copied_href:
+            self._set_link_text(self._copied_href, _copy_label())
+            self._copied_href = ""
+
     @Slot(QUrl)
     def _on_anchor_clicked(self, url: QUrl) -> None:
         if url.scheme() == "copy":
@@ -327,6 +376,9 @@ class MessageBody(QTextBrowser):
             except (ValueError, IndexError):
                 return
             QGuiApplication.clipboard().setText(code)
+            self._set_link_text(url.toString(), self.tr("Copied"))
+            self._copied_href = url.toString()
+            QTimer.singleShot(COPIED_SHOWN_MS, self._on_copied_timeout)
             self.code_copied.emit(code)
         elif url.scheme() in ("http", "https", "mailto"):
             QDesktopServices.openUrl(url)
