@@ -11,7 +11,7 @@ import html
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QSizeF, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import QEvent, QSizeF, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import (
     QDesktopServices,
     QGuiApplication,
@@ -33,7 +33,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bubble_desktop.ui.markdown_render import Palette, StreamingMarkdown, render_markdown, set_copy_label
+from bubble_desktop.ui.markdown_render import (
+    Palette,
+    StreamingMarkdown,
+    render_markdown,
+    set_copy_label,
+)
+from bubble_desktop.ui.markdown_render import (
+    copy_label as _copy_label,
+)
 
 
 def is_dark(widget: QWidget | None = None) -> bool:
@@ -103,6 +111,8 @@ QLabel#messageStatus, QLabel#messageStats { color: #8a8f98; }
 QLabel#messageError { color: #c62828; }
 QLabel#messageNotice { color: #b26a00; }
 """
+
+COPIED_SHOWN_MS = 1500  # how long a code block's link says "Copied"
 
 _ZWSP = "\u200b"
 _END = QTextCursor.MoveOperation.End
@@ -176,6 +186,8 @@ class MessageBody(QTextBrowser):
         self.codes: list[str] = []
         self._streaming: _Streaming | None = None
         self._height = 0
+        self.restyle_when_done: Palette | None = None  # the theme changed while streaming
+        self._copied_href = ""  # the code block whose link says "Copied" for a moment
 
     # ---- content -----------------------------------------------------------------------
     def set_markdown(self, text: str, palette: Palette) -> None:
@@ -295,6 +307,10 @@ class MessageBody(QTextBrowser):
         st.tail_shown = ""
 
     @property
+    def is_streaming(self) -> bool:
+        return self._streaming is not None
+
+    @property
     def streamed_text(self) -> str:
         return self._streaming.markdown.text if self._streaming is not None else ""
 
@@ -314,6 +330,44 @@ class MessageBody(QTextBrowser):
         event.ignore()  # let the conversation scroll
 
     # ---- links -------------------------------------------------------------------------
+    def link_text(self, href: str) -> str:
+        """The text shown for the link to ``href`` ("" when there is none)."""
+        found = self._find_link(href)
+        return found[2] if found else ""
+
+    def _find_link(self, href: str) -> tuple[int, int, str] | None:
+        block = self.document().begin()
+        while block.isValid():
+            it = block.begin()
+            while not it.atEnd():
+                fragment = it.fragment()
+                if fragment.isValid() and fragment.charFormat().anchorHref() == href:
+                    return fragment.position(), fragment.length(), fragment.text()
+                it += 1
+            block = block.next()
+        return None
+
+    def _set_link_text(self, href: str, text: str) -> None:
+        """Replace the words of one link (Copy -> Copied), keeping its format."""
+        found = self._find_link(href)
+        if found is None or found[2] == text:
+            return
+        position, length, _ = found
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(position)
+        cursor.setPosition(position + length, _KEEP_ANCHOR)
+        fmt = cursor.charFormat()
+        cursor.insertText(text, fmt)
+        st = self._streaming
+        if st is not None and position < st.tail_start:
+            st.tail_start += len(text) - length
+
+    @Slot()
+    def _on_copied_timeout(self) -> None:
+        if self._copied_href:
+            self._set_link_text(self._copied_href, _copy_label())
+            self._copied_href = ""
+
     @Slot(QUrl)
     def _on_anchor_clicked(self, url: QUrl) -> None:
         if url.scheme() == "copy":
@@ -322,6 +376,9 @@ class MessageBody(QTextBrowser):
             except (ValueError, IndexError):
                 return
             QGuiApplication.clipboard().setText(code)
+            self._set_link_text(url.toString(), self.tr("Copied"))
+            self._copied_href = url.toString()
+            QTimer.singleShot(COPIED_SHOWN_MS, self._on_copied_timeout)
             self.code_copied.emit(code)
         elif url.scheme() in ("http", "https", "mailto"):
             QDesktopServices.openUrl(url)
@@ -442,6 +499,9 @@ class MessageWidget(QFrame):
 
     def end_stream(self) -> None:
         self.body.flush(final=True)
+        if self.body.restyle_when_done is not None and self.role == "assistant":
+            palette, self.body.restyle_when_done = self.body.restyle_when_done, None
+            self.body.set_markdown(self.text, palette)
         self.status.setText("")
         self.copy_button.setEnabled(True)
 
@@ -528,6 +588,24 @@ class ChatView(QScrollArea):
         set_copy_label(self.tr("Copy"))
         self.palette_md = Palette.for_theme(is_dark(self))
         self.setStyleSheet(CHAT_CSS)
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            self.refresh_palette()
+
+    def refresh_palette(self) -> None:
+        """Re-render the answers shown when the theme turns light/dark: their code blocks carry
+        inline colours of the old theme (a light background under near-white text)."""
+        palette = Palette.for_theme(is_dark(self))
+        if palette == self.palette_md:
+            return
+        self.palette_md = palette
+        for m in self.messages:
+            if m.role == "assistant" and not m.body.is_streaming and m.text:
+                m.set_text(m.text, palette)
+            elif m.body.is_streaming:
+                m.body.restyle_when_done = palette
 
     def clear(self) -> None:
         for m in self.messages:

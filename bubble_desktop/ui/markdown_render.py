@@ -203,7 +203,9 @@ def _render_fence(tokens: list[Any], idx: int, options: Any, env: dict[str, Any]
         f"</td>"
         f'<td align="right"><a href="copy:{number}" style="color:{palette.link}; text-decoration:none; '
         f'font-size:small">{_COPY_LABEL}</a></td></tr>'
-        f'<tr><td colspan="2"><pre style="margin:0">{body}</pre></td></tr></table>\n'
+        # pre-wrap: Qt's rich text cannot scroll one block sideways, and a long unwrapped line widens
+        # the table past the message, clipping the line and the Copy link (issue 16)
+        f'<tr><td colspan="2"><pre style="margin:0; white-space:pre-wrap">{body}</pre></td></tr></table>\n'
     )
 
 
@@ -215,6 +217,11 @@ def set_copy_label(label: str) -> None:
     """The link text shown on each code block (translated by the UI)."""
     global _COPY_LABEL
     _COPY_LABEL = html.escape(label)
+
+
+def copy_label() -> str:
+    """The link text shown on each code block, as set by ``set_copy_label``."""
+    return html.unescape(_COPY_LABEL)
 
 
 @dataclass(frozen=True)
