@@ -613,6 +613,13 @@ A private chatbot that runs on your own computer.</source>
         </message>
     </context>
     <context>
+        <name>MessageBody</name>
+        <message>
+            <source>Copied</source>
+            <translation>已复制</translation>
+        </message>
+    </context>
+    <context>
         <name>MessageWidget</name>
         <message>
             <source>You</source>

@@ -291,6 +291,7 @@ TRANSLATIONS: dict[str, str] = {
     "Knowledge: %1": "知识库：%1",
     "Knowledge: %n bases": "知识库：%n 个",
     "Copy": "复制",
+    "Copied": "已复制",
     "Start a new conversation (Ctrl+N)": "开始新对话（Ctrl+N）",
     "Search conversations": "搜索对话",
     "Rename": "重命名",
