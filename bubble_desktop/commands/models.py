@@ -15,6 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     imp.add_argument("--name", help="folder name under the models dir (default: from the file name)")
     imp.add_argument("--overwrite", action="store_true", help="replace an existing model of that name")
     imp.set_defaults(func=run_import)
+    add = msub.add_parser("add", help="register a GGUF file by path (runs directly through llama.cpp)")
+    add.add_argument("file", help="the .gguf file")
+    add.add_argument("--name", help="the name to use it by (default: from the file name)")
+    add.add_argument("--copy", action="store_true", help="copy the file into the models dir")
+    add.set_defaults(func=run_add)
     lst = msub.add_parser("list", help="list imported models")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=run_list)
@@ -35,15 +40,23 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_add(args: argparse.Namespace) -> int:
+    from bubble_desktop.core.llm.gguf_models import add_gguf
+
+    print(add_gguf(args.file, args.name, copy=args.copy))
+    return 0
+
+
 def run_list(args: argparse.Namespace) -> int:
     from bubble_desktop.core.llm.gguf_import import list_imported
+    from bubble_desktop.core.llm.gguf_models import registered
 
-    folders = list_imported()
+    rows = [(f.name, str(f)) for f in list_imported()] + sorted(registered().items())
     if args.json:
-        print(json.dumps([{"name": f.name, "path": str(f)} for f in folders]))
+        print(json.dumps([{"name": n, "path": p} for n, p in rows]))
     else:
-        for f in folders:
-            print(f"{f.name}\t{f}")
+        for n, p in rows:
+            print(f"{n}\t{p}")
     return 0
 
 

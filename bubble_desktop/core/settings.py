@@ -34,6 +34,7 @@ class ModelSettings(_Section):
     quantization: Literal["none", "8bit", "4bit"] = Field("none", title="Quantization", description="Load the weights in 8 or 4 bits (bitsandbytes) to save GPU memory. Needs an NVIDIA GPU.")
     lora_path: str = Field("", title="LoRA adapter", description="Optional folder with a PEFT/LoRA adapter applied on top of the model.")
     context_window: int = Field(0, ge=0, le=1_048_576, title="Context window", description="Tokens the model can see at once. 0 reads it from the model's config.")
+    threads: int = Field(0, ge=0, le=256, title="CPU threads", description="Threads llama.cpp uses for GGUF models. 0 = the number of physical cores.")
     backend: Literal["transformers", "openai"] = Field("transformers", title="Backend", description="Run the model here (transformers), or send prompts to an OpenAI-compatible server you run yourself.")
     endpoint_url: str = Field("", title="Server URL", description="OpenAI-compatible endpoint, e.g. http://gpu-box:8000/v1 (vLLM, llama.cpp server, TGI).")
     endpoint_model: str = Field("", title="Server model name", description="The model name the server expects.")

@@ -20,6 +20,8 @@ STRINGS = (
     QT_TRANSLATE_NOOP("settings", 'Optional folder with a PEFT/LoRA adapter applied on top of the model.'),
     QT_TRANSLATE_NOOP("settings", 'Context window'),
     QT_TRANSLATE_NOOP("settings", "Tokens the model can see at once. 0 reads it from the model's config."),
+    QT_TRANSLATE_NOOP("settings", 'CPU threads'),
+    QT_TRANSLATE_NOOP("settings", 'Threads llama.cpp uses for GGUF models. 0 = the number of physical cores.'),
     QT_TRANSLATE_NOOP("settings", 'Backend'),
     QT_TRANSLATE_NOOP("settings", 'Run the model here (transformers), or send prompts to an OpenAI-compatible server you run yourself.'),
     QT_TRANSLATE_NOOP("settings", 'Server URL'),

@@ -37,6 +37,9 @@ def from_settings(settings: ModelSettings, trust_remote_code: bool = False) -> L
     if settings.backend == "openai":
         extra = {"backend": "openai", "endpoint_url": settings.endpoint_url,
                  "endpoint_model": settings.endpoint_model, "endpoint_api_key": settings.endpoint_api_key}
+    threads = getattr(settings, "threads", 0)
+    if threads:
+        extra["threads"] = threads
     return LoadRequest(
         path=settings.path,
         device=settings.device,
@@ -236,6 +239,12 @@ def load_model(request: LoadRequest, progress: ProgressCallback | None = None) -
                                 context_window=request.context_window)
         _progress(progress, 1.0, "Ready")
         return model
+    gguf = _gguf_path(request.path)
+    if gguf is not None:  # GGUF runs natively through llama.cpp, memory-mapped, no conversion
+        from bubble_desktop.core.llm.llamacpp_backend import load_gguf
+
+        return load_gguf(gguf, context_window=request.context_window, device=request.device,
+                         threads=int(request.extra.get("threads", 0) or 0), progress=progress)
     allow_download = bool(request.extra.get("allow_download", False))
     _progress(progress, 0.0, "Checking the model folder")
     folder = resolve_model_path(request.path, allow_download=allow_download)
@@ -264,6 +273,19 @@ def load_model(request: LoadRequest, progress: ProgressCallback | None = None) -
     config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
     kind = _model_kind(config)
     return _load_transformers(request, folder, config, kind, progress)
+
+
+def _gguf_path(path: str) -> str | None:
+    """The GGUF file ``path`` names (a .gguf path, or a name registered with ``models add``), else None."""
+    if not path or not path.strip():
+        return None
+    if path.lower().endswith(".gguf"):
+        return str(Path(path).expanduser())
+    if os.sep not in path and "/" not in path:
+        from bubble_desktop.core.llm.gguf_models import resolve_registered
+
+        return resolve_registered(path)
+    return None
 
 
 def _tf_version() -> str:
