@@ -985,6 +985,14 @@ Context window: %3 tokens</source>
             <translation>模型一次能看到的词元数。0 表示从模型配置中读取。</translation>
         </message>
         <message>
+            <source>CPU threads</source>
+            <translation>CPU 线程数</translation>
+        </message>
+        <message>
+            <source>Threads llama.cpp uses for GGUF models. 0 = the number of physical cores.</source>
+            <translation>llama.cpp 运行 GGUF 模型所用的线程数。0 表示使用物理核心数。</translation>
+        </message>
+        <message>
             <source>Backend</source>
             <translation>运行方式</translation>
         </message>

@@ -292,6 +292,8 @@ TRANSLATIONS: dict[str, str] = {
     "Knowledge: %n bases": "知识库：%n 个",
     "Copy": "复制",
     "Copied": "已复制",
+    "CPU threads": "CPU 线程数",
+    "Threads llama.cpp uses for GGUF models. 0 = the number of physical cores.": "llama.cpp 运行 GGUF 模型所用的线程数。0 表示使用物理核心数。",
     "Start a new conversation (Ctrl+N)": "开始新对话（Ctrl+N）",
     "Search conversations": "搜索对话",
     "Rename": "重命名",
