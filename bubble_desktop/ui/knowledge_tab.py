@@ -484,7 +484,7 @@ class KnowledgeTab(QWidget):
         total = max(1, int(p.files_total))
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(min(int(p.files_done), total))
-        self.progress_bar.setFormat(self.tr("%v of %m files"))
+        self.progress_bar.setFormat(self.tr("%v of %m files") if total != 1 else self.tr("%v of 1 file"))
         parts = []
         if p.current_file:
             parts.append(self.tr("Indexing %1").replace("%1", os.path.basename(p.current_file)))
@@ -568,9 +568,11 @@ class KnowledgeTab(QWidget):
             item = QListWidgetItem(f"{os.path.basename(path)} — {reason}")
             item.setToolTip(path)
             self.failed_list.addItem(item)
-        self.failed_title.setText(
-            self.tr("%1 files could not be indexed:").replace("%1", str(len(failures))) if failures else ""
-        )
+        if len(failures) == 1:
+            title = self.tr("1 file could not be indexed:")
+        else:
+            title = self.tr("%1 files could not be indexed:").replace("%1", str(len(failures))) if failures else ""
+        self.failed_title.setText(title)
         self.failed_box.setVisible(bool(failures))
 
     @property

@@ -363,6 +363,10 @@
             <translation>%v / %m 个文件</translation>
         </message>
         <message>
+            <source>%v of 1 file</source>
+            <translation>%v / 1 个文件</translation>
+        </message>
+        <message>
             <source>Indexing %1</source>
             <translation>正在索引 %1</translation>
         </message>
@@ -397,6 +401,10 @@
         <message>
             <source>Top %1 passages for “%2”:</source>
             <translation>与“%2”最相关的 %1 个段落：</translation>
+        </message>
+        <message>
+            <source>1 file could not be indexed:</source>
+            <translation>1 个文件无法索引：</translation>
         </message>
         <message>
             <source>%1 files could not be indexed:</source>

@@ -239,3 +239,11 @@ def test_refresh_while_indexing_keeps_selection_and_scroll(qtbot, tab):
     tab._current = "another base"  # the user switched bases: that table starts fresh
     tab._on_controller_documents_listed("another base", docs(150))
     assert not table.selectionModel().selectedRows() and table.verticalScrollBar().value() == 0
+
+
+def test_one_failed_file_is_not_called_files(tab):
+    """'1 files could not be indexed' read wrong (issue 16, item 14)."""
+    tab._set_failures([("/x/broken.pdf", "the PDF is damaged")])
+    assert tab.failed_title.text() == "1 file could not be indexed:"
+    tab._set_failures([("/x/a.pdf", "damaged"), ("/x/b.pdf", "damaged")])
+    assert tab.failed_title.text() == "2 files could not be indexed:"
