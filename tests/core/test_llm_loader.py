@@ -45,12 +45,14 @@ def test_folder_with_only_a_gguf_says_import(tmp_path: Path) -> None:
     assert "import-gguf" in err.value.hint
 
 
-def test_gguf_file_given_directly_says_import(tmp_path: Path) -> None:
+def test_gguf_file_given_directly_is_checked_before_llama_cpp(tmp_path: Path) -> None:
+    """A .gguf path opens directly through llama.cpp now (issue 10); a file cut after its magic bytes
+    is refused by the header check with what to do, before llama.cpp sees it."""
     f = tmp_path / "model.Q4_0.gguf"
     f.write_bytes(b"GGUF")
-    with pytest.raises(ModelError, match="GGUF") as err:
+    with pytest.raises(ModelError, match="damaged or incomplete") as err:
         load_model(LoadRequest(str(f)))
-    assert "import-gguf" in err.value.hint
+    assert "download" in err.value.hint
 
 
 def test_lora_folder_given_as_model(tmp_path: Path) -> None:
