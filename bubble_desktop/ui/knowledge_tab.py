@@ -329,18 +329,14 @@ class KnowledgeTab(QWidget):
         name = self._current
         if not name:
             return
-        if confirm:
-            answer = QMessageBox.question(
-                self,
-                self.tr("Delete knowledge base"),
-                self.tr("Delete the knowledge base “%1” and its index? Your files are not touched.").replace(
-                    "%1", name
-                ),
-            )
-            if answer != QMessageBox.StandardButton.Yes:
-                return
+        question = self.tr("Delete the knowledge base “%1” and its index? Your files are not touched.")
+        if confirm and not self._ask(self.tr("Delete knowledge base"), question.replace("%1", name)):
+            return
         self._current = None
         self.controller.delete_base(name)
+
+    def _ask(self, title: str, text: str) -> bool:
+        return QMessageBox.question(self, title, text) == QMessageBox.StandardButton.Yes
 
     def add_paths(self, paths: Sequence[Path | str]) -> None:
         """Index files and folders into the current knowledge base (created when there is none)."""
@@ -642,18 +638,13 @@ class KnowledgeTab(QWidget):
         name = self._current
         if not name:
             return
-        if confirm:
-            answer = QMessageBox.question(
-                self,
-                self.tr("Re-index knowledge base"),
-                self.tr(
-                    "Read and embed every document of “%1” again? This can take a while. Search keeps "
-                    "answering from the current index until the new one is complete; if you cancel, "
-                    "the current index stays as it is."
-                ).replace("%1", name),
-            )
-            if answer != QMessageBox.StandardButton.Yes:
-                return
+        question = self.tr(
+            "Read and embed every document of “%1” again? This can take a while. Search keeps "
+            "answering from the current index until the new one is complete; if you cancel, "
+            "the current index stays as it is."
+        )
+        if confirm and not self._ask(self.tr("Re-index knowledge base"), question.replace("%1", name)):
+            return
         self._reindex_running = True
         self.controller.reindex(name)
 
