@@ -115,7 +115,7 @@ class KnowledgeTab(QWidget):
         self._bases: list[Any] = []
         self._current: str | None = None
         self._listed_base: str | None = None  # the base whose documents the table shows
-        self._reindex_running = False  # the running ingestion is a re-index (another cancel message)
+        self._reindex_job: int | None = None  # the job id of the last re-index (another cancel message)
         self._failures: list[tuple[str, str]] = []
         self._ingest_started_at = 0.0
         self._ingest_name = ""
@@ -344,7 +344,6 @@ class KnowledgeTab(QWidget):
             return
         name = self._current or DEFAULT_BASE
         self._current = name
-        self._reindex_running = False
         self.controller.add_paths(name, paths)
 
     def search(self, query: str) -> None:
@@ -498,7 +497,7 @@ class KnowledgeTab(QWidget):
             self.controller.refresh_documents(self._ingest_name)
 
     @Slot(int, str, object)
-    def _on_controller_ingest_finished(self, _job_id: int, name: str, report: Any) -> None:
+    def _on_controller_ingest_finished(self, job_id: int, name: str, report: Any) -> None:
         self._last_report = report
         self._set_busy(self.controller.busy)
         if report is not None:
@@ -509,11 +508,10 @@ class KnowledgeTab(QWidget):
                 ("%4", report.chunks_added), ("%5", f"{secs:.1f}"),
             ):
                 summary = summary.replace(key, str(value))
-            if report.cancelled and self._reindex_running:
+            if report.cancelled and job_id == self._reindex_job:
                 summary = self.tr("Re-index cancelled — the current index is unchanged.") + " " + summary
             elif report.cancelled:
                 summary = self.tr("Cancelled — what was indexed so far is kept.") + " " + summary
-            self._reindex_running = False
             self.result_label.setText(summary)
             self._set_failures([(f.path, f.reason) for f in report.failed])
         self.controller.refresh_bases()
@@ -645,8 +643,7 @@ class KnowledgeTab(QWidget):
         )
         if confirm and not self._ask(self.tr("Re-index knowledge base"), question.replace("%1", name)):
             return
-        self._reindex_running = True
-        self.controller.reindex(name)
+        self._reindex_job = self.controller.reindex(name)
 
     @Slot()
     def _on_cancel_clicked(self) -> None:

@@ -129,6 +129,29 @@ def test_cancel_stops_ingestion_and_keeps_what_was_done(qtbot, tab, service, tmp
     assert "Cancelled" in tab.result_label.text()
 
 
+def test_cancelled_reindex_says_the_index_is_unchanged_and_it_is(qtbot, tab, service, tmp_path):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(12):
+        text = " ".join(f"Document {i} sentence {j} about topic {i * j % 17}." for j in range(40))
+        (folder / f"doc{i:03}.txt").write_text(text, encoding="utf-8")
+    with qtbot.waitSignal(tab.controller.ingest_finished, timeout=TIMEOUT):
+        drop(tab, [folder])
+    qtbot.waitUntil(lambda: tab._current is not None, timeout=TIMEOUT)
+    name = tab._current
+    before = [(d.path, d.status, d.chunks) for d in service.documents(name)]
+    assert len(before) == 12
+    service.batch_chunks = 4  # many cancel points
+    tab._last_report = None
+    with qtbot.waitSignal(tab.controller.ingest_progress, timeout=TIMEOUT):
+        tab.reindex_current(confirm=False)
+    tab.cancel_button.click()
+    qtbot.waitUntil(lambda: tab._last_report is not None, timeout=TIMEOUT)
+    assert tab._last_report.cancelled
+    assert "Re-index cancelled" in tab.result_label.text()
+    assert [(d.path, d.status, d.chunks) for d in service.documents(name)] == before
+
+
 def test_bases_create_rename_delete(qtbot, tab):
     tab.create_base("notes")
     qtbot.waitUntil(lambda: tab.base_combo.findText("notes") >= 0, timeout=TIMEOUT)

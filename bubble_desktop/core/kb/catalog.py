@@ -181,17 +181,6 @@ class Catalog:
                 (doc_id, path, type_, size, time.time(), FAILED, reason),
             )
 
-    def reset(self, doc_id: str) -> None:
-        """A cancelled document: nothing of it stays in the store; the next run redoes it."""
-        with self._db:
-            self._db.execute(
-                "UPDATE documents SET hash=NULL, chunks=0, status=? WHERE doc_id=?", (PENDING, doc_id)
-            )
-
     def remove(self, doc_ids: list[str]) -> None:
         with self._db:
             self._db.executemany("DELETE FROM documents WHERE doc_id=?", [(d,) for d in doc_ids])
-
-    def clear(self) -> None:
-        with self._db:
-            self._db.execute("DELETE FROM documents")

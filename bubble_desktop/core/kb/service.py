@@ -432,11 +432,16 @@ class KnowledgeService:
     def _staging_folder(self, base: _Base) -> Path:
         return base.folder / REINDEX_DIR
 
+    @staticmethod
+    def _staging_key(base: _Base) -> str:
+        """The key of a base's re-index in ``_bases`` (never a folder name under the root)."""
+        return f"{base.kb_id}.{REINDEX_DIR}"
+
     def _open_staging(self, base: _Base) -> _Base:
         """Owner thread: the half-built index of a re-index (resumed), or a new one."""
         folder = self._staging_folder(base)
         identity = model_identity(self._settings.embedding_model)
-        key = f"{base.kb_id}.{REINDEX_DIR}"
+        key = self._staging_key(base)
         staging = self._bases.get(key)
         if staging is None and (folder / "catalog.sqlite3").is_file():
             staging = _Base(key, folder, Catalog(folder / "catalog.sqlite3"))
@@ -464,7 +469,7 @@ class KnowledgeService:
         return staging
 
     def _close_staging(self, base: _Base) -> None:
-        staging = self._bases.pop(f"{base.kb_id}.{REINDEX_DIR}", None)
+        staging = self._bases.pop(self._staging_key(base), None)
         if staging is not None:
             self._close_base(staging)
 
@@ -553,7 +558,7 @@ class KnowledgeService:
             return
         staged = self._staging_folder(base) / "catalog.sqlite3"
         complete = False
-        if staged.is_file() and not base.kb_id.endswith(REINDEX_DIR):
+        if staged.is_file():  # (a re-index's own base has no re-index folder of its own)
             cat = Catalog(staged)
             complete = bool(cat.get("complete"))
             cat.close()

@@ -352,22 +352,25 @@ class LlamaCppChatModel:
         sampling: SamplingSettings,
         cancel: threading.Event | None = None,
     ) -> Generation:
-        if self.server is None:
-            raise GenerationError("The model has been unloaded.", "Load a model first.")
+        self._live_server()
         return LlamaCppGeneration(self, self.request(messages, sampling), cancel)
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """Prompt tokens via llama.cpp itself (max_tokens 0; also warms the prompt cache)."""
-        if self.server is None:
-            raise GenerationError("The model has been unloaded.", "Load a model first.")
+        server = self._live_server()
         req = self.request(messages, SamplingSettings())
         req.update(stream=False, max_tokens=0, n_predict=0)
         with self.lock:
-            out = self.server.handle_chat_completions(req)
+            out = server.handle_chat_completions(req)
         usage = out.get("usage") if isinstance(out, dict) else None
         if isinstance(usage, dict) and usage.get("prompt_tokens") is not None:
             return int(usage["prompt_tokens"])
         return sum(len(m.content) for m in messages) // 3 + 8 * len(messages)  # rough, never fails
+
+    def _live_server(self) -> Any:
+        if self.server is None:
+            raise GenerationError("The model has been unloaded.", "Load a model first.")
+        return self.server
 
     def count_text_tokens(self, text: str) -> int:
         return max(1, len(text) // 3)
