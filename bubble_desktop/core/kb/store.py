@@ -379,9 +379,7 @@ class ServerStore:
             must_not.append(models.FieldCondition(key="hash", match=models.MatchValue(value=keep_hash)))
         self._client.delete(
             self.collection,
-            points_selector=models.FilterSelector(
-                filter=models.Filter(must=must, must_not=must_not or None)
-            ),
+            points_selector=models.FilterSelector(filter=models.Filter(must=must, must_not=must_not or None)),
             wait=True,
         )
 
