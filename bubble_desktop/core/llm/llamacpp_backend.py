@@ -411,6 +411,8 @@ def load_gguf(path: str, *, context_window: int = 0, device: str = "auto", threa
     params.cache_prompt = True
     params.use_jinja = True
     params.warmup = False
+    # llama.cpp logs every request at its default verbosity (3) to stderr; errors only unless debugging
+    params.verbosity = 3 if log.isEnabledFor(logging.DEBUG) else 0
     if progress:
         progress(0.1, "Mapping the weights")
     try:
