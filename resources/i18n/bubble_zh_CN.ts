@@ -1057,12 +1057,20 @@ Context window: %3 tokens</source>
             <translation>只考虑最可能的 k 个候选词。0 表示不限制。</translation>
         </message>
         <message>
+            <source>Min-p</source>
+            <translation>Min-p</translation>
+        </message>
+        <message>
+            <source>Drop next words less likely than this share of the most likely one. 0 turns it off; 0.05 is a good start.</source>
+            <translation>舍弃概率低于最可能词该比例的候选词。0 表示关闭；0.05 是不错的起点。</translation>
+        </message>
+        <message>
             <source>Repetition penalty</source>
             <translation>重复惩罚</translation>
         </message>
         <message>
-            <source>Makes the model less likely to repeat itself. 1.0 = no penalty.</source>
-            <translation>让模型更少重复自己。1.0 表示不惩罚。</translation>
+            <source>Makes the model less likely to repeat itself (looks at the last 64 words it wrote). 1.0 = no penalty; above 1.1 it starts to avoid even the numbers it should cite.</source>
+            <translation>让模型更少重复自己（只看它最近写出的 64 个词）。1.0 表示不惩罚；超过 1.1 时连应引用的编号也会被避开。</translation>
         </message>
         <message>
             <source>Max new tokens</source>

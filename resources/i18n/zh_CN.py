@@ -85,7 +85,9 @@ TRANSLATIONS: dict[str, str] = {
     "Only consider the k most likely next words. 0 turns this limit off.":
         "只考虑最可能的 k 个候选词。0 表示不限制。",
     "Repetition penalty": "重复惩罚",
-    "Makes the model less likely to repeat itself. 1.0 = no penalty.": "让模型更少重复自己。1.0 表示不惩罚。",
+    "Makes the model less likely to repeat itself (looks at the last 64 words it wrote). 1.0 = no penalty; above 1.1 it starts to avoid even the numbers it should cite.": "让模型更少重复自己（只看它最近写出的 64 个词）。1.0 表示不惩罚；超过 1.1 时连应引用的编号也会被避开。",
+    "Min-p": "Min-p",
+    "Drop next words less likely than this share of the most likely one. 0 turns it off; 0.05 is a good start.": "舍弃概率低于最可能词该比例的候选词。0 表示关闭；0.05 是不错的起点。",
     "Max new tokens": "最大生成长度",
     "The longest answer, in tokens (a token is roughly ¾ of an English word or one Chinese character).":
         "回答的最大长度，以词元计（一个词元大约相当于 ¾ 个英文单词或一个汉字）。",

@@ -24,15 +24,13 @@ from typing import Any
 
 from bubble_desktop.core.errors import GenerationError, ModelError, ModelNotFoundError, OutOfMemoryError
 from bubble_desktop.core.llm.base import ChatMessage, Generation, GenerationStats, ModelInfo, ProgressCallback
+from bubble_desktop.core.llm.penalty import PENALTY_LAST_N  # the same window on both backends
 from bubble_desktop.core.settings import SamplingSettings
 
 log = logging.getLogger(__name__)
 
 _END = object()
 DEFAULT_GGUF_CONTEXT = 4096
-# llama.cpp's repetition penalty looks at the last N tokens of the context; 64 is its default window.
-# Short enough that a model quoting a source in the prompt is not punished for it.
-PENALTY_LAST_N = 64
 # Architectures this build of llama.cpp loads (a subset check: an unknown name is refused before load)
 _GGUF_MAGIC = b"GGUF"
 
@@ -335,7 +333,7 @@ class LlamaCppChatModel:
             "temperature": max(sampling.temperature, 0.0),
             "top_p": sampling.top_p if sampling.top_p > 0 else 1.0,
             "top_k": sampling.top_k,
-            "min_p": float(getattr(sampling, "min_p", 0.0)),
+            "min_p": sampling.min_p,
             "repeat_penalty": sampling.repetition_penalty,
             "repeat_last_n": PENALTY_LAST_N,
             "seed": seed,
