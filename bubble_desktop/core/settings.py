@@ -28,7 +28,7 @@ class _Section(BaseModel):
 
 
 class ModelSettings(_Section):
-    path: str = Field("", title="Model folder", description="A folder with a chat model (config.json + weights), or a GGUF file imported with Import GGUF.")
+    path: str = Field("", title="Model", description="A folder with a chat model (config.json + weights), or a .gguf file (runs quantized through llama.cpp, no conversion).")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", title="Device", description="Where the model runs. Auto picks the GPU (CUDA or Apple MPS) when there is one, else the CPU.")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", title="Precision", description="Number format of the weights. Auto: bfloat16/float16 on a GPU, float32 on the CPU.")
     quantization: Literal["none", "8bit", "4bit"] = Field("none", title="Quantization", description="Load the weights in 8 or 4 bits (bitsandbytes) to save GPU memory. Needs an NVIDIA GPU.")

@@ -8,8 +8,8 @@ from PySide6.QtCore import QT_TRANSLATE_NOOP
 
 STRINGS = (
     # model
-    QT_TRANSLATE_NOOP("settings", 'Model folder'),
-    QT_TRANSLATE_NOOP("settings", 'A folder with a chat model (config.json + weights), or a GGUF file imported with Import GGUF.'),
+    QT_TRANSLATE_NOOP("settings", 'Model'),
+    QT_TRANSLATE_NOOP("settings", 'A folder with a chat model (config.json + weights), or a .gguf file (runs quantized through llama.cpp, no conversion).'),
     QT_TRANSLATE_NOOP("settings", 'Device'),
     QT_TRANSLATE_NOOP("settings", 'Where the model runs. Auto picks the GPU (CUDA or Apple MPS) when there is one, else the CPU.'),
     QT_TRANSLATE_NOOP("settings", 'Precision'),

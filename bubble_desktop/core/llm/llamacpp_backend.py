@@ -18,7 +18,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -430,6 +430,7 @@ def load_gguf(path: str, *, context_window: int = 0, device: str = "auto", threa
         context_window=n_ctx,
     )
     model = LlamaCppChatModel(server, facts, info, threads=n_threads, gpu_layers=gpu_layers)
+    model.info = replace(info, runs_on=model.status_text)
     log.info("loaded %s (%s) with llama.cpp: %s, n_ctx %d", info.name, facts.arch, model.status_text, n_ctx)
     if progress:
         progress(1.0, "Ready")
