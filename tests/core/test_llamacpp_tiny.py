@@ -137,3 +137,30 @@ def test_memory_guard_refuses_with_a_smaller_context_to_try(tiny_gguf: Path) -> 
         check_memory(huge, 8192)
     assert "context window" in (err.value.hint or "") and "quantization" in (err.value.hint or "")
     check_memory(facts, 2048)  # the tiny one fits
+
+
+def test_llama_cpp_runs_in_a_child_that_unload_ends(tiny_gguf: Path) -> None:
+    """llama.cpp holds the GIL while it loads, so it runs in a child process; unload ends it."""
+    import os
+
+    model = load_model(LoadRequest(path=str(tiny_gguf), device="cpu"))
+    proc = model.process
+    assert proc.is_alive() and proc.pid != os.getpid()
+    assert model.peak_rss() > model.facts.file_size  # the weights are mapped over there
+    model.unload()
+    assert not proc.is_alive()
+
+
+def test_a_crashed_child_is_a_clear_error_and_the_app_goes_on(tiny_gguf: Path) -> None:
+    model = load_model(LoadRequest(path=str(tiny_gguf), device="cpu"))
+    model.process.kill()
+    model.process.join(5)
+    with pytest.raises(UserFacingError) as err:
+        model.stream(HELLO, sampling()).run()
+    assert "stopped unexpectedly" in err.value.message and "Reload" in (err.value.hint or "")
+    with pytest.raises(UserFacingError, match="unloaded"):  # and stays refused, without hanging
+        model.stream(HELLO, sampling())
+    model.unload()
+    again = load_model(LoadRequest(path=str(tiny_gguf), device="cpu"))  # a reload works
+    assert again.stream(HELLO, sampling(max_new_tokens=3)).run() is not None
+    again.unload()
