@@ -164,3 +164,22 @@ def test_a_crashed_child_is_a_clear_error_and_the_app_goes_on(tiny_gguf: Path) -
     again = load_model(LoadRequest(path=str(tiny_gguf), device="cpu"))  # a reload works
     assert again.stream(HELLO, sampling(max_new_tokens=3)).run() is not None
     again.unload()
+
+
+def test_fast_header_reader_agrees_with_the_gguf_package(tiny_gguf: Path) -> None:
+    from gguf import GGUFReader
+
+    from bubble_desktop.core.llm.gguf_header import LongArray, read_header
+
+    ours = read_header(tiny_gguf)
+    ref = GGUFReader(str(tiny_gguf), "r")
+    assert list(ours.tensors) == [(t.name, int(t.data_offset), int(t.n_bytes)) for t in ref.tensors]
+    for key, field in ref.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        value = ours.metadata[key]
+        if isinstance(value, LongArray):
+            assert value.length == len(field.contents())
+        else:
+            assert value == field.contents(), key
+    assert ours.data_end == tiny_gguf.stat().st_size
