@@ -291,9 +291,10 @@ def test_client_dropping_mid_stream_frees_the_model(tiny_model: ChatModel) -> No
             "stream": True,
         }
         t0 = time.perf_counter()
-        ref = chat(client, name, "Go on forever", max_tokens=1900)
-        full_s = time.perf_counter() - t0
-        assert ref.usage.completion_tokens > 1000, "the tiny model should talk long enough to drop it"
+        ref = chat(client, name, "Go on forever", max_tokens=300)
+        ref_s = time.perf_counter() - t0
+        # greedy on random weights never says EOS this early: the dropped answer has >= 297 tokens to go
+        assert ref.usage.completion_tokens == 300
         with httpx.Client(timeout=60) as http:
             with http.stream("POST", f"{server.url}/chat/completions", json=long_body) as response:
                 assert response.status_code == 200
@@ -309,7 +310,7 @@ def test_client_dropping_mid_stream_frees_the_model(tiny_model: ChatModel) -> No
         nxt = chat(client, name, "Hi", max_tokens=4)
         waited = time.perf_counter() - t1
         assert nxt.choices[0].message.content is not None
-        assert waited < max(1.0, full_s / 4), (waited, full_s)  # not behind the rest of the dropped answer
+        assert waited < ref_s / 3, (waited, ref_s)  # not queued behind the rest of the dropped answer
         wait_until(lambda: server.owner.queued == 0 and server.owner._current is None, 10)
 
 
@@ -354,15 +355,21 @@ def test_queue_full_is_503(tiny_model: ChatModel) -> None:
         started = threading.Event()
         results: list[Any] = []
 
+        enough = threading.Event()
+
         def long_stream() -> None:
-            for _ in client.chat.completions.create(
+            stream = client.chat.completions.create(
                 model=name,
                 messages=[{"role": "user", "content": "go"}],
                 max_tokens=1500,
                 stream=True,
                 temperature=0,
-            ):
+            )
+            for _ in stream:
                 started.set()
+                if enough.is_set():
+                    break
+            stream.close()  # drops the connection: the next job gets the model
             results.append("long done")
 
         def waiting() -> None:
@@ -377,6 +384,7 @@ def test_queue_full_is_503(tiny_model: ChatModel) -> None:
         with pytest.raises(openai.InternalServerError) as full:
             chat(client, name, "one too many", max_tokens=2)
         assert full.value.status_code == 503 and full.value.body["code"] == "queue_full"
+        enough.set()
         a.join(120)
         b.join(120)
         assert len(results) == 2
