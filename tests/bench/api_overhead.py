@@ -181,8 +181,10 @@ def client_process(url: str, model_id: str) -> None:
     local = LocalClient(url, model_id)
     for line in sys.stdin:
         cmd = json.loads(line)
+        c0 = time.process_time()
         if cmd["op"] == "one":
             result: Any = local.one(cmd["tokens"])
+            result["client_cpu_s"] = time.process_time() - c0
         else:
             result = local.many(cmd["tokens"], cmd["clients"])
         sys.stdout.write(json.dumps(result) + "\n")
@@ -200,6 +202,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--ttft-rounds", type=int, default=30)
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--client-in-process", action="store_true", help="run the HTTP client in this process")
     ap.add_argument(
         "--threads",
         type=int,
@@ -229,13 +232,17 @@ def main() -> None:
         client.one(args.tokens)
         d_runs: list[dict[str, Any]] = []
         a_runs: list[dict[str, Any]] = []
+        cpu = {"direct": 0.0, "api": 0.0}  # this process's CPU seconds (llama.cpp's thread included)
         for i in range(args.rounds):
             order = (direct, api) if i % 2 == 0 else (api, direct)
             for fn in order:
+                c0 = time.process_time()
                 if fn is direct:
                     d_runs.append(direct(model, args.tokens))
+                    cpu["direct"] += time.process_time() - c0
                 else:
                     a_runs.append(client.one(args.tokens))
+                    cpu["api"] += time.process_time() - c0
         same_text = all(r["text"] == d_runs[0]["text"] for r in d_runs + a_runs)
         d_ttft: list[float] = []
         a_ttft: list[float] = []
@@ -261,8 +268,15 @@ def main() -> None:
         model.unload()
     d_tps = statistics.median(r["tps"] for r in d_runs)
     a_tps = statistics.median(r["tps"] for r in a_runs)
+    n_tokens = sum(r["n"] for r in a_runs)
+    client_cpu = [r.get("client_cpu_s") for r in a_runs]
     out = {
         "model": Path(path).name,
+        "server_cpu_ms_per_token_direct": round(cpu["direct"] / sum(r["n"] for r in d_runs) * 1000, 3),
+        "server_cpu_ms_per_token_api": round(cpu["api"] / n_tokens * 1000, 3),
+        "client_cpu_ms_per_token": (
+            round(sum(client_cpu) / n_tokens * 1000, 3) if all(c is not None for c in client_cpu) else None
+        ),
         "tokens": d_runs[0]["n"],
         "llama_threads": getattr(model, "threads", None),
         "client": "in the server's process" if args.client_in_process else "separate process",
