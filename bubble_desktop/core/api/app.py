@@ -221,6 +221,14 @@ def create_app(
                 req = p.parse_chat_request(body, cfg.settings.sampling, limits)
             except ValueError as exc:  # pydantic's range checks on the merged sampling settings
                 raise p.ApiError(400, str(exc).splitlines()[0]) from None
+            if owner.model is None:
+                raise p.ApiError(
+                    503,
+                    "No model is loaded.",
+                    type_="server_error",
+                    code="model_not_loaded",
+                    headers={"Retry-After": "5"},
+                )
             if not req.kb_names and not req.web and req.model != model_id():
                 raise p.ApiError(
                     404,
