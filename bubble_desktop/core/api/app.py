@@ -270,6 +270,12 @@ def create_app(
 
     async def _stream(job: Job, channel: _Channel, name: str, include_usage: bool) -> AsyncIterator[bytes]:
         writer = p.ChunkWriter(name)
+        # every content chunk is the same object but for its text: serialise the rest once
+        head, _, tail = _sse(writer.chunk({"content": "\x00"})).partition(b'"\\u0000"')
+
+        def content_sse(text: str) -> bytes:
+            return head + json.dumps(text, ensure_ascii=False).encode("utf-8") + tail
+
         first = True
         meta: dict[str, Any] | None = None
         try:
@@ -286,7 +292,7 @@ def create_app(
                     out += _sse(writer.chunk({"role": "assistant", "content": text}, None, extra))
                     first = False
                 elif text:
-                    out += _sse(writer.chunk({"content": text}))
+                    out += content_sse(text)
                 if end is not None:
                     if end.error:
                         out += _sse(p.error_body(end.error, "server_error", code="generation_failed"))
