@@ -430,7 +430,9 @@ def test_serve_command_end_to_end(tiny_model_dir: Path, bubble_home: Path) -> No
     import subprocess
     import sys
 
-    env = {**os.environ, "BUBBLE_HOME": str(bubble_home)}
+    assert main(["kb", "create", "notes"]) == 0  # in this test's BUBBLE_HOME; served from another home
+    kb_dir = Paths.default().knowledge_dir
+    env = {**os.environ, "BUBBLE_HOME": str(bubble_home.parent / "other-home")}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -443,7 +445,8 @@ def test_serve_command_end_to_end(tiny_model_dir: Path, bubble_home: Path) -> No
             str(tiny_model_dir),
             "--device",
             "cpu",
-            "--no-kb",
+            "--kb-dir",
+            str(kb_dir),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -459,7 +462,7 @@ def test_serve_command_end_to_end(tiny_model_dir: Path, bubble_home: Path) -> No
         )
         client = openai.OpenAI(base_url=url, api_key="none", max_retries=0)
         ids = [m.id for m in client.models.list().data]
-        assert ids == [tiny_model_dir.name]
+        assert ids == [tiny_model_dir.name, "bubble/kb:notes", "all-MiniLM-L6-v2"]
         assert chat(client, ids[0], "hi", max_tokens=3).choices[0].message.content is not None
         client.close()
         proc.send_signal(signal.SIGTERM)

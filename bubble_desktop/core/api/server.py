@@ -3,6 +3,19 @@
 The socket is bound here, before uvicorn starts, so "port in use" and "not allowed to bind" are
 UserFacingErrors raised by ``start()`` (uvicorn itself would only log and exit), and port 0 gives
 a free port (``server.port`` tells which). A bind to anything but loopback needs an API key.
+
+In the app (one model in memory, shared with the chat pane)::
+
+    owner = InferenceOwner(loaded_model, owns_model=False, model_lock=inference_lock)
+    server = ApiServer(owner, ApiConfig(host=..., port=..., api_key=..., settings=settings.snapshot()),
+                       knowledge=knowledge_service, chat_service=ChatService(paths, knowledge_service),
+                       owns_owner=True)
+    server.start()   # binds and serves (fast; errors are UserFacingError); server.address for the status bar
+    owner.set_model(other_model)   # after the app loads another model (None while none is loaded: 503)
+    server.stop()    # off: cancels the API's answers, joins its threads; the shared model stays loaded
+
+``inference_lock`` is held by the app's own inference worker around each answer, so the chat pane
+and API requests never run on the model at the same time (API requests wait, in order).
 """
 
 from __future__ import annotations
