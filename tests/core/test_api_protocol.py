@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 from hypothesis import given
@@ -225,3 +225,33 @@ def test_owner_stop_cancels_the_running_job_and_keeps_a_shared_model() -> None:
     owner.stop()
     assert done.wait(5) and finished[0].stats.finish_reason == "cancelled"
     assert owner.model is model and not owner.running
+
+
+def test_a_shared_lock_makes_api_jobs_wait_for_the_app_and_skips_those_cancelled_meanwhile() -> None:
+    from bubble_desktop.core.api.jobs import chat_work
+
+    model = ScriptedModel()
+    lock = threading.Lock()
+    owner = InferenceOwner(model, owns_model=False, model_lock=lock)
+    owner.start()
+    try:
+        texts: list[str] = []
+        done = [threading.Event(), threading.Event()]
+
+        def sink(i: int) -> Callable[[JobEvent], None]:
+            def on(e: JobEvent) -> None:
+                if isinstance(e, JobText):
+                    texts.append(e.text)
+                if isinstance(e, JobFinished):
+                    done[i].set()
+
+            return on
+
+        with lock:  # the app's own answer is running
+            gone = owner.submit(chat_work([ChatMessage("user", "gone")], BASE), sink(0))
+            owner.submit(chat_work([ChatMessage("user", "kept")], BASE), sink(1))
+            gone.cancel.set()  # its client left while the app had the model
+        assert done[0].wait(5) and done[1].wait(5)
+        assert texts == ["kept "]
+    finally:
+        owner.stop()

@@ -256,8 +256,11 @@ class InferenceOwner:
             return
         self._current = job
         try:
-            with self.model_lock:
+            with self.model_lock:  # may wait for the app's own answer when the lock is shared
                 model = self._model
+                if job.cancel.is_set():
+                    self._finish_skipped(job)
+                    return
                 if model is None:
                     self._finish_skipped(job, "No model is loaded.")
                     return
