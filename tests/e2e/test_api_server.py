@@ -483,3 +483,37 @@ def test_model_swapped_out_and_back_as_the_gui_does(tiny_model: ChatModel) -> No
         assert none.value.status_code == 503 and none.value.body["code"] == "model_not_loaded"
         server.owner.set_model(tiny_model)
         assert chat(client, name, "hi", max_tokens=2).choices[0].message.content is not None
+
+
+def test_saved_only_when_asked(tiny_model: ChatModel) -> None:
+    """`"bubble": {"save": true}` keeps the exchange (earlier turns included) as a conversation."""
+    knowledge = KnowledgeService(Paths.default().ensure(), KnowledgeSettings(), embedder=shared_embedder())
+    history = [
+        {"role": "user", "content": "First question"},
+        {"role": "assistant", "content": "First answer"},
+        {"role": "user", "content": "Second question"},
+    ]
+    try:
+        with serving(tiny_model, knowledge) as (server, client):
+            name = tiny_model.info.name
+            plain = client.chat.completions.create(model=name, messages=history, max_tokens=4, temperature=0)
+            assert "conversation_id" not in (plain.model_extra or {}).get("bubble", {})
+            kept = client.chat.completions.create(
+                model=name,
+                messages=history,
+                max_tokens=4,
+                temperature=0,
+                extra_body={"bubble": {"save": True}},
+            )
+            conversation_id = kept.model_extra["bubble"]["conversation_id"]
+    finally:
+        knowledge.close()
+    store = ConversationStore(Paths.default().chats_db)
+    try:
+        assert [c.id for c in store.list_conversations()] == [conversation_id]
+        messages = store.messages(conversation_id)
+        assert [(m.role, m.text) for m in messages[:3]] == [(h["role"], h["content"]) for h in history]
+        assert messages[3].role == "assistant" and messages[3].text == kept.choices[0].message.content
+        assert messages[3].status in ("complete", "stopped")
+    finally:
+        store.close()

@@ -239,6 +239,8 @@ def create_app(
             await check_kbs(req.kb_names)
             if req.web and chat_service is None:
                 raise p.ApiError(400, "Web search is not available on this server.", param="bubble.web")
+            if req.save and chat_service is None:
+                raise p.ApiError(400, "This server keeps no conversations.", param="bubble.save")
             if cfg.log_prompts and log.isEnabledFor(logging.DEBUG):
                 log.debug("chat request %s: %r", req.model, [m.content for m in req.messages])
             else:
@@ -251,7 +253,14 @@ def create_app(
                 settings = cfg.settings.snapshot()
                 settings.sampling = req.sampling
                 work = grounded_work(
-                    chat_service, req.question, p.history_of(req), settings, req.kb_names, req.web, req.stop
+                    chat_service,
+                    req.question,
+                    p.history_of(req),
+                    settings,
+                    req.kb_names,
+                    req.web,
+                    req.stop,
+                    save=req.save,
                 )
             else:
                 work = chat_work(p.model_messages(req), req.sampling, req.stop)

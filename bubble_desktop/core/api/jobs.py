@@ -65,23 +65,31 @@ def grounded_work(
     kb_names: Sequence[str],
     web: bool,
     stops: Sequence[str] = (),
+    save: bool = False,
 ) -> Work:
     """Retrieve from the knowledge bases (and the web), then stream the cited answer; the numbered
-    sources go out as a JobMeta before the first text."""
+    sources go out as a JobMeta before the first text. With ``save`` the exchange (the client's
+    earlier turns included) becomes a new conversation in the app's history."""
     turns = list(history)
     names = tuple(kb_names)
 
     def work(model: ChatModel, job: Job) -> GenerationStats:
-        answer = service.ask_unsaved(model, question, settings, turns, names, web, job.cancel)
-        job.emit(
-            JobMeta(
-                {
-                    "sources": [s.to_dict() for s in answer.sources],
-                    "notices": list(answer.notices),
-                    "web_used": answer.web_used,
-                }
-            )
+        meta: dict[str, object] = {}
+        if save:
+            store = service.store
+            conversation = store.create_conversation(question, names, web)
+            for turn in turns:
+                store.add_message(conversation, turn.role, turn.content)
+            answer = service.ask(model, question, settings, conversation, names, web, job.cancel)
+            meta["conversation_id"] = answer.conversation_id
+        else:
+            answer = service.ask_unsaved(model, question, settings, turns, names, web, job.cancel)
+        meta.update(
+            sources=[s.to_dict() for s in answer.sources],
+            notices=list(answer.notices),
+            web_used=answer.web_used,
         )
+        job.emit(JobMeta(meta))
         hit = _pump(iter(answer), job, stops)
         answer.close()
         return _ended(answer.stats, hit)

@@ -65,11 +65,13 @@ class ChatRequest:
     include_usage: bool = False
     kb_names: tuple[str, ...] = ()
     web: bool = False
+    save: bool = False  # keep it as a conversation (the app's history); never by default
     ignored: tuple[str, ...] = ()  # fields accepted but not honoured by this backend
 
     @property
     def grounded(self) -> bool:
-        return bool(self.kb_names) or self.web
+        """Goes through ChatService: knowledge bases, the web, or saved as a conversation."""
+        return bool(self.kb_names) or self.web or self.save
 
     @property
     def question(self) -> str:
@@ -215,7 +217,7 @@ def parse_chat_request(body: Any, base: SamplingSettings, limits: Limits) -> Cha
         update["system_prompt"] = system
     sampling = base.model_validate({**base.model_dump(), **update})
     kb_names = parse_kb_model(model.strip())
-    web = False
+    web = save = False
     ext = body.get("bubble")
     if ext is not None:
         if not isinstance(ext, dict):
@@ -230,6 +232,10 @@ def parse_chat_request(body: Any, base: SamplingSettings, limits: Limits) -> Cha
         if not isinstance(web_raw, bool):
             raise bad_field("bubble.web", "'web' must be true or false.")
         web = web_raw
+        save_raw = ext.get("save", False)
+        if not isinstance(save_raw, bool):
+            raise bad_field("bubble.save", "'save' must be true or false.")
+        save = save_raw
     return ChatRequest(
         model=model.strip(),
         messages=messages,
@@ -239,6 +245,7 @@ def parse_chat_request(body: Any, base: SamplingSettings, limits: Limits) -> Cha
         include_usage=include_usage,
         kb_names=kb_names,
         web=web,
+        save=save,
         ignored=tuple(ignored),
     )
 
