@@ -113,8 +113,7 @@ class InferenceOwner:
         model_lock: threading.Lock | None = None,
         name: str = "bubble-inference",
     ) -> None:
-        if model is None and loader is None:
-            raise ValueError("give a model or a loader")
+        # neither: the app's owner before its first model is loaded (requests get 503 until set_model)
         self._model = model
         self._loader = loader
         # a model handed in belongs to the caller unless told otherwise; a loaded one is ours
