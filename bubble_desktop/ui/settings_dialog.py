@@ -67,7 +67,7 @@ CHOICE_LABELS: dict[str, str] = {
     "none": QT_TRANSLATE_NOOP("settings", "None"),
     "8bit": QT_TRANSLATE_NOOP("settings", "8-bit"),
     "4bit": QT_TRANSLATE_NOOP("settings", "4-bit"),
-    "transformers": QT_TRANSLATE_NOOP("settings", "On this computer (transformers)"),
+    "transformers": QT_TRANSLATE_NOOP("settings", "On this computer (llama.cpp for .gguf, else transformers)"),
     "openai": QT_TRANSLATE_NOOP("settings", "OpenAI-compatible server"),
     "news": QT_TRANSLATE_NOOP("settings", "News"),
     "text": QT_TRANSLATE_NOOP("settings", "Web pages"),

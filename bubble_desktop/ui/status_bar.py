@@ -27,6 +27,7 @@ class ModelStatusBar(QStatusBar):
         self.tokens_label.setObjectName("tokens")
         self.api_label = QLabel()
         self.api_label.setObjectName("apiState")
+        self.api_label.setContentsMargins(12, 0, 4, 0)  # apart from the token counts
         self.api_label.setVisible(False)
         self.addWidget(self.model_label)
         self.addWidget(self.progress)

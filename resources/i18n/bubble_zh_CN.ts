@@ -873,8 +873,8 @@ Context window: %3 tokens</source>
             <translation>4 位</translation>
         </message>
         <message>
-            <source>On this computer (transformers)</source>
-            <translation>在本机运行（transformers）</translation>
+            <source>On this computer (llama.cpp for .gguf, else transformers)</source>
+            <translation>在本机运行（.gguf 用 llama.cpp，其他用 transformers）</translation>
         </message>
         <message>
             <source>OpenAI-compatible server</source>

@@ -19,7 +19,7 @@ TRANSLATIONS: dict[str, str] = {
     "None": "无",
     "8-bit": "8 位",
     "4-bit": "4 位",
-    "On this computer (transformers)": "在本机运行（transformers）",
+    "On this computer (llama.cpp for .gguf, else transformers)": "在本机运行（.gguf 用 llama.cpp，其他用 transformers）",
     "OpenAI-compatible server": "OpenAI 兼容服务器",
     "News": "新闻",
     "Web pages": "网页",
