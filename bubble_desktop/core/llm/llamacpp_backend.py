@@ -243,6 +243,12 @@ class LlamaCppGeneration(Generation):
                     self._stop_in_child()
                 while not done:
                     try:
+                        # poll, so a stop (the caller's cancel event) reaches the child at once, not
+                        # only when the next token arrives: stop then takes ≤ 1 decode step + 5 ms
+                        if not conn.poll(0.005):
+                            if self.cancel.is_set():
+                                self._stop_in_child()
+                            continue
                         kind, payload = conn.recv()
                     except (EOFError, OSError) as exc:
                         model.child_died()
@@ -344,6 +350,7 @@ class LlamaCppChatModel:
         threads: int,
         gpu_layers: int,
         child_peak_rss: int = 0,
+        child_rss_start: int = 0,
     ) -> None:
         self.process = process
         self.conn: Any = conn
@@ -353,6 +360,7 @@ class LlamaCppChatModel:
         self.threads = threads
         self.gpu_layers = gpu_layers
         self.child_peak_rss = child_peak_rss  # bytes, as the child reported it after loading
+        self.child_rss_start = child_rss_start  # bytes, the child before it loaded the model
         self.lock = threading.Lock()
         self._ids = 0
 
@@ -507,8 +515,10 @@ def serve(conn: Any, cancel_id: Any, path: str, options: dict[str, Any]) -> None
     ``("done", result)``; per other request one ``(kind, reply)`` or ``("error", text)``.
     """
     logging.basicConfig(level=options.get("log_level", logging.WARNING))
+    rss_start = _peak_rss_bytes()  # the interpreter and our imports, before any model
     try:
         server, ready = _load_in_child(conn, path, options)
+        ready["rss_start"] = rss_start
     except UserFacingError as exc:
         conn.send(("failed", (type(exc).__name__, exc.message, exc.hint)))
         return
@@ -689,6 +699,7 @@ def load_gguf(
         threads=int(payload["threads"]),
         gpu_layers=gpu_layers,
         child_peak_rss=int(payload["peak_rss"]),
+        child_rss_start=int(payload.get("rss_start", 0)),
     )
     model.info = replace(info, runs_on=model.status_text)
     log.info(
