@@ -208,6 +208,7 @@ _DEFAULT_PATTERNS = (
     "1_Pooling/*",
     "2_Dense/*",
 )
+_NOT_WEIGHTS = ("training_args", "optimizer", "scheduler", "rng_state")
 _SKIP = ("README*", ".gitattributes", "*.md", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "*.onnx")
 
 
@@ -260,13 +261,21 @@ def select_files(
             )
         return [by_path[p] for p in q4]
     weights = [p for p in by_path if p.endswith(".safetensors")] or [
-        p for p in by_path if p.endswith(".bin") and ("pytorch_model" in p or "model" in p)
+        p for p in by_path if p.endswith(".bin") and not any(x in p for x in _NOT_WEIGHTS)
     ]
     for p in weights:
         chosen[p] = by_path[p]
     for pattern in _DEFAULT_PATTERNS:
         take(pattern)
-    return [f for f in chosen.values() if not any(fnmatch.fnmatchcase(f.path, s) for s in _SKIP)]
+    files = [f for f in chosen.values() if not any(fnmatch.fnmatchcase(f.path, s) for s in _SKIP)]
+    if not weights or not files:
+        raise DownloadError(
+            f"Bubble does not know which files of {listing.repo} make up the model.",
+            "Name them with --file (repeatable, globs allowed); files there: "
+            + ", ".join(sorted(by_path)[:12])
+            + (" …" if len(by_path) > 12 else ""),
+        )
+    return files
 
 
 # -- one job ----------
