@@ -358,7 +358,7 @@ def test_cancel_keeps_or_removes_the_partial(paths: Paths) -> None:
             got = threading.Event()
             job = _manager(paths).start(
                 DownloadRequest("slow/model", files=("w.bin",), source=hub.url, name=f"c{remove}"),
-                CallbackListener(on_progress=lambda p: p.done_bytes > 0 and got.set()),
+                CallbackListener(on_progress=lambda p, got=got: p.done_bytes > 0 and got.set()),
             )
             assert got.wait(10)
             t0 = time.monotonic()
