@@ -1,4 +1,4 @@
-"""The shipped model catalog validates; bad catalogs are refused clearly; fit and recommend on made-up machines."""
+"""The shipped catalog validates; bad ones are refused clearly; fit and recommend on made-up machines."""
 
 from __future__ import annotations
 
