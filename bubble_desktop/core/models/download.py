@@ -21,24 +21,30 @@ them to its thread (a queued signal); they must not block.
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import hashlib
+import http.client
 import itertools
 import json
 import logging
 import os
 import shutil
+import socket
+import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
+from urllib.parse import unquote, urljoin, urlsplit
 
 from bubble_desktop.core.models.catalog import Catalog, CatalogEntry, FileSpec
 from bubble_desktop.core.models.sources import (
+    USER_AGENT,
     DownloadError,
     RemoteFile,
     RepoListing,
@@ -57,7 +63,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20  # bytes per read when re-hashing a partial file
+CHUNK = 1 << 20  # the most one network read returns, and so the most a kill can lose
 PART = ".part"
 MANIFEST = ".bubble-download.json"
 DOWNLOADS_DIR = "downloads"
@@ -304,8 +310,18 @@ class DownloadJob:
         backoff_s: float = 0.5,
         free_space: FreeSpace = disk_free_bytes,
         progress_interval_s: float = 0.2,
+        proxy: str = "",
+        stall_timeout_s: float = 30.0,
+        transport: Literal["auto", "httpx", "stdlib"] = "auto",
     ) -> None:
         self.id = next(_job_ids)
+        self.proxy = proxy.strip()
+        self.stall_timeout_s = stall_timeout_s
+        # http.client reads the body into 1 MiB buffers in C: ~3x less CPU than httpx's 64 KiB Python loop
+        # (measured: 256 MB from a local hub 0.15 s vs 0.5 s); httpx stays for SOCKS proxies.
+        self.transport = (
+            transport if transport != "auto" else ("httpx" if self.proxy.startswith("socks") else "stdlib")
+        )
         self.plan = plan
         self.listener = listener or CallbackListener()
         self._client = client
@@ -322,7 +338,7 @@ class DownloadJob:
         self._lock = threading.Lock()
         self._c = _Counters()
         self._last_emit = 0.0
-        self._responses: set[httpx.Response] = set()
+        self._bodies: set[_Body] = set()
         self.remove_partial_on_cancel = False
         self.result: DownloadResult | None = None
         self.error: BaseException | None = None
@@ -360,12 +376,9 @@ class DownloadJob:
 
     def _close_responses(self) -> None:
         with self._lock:
-            responses = list(self._responses)
-        for r in responses:
-            try:
-                r.close()
-            except Exception:  # closing from another thread is best effort
-                pass
+            bodies = list(self._bodies)
+        for b in bodies:
+            b.abort()
 
     # -- progress ----------
     def _set_state(self, state: State, message: str = "") -> None:
@@ -480,7 +493,6 @@ class DownloadJob:
             self._set_state("downloading")
 
     def _fetch(self, client: httpx.Client, plan: DownloadPlan, rf: RemoteFile) -> None:
-        import httpx
 
         final = plan.target_dir / rf.path
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -506,50 +518,44 @@ class DownloadJob:
                 for block in iter(lambda: f.read(CHUNK * 4), b""):
                     digest.update(block)
         attempt = 0
-        with open(part, "ab") as out:
+        with open(part, "ab", buffering=0) as out:  # unbuffered: each chunk reaches the OS at once
             while rf.size is None or offset < rf.size:
                 self._check_controls()
                 headers = {"Range": f"bytes={offset}-"} if offset else {}
                 progressed = False
+                body: _Body | None = None
                 try:
-                    with client.stream("GET", rf.url, headers=headers) as r:
+                    body = self._open(client, rf.url, headers)
+                    with self._lock:
+                        self._bodies.add(body)
+                    if body.status == 416 and rf.size is not None and offset >= rf.size:
+                        break
+                    if body.status in (401, 403, 404):
+                        raise DownloadError(f"{plan.source} answered HTTP {body.status} for {rf.path}.")
+                    if body.status >= 400:
+                        raise _NetError(f"HTTP {body.status}")
+                    if offset and body.status == 200:  # the server ignored Range: start over
+                        out.truncate(0)
+                        out.seek(0)
                         with self._lock:
-                            self._responses.add(r)
-                        try:
-                            if r.status_code == 416 and rf.size is not None and offset >= rf.size:
-                                break
-                            if r.status_code in (401, 403, 404):
-                                raise DownloadError(
-                                    f"{plan.source} answered HTTP {r.status_code} for {rf.path}."
-                                )
-                            if r.status_code >= 400:
-                                raise _Retry(f"HTTP {r.status_code}")
-                            if offset and r.status_code == 200:  # the server ignored Range: start over
-                                out.truncate(0)
-                                out.seek(0)
-                                with self._lock:
-                                    self._c.done -= offset
-                                offset = 0
-                                digest = hashlib.sha256()
-                            for chunk in r.iter_bytes():  # as it arrives (~64 KiB), not re-buffered
-                                if self._cancelled.is_set() or self._paused.is_set():
-                                    break
-                                out.write(chunk)
-                                out.flush()  # to the OS now: a killed process keeps it
-                                if rf.sha256:
-                                    digest.update(chunk)
-                                offset += len(chunk)
-                                progressed = True
-                                self._add(len(chunk), rf.path)
-                                if rf.size is not None and offset > rf.size:
-                                    break
-                            else:
-                                if rf.size is None:
-                                    break  # no size known: the stream's end is the file's end
-                        finally:
-                            with self._lock:
-                                self._responses.discard(r)
-                except (httpx.TransportError, httpx.StreamError, _Retry) as exc:
+                            self._c.done -= offset
+                        offset = 0
+                        digest = hashlib.sha256()
+                    for chunk in body.chunks():
+                        out.write(chunk)
+                        if rf.sha256:
+                            digest.update(chunk)
+                        offset += len(chunk)
+                        progressed = True
+                        self._add(len(chunk), rf.path)
+                        if self._cancelled.is_set() or self._paused.is_set():
+                            break
+                        if rf.size is not None and offset > rf.size:
+                            break
+                    else:
+                        if rf.size is None:
+                            break  # no size known: the stream's end is the file's end
+                except _NetError as exc:
                     if self._cancelled.is_set() or self._paused.is_set():
                         continue  # the controls closed the connection
                     attempt = 0 if progressed else attempt + 1
@@ -565,7 +571,11 @@ class DownloadJob:
                     self._emit(force=True, message=f"connection lost, retrying ({_short(exc)})")
                     if self._cancelled.wait(delay):
                         raise DownloadCancelled() from None
-            out.flush()
+                finally:
+                    if body is not None:
+                        with self._lock:
+                            self._bodies.discard(body)
+                        body.close()
             os.fsync(out.fileno())
         self._verify(part, meta, rf, offset, digest.hexdigest() if rf.sha256 else None)
         os.replace(part, final)
@@ -573,6 +583,11 @@ class DownloadJob:
         with self._lock:
             self._c.files_done += 1
         self._emit(force=True)
+
+    def _open(self, client: httpx.Client, url: str, headers: dict[str, str]) -> _Body:
+        if self.transport == "httpx":
+            return _HttpxBody(client, url, headers)
+        return _StdlibBody(url, headers, proxy=self.proxy, timeout=self.stall_timeout_s)
 
     def _verify(self, part: Path, meta: Path, rf: RemoteFile, size: int, sha: str | None) -> None:
         problem = ""
@@ -588,8 +603,145 @@ class DownloadJob:
             raise IntegrityError(f"The download of {rf.path} is damaged: {problem}.")
 
 
-class _Retry(Exception):
-    pass
+class _NetError(Exception):
+    """The connection failed or dropped: retried from where it stopped."""
+
+
+class _Body(Protocol):
+    status: int
+
+    def chunks(self) -> Iterator[bytes]: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+class _HttpxBody:
+    def __init__(self, client: httpx.Client, url: str, headers: dict[str, str]) -> None:
+        import httpx
+
+        self._httpx = httpx
+        try:
+            self._r = client.send(client.build_request("GET", url, headers=headers), stream=True)
+        except httpx.HTTPError as exc:
+            raise _NetError(str(exc) or type(exc).__name__) from exc
+        self.status = self._r.status_code
+
+    def chunks(self) -> Iterator[bytes]:
+        try:
+            yield from self._r.iter_bytes()  # as it arrives (~64 KiB), not re-buffered
+        except (self._httpx.HTTPError, self._httpx.StreamError) as exc:
+            raise _NetError(str(exc) or type(exc).__name__) from exc
+
+    def close(self) -> None:
+        self._r.close()
+
+    def abort(self) -> None:
+        try:
+            self._r.close()
+        except Exception:  # closing from another thread is best effort
+            pass
+
+
+_ssl_context: ssl.SSLContext | None = None
+
+
+def _ssl() -> ssl.SSLContext:
+    global _ssl_context
+    if _ssl_context is None:
+        try:
+            import certifi
+
+            _ssl_context = ssl.create_default_context(cafile=certifi.where())
+        except ImportError:
+            _ssl_context = ssl.create_default_context()
+    return _ssl_context
+
+
+class _StdlibBody:
+    """GET with http.client: redirects followed, http(s) proxy (CONNECT for https), 1 MiB reads."""
+
+    def __init__(self, url: str, headers: dict[str, str], *, proxy: str, timeout: float) -> None:
+        self._conn: http.client.HTTPConnection | None = None
+        for _ in range(10):
+            resp = self._request(url, headers, proxy, timeout)
+            if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
+                url = urljoin(url, resp.getheader("Location", ""))
+                self.close()
+                continue
+            self._resp = resp
+            self.status = resp.status
+            return
+        raise _NetError("too many redirects")
+
+    def _request(
+        self, url: str, headers: dict[str, str], proxy: str, timeout: float
+    ) -> http.client.HTTPResponse:
+        u = urlsplit(url)
+        host, port = u.hostname or "", u.port or (443 if u.scheme == "https" else 80)
+        path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        hdrs = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **headers}
+        proxy = proxy or _env_proxy(u.scheme, host)
+        try:
+            if proxy:
+                p = urlsplit(proxy)
+                auth = {}
+                if p.username:
+                    token = base64.b64encode(
+                        f"{unquote(p.username)}:{unquote(p.password or '')}".encode()
+                    ).decode()
+                    auth = {"Proxy-Authorization": f"Basic {token}"}
+                pport = p.port or (443 if p.scheme == "https" else 80)
+                if u.scheme == "https":
+                    conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                        p.hostname or "", pport, timeout=timeout, context=_ssl()
+                    )
+                    conn.set_tunnel(host, port, headers=auth)
+                else:
+                    conn = http.client.HTTPConnection(p.hostname or "", pport, timeout=timeout)
+                    path, hdrs = url, {**hdrs, **auth}
+            elif u.scheme == "https":
+                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=_ssl())
+            else:
+                conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            self._conn = conn
+            conn.request("GET", path, headers=hdrs)
+            return conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise _NetError(str(exc) or type(exc).__name__) from exc
+
+    def chunks(self) -> Iterator[bytes]:
+        while True:
+            try:
+                block = self._resp.read1(CHUNK)  # what one read gives, up to 1 MiB
+            except (OSError, http.client.HTTPException, ValueError) as exc:  # ValueError: closed by abort()
+                raise _NetError(str(exc) or type(exc).__name__) from exc
+            if not block:
+                return
+            yield block
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def abort(self) -> None:
+        """From another thread: wake a blocked read at once."""
+        conn = self._conn
+        sock = getattr(conn, "sock", None) if conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def _env_proxy(scheme: str, host: str) -> str:
+    """HTTP(S)_PROXY from the environment, as httpx would use it (NO_PROXY respected)."""
+    import urllib.request
+
+    if urllib.request.proxy_bypass(host):
+        return ""
+    return urllib.request.getproxies().get(scheme, "")
 
 
 def _short(exc: BaseException) -> str:
@@ -664,8 +816,10 @@ class DownloadManager:
         stall_timeout_s: float = 30.0,
         probe_timeout_s: float = 2.0,
         free_space: FreeSpace = disk_free_bytes,
+        transport: Literal["auto", "httpx", "stdlib"] = "auto",
     ) -> None:
         self.paths = paths or Paths.default()
+        self.transport = transport
         self._catalog = catalog
         self._proxy = proxy
         self.parallel = parallel
@@ -796,7 +950,13 @@ class DownloadManager:
     def start(self, request: DownloadRequest, listener: DownloadListener | None = None) -> DownloadJob:
         """Plan and download in a new thread; the returned job can be paused/cancelled at once."""
         job = DownloadJob(
-            listener=listener, parallel=self.parallel, retries=self.retries, free_space=self.free_space
+            listener=listener,
+            parallel=self.parallel,
+            retries=self.retries,
+            free_space=self.free_space,
+            proxy=self.proxy,
+            stall_timeout_s=self.stall_timeout_s,
+            transport=self.transport,
         )
         thread = threading.Thread(target=self._run_job, args=(job, request), name=f"model-download-{job.id}")
         job.thread = thread

@@ -1,0 +1,158 @@
+"""Model download benchmark (JSON): our downloader against plain curl, and bytes lost to a kill.
+
+The fake hub (tests/fixtures/fake_hub.py) runs in its own process so it shares no GIL with the client.
+
+1. throughput: the same file from the same local hub, ``curl -o`` vs ``bubble-cli models download``
+   (sha256 + size check and rename included; Python start-up excluded by timing the download inside the
+   process: the CLI's own ``done`` line carries no time, so the in-process DownloadManager is timed),
+   interleaved ``--rounds`` times; the ratio of medians (ours / curl) should be >= 0.9.
+2. kill at 50 %: ``bubble-cli models download --json`` against a rate-capped hub, SIGKILLed once it has
+   reported half the file, then run again; bytes the hub sent twice = served in total - file size (should be
+   <= one chunk: httpcore reads 64 KiB at a time, we write each read at once).
+
+    PYTHONPATH=. python tests/bench/download.py [--size-mb 512] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+REPO = "bench/model"
+FILE = "weights.bin"
+
+
+def _start_hub(folder: Path, rate_bps: float = 0.0) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fixtures.fake_hub", REPO, str(folder), str(rate_bps)],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    return proc, url
+
+
+def _get(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=30) as r:  # noqa: S310 - our own local hub
+        return dict(json.loads(r.read()))
+
+
+def _curl(url: str, out: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["curl", "-sS", "--fail", "-o", str(out), url], check=True)
+    return time.perf_counter() - t0
+
+
+def _ours(url: str, home: Path) -> float:
+    from bubble_desktop.core.models.download import DownloadManager, DownloadRequest
+    from bubble_desktop.core.paths import Paths
+
+    paths = Paths.under(home).ensure()
+    manager = DownloadManager(paths, proxy="")
+    t0 = time.perf_counter()
+    manager.download(DownloadRequest(REPO, files=(FILE,), source=url))
+    return time.perf_counter() - t0
+
+
+def throughput(folder: Path, size: int, rounds: int, work: Path) -> dict[str, object]:
+    hub, url = _start_hub(folder)
+    file_url = f"{url}/{REPO}/resolve/main/{FILE}"
+    curl_s: list[float] = []
+    ours_s: list[float] = []
+    try:
+        _curl(file_url, work / "warm.bin")  # page cache warm for both
+        for i in range(rounds):
+            curl_s.append(_curl(file_url, work / f"curl-{i}.bin"))
+            (work / f"curl-{i}.bin").unlink()
+            home = work / f"home-{i}"
+            ours_s.append(_ours(url, home))
+            subprocess.run(["rm", "-rf", str(home)], check=True)
+    finally:
+        hub.terminate()
+        hub.wait(10)
+    c, o = statistics.median(curl_s), statistics.median(ours_s)
+    return {
+        "file_mb": size / 1e6,
+        "curl_s": [round(x, 3) for x in curl_s],
+        "ours_s": [round(x, 3) for x in ours_s],
+        "curl_mb_s": round(size / c / 1e6, 1),
+        "ours_mb_s": round(size / o / 1e6, 1),
+        "ratio_ours_over_curl": round(c / o, 3),
+        "target": ">= 0.9",
+    }
+
+
+def kill_at_half(folder: Path, size: int, work: Path, rate_bps: float) -> dict[str, object]:
+    hub, url = _start_hub(folder, rate_bps)
+    home = work / "kill-home"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "bubble_desktop.cli", "--home", str(home), "models", "download", REPO,
+           "--file", FILE, "--source", url, "--json"]
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+        assert proc.stdout is not None
+        reported = 0
+        for line in proc.stdout:
+            reported = max(reported, int(json.loads(line).get("done_bytes", 0)))
+            if reported >= size // 2:
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        part = home / "models" / "downloads" / REPO.replace("/", "--") / (FILE + ".part")
+        kept = part.stat().st_size
+        time.sleep(0.2)
+        first = int(_get(f"{url}/_stats")["body_bytes"])  # type: ignore[call-overload]
+        _get(f"{url}/_reset?rate_bps=0")
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env=env)
+        rerun_s = time.perf_counter() - t0
+        second = int(_get(f"{url}/_stats")["body_bytes"])  # type: ignore[call-overload]
+    finally:
+        hub.terminate()
+        hub.wait(10)
+    return {
+        "file_mb": size / 1e6,
+        "killed_at_reported_bytes": reported,
+        "partial_kept_bytes": kept,
+        "served_before_kill": first,
+        "served_on_rerun": second,
+        "rerun_fetched_exactly_the_missing_bytes": second == size - kept,
+        "bytes_downloaded_twice": first + second - size,
+        "chunk_bytes": 64 * 1024,
+        "rerun_s_including_python_start": round(rerun_s, 2),
+        "target": "bytes_downloaded_twice <= one chunk",
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mb", type=int, default=512)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--kill-rate-mb", type=float, default=50.0, help="hub rate cap for the kill run, MB/s")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bubble-dl-bench-") as tmp:
+        work = Path(tmp)
+        folder = work / "hub"
+        folder.mkdir()
+        size = args.size_mb * 1_000_000
+        with open(folder / FILE, "wb") as f:
+            for _ in range(args.size_mb):
+                f.write(os.urandom(1_000_000))
+        result = {
+            "throughput": throughput(folder, size, args.rounds, work),
+            "kill_at_50_percent": kill_at_half(folder, size, work, args.kill_rate_mb * 1e6),
+            "cpus": os.cpu_count(),
+        }
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
