@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -33,8 +34,13 @@ FILE = "weights.bin"
 
 
 def _start_hub(folder: Path, rate_bps: float = 0.0) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fixtures.fake_hub", REPO, str(folder), str(rate_bps)],
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fixtures.fake_hub", REPO, str(folder), str(rate_bps)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
     return proc, url
@@ -45,21 +51,40 @@ def _get(url: str) -> dict[str, object]:
         return dict(json.loads(r.read()))
 
 
-def _curl(url: str, out: Path) -> float:
+def _curl(url: str, work: Path, i: int) -> float:
+    out = work / f"curl-{i}" / FILE
+    out.parent.mkdir()
     t0 = time.perf_counter()
     subprocess.run(["curl", "-sS", "--fail", "-o", str(out), url], check=True)
-    return time.perf_counter() - t0
+    dt = time.perf_counter() - t0
+    shutil.rmtree(out.parent)
+    return dt
 
 
-def _ours(url: str, home: Path) -> float:
-    from bubble_desktop.core.models.download import DownloadManager, DownloadRequest
+def _ours(url: str, work: Path, i: int) -> tuple[float, float]:
+    """(whole download incl. choosing the source and listing, the transfer alone)"""
+    from bubble_desktop.core.models.download import (
+        CallbackListener,
+        DownloadManager,
+        DownloadRequest,
+        Progress,
+    )
     from bubble_desktop.core.paths import Paths
 
-    paths = Paths.under(home).ensure()
-    manager = DownloadManager(paths, proxy="")
+    home = work / f"home-{i}"
+    marks: dict[str, float] = {}
+
+    def on_progress(p: Progress) -> None:
+        marks.setdefault(p.state, time.perf_counter())
+
+    manager = DownloadManager(Paths.under(home).ensure(), proxy="")
     t0 = time.perf_counter()
-    manager.download(DownloadRequest(REPO, files=(FILE,), source=url))
-    return time.perf_counter() - t0
+    manager.download(
+        DownloadRequest(REPO, files=(FILE,), source=url), CallbackListener(on_progress=on_progress)
+    )
+    t1 = time.perf_counter()
+    shutil.rmtree(home)
+    return t1 - t0, t1 - marks["downloading"]
 
 
 def throughput(folder: Path, size: int, rounds: int, work: Path) -> dict[str, object]:
@@ -67,26 +92,34 @@ def throughput(folder: Path, size: int, rounds: int, work: Path) -> dict[str, ob
     file_url = f"{url}/{REPO}/resolve/main/{FILE}"
     curl_s: list[float] = []
     ours_s: list[float] = []
+    transfer_s: list[float] = []
     try:
-        _curl(file_url, work / "warm.bin")  # page cache warm for both
-        for i in range(rounds):
-            curl_s.append(_curl(file_url, work / f"curl-{i}.bin"))
-            (work / f"curl-{i}.bin").unlink()
-            home = work / f"home-{i}"
-            ours_s.append(_ours(url, home))
-            subprocess.run(["rm", "-rf", str(home)], check=True)
+        _curl(file_url, work, -1)  # warm the page cache and the hub
+        _ours(url, work, -1)
+        for i in range(rounds):  # interleaved, alternating who goes first
+            for who in ("curl", "ours") if i % 2 == 0 else ("ours", "curl"):
+                if who == "curl":
+                    curl_s.append(_curl(file_url, work, i))
+                else:
+                    whole, transfer = _ours(url, work, i)
+                    ours_s.append(whole)
+                    transfer_s.append(transfer)
     finally:
         hub.terminate()
         hub.wait(10)
-    c, o = statistics.median(curl_s), statistics.median(ours_s)
+    c, o, t = statistics.median(curl_s), statistics.median(ours_s), statistics.median(transfer_s)
     return {
         "file_mb": size / 1e6,
+        "rounds": rounds,
         "curl_s": [round(x, 3) for x in curl_s],
         "ours_s": [round(x, 3) for x in ours_s],
+        "ours_transfer_only_s": [round(x, 3) for x in transfer_s],
         "curl_mb_s": round(size / c / 1e6, 1),
         "ours_mb_s": round(size / o / 1e6, 1),
         "ratio_ours_over_curl": round(c / o, 3),
+        "ratio_transfer_only_over_curl": round(c / t, 3),
         "target": ">= 0.9",
+        "note": "ours = sha256 + size check + fsync + rename included; curl = plain -o",
     }
 
 
@@ -94,8 +127,21 @@ def kill_at_half(folder: Path, size: int, work: Path, rate_bps: float) -> dict[s
     hub, url = _start_hub(folder, rate_bps)
     home = work / "kill-home"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "bubble_desktop.cli", "--home", str(home), "models", "download", REPO,
-           "--file", FILE, "--source", url, "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bubble_desktop.cli",
+        "--home",
+        str(home),
+        "models",
+        "download",
+        REPO,
+        "--file",
+        FILE,
+        "--source",
+        url,
+        "--json",
+    ]
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
         assert proc.stdout is not None
@@ -135,7 +181,7 @@ def kill_at_half(folder: Path, size: int, work: Path, rate_bps: float) -> dict[s
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mb", type=int, default=512)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--kill-rate-mb", type=float, default=50.0, help="hub rate cap for the kill run, MB/s")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bubble-dl-bench-") as tmp:

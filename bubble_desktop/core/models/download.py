@@ -29,6 +29,7 @@ import itertools
 import json
 import logging
 import os
+import queue
 import shutil
 import socket
 import ssl
@@ -512,11 +513,31 @@ class DownloadJob:
                 part.unlink()
                 offset = 0
         meta.write_text(json.dumps(stamp), encoding="utf-8")
-        digest = hashlib.sha256()
-        if offset and rf.sha256:
-            with open(part, "rb") as f:
-                for block in iter(lambda: f.read(CHUNK * 4), b""):
-                    digest.update(block)
+        digest = _Hasher(enabled=bool(rf.sha256))
+        try:
+            if offset and rf.sha256:
+                with open(part, "rb") as f:
+                    for block in iter(lambda: f.read(CHUNK * 4), b""):
+                        digest.update(block)
+            self._transfer(client, plan, rf, part, offset, digest)
+        finally:
+            sha = digest.finish()
+        self._verify(part, meta, rf, part.stat().st_size, sha)
+        os.replace(part, final)
+        meta.unlink(missing_ok=True)
+        with self._lock:
+            self._c.files_done += 1
+        self._emit(force=True)
+
+    def _transfer(
+        self,
+        client: httpx.Client,
+        plan: DownloadPlan,
+        rf: RemoteFile,
+        part: Path,
+        offset: int,
+        digest: _Hasher,
+    ) -> None:
         attempt = 0
         with open(part, "ab", buffering=0) as out:  # unbuffered: each chunk reaches the OS at once
             while rf.size is None or offset < rf.size:
@@ -540,11 +561,10 @@ class DownloadJob:
                         with self._lock:
                             self._c.done -= offset
                         offset = 0
-                        digest = hashlib.sha256()
+                        digest.restart()
                     for chunk in body.chunks():
                         out.write(chunk)
-                        if rf.sha256:
-                            digest.update(chunk)
+                        digest.update(chunk)
                         offset += len(chunk)
                         progressed = True
                         self._add(len(chunk), rf.path)
@@ -577,12 +597,6 @@ class DownloadJob:
                             self._bodies.discard(body)
                         body.close()
             os.fsync(out.fileno())
-        self._verify(part, meta, rf, offset, digest.hexdigest() if rf.sha256 else None)
-        os.replace(part, final)
-        meta.unlink(missing_ok=True)
-        with self._lock:
-            self._c.files_done += 1
-        self._emit(force=True)
 
     def _open(self, client: httpx.Client, url: str, headers: dict[str, str]) -> _Body:
         if self.transport == "httpx":
@@ -601,6 +615,43 @@ class DownloadJob:
             with self._lock:
                 self._c.done -= size
             raise IntegrityError(f"The download of {rf.path} is damaged: {problem}.")
+
+
+class _Hasher:
+    """sha256 on its own thread, fed the chunks as they are written: hashlib drops the GIL, so hashing
+    overlaps the network reads and disk writes instead of adding to them. At most 32 chunks wait."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._thread: threading.Thread | None = None
+        self._start()
+
+    def _start(self) -> None:
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=32)
+        self._h = hashlib.sha256()
+        if self.enabled:
+            self._thread = threading.Thread(target=self._work, name="download-sha256")
+            self._thread.start()
+
+    def _work(self) -> None:
+        while (block := self._queue.get()) is not None:
+            self._h.update(block)
+
+    def update(self, block: bytes) -> None:
+        if self.enabled:
+            self._queue.put(block)
+
+    def restart(self) -> None:
+        self.finish()
+        self._start()
+
+    def finish(self) -> str | None:
+        """Wait for the hashing to catch up; the hex digest (None when disabled). Idempotent."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        return self._h.hexdigest() if self.enabled else None
 
 
 class _NetError(Exception):
