@@ -390,6 +390,10 @@ def test_remove_deletes_the_folder_and_the_registration(hub: FakeHub, paths: Pat
     m = _manager(paths)
     result = m.download(DownloadRequest(REPO, source=hub.url, name="tmp-model"))
     assert [d["name"] for d in m.downloaded()] == ["tmp-model"]
+    assert m.verify("tmp-model") == []
+    with open(result.path / "model.safetensors", "r+b") as f:
+        f.write(b"\0" * 16)  # damaged after the download (a power cut before the disk wrote it)
+    assert m.verify("tmp-model") == ["model.safetensors"]
     m.remove("tmp-model")
     assert not result.path.exists() and m.downloaded() == []
     with pytest.raises(DownloadError, match="No downloaded model"):
