@@ -32,7 +32,7 @@ from bubble_desktop.core.models.download import (
 )
 from bubble_desktop.core.models.sources import DownloadError, SourceUnreachableError
 from bubble_desktop.core.paths import Paths
-from tests.fixtures.fake_hub import FakeHub
+from tests.fixtures.fake_hub import FakeHub, ForwardProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 REPO = "tiny-org/tiny-model"
@@ -329,6 +329,37 @@ def test_auto_falls_through_a_source_without_the_repo(hub: FakeHub, paths: Paths
         _sources(paths, ["hf", "modelscope"], hf=empty.url, modelscope=hub.url)
         result = _manager(paths).download(DownloadRequest(REPO))
     assert result.plan.source == "modelscope"
+
+
+def test_the_web_proxy_setting_is_used_for_listing_and_bytes(
+    hub: FakeHub, paths: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bubble_desktop.core.settings import Settings, save_settings
+
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with ForwardProxy() as proxy:
+        settings = Settings()
+        settings.web.proxy = proxy.url
+        save_settings(settings, paths.settings_file)
+        result = DownloadManager(paths).download(DownloadRequest(REPO, source=hub.url))  # proxy from settings
+    assert _sha(result.path / "model.safetensors") == hub.repos[REPO].files["model.safetensors"].sha256
+    assert any("/api/models/" in u for u in proxy.seen), proxy.seen
+    assert any(u.endswith("/model.safetensors") for u in proxy.seen), proxy.seen
+
+
+def test_a_bad_proxy_is_a_clear_error(hub: FakeHub, paths: Paths) -> None:
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    with pytest.raises(SourceUnreachableError, match="cannot be reached"):
+        DownloadManager(paths, proxy=dead).download(DownloadRequest(REPO, source=hub.url))
+
+
+def test_hf_endpoint_environment_variable_is_honoured(monkeypatch: pytest.MonkeyPatch, paths: Paths) -> None:
+    from bubble_desktop.core.models.sources import SourceConfig
+
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example.org/")
+    assert SourceConfig.load(paths).source("hf").endpoint == "https://hub.example.org"
+    assert SourceConfig.load(paths).source("hf-mirror").endpoint == "https://hf-mirror.com"
 
 
 def test_pause_stops_the_bytes_and_resume_finishes(paths: Paths) -> None:
