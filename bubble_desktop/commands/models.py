@@ -64,6 +64,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rm.add_argument("name", help="the downloaded model's name or catalog id")
     rm.add_argument("--json", action="store_true")
     rm.set_defaults(func=run_remove)
+    src = msub.add_parser(
+        "sources",
+        help="show or set where 'auto' downloads from (order, endpoints)",
+        description="Show the model sources, or set the order 'auto' tries them in and their endpoints.",
+    )
+    src.add_argument("--order", metavar="A,B,C", help="e.g. hf-mirror,modelscope,hf (first reachable wins)")
+    src.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="point hf, hf-mirror or modelscope at another URL (repeatable); NAME= resets it",
+    )
+    src.add_argument("--json", action="store_true")
+    src.set_defaults(func=run_sources)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 
 
@@ -265,4 +280,44 @@ def run_remove(args: argparse.Namespace) -> int:
         print(json.dumps({"removed": str(folder)}, ensure_ascii=False))
     else:
         print(f"removed {folder}")
+    return 0
+
+
+def run_sources(args: argparse.Namespace) -> int:
+    from bubble_desktop.core.models.sources import BUILTIN, DownloadError, SourceConfig, config_path
+
+    cfg = SourceConfig.load()
+    changed = False
+    if args.order:
+        order = [x.strip() for x in args.order.split(",") if x.strip()]
+        for name in order:
+            cfg.source(name)  # refuses unknown names
+        cfg.order, changed = order, True
+    for item in args.endpoint:
+        name, _, url = item.partition("=")
+        if name not in BUILTIN:
+            raise DownloadError(f"Unknown source {name!r}.", "Use hf, hf-mirror or modelscope.")
+        if url.strip():
+            if not url.startswith(("http://", "https://")):
+                raise DownloadError(f"{url!r} is not an http(s) URL.")
+            cfg.endpoints[name] = url.strip().rstrip("/")
+        else:
+            cfg.endpoints.pop(name, None)
+        changed = True
+    if changed:
+        cfg.save()
+    rows = [{"name": n, "endpoint": cfg.endpoint(n), "in_auto": n in cfg.order} for n in BUILTIN]
+    if args.json:
+        print(
+            json.dumps(
+                {"order": cfg.order, "last_good": cfg.last_good, "sources": rows, "file": str(config_path())}
+            )
+        )
+    else:
+        print(
+            f"auto tries: {', '.join(cfg.order)}"
+            + (f" (last worked: {cfg.last_good})" if cfg.last_good else "")
+        )
+        for r in rows:
+            print(f"  {r['name']:11} {r['endpoint']}")
     return 0

@@ -483,3 +483,51 @@ def test_downloaded_gguf_answers_through_llamacpp(smollm2_gguf: Path, bubble_hom
     )
     assert ask.returncode == 0, ask.stderr[-2000:]
     assert "Paris" in ask.stdout
+
+
+def test_cli_catalog_and_sources(bubble_home: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    base = [sys.executable, "-m", "bubble_desktop.cli", "--home", str(bubble_home), "models"]
+    cat = subprocess.run(
+        [*base, "catalog", "--json", "--language", "zh"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env=env,
+    )
+    assert cat.returncode == 0, cat.stderr
+    data = json.loads(cat.stdout)
+    ids = {e["id"] for e in data["entries"]}
+    assert data["recommended"]["chat"] in ids and data["recommended"]["embedding"] in ids
+    assert {e["fit"] for e in data["entries"]} <= {"runs well", "tight", "too big"}
+    assert data["machine"]["ram_total_gb"] > 0
+    src = subprocess.run(
+        [
+            *base,
+            "sources",
+            "--order",
+            "modelscope,hf-mirror",
+            "--endpoint",
+            "hf-mirror=http://127.0.0.1:9/",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env=env,
+    )
+    assert src.returncode == 0, src.stderr
+    out = json.loads(src.stdout)
+    assert out["order"] == ["modelscope", "hf-mirror"]
+    assert {r["name"]: r["endpoint"] for r in out["sources"]}["hf-mirror"] == "http://127.0.0.1:9"
+    bad = subprocess.run(
+        [*base, "sources", "--order", "nowhere"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env=env,
+    )
+    assert bad.returncode == 2 and "Unknown model source" in bad.stderr

@@ -41,6 +41,18 @@ DEFAULT_ENDPOINTS = {
     "modelscope": "https://www.modelscope.cn",
 }
 DEFAULT_ORDER = ("hf", "hf-mirror", "modelscope")
+# huggingface.co is blocked in mainland China: a Chinese system starts with the mirrors (a probe of a
+# blocked host costs its whole timeout)
+CHINA_ORDER = ("hf-mirror", "modelscope", "hf")
+
+
+def default_order() -> list[str]:
+    import locale
+
+    lang = (locale.getlocale()[0] or os.environ.get("LANG", "")).lower()
+    return list(CHINA_ORDER if lang.startswith("zh") else DEFAULT_ORDER)
+
+
 PROBE_TIMEOUT_S = 2.0
 CONFIG_FILE = "model_sources.json"
 USER_AGENT = "bubble-desktop (model downloads)"
@@ -224,7 +236,7 @@ def _why(exc: BaseException) -> str:
 class SourceConfig:
     """``model_sources.json``: the "auto" order, endpoint overrides and the source that worked last."""
 
-    order: list[str] = field(default_factory=lambda: list(DEFAULT_ORDER))
+    order: list[str] = field(default_factory=default_order)
     endpoints: dict[str, str] = field(default_factory=dict)
     last_good: str = ""
 
@@ -237,9 +249,9 @@ class SourceConfig:
             return cls()
         if not isinstance(raw, dict):
             return cls()
-        order = [str(x) for x in raw.get("order", DEFAULT_ORDER) if isinstance(x, str) and x.strip()]
+        order = [str(x) for x in raw.get("order", ()) if isinstance(x, str) and x.strip()]
         endpoints = {str(k): str(v).rstrip("/") for k, v in (raw.get("endpoints") or {}).items()}
-        return cls(order or list(DEFAULT_ORDER), endpoints, str(raw.get("last_good", "")))
+        return cls(order or default_order(), endpoints, str(raw.get("last_good", "")))
 
     def save(self, paths: Paths | None = None) -> None:
         p = (paths or Paths.default()).config_dir / CONFIG_FILE
