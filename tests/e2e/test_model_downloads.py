@@ -267,6 +267,39 @@ def test_checksum_mismatch_is_a_clear_error_and_the_file_is_removed(hub: FakeHub
     assert not list(folder.glob("model.safetensors*")), "neither the file nor its partial is left"
 
 
+def test_a_part_started_on_one_source_continues_on_another(paths: Paths) -> None:
+    """Parts are stamped by sha256: one begun on hf continues from hf-mirror (same file, other host)."""
+    data = os.urandom(4 * MB)
+    with FakeHub() as first, FakeHub() as second:
+        for h in (first, second):
+            h.add_file("org/m", "w.bin", data)
+        first.rate_bps = 4 * MB
+        got = threading.Event()
+        job = _manager(paths).start(
+            DownloadRequest("org/m", files=("w.bin",), source=first.url),
+            CallbackListener(on_progress=lambda p: p.done_bytes >= MB and got.set()),
+        )
+        assert got.wait(10)
+        job.cancel()
+        assert job.wait(5) and job.state == "cancelled"
+        kept = (paths.models_dir / "downloads" / "org--m" / "w.bin.part").stat().st_size
+        assert kept >= MB
+        result = _manager(paths).download(DownloadRequest("org/m", files=("w.bin",), source=second.url))
+        assert second.bytes_by_file["org/m/w.bin"] == len(data) - kept
+        assert (result.path / "w.bin").read_bytes() == data
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_disk_filling_up_mid_download_is_a_clear_error(hub: FakeHub, paths: Paths) -> None:
+    folder = paths.models_dir / "downloads" / "full"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors.part").symlink_to("/dev/full")  # every write: ENOSPC, a real full disk
+    with pytest.raises(NotEnoughSpaceError, match="disk filled up while downloading model.safetensors"):
+        _manager(paths).download(
+            DownloadRequest(REPO, files=("model.safetensors",), source=hub.url, name="full")
+        )
+
+
 def test_not_enough_disk_fails_before_any_byte(hub: FakeHub, paths: Paths) -> None:
     with pytest.raises(NotEnoughSpaceError) as info:
         _manager(paths, free_space=lambda p: 2 * MB).download(DownloadRequest(REPO, source=hub.url))

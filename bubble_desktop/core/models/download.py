@@ -25,6 +25,7 @@ them to its thread (a queued signal); they must not block.
 from __future__ import annotations
 
 import base64
+import errno
 import fnmatch
 import hashlib
 import http.client
@@ -170,7 +171,8 @@ class DownloadResult:
 
 
 class DownloadListener(Protocol):
-    """What a job reports; every method is called from a download thread."""
+    """What a job reports. Called from download threads (``progress`` from several at once when files
+    download in parallel): forward to the GUI thread (a queued signal) and return at once."""
 
     def progress(self, p: Progress) -> None: ...
     def finished(self, result: DownloadResult) -> None: ...
@@ -502,7 +504,9 @@ class DownloadJob:
         final.parent.mkdir(parents=True, exist_ok=True)
         part = final.with_name(final.name + PART)
         meta = final.with_name(final.name + PART + ".json")
-        stamp = {"url": rf.url, "size": rf.size, "sha256": rf.sha256}
+        # what the part is a part of: by content where the hub publishes a sha256 (so a part started on one
+        # source continues on another, or after a new commit that left the file alone), else by URL
+        stamp = {"size": rf.size, "sha256": rf.sha256} if rf.sha256 else {"url": rf.url, "size": rf.size}
         offset = part.stat().st_size if part.exists() else 0
         if offset:
             try:
@@ -566,7 +570,15 @@ class DownloadJob:
                         offset = 0
                         digest.restart()
                     for chunk in body.chunks():
-                        out.write(chunk)
+                        try:
+                            out.write(chunk)
+                        except OSError as exc:
+                            if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+                                raise NotEnoughSpaceError(
+                                    f"The disk filled up while downloading {rf.path}; "
+                                    f"{_human(offset)} of it is kept for next time."
+                                ) from exc
+                            raise
                         digest.update(chunk)
                         offset += len(chunk)
                         progressed = True
@@ -935,7 +947,7 @@ class DownloadManager:
             remaining = remaining[remaining.index(src) + 1 :]
             try:
                 plan = self._plan_on(src, entry, request, client)
-            except (RepoNotFoundError, SourceUnreachableError) as exc:
+            except DownloadError as exc:  # not there, gated, broken: in auto mode the next source may do
                 if request.source != "auto" or not remaining:
                     if errors:
                         raise DownloadError(" ".join(errors + [exc.message]), exc.hint) from exc
