@@ -564,3 +564,48 @@ def test_cli_catalog_and_sources(bubble_home: Path) -> None:
         env=env,
     )
     assert bad.returncode == 2 and "Unknown model source" in bad.stderr
+
+
+@pytest.mark.slow
+def test_downloaded_transformers_model_answers_by_name(tiny_model_dir: Path, bubble_home: Path) -> None:
+    """A transformers model folder downloaded by repo id is found by its name: ask --model NAME."""
+    with FakeHub() as hub:
+        for p in sorted(tiny_model_dir.iterdir()):
+            if p.is_file():
+                hub.add_file("tiny-org/tiny-llama", p.name, source=p)
+        hub.add_file("tiny-org/tiny-llama", "README.md", b"readme")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run(
+            _cli(bubble_home, "tiny-org/tiny-llama", "--source", hub.url, "--name", "tl", "--json"),
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=300,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        final = json.loads(done.stdout.strip().splitlines()[-1])
+        assert "README.md" not in final["files"] and "model.safetensors" in final["files"]
+    ask = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bubble_desktop.cli",
+            "--home",
+            str(bubble_home),
+            "ask",
+            "--model",
+            "tl",
+            "--temperature",
+            "0",
+            "--json",
+            "Hello",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env=env,
+    )
+    assert ask.returncode == 0, ask.stderr[-2000:]
+    assert json.loads(ask.stdout.strip().splitlines()[-1])
