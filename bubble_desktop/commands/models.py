@@ -208,7 +208,7 @@ class _Printer:
         eta = f"ETA {int(p.eta_s // 60)}:{int(p.eta_s % 60):02d}" if p.eta_s is not None else ""
         line = (
             f"\r[{'#' * filled}{'-' * (width - filled)}] {p.fraction:4.0%} {_gb(p.done_bytes)}/"
-            f"{_gb(p.total_bytes)} {p.speed_bps / 1e6:5.1f} MB/s {eta:10} {p.state}"
+            f"{_gb(p.total_bytes)} {p.speed_bps / 1e6:5.1f} MB/s {eta:10} {p.state:11}"
         )
         print(line, end="", file=sys.stderr, flush=True)
 

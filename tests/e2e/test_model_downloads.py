@@ -450,6 +450,18 @@ def test_unknown_file_and_unknown_repo_are_clear_errors(hub: FakeHub, paths: Pat
         _manager(paths).download(DownloadRequest("nobody/nothing", source=hub.url))
 
 
+def test_hub_search_by_name(hub: FakeHub) -> None:
+    from bubble_desktop.core.models.sources import SourceConfig, make_client
+
+    hub.add_file("someone/Tiny-GGUF", "tiny-q4_k_m.gguf", b"GGUF")
+    with make_client() as client:
+        hits = SourceConfig().source(hub.url).search(client, "tiny")
+        assert {h.repo for h in hits} == {REPO, "someone/Tiny-GGUF"}
+        assert [h.gguf for h in hits if h.repo == "someone/Tiny-GGUF"] == [True]
+        with pytest.raises(DownloadError, match="not supported"):
+            SourceConfig().source("modelscope").search(client, "tiny")
+
+
 def test_remove_deletes_the_folder_and_the_registration(hub: FakeHub, paths: Paths) -> None:
     m = _manager(paths)
     result = m.download(DownloadRequest(REPO, source=hub.url, name="tmp-model"))

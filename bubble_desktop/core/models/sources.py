@@ -93,6 +93,17 @@ class RepoListing:
 
 
 @dataclass(frozen=True)
+class HubModel:
+    """One hit of a hub search."""
+
+    repo: str
+    downloads: int = 0
+    likes: int = 0
+    tags: tuple[str, ...] = ()
+    gguf: bool = False  # has GGUF files (by its tags): runs through llama.cpp
+
+
+@dataclass(frozen=True)
 class Source:
     """One place to download from. ``hub`` says which API it speaks and which catalog repo id applies."""
 
@@ -162,6 +173,36 @@ class Source:
                 f"{self.label} sent something that is not JSON for {repo}; is "
                 f"{self.endpoint} really a model hub?"
             ) from exc
+
+    def search(self, client: httpx.Client, query: str, limit: int = 20) -> list[HubModel]:
+        """Models whose id matches ``query`` (Hugging Face-compatible hubs: ``GET /api/models?search=``),
+        most downloaded first. Only when the user searches: nothing is sent before."""
+        if self.hub != "hf":
+            raise DownloadError(
+                f"Searching {self.label} by name is not supported yet.",
+                "Search on Hugging Face or hf-mirror, or type the ModelScope repo id.",
+            )
+        data = self._get_json(
+            client,
+            f"{self.endpoint}/api/models?search={quote(query)}&limit={int(limit)}&sort=downloads&direction=-1",
+            query,
+        )
+        out = []
+        for m in data if isinstance(data, list) else []:
+            repo = str(m.get("id") or m.get("modelId") or "")
+            if not repo:
+                continue
+            tags = tuple(str(t) for t in m.get("tags") or ())
+            out.append(
+                HubModel(
+                    repo,
+                    int(m.get("downloads") or 0),
+                    int(m.get("likes") or 0),
+                    tags,
+                    "gguf" in tags or repo.lower().endswith("gguf"),
+                )
+            )
+        return out
 
     def _list_hf(self, client: httpx.Client, repo: str, rev: str) -> RepoListing:
         data = self._get_json(
