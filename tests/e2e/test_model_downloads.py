@@ -120,6 +120,7 @@ def test_full_download_through_an_hf_endpoint(hub: FakeHub, paths: Paths) -> Non
     folder = result.path
     assert sorted(p.name for p in folder.iterdir()) == [
         ".bubble-download.json",
+        ".download.lock",
         "config.json",
         "model.safetensors",
         "tokenizer.json",
@@ -448,6 +449,25 @@ def test_unknown_file_and_unknown_repo_are_clear_errors(hub: FakeHub, paths: Pat
         _manager(paths).download(DownloadRequest(REPO, files=("nope.gguf",), source=hub.url))
     with pytest.raises(DownloadError, match="is not on"):
         _manager(paths).download(DownloadRequest("nobody/nothing", source=hub.url))
+
+
+def test_one_download_per_folder_and_no_removal_while_it_runs(paths: Paths) -> None:
+    with FakeHub() as hub:
+        hub.add_file("slow/model", "w.bin", os.urandom(2 * MB))
+        hub.rate_bps = 2 * MB
+        got = threading.Event()
+        m = _manager(paths)
+        job = m.start(
+            DownloadRequest("slow/model", files=("w.bin",), source=hub.url),
+            CallbackListener(on_progress=lambda p: p.done_bytes > 0 and got.set()),
+        )
+        assert got.wait(10)
+        with pytest.raises(DownloadError, match="already being downloaded"):
+            m.download(DownloadRequest("slow/model", files=("w.bin",), source=hub.url))
+        with pytest.raises(DownloadError, match="already being downloaded"):
+            m.remove("slow--model")
+        assert job.wait(20) and job.state == "done"
+        m.remove("slow--model")
 
 
 def test_hub_search_by_name(hub: FakeHub) -> None:

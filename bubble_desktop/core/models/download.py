@@ -36,6 +36,7 @@ import os
 import queue
 import shutil
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -438,7 +439,9 @@ class DownloadJob:
         plan = self.plan
         assert plan is not None, "a DownloadJob needs a plan before run()"
         client = self._client or make_client()
+        lock: _FolderLock | None = None
         try:
+            lock = _FolderLock(plan.target_dir, plan.name)
             self._check_space(plan)
             with self._lock:
                 self._c.done = sum(_already_have(plan.target_dir, f) for f in plan.files)
@@ -473,6 +476,8 @@ class DownloadJob:
             self._state = "failed"
             raise
         finally:
+            if lock is not None:
+                lock.release()
             if self._own_client and self._client is None:
                 client.close()
 
@@ -629,6 +634,42 @@ class DownloadJob:
             with self._lock:
                 self._c.done -= size
             raise IntegrityError(f"The download of {rf.path} is damaged: {problem}.")
+
+
+class _FolderLock:
+    """One download per model folder, across processes too (two writers would interleave one .part).
+    An OS lock, so a killed process never leaves it behind."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self._f = open(folder / ".download.lock", "a+b")  # noqa: SIM115 - held until release()
+        try:
+            if sys.platform == "win32":
+                import msvcrt
+
+                self._f.seek(0)
+                msvcrt.locking(self._f.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self._f.close()
+            raise DownloadError(
+                f"{name} is already being downloaded (by this or another Bubble).",
+                "Wait for that download to finish, or cancel it first.",
+            ) from exc
+
+    def release(self) -> None:
+        try:
+            if sys.platform == "win32":
+                import msvcrt
+
+                self._f.seek(0)
+                msvcrt.locking(self._f.fileno(), msvcrt.LK_UNLCK, 1)
+        except OSError:
+            pass
+        self._f.close()
 
 
 class _Hasher:
@@ -1122,13 +1163,8 @@ class DownloadManager:
             or folder.resolve().parent != self.downloads_dir.resolve()
         ):
             raise DownloadError(f"No downloaded model named {name!r}.", "See bubble-cli models list.")
-        for job in self.jobs():
-            if (
-                job.plan is not None
-                and job.plan.target_dir == folder
-                and job.state in ("resolving", "downloading", "paused", "verifying")
-            ):
-                raise DownloadError(f"{name} is still downloading.", "Cancel the download first.")
+        lock = _FolderLock(folder, name)  # refuses while a download (here or elsewhere) writes there
+        lock.release()
         shutil.rmtree(folder)
         _unregister(self.paths.models_dir, folder_name, folder)
         return folder
