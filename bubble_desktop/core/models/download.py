@@ -1,25 +1,34 @@
 """Resumable, verified model downloads with progress, pause and cancel; Qt-free, for any worker thread.
 
-Our own Range downloader on ``httpx`` rather than ``huggingface_hub.hf_hub_download``: the hub client
-writes a per-process ``.incomplete`` file that a new process does not resume (see DESIGN.md), exposes
-no pause/cancel, and its progress is a tqdm bar. Here:
+Our own Range downloader rather than ``huggingface_hub.hf_hub_download``: the hub client writes a
+per-process ``.incomplete`` file that a new process does not resume (see DESIGN.md), exposes no
+pause/cancel, and its progress is a tqdm bar. Listing and probing go through ``httpx`` (sources.py); file
+bodies through ``http.client`` reading up to 1 MiB per call (a third of httpx's CPU per byte; httpx is
+kept for SOCKS proxies). Here:
 
+* every file goes to ``NAME.part`` beside a ``NAME.part.json`` that says what it is a part of (size +
+  sha256 where the hub publishes one, else the URL); a later run (another process, after a crash or a
+  kill, or another source) continues with ``Range`` from the bytes on disk, after re-hashing them; a
+  part of another version of the file is started afresh;
+* each read (at most 1 MiB) is written at once, so a kill loses at most that;
+* size is always checked and sha256 where the hub publishes it (hashed on its own thread); a mismatch
+  removes the file and raises ``IntegrityError``; a good file is renamed to its final name;
 * no fsync before the rename (like curl, wget and huggingface_hub): it cost ~20 % of the throughput
   here, and guards only against a power cut in the seconds after a download; ``verify(name)`` re-checks
   a downloaded model against the sha256 sums kept in its manifest;
-* every file goes to ``NAME.part`` beside a ``NAME.part.json`` that records what it is a part of (url,
-  size, sha256); a later run (another process, after a crash or kill) continues with ``Range`` from the
-  bytes on disk, after re-hashing them; a part of another version of the file is started afresh;
-* each received chunk is written at once, so a kill loses at most the chunk in flight;
-* size is always checked and sha256 where the hub publishes it; a mismatch removes the file and raises
-  ``IntegrityError``; a good file is renamed to its final name;
-* free disk space is checked before the first byte; dropped connections and stalls are retried with
-  back-off from where they stopped; several files of one repo download in parallel.
+* free disk space is checked before the first byte (and a disk filling up later is a clear error);
+  dropped connections and stalls are retried with back-off from where they stopped; several files of one
+  repo download in parallel; one download per model folder, across processes.
 
-``DownloadManager.start(request, listener)`` runs a whole download (choose source → list → fetch →
-register) in its own thread and returns a ``DownloadJob``; ``pause()``, ``resume()`` and ``cancel()`` may be
-called from any thread (the GUI thread). Listener callbacks run in the download threads: a GUI forwards
-them to its thread (a queued signal); they must not block.
+For the GUI::
+
+    manager = DownloadManager()                      # one per app; shutdown() on quit
+    job = manager.start(DownloadRequest("qwen2.5-1.5b-instruct-q4km"), listener)   # returns at once
+    job.pause(); job.resume(); job.cancel()           # from the GUI thread, any time
+    listener.progress(Progress) / finished(DownloadResult) / failed(job_id, exc)   # in download threads
+
+Listener callbacks run in the download threads (several at once when files download in parallel): a GUI
+forwards them to its thread with a queued signal and returns at once.
 """
 
 from __future__ import annotations
