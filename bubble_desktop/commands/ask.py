@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--temperature", type=float, metavar="F", help="0 = greedy (repeatable)")
     p.add_argument("--top-p", type=float, metavar="F")
     p.add_argument("--top-k", type=int, metavar="N", help="0 = off")
+    p.add_argument("--min-p", type=float, metavar="F", help="0 = off")
     p.add_argument("--repetition-penalty", type=float, metavar="F")
     p.add_argument("--max-new-tokens", type=int, metavar="N")
     p.add_argument("--seed", type=int, metavar="N", help="-1 = random")
@@ -65,7 +66,7 @@ def sampling_from_args(args: argparse.Namespace, settings: Settings) -> Sampling
     from bubble_desktop.core.settings import SamplingSettings
 
     update: dict[str, Any] = {}
-    for name in ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens", "seed"):
+    for name in ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_new_tokens", "seed"):
         value = getattr(args, name, None)
         if value is not None:
             update[name] = value

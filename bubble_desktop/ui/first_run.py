@@ -1,6 +1,6 @@
 """The first-run panel: shown instead of the chat until a model is configured.
 
-Three ways in: choose a model folder, import a GGUF file (converted in the background), or look at
+Three ways in: choose a model folder, open a GGUF file (runs as it is through llama.cpp), or look at
 the recommended models with the memory each needs. The Knowledge tab works meanwhile.
 """
 
@@ -73,7 +73,7 @@ class FirstRunPanel(QWidget):
         intro = QLabel(
             self.tr(
                 "Bubble answers with a chat model that runs on this computer. Choose a model folder "
-                "(config.json + weights, e.g. downloaded from Hugging Face) or import a GGUF file. "
+                "(config.json + weights, e.g. downloaded from Hugging Face) or open a GGUF file. "
                 "Your knowledge bases on the Knowledge tab work without a model."
             )
         )
@@ -82,8 +82,11 @@ class FirstRunPanel(QWidget):
         self.folder_button = QPushButton(self.tr("Choose model folder…"))
         self.folder_button.setObjectName("chooseModelButton")
         self.folder_button.clicked.connect(self._on_folder_button_clicked)
-        self.gguf_button = QPushButton(self.tr("Import GGUF file…"))
-        self.gguf_button.setObjectName("importGgufButton")
+        self.gguf_button = QPushButton(self.tr("Open GGUF file…"))
+        self.gguf_button.setObjectName("openGgufButton")
+        self.gguf_button.setToolTip(
+            self.tr("Runs the file as it is, quantized, through llama.cpp: fast on a plain CPU.")
+        )
         self.gguf_button.clicked.connect(self._on_gguf_button_clicked)
         self.settings_button = QPushButton(self.tr("Use a model server…"))
         self.settings_button.setToolTip(
@@ -200,7 +203,7 @@ class FirstRunPanel(QWidget):
     @Slot()
     def _on_gguf_button_clicked(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, self.tr("Import a GGUF file"), "", self.tr("GGUF models (*.gguf);;All files (*)")
+            self, self.tr("Open a GGUF file"), "", self.tr("GGUF models (*.gguf);;All files (*)")
         )
         if path:
             self.gguf_chosen.emit(path)

@@ -18,6 +18,7 @@ from PySide6 import QtCore  # QtCore.Qt on use: its first touch costs ~20 ms (ui
 from PySide6.QtCore import QCoreApplication, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QMainWindow,
@@ -191,9 +192,12 @@ class MainWindow(QMainWindow):
         choose = QAction(self.tr("Choose &model folder…"), self)
         choose.triggered.connect(self.first_run._on_folder_button_clicked)
         file_menu.addAction(choose)
-        gguf = QAction(self.tr("&Import GGUF file…"), self)
+        gguf = QAction(self.tr("&Open GGUF file…"), self)
         gguf.triggered.connect(self.first_run._on_gguf_button_clicked)
         file_menu.addAction(gguf)
+        convert = QAction(self.tr("Con&vert GGUF to a transformers model (for LoRA)…"), self)
+        convert.triggered.connect(self._on_convert_gguf_triggered)
+        file_menu.addAction(convert)
         self.reload_action = QAction(self.tr("&Reload model"), self)
         self.reload_action.triggered.connect(self.load_configured_model)
         file_menu.addAction(self.reload_action)
@@ -347,10 +351,18 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_first_run_gguf_chosen(self, path: str) -> None:
-        self.import_gguf(path)
+        self.set_model_folder(path)  # a .gguf opens as it is, through llama.cpp
+
+    @Slot()
+    def _on_convert_gguf_triggered(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, self.tr("Convert a GGUF file"), "", self.tr("GGUF models (*.gguf);;All files (*)")
+        )
+        if path:
+            self.import_gguf(path)
 
     def import_gguf(self, path: str) -> None:
-        """Convert a GGUF file into a model folder in the background, then load it."""
+        """Convert a GGUF file into a transformers model folder in the background (for LoRA work), then load it."""
         importer = self.ctx.import_gguf
         if importer is None or (self._gguf_task is not None and self._gguf_task.is_running()):
             return

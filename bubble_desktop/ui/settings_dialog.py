@@ -221,6 +221,15 @@ class FieldEditor(QWidget):
             browse = QPushButton(QCoreApplication.translate("SettingsDialog", "Browse…"))
             browse.clicked.connect(self._on_browse_clicked)
             layout.addWidget(browse)
+            if key == ("model", "path"):
+                self.line.setPlaceholderText(
+                    QCoreApplication.translate("SettingsDialog", "Choose a folder or a .gguf file…")
+                )
+                browse.setText(QCoreApplication.translate("SettingsDialog", "Folder…"))
+                gguf = QPushButton(QCoreApplication.translate("SettingsDialog", "GGUF file…"))
+                gguf.setObjectName("chooseGgufButton")
+                gguf.clicked.connect(self._on_gguf_clicked)
+                layout.addWidget(gguf)
         return "text"
 
     def _build_number(self, layout: QHBoxLayout, info: dict[str, Any]) -> str:
@@ -309,6 +318,18 @@ class FieldEditor(QWidget):
                 self.slider.setValue(position)
                 self.slider.blockSignals(False)
         self.value_changed.emit()
+
+    @Slot()
+    def _on_gguf_clicked(self) -> None:
+        start = self.line.text() or str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            tr(self.info["title"]),
+            start,
+            QCoreApplication.translate("SettingsDialog", "GGUF models (*.gguf);;All files (*)"),
+        )
+        if path:
+            self.line.setText(path)
 
     @Slot()
     def _on_browse_clicked(self) -> None:

@@ -8,8 +8,8 @@ from PySide6.QtCore import QT_TRANSLATE_NOOP
 
 STRINGS = (
     # model
-    QT_TRANSLATE_NOOP("settings", 'Model folder'),
-    QT_TRANSLATE_NOOP("settings", 'A folder with a chat model (config.json + weights), or a GGUF file imported with Import GGUF.'),
+    QT_TRANSLATE_NOOP("settings", 'Model'),
+    QT_TRANSLATE_NOOP("settings", 'A folder with a chat model (config.json + weights), or a .gguf file (runs quantized through llama.cpp, no conversion).'),
     QT_TRANSLATE_NOOP("settings", 'Device'),
     QT_TRANSLATE_NOOP("settings", 'Where the model runs. Auto picks the GPU (CUDA or Apple MPS) when there is one, else the CPU.'),
     QT_TRANSLATE_NOOP("settings", 'Precision'),
@@ -37,8 +37,10 @@ STRINGS = (
     QT_TRANSLATE_NOOP("settings", 'Only consider the smallest set of next words whose probabilities add up to this share. Lower = safer, more focused.'),
     QT_TRANSLATE_NOOP("settings", 'Top-k'),
     QT_TRANSLATE_NOOP("settings", 'Only consider the k most likely next words. 0 turns this limit off.'),
+    QT_TRANSLATE_NOOP("settings", 'Min-p'),
+    QT_TRANSLATE_NOOP("settings", 'Drop next words less likely than this share of the most likely one. 0 turns it off; 0.05 is a good start.'),
     QT_TRANSLATE_NOOP("settings", 'Repetition penalty'),
-    QT_TRANSLATE_NOOP("settings", 'Makes the model less likely to repeat itself. 1.0 = no penalty.'),
+    QT_TRANSLATE_NOOP("settings", 'Makes the model less likely to repeat itself (looks at the last 64 words it wrote). 1.0 = no penalty; above 1.1 it starts to avoid even the numbers it should cite.'),
     QT_TRANSLATE_NOOP("settings", 'Max new tokens'),
     QT_TRANSLATE_NOOP("settings", 'The longest answer, in tokens (a token is roughly ¾ of an English word or one Chinese character).'),
     QT_TRANSLATE_NOOP("settings", 'Seed'),

@@ -49,9 +49,8 @@ class ModelStatusBar(QStatusBar):
 
     def show_ready(self, info: ModelInfo) -> None:
         self.progress.setVisible(False)
-        self.model_label.setText(
-            self.tr("%1 · ready on %2").replace("%1", info.name).replace("%2", info.device.upper())
-        )
+        where = info.runs_on or info.device.upper()  # llama.cpp: "CPU · 4 threads", "CUDA0 · 33/33 layers"
+        self.model_label.setText(self.tr("%1 · ready on %2").replace("%1", info.name).replace("%2", where))
         self.model_label.setToolTip(
             self.tr("%1\nPrecision: %2\nContext window: %3 tokens")
             .replace("%1", info.path)

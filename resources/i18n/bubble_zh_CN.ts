@@ -498,8 +498,12 @@
             <translation>选择模型文件夹(&amp;M)…</translation>
         </message>
         <message>
-            <source>&amp;Import GGUF file…</source>
-            <translation>导入 GGUF 文件(&amp;I)…</translation>
+            <source>&amp;Open GGUF file…</source>
+            <translation>打开 GGUF 文件(&amp;O)…</translation>
+        </message>
+        <message>
+            <source>Con&amp;vert GGUF to a transformers model (for LoRA)…</source>
+            <translation>将 GGUF 转换为 transformers 模型（用于 LoRA）(&amp;V)…</translation>
         </message>
         <message>
             <source>&amp;Reload model</source>
@@ -552,6 +556,14 @@
         <message>
             <source>Allow and load</source>
             <translation>允许并加载</translation>
+        </message>
+        <message>
+            <source>Convert a GGUF file</source>
+            <translation>转换 GGUF 文件</translation>
+        </message>
+        <message>
+            <source>GGUF models (*.gguf);;All files (*)</source>
+            <translation>GGUF 模型 (*.gguf);;所有文件 (*)</translation>
         </message>
         <message>
             <source>Importing %1</source>
@@ -726,6 +738,22 @@ Context window: %3 tokens</source>
         <message>
             <source>Browse…</source>
             <translation>浏览…</translation>
+        </message>
+        <message>
+            <source>Choose a folder or a .gguf file…</source>
+            <translation>选择文件夹或 .gguf 文件…</translation>
+        </message>
+        <message>
+            <source>Folder…</source>
+            <translation>文件夹…</translation>
+        </message>
+        <message>
+            <source>GGUF file…</source>
+            <translation>GGUF 文件…</translation>
+        </message>
+        <message>
+            <source>GGUF models (*.gguf);;All files (*)</source>
+            <translation>GGUF 模型 (*.gguf);;所有文件 (*)</translation>
         </message>
         <message>
             <source>Settings</source>
@@ -945,12 +973,8 @@ Context window: %3 tokens</source>
             <translation>数据</translation>
         </message>
         <message>
-            <source>Model folder</source>
-            <translation>模型文件夹</translation>
-        </message>
-        <message>
-            <source>A folder with a chat model (config.json + weights), or a GGUF file imported with Import GGUF.</source>
-            <translation>包含对话模型的文件夹（config.json 和权重文件），或通过“导入 GGUF”导入的 GGUF 模型。</translation>
+            <source>A folder with a chat model (config.json + weights), or a .gguf file (runs quantized through llama.cpp, no conversion).</source>
+            <translation>包含对话模型的文件夹（config.json 和权重文件），或一个 .gguf 文件（通过 llama.cpp 以量化形式直接运行，无需转换）。</translation>
         </message>
         <message>
             <source>Device</source>
@@ -1057,12 +1081,20 @@ Context window: %3 tokens</source>
             <translation>只考虑最可能的 k 个候选词。0 表示不限制。</translation>
         </message>
         <message>
+            <source>Min-p</source>
+            <translation>Min-p</translation>
+        </message>
+        <message>
+            <source>Drop next words less likely than this share of the most likely one. 0 turns it off; 0.05 is a good start.</source>
+            <translation>舍弃概率低于最可能词该比例的候选词。0 表示关闭；0.05 是不错的起点。</translation>
+        </message>
+        <message>
             <source>Repetition penalty</source>
             <translation>重复惩罚</translation>
         </message>
         <message>
-            <source>Makes the model less likely to repeat itself. 1.0 = no penalty.</source>
-            <translation>让模型更少重复自己。1.0 表示不惩罚。</translation>
+            <source>Makes the model less likely to repeat itself (looks at the last 64 words it wrote). 1.0 = no penalty; above 1.1 it starts to avoid even the numbers it should cite.</source>
+            <translation>让模型更少重复自己（只看它最近写出的 64 个词）。1.0 表示不惩罚；超过 1.1 时连应引用的编号也会被避开。</translation>
         </message>
         <message>
             <source>Max new tokens</source>
@@ -1256,16 +1288,20 @@ Context window: %3 tokens</source>
             <translation>欢迎使用 O.Bubble</translation>
         </message>
         <message>
-            <source>Bubble answers with a chat model that runs on this computer. Choose a model folder (config.json + weights, e.g. downloaded from Hugging Face) or import a GGUF file. Your knowledge bases on the Knowledge tab work without a model.</source>
-            <translation>Bubble 使用在本机运行的对话模型来回答问题。请选择一个模型文件夹（包含 config.json 和权重文件，例如从 Hugging Face 下载的模型），或导入一个 GGUF 文件。没有模型时，“知识库”页面也可以正常使用。</translation>
+            <source>Bubble answers with a chat model that runs on this computer. Choose a model folder (config.json + weights, e.g. downloaded from Hugging Face) or open a GGUF file. Your knowledge bases on the Knowledge tab work without a model.</source>
+            <translation>Bubble 使用在本机运行的对话模型来回答问题。请选择一个模型文件夹（包含 config.json 和权重文件，例如从 Hugging Face 下载的模型），或打开一个 GGUF 文件。没有模型时，“知识库”页面也可以正常使用。</translation>
         </message>
         <message>
             <source>Choose model folder…</source>
             <translation>选择模型文件夹…</translation>
         </message>
         <message>
-            <source>Import GGUF file…</source>
-            <translation>导入 GGUF 文件…</translation>
+            <source>Open GGUF file…</source>
+            <translation>打开 GGUF 文件…</translation>
+        </message>
+        <message>
+            <source>Runs the file as it is, quantized, through llama.cpp: fast on a plain CPU.</source>
+            <translation>通过 llama.cpp 直接运行该量化文件，无需转换：普通 CPU 上也很快。</translation>
         </message>
         <message>
             <source>Use a model server…</source>
@@ -1316,8 +1352,8 @@ Context window: %3 tokens</source>
             <translation>选择模型文件夹</translation>
         </message>
         <message>
-            <source>Import a GGUF file</source>
-            <translation>导入 GGUF 文件</translation>
+            <source>Open a GGUF file</source>
+            <translation>打开 GGUF 文件</translation>
         </message>
         <message>
             <source>GGUF models (*.gguf);;All files (*)</source>

@@ -7,7 +7,6 @@ overrides a text in one context where the same English needs different Chinese.
 
 TRANSLATIONS: dict[str, str] = {
     # ---- settings: pages, choices, presets ----------------------------------------------------
-    "Model": "模型",
     "Sampling": "采样",
     "Knowledge": "知识库",
     "Web search": "联网搜索",
@@ -45,9 +44,9 @@ TRANSLATIONS: dict[str, str] = {
         "措辞更多变、更出人意料：适合头脑风暴和写故事。",
     "chunk overlap must be smaller than chunk size": "分块重叠必须小于分块大小",
     # ---- settings: fields ----------------------------------------------------------------------
-    "Model folder": "模型文件夹",
-    "A folder with a chat model (config.json + weights), or a GGUF file imported with Import GGUF.":
-        "包含对话模型的文件夹（config.json 和权重文件），或通过“导入 GGUF”导入的 GGUF 模型。",
+    "Model": "模型",
+    "A folder with a chat model (config.json + weights), or a .gguf file (runs quantized through llama.cpp, no conversion).":
+        "包含对话模型的文件夹（config.json 和权重文件），或一个 .gguf 文件（通过 llama.cpp 以量化形式直接运行，无需转换）。",
     "Device": "运行设备",
     "Where the model runs. Auto picks the GPU (CUDA or Apple MPS) when there is one, else the CPU.":
         "模型在哪里运行。“自动”会在有显卡（CUDA 或 Apple MPS）时使用显卡，否则使用 CPU。",
@@ -85,7 +84,9 @@ TRANSLATIONS: dict[str, str] = {
     "Only consider the k most likely next words. 0 turns this limit off.":
         "只考虑最可能的 k 个候选词。0 表示不限制。",
     "Repetition penalty": "重复惩罚",
-    "Makes the model less likely to repeat itself. 1.0 = no penalty.": "让模型更少重复自己。1.0 表示不惩罚。",
+    "Makes the model less likely to repeat itself (looks at the last 64 words it wrote). 1.0 = no penalty; above 1.1 it starts to avoid even the numbers it should cite.": "让模型更少重复自己（只看它最近写出的 64 个词）。1.0 表示不惩罚；超过 1.1 时连应引用的编号也会被避开。",
+    "Min-p": "Min-p",
+    "Drop next words less likely than this share of the most likely one. 0 turns it off; 0.05 is a good start.": "舍弃概率低于最可能词该比例的候选词。0 表示关闭；0.05 是不错的起点。",
     "Max new tokens": "最大生成长度",
     "The longest answer, in tokens (a token is roughly ¾ of an English word or one Chinese character).":
         "回答的最大长度，以词元计（一个词元大约相当于 ¾ 个英文单词或一个汉字）。",
@@ -249,12 +250,20 @@ TRANSLATIONS: dict[str, str] = {
     # ---- main window, chat (engineer D1's strings) ---------------------------------------------
     "Welcome to O.Bubble": "欢迎使用 O.Bubble",
     "Bubble answers with a chat model that runs on this computer. Choose a model folder (config.json + "
-    "weights, e.g. downloaded from Hugging Face) or import a GGUF file. Your knowledge bases on the "
+    "weights, e.g. downloaded from Hugging Face) or open a GGUF file. Your knowledge bases on the "
     "Knowledge tab work without a model.":
         "Bubble 使用在本机运行的对话模型来回答问题。请选择一个模型文件夹（包含 config.json 和权重文件，例如从 Hugging Face "
-        "下载的模型），或导入一个 GGUF 文件。没有模型时，“知识库”页面也可以正常使用。",
+        "下载的模型），或打开一个 GGUF 文件。没有模型时，“知识库”页面也可以正常使用。",
     "Choose model folder…": "选择模型文件夹…",
-    "Import GGUF file…": "导入 GGUF 文件…",
+    "Open GGUF file…": "打开 GGUF 文件…",
+    "Runs the file as it is, quantized, through llama.cpp: fast on a plain CPU.":
+        "通过 llama.cpp 直接运行该量化文件，无需转换：普通 CPU 上也很快。",
+    "Open a GGUF file": "打开 GGUF 文件",
+    "Convert a GGUF file": "转换 GGUF 文件",
+    "Con&vert GGUF to a transformers model (for LoRA)…": "将 GGUF 转换为 transformers 模型（用于 LoRA）(&V)…",
+    "Choose a folder or a .gguf file…": "选择文件夹或 .gguf 文件…",
+    "Folder…": "文件夹…",
+    "GGUF file…": "GGUF 文件…",
     "Use a model server…": "使用模型服务器…",
     "Point Bubble at an OpenAI-compatible server in Settings → Model.":
         "在“设置 → 模型”中让 Bubble 连接一个 OpenAI 兼容服务器。",
@@ -268,7 +277,6 @@ TRANSLATIONS: dict[str, str] = {
     "Probably too big for this computer's memory": "对本机内存来说可能太大",
     "(runs its own code: you will be asked first)": "（会运行模型自带的代码：运行前会先征求你的同意）",
     "Choose a model folder": "选择模型文件夹",
-    "Import a GGUF file": "导入 GGUF 文件",
     "GGUF models (*.gguf);;All files (*)": "GGUF 模型 (*.gguf);;所有文件 (*)",
     "%1 tokens": "%1 个词元",
     "%1 tokens/s": "%1 词元/秒",
@@ -317,7 +325,7 @@ TRANSLATIONS: dict[str, str] = {
     "&File": "文件(&F)",
     "&New chat": "新对话(&N)",
     "Choose &model folder…": "选择模型文件夹(&M)…",
-    "&Import GGUF file…": "导入 GGUF 文件(&I)…",
+    "&Open GGUF file…": "打开 GGUF 文件(&O)…",
     "&Reload model": "重新加载模型(&R)",
     "&Quit": "退出(&Q)",
     "&Tools": "工具(&T)",

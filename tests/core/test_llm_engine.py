@@ -100,7 +100,11 @@ def test_sampling_kwargs_map_settings(tiny: TransformersChatModel) -> None:
     kw = tiny.generate_kwargs(SamplingSettings(temperature=0.8, top_p=0.5, top_k=0, repetition_penalty=1.2,
                                                max_new_tokens=7))
     assert kw["do_sample"] is True and kw["temperature"] == 0.8 and kw["top_p"] == 0.5
-    assert kw["top_k"] == 0 and kw["repetition_penalty"] == 1.2 and kw["max_new_tokens"] == 7
+    assert kw["top_k"] == 0 and kw["max_new_tokens"] == 7
+    # the penalty is our own processor over generated tokens, never generate()'s prompt-wide one
+    assert "repetition_penalty" not in kw
+    (penalty,) = kw["logits_processor"]
+    assert penalty.penalty == 1.2 and penalty.last_n == 64
     assert tiny.generate_kwargs(greedy())["do_sample"] is False
 
 

@@ -71,3 +71,39 @@ def test_answer_uses_and_cites_the_knowledge_base(
     assert main(["chats", "export", str(with_kb["conversation_id"]), "--format", "md"]) == 0
     md = capsys.readouterr().out
     assert "[^2-1]" in md and f"[^2-1]: vellamo.md — {doc}" in md
+
+
+ORCHARD_DOC = (
+    "# Aaron's Apple Orchards\n\n"
+    "Aaron's Apple Orchards, on the shore of Lake Tuuli, grows the Sunblush apple, a variety bred in 2011 "
+    "by Mirja Salo.\n"
+)
+
+
+@pytest.mark.parametrize("backend", ["transformers", "llama.cpp"])
+def test_default_repetition_penalty_lets_the_model_quote_its_source(
+    backend: str, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Issue 10: at the old default repetition penalty (1.1, prompt-wide) SmolLM2 once answered a question whose answer
+    sat verbatim in source [1] with "Aaron's Apple Orchards - Aaron's Apple Orchards - …", because the
+    penalty covered the prompt. Now it covers the answer's own recent tokens: the fact and its citation."""
+    from bubble_desktop.core.settings import SamplingSettings
+
+    assert SamplingSettings().repetition_penalty > 1.0  # the default really penalises
+    model = request.getfixturevalue("smollm2_dir" if backend == "transformers" else "smollm2_gguf")
+    (tmp_path / "vellamo.md").write_text(FACT_DOC, encoding="utf-8")
+    (tmp_path / "orchard.md").write_text(ORCHARD_DOC, encoding="utf-8")
+    assert main(["kb", "create", "two"]) == 0
+    assert main(["kb", "add", "two", str(tmp_path / "vellamo.md"), str(tmp_path / "orchard.md"), "--quiet"]) == 0
+    capsys.readouterr()
+    # default sampling settings but greedy (temperature 0), so the test is repeatable
+    code = main(["ask", "Which apple does Aaron's Apple Orchards grow?", "--model", str(model), "--device", "cpu",
+                 "--temperature", "0", "--kb", "two", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    result = json.loads(out.strip().splitlines()[-1])
+    answer = result["answer"]
+    assert "Sunblush" in answer, answer
+    cited = {s["index"] for s in result["sources"] if s["path"].endswith("orchard.md")}
+    assert cited and any(f"[{i}]" in answer for i in cited), (answer, result["sources"])
+    assert "Orchards - Aaron" not in answer, answer

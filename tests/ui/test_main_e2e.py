@@ -77,3 +77,44 @@ def test_tiny_model_send_stop_regenerate(qtbot: Any, tiny_model_dir: Path) -> No
     assert not window.inference._thread.isRunning()
     leftover = [t for t in threading.enumerate() if t not in threads_before and t.is_alive() and not t.daemon]
     assert not leftover, leftover
+
+
+def test_first_run_opens_a_gguf_directly_and_streams_through_llama_cpp(qtbot: Any, tiny_gguf: Path) -> None:
+    """Issue 10: the first-run panel's GGUF button opens the file as it is (no conversion); the status
+    bar names what llama.cpp runs on; an answer streams and is saved (stop: test_llamacpp_tiny, bench)."""
+    from bubble_desktop.core.chat.service import ChatService
+    from bubble_desktop.core.chat.store import ConversationStore
+    from bubble_desktop.core.llm.loader import load_model
+    from bubble_desktop.ui.main_window import AppContext, MainWindow
+
+    paths = Paths.default().ensure()
+    settings = Settings()
+    settings.sampling.temperature = 0.0
+    settings.sampling.max_new_tokens = 24
+    store = ConversationStore(paths.chats_db)
+    converted: list[str] = []
+    ctx = AppContext(paths, settings, store, ChatService(paths, None, None, store), load_model,
+                     import_gguf=lambda path, **kw: converted.append(path))
+    window = MainWindow(ctx)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        assert window.chat_stack.currentWidget() is window.first_run
+        assert window.first_run.gguf_button.objectName() == "openGgufButton"
+        with qtbot.waitSignal(window.model_ready, timeout=60_000):
+            window.first_run.gguf_chosen.emit(str(tiny_gguf))
+        assert converted == []  # opened, not converted
+        assert window.settings.model.path == str(tiny_gguf)
+        assert window.chat_stack.currentWidget() is window.chat
+        label = window.status.model_label.text()
+        assert "ready on CPU · " in label and "thread" in label, label
+        assert window.inference.model_info.dtype == "gguf"
+
+        window.send("Hello, how are you today?")
+        qtbot.waitUntil(lambda: not window.inference.is_busy, timeout=30_000)
+        stored = store.messages(window.conversation_id)
+        assert stored[-1].status == "complete" and stored[-1].stats["completion_tokens"] == 24
+
+    finally:
+        window.close()
+        store.close()

@@ -61,6 +61,8 @@ class ModelInfo:
     ignored_settings: tuple[str, ...] = ()
     remote_code: bool = False
     lora: str | None = None
+    # what the status bar names, when the backend knows better than ``device``: "CPU · 4 threads"
+    runs_on: str = ""
 
 
 class Generation:

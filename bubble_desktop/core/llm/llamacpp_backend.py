@@ -18,21 +18,19 @@ import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bubble_desktop.core.errors import GenerationError, ModelError, ModelNotFoundError, OutOfMemoryError
 from bubble_desktop.core.llm.base import ChatMessage, Generation, GenerationStats, ModelInfo, ProgressCallback
+from bubble_desktop.core.llm.penalty import PENALTY_LAST_N  # the same window on both backends
 from bubble_desktop.core.settings import SamplingSettings
 
 log = logging.getLogger(__name__)
 
 _END = object()
 DEFAULT_GGUF_CONTEXT = 4096
-# llama.cpp's repetition penalty looks at the last N tokens of the context; 64 is its default window.
-# Short enough that a model quoting a source in the prompt is not punished for it.
-PENALTY_LAST_N = 64
 # Architectures this build of llama.cpp loads (a subset check: an unknown name is refused before load)
 _GGUF_MAGIC = b"GGUF"
 
@@ -335,7 +333,7 @@ class LlamaCppChatModel:
             "temperature": max(sampling.temperature, 0.0),
             "top_p": sampling.top_p if sampling.top_p > 0 else 1.0,
             "top_k": sampling.top_k,
-            "min_p": float(getattr(sampling, "min_p", 0.0)),
+            "min_p": sampling.min_p,
             "repeat_penalty": sampling.repetition_penalty,
             "repeat_last_n": PENALTY_LAST_N,
             "seed": seed,
@@ -411,6 +409,8 @@ def load_gguf(path: str, *, context_window: int = 0, device: str = "auto", threa
     params.cache_prompt = True
     params.use_jinja = True
     params.warmup = False
+    # llama.cpp logs every request at its default verbosity (3) to stderr; errors only unless debugging
+    params.verbosity = 3 if log.isEnabledFor(logging.DEBUG) else 0
     if progress:
         progress(0.1, "Mapping the weights")
     try:
@@ -430,6 +430,7 @@ def load_gguf(path: str, *, context_window: int = 0, device: str = "auto", threa
         context_window=n_ctx,
     )
     model = LlamaCppChatModel(server, facts, info, threads=n_threads, gpu_layers=gpu_layers)
+    model.info = replace(info, runs_on=model.status_text)
     log.info("loaded %s (%s) with llama.cpp: %s, n_ctx %d", info.name, facts.arch, model.status_text, n_ctx)
     if progress:
         progress(1.0, "Ready")

@@ -359,12 +359,20 @@ class TransformersChatModel:
             "max_new_tokens": max_new,
             "pad_token_id": self.pad_token_id,
             "eos_token_id": self.eos_token_ids or None,
-            "repetition_penalty": sampling.repetition_penalty,
         }
+        if sampling.repetition_penalty != 1.0:
+            from transformers import LogitsProcessorList
+
+            from bubble_desktop.core.llm.penalty import generated_tokens_penalty
+
+            # not generate()'s repetition_penalty: that one also punishes quoting the prompt's sources
+            kw["logits_processor"] = LogitsProcessorList([generated_tokens_penalty(sampling.repetition_penalty)])
         if sampling.greedy:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
             kw.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+            if sampling.min_p > 0:
+                kw["min_p"] = sampling.min_p
         return kw
 
     def stream(

@@ -268,7 +268,13 @@ class ChatGLMChatModel:
                 # 5.x leaves top_k unset where 4.x defaulted to 50: always say what we want (0 = off)
                 "top_k": int(sampling.top_k),
             }
-        kw["repetition_penalty"] = float(sampling.repetition_penalty)
+        if sampling.repetition_penalty != 1.0:
+            from transformers import LogitsProcessorList
+
+            from bubble_desktop.core.llm.penalty import generated_tokens_penalty
+
+            # on the answer's own tokens only (stream_chat appends its InvalidScore processor to this list)
+            kw["logits_processor"] = LogitsProcessorList([generated_tokens_penalty(sampling.repetition_penalty)])
         kw["max_new_tokens"] = int(sampling.max_new_tokens)
         # stream_chat's own max_length default (2048/8192) would cap prompt + answer below max_new_tokens
         kw["max_length"] = int(self.info.context_window)
@@ -518,9 +524,9 @@ def load_remote_code_model(
         device="cuda:0" if device == "cuda" else device,
         dtype="float32" if device == "cpu" else "float16",
         context_window=window,
-        # every sampling setting is mapped onto stream_chat's keywords; v1/v2 have no system role,
+        # every other sampling setting is mapped onto stream_chat's keywords; v1/v2 have no system role,
         # so the system prompt is put before the first question instead
-        ignored_settings=(),
+        ignored_settings=("min_p",),  # stream_chat has no min_p
         remote_code=True,
     )
     report(1.0, "Ready")

@@ -1,0 +1,139 @@
+"""The llama.cpp backend on a tiny GGUF the tests write themselves (fast suite, no SmolLM2 needed)."""
+
+from __future__ import annotations
+
+import struct
+import threading
+from pathlib import Path
+
+import pytest
+
+from bubble_desktop.core.errors import OutOfMemoryError, UserFacingError
+from bubble_desktop.core.llm.base import ChatMessage, LoadRequest
+from bubble_desktop.core.llm.llamacpp_backend import GgufFacts, check_memory, inspect_gguf
+from bubble_desktop.core.llm.loader import load_model
+from bubble_desktop.core.settings import SamplingSettings
+
+HELLO = [ChatMessage("system", "You are helpful."), ChatMessage("user", "Hello, how are you today?")]
+
+
+def sampling(**kw: object) -> SamplingSettings:
+    return SamplingSettings().model_copy(update={"temperature": 0.0, "max_new_tokens": 24, **kw})
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_gguf: Path):
+    model = load_model(LoadRequest(path=str(tiny_gguf), device="cpu"))
+    yield model
+    model.unload()
+
+
+def test_the_header_is_read_without_loading(tiny_gguf: Path) -> None:
+    facts = inspect_gguf(tiny_gguf)
+    assert (facts.arch, facts.n_layers, facts.n_embd, facts.n_head, facts.n_head_kv) == ("llama", 2, 64, 4, 2)
+    assert facts.has_chat_template and facts.context_length == 2048
+
+
+def test_streams_text_with_stats_from_llama_cpp(tiny) -> None:
+    gen = tiny.stream(HELLO, sampling())
+    chunks = list(gen)
+    assert len(chunks) > 1 and "".join(chunks) == gen.text
+    st = gen.stats
+    assert st is not None and st.finish_reason == "length" and st.completion_tokens == 24
+    assert st.prompt_tokens > 10 and st.ttft_s is not None and st.tokens_per_s
+    assert tiny.info.dtype == "gguf" and tiny.status_text.startswith("CPU · ")
+
+
+def test_greedy_and_fixed_seed_repeat_and_other_seeds_differ(tiny) -> None:
+    assert tiny.stream(HELLO, sampling()).run() == tiny.stream(HELLO, sampling()).run()
+    hot = {"temperature": 1.5, "top_k": 0, "top_p": 1.0, "max_new_tokens": 32}
+    a = tiny.stream(HELLO, sampling(seed=7, **hot)).run()
+    assert a == tiny.stream(HELLO, sampling(seed=7, **hot)).run()
+    others = {tiny.stream(HELLO, sampling(seed=s, **hot)).run() for s in (1, 2, 3)}
+    assert others - {a}, "different seeds should give different samples"
+
+
+def test_chat_template_comes_from_the_file(tiny) -> None:
+    # the template wraps each message in <|im_start|>role ... <|im_end|>: more tokens with a system prompt
+    assert tiny.count_tokens(HELLO) > tiny.count_tokens(HELLO[1:]) > 5
+
+
+def test_stop_within_one_decode_step(tiny) -> None:
+    cancel = threading.Event()
+    gen = tiny.stream(HELLO, sampling(max_new_tokens=1500), cancel)
+    n = 0
+    for _ in gen:
+        n += 1
+        if n == 3:
+            cancel.set()
+    assert n <= 4, n
+    assert gen.stats is not None and gen.stats.finish_reason == "cancelled"
+    assert gen.stats.completion_tokens <= 5
+    # the model is free again at once
+    assert tiny.stream(HELLO, sampling(max_new_tokens=4)).run() is not None
+
+
+def test_consumer_that_walks_away_frees_the_model(tiny) -> None:
+    gen = tiny.stream(HELLO, sampling(max_new_tokens=1500))
+    it = iter(gen)
+    next(it)
+    gen.close()
+    out = tiny.stream(HELLO, sampling(max_new_tokens=4))
+    out.run()
+    assert out.stats is not None and out.stats.completion_tokens == 4
+
+
+def test_unloaded_model_says_so(tiny_gguf: Path) -> None:
+    model = load_model(LoadRequest(path=str(tiny_gguf), device="cpu"))
+    model.unload()
+    with pytest.raises(UserFacingError, match="unloaded"):
+        model.stream(HELLO, sampling())
+
+
+def _load(path: Path) -> None:
+    load_model(LoadRequest(path=str(path), device="cpu"))
+
+
+def test_truncated_file_is_refused_before_llama_cpp(tmp_path: Path, tiny_gguf: Path) -> None:
+    data = tiny_gguf.read_bytes()
+    for cut in (8, len(data) // 10, len(data) // 2, len(data) - 100):
+        f = tmp_path / f"cut{cut}.gguf"
+        f.write_bytes(data[:cut])
+        with pytest.raises(UserFacingError) as err:
+            _load(f)
+        assert "download" in (err.value.hint or "").lower() or "damaged" in str(err.value), str(err.value)
+
+
+def test_non_gguf_named_gguf_and_missing_file(tmp_path: Path) -> None:
+    f = tmp_path / "notes.gguf"
+    f.write_text("hello\n" * 100)
+    with pytest.raises(UserFacingError, match="not a GGUF"):
+        _load(f)
+    with pytest.raises(UserFacingError, match="not there"):
+        _load(tmp_path / "gone" / "model.gguf")
+
+
+def test_unknown_architecture_is_refused(tmp_path: Path, tiny_gguf: Path) -> None:
+    data = bytearray(tiny_gguf.read_bytes())
+    key = b"general.architecture"
+    i = data.index(key) + len(key)
+    # value: u32 type (8 = string), u64 length, bytes "llama" -> "llamb" (same length, unknown name)
+    (vtype,) = struct.unpack_from("<I", data, i)
+    assert vtype == 8
+    (n,) = struct.unpack_from("<Q", data, i + 4)
+    start = i + 12
+    assert bytes(data[start : start + n]) == b"llama"
+    data[start : start + n] = b"llamb"
+    f = tmp_path / "odd.gguf"
+    f.write_bytes(bytes(data))
+    with pytest.raises(UserFacingError, match="architecture"):
+        _load(f)
+
+
+def test_memory_guard_refuses_with_a_smaller_context_to_try(tiny_gguf: Path) -> None:
+    facts = inspect_gguf(tiny_gguf)
+    huge = GgufFacts(**{**facts.__dict__, "file_size": 2**50})
+    with pytest.raises(OutOfMemoryError) as err:
+        check_memory(huge, 8192)
+    assert "context window" in (err.value.hint or "") and "quantization" in (err.value.hint or "")
+    check_memory(facts, 2048)  # the tiny one fits
