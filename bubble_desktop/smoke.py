@@ -78,6 +78,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--report", metavar="FILE", help="also write the JSON report to FILE")
     parser.add_argument("--remote-code-model", metavar="DIR",
                         help="also load this ChatGLM-style model (its own code) and stream an answer from it")
+    parser.add_argument("--gguf", metavar="FILE",
+                        help="also open this GGUF file (llama.cpp in its child process) and stream an answer from it")
     parser.add_argument("--max-new-tokens", type=int, default=12)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for the whole test")
     # anything else on the command line (Qt's own arguments) is ignored
@@ -218,6 +220,22 @@ class SmokeRun:
         self.window.chat.set_options([], False)
         return {"model": info.name, "arch": info.arch, "remote_code": info.remote_code, "device": info.device,
                 **self._ask("Hello, who are you?")}
+
+    def gguf_model(self) -> dict[str, Any]:
+        """Open a GGUF file as a user would (no conversion); llama.cpp answers from its child process."""
+        path = str(Path(self.args.gguf).expanduser().resolve())
+        self.recorder.reset()
+        self.window.set_model_folder(path)
+        rec = self.recorder
+        self.wait(lambda: rec.model_info is not None or rec.load_failure is not None, 180.0, "the GGUF to load")
+        if rec.load_failure is not None:
+            raise SmokeFailure(f"{rec.load_failure.message} {rec.load_failure.hint}".strip())
+        info = rec.model_info
+        if info.dtype != "gguf":
+            raise SmokeFailure(f"{path} did not open through llama.cpp ({info.dtype})")
+        self.window.chat.set_options([], False)
+        return {"model": info.name, "arch": info.arch, "runs_on": info.runs_on,
+                "status_bar": self.window.status.model_label.text(), **self._ask("Hello, how are you?")}
 
     def _ask(self, question: str) -> dict[str, Any]:
         rec = self.recorder
@@ -372,6 +390,8 @@ def main(argv: list[str]) -> int:
         run.stage("remote_code", run.remote_code)
         if args.remote_code_model:
             run.stage("remote_code_model", run.remote_code_model)
+        if args.gguf:
+            run.stage("gguf_model", run.gguf_model)
         run.report["ok"] = True
         code = 0
     except SmokeFailure as exc:

@@ -6,7 +6,8 @@
 #   SKIP_BUILD=1 bash installer/build-linux.sh                         # only re-run the smoke tests
 #
 # The smoke tests: `bubble --smoke-test` (offscreen: real main window, a tiny model streams an answer,
-# a file is indexed and searched, a ChatGLM-style model loads its own code and answers), then `bubble-cli --version` and `kb create/add/search`.
+# a file is indexed and searched, a ChatGLM-style model loads its own code and answers, a GGUF
+# opens through llama.cpp in its child process and answers), then `bubble-cli --version` and `kb create/add/search`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -33,15 +34,17 @@ cli="$DIST/bubble/bubble-cli"
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-echo "== tiny models for the smoke test (a llama, and a ChatGLM-style one that ships its own code)"
-"$PY" -c "import sys; from pathlib import Path; from tests.fixtures.tiny_models import build_tiny_model; \
+echo "== tiny models for the smoke test (a llama, a ChatGLM-style one that ships its own code, a GGUF)"
+"$PY" -c "import sys; from pathlib import Path; from tests.fixtures.tiny_models import build_tiny_model, build_tiny_gguf; \
 from tests.fixtures.chatglm_like.build import build_chatglm_like; \
-build_tiny_model(Path(sys.argv[1]), 'llama'); build_chatglm_like(Path(sys.argv[2]), 'roles')" \
-  "$scratch/tiny-llama" "$scratch/tiny-chatglm"
+build_tiny_model(Path(sys.argv[1]), 'llama'); build_chatglm_like(Path(sys.argv[2]), 'roles'); \
+build_tiny_gguf(Path(sys.argv[3]))" \
+  "$scratch/tiny-llama" "$scratch/tiny-chatglm" "$scratch/tiny-llama.gguf"
 
 echo "== bubble --smoke-test (frozen)"
 t0=$(date +%s)
 timeout 600 "$app" --smoke-test --model "$scratch/tiny-llama" --remote-code-model "$scratch/tiny-chatglm" \
+  --gguf "$scratch/tiny-llama.gguf" \
   --report "$scratch/smoke.json" > /dev/null \
   || { cat "$scratch/smoke.json" 2>/dev/null; echo "frozen smoke test FAILED"; exit 1; }
 "$PY" -c "import json, sys; r = json.load(open(sys.argv[1])); \

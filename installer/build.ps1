@@ -105,6 +105,15 @@ if ($Torch -eq "cuda") {
 
 Step "O.Bubble and PyInstaller (pip install .[build])"
 Invoke-Native "installing the project" { & $VenvPy -m pip install ".[build]" }
+if ($Torch -eq "cuda") {
+  # llama.cpp for GGUF models: the CUDA build of xllamacpp lives on its own index (same version as PyPI's
+  # CPU wheel); see https://github.com/xorbitsai/xllamacpp
+  $XllamaVersion = (& $VenvPy -c "from importlib.metadata import version; print(version('xllamacpp'))").Trim()
+  Invoke-Native "installing CUDA llama.cpp (xllamacpp)" {
+    & $VenvPy -m pip install "xllamacpp==$XllamaVersion" --force-reinstall --no-deps `
+      --index-url "https://xorbitsai.github.io/xllamacpp/whl/cu128"
+  }
+}
 $Version = (& $VenvPy -c "from importlib.metadata import version; print(version('bubble-desktop'))").Trim()
 if ($LASTEXITCODE -ne 0 -or -not $Version) { throw "could not read the package version" }
 $NumericVersion = [regex]::Match($Version, '^\d+(\.\d+){0,3}').Value  # for the exe's file version
@@ -124,15 +133,16 @@ if (-not $SkipSmokeTest) {
   New-Item -ItemType Directory -Force -Path $Smoke | Out-Null
   $Tiny = Join-Path $Smoke "tiny-llama"
   $TinyGlm = Join-Path $Smoke "tiny-chatglm"  # ships its own code, like ChatGLM
+  $TinyGguf = Join-Path $Smoke "tiny-llama.gguf"  # opens through llama.cpp in its child process
   Invoke-Native "building the tiny models" {
-    & $VenvPy -c "import sys; from pathlib import Path; from tests.fixtures.tiny_models import build_tiny_model; from tests.fixtures.chatglm_like.build import build_chatglm_like; build_tiny_model(Path(sys.argv[1]), 'llama'); build_chatglm_like(Path(sys.argv[2]), 'roles')" $Tiny $TinyGlm
+    & $VenvPy -c "import sys; from pathlib import Path; from tests.fixtures.tiny_models import build_tiny_model, build_tiny_gguf; from tests.fixtures.chatglm_like.build import build_chatglm_like; build_tiny_model(Path(sys.argv[1]), 'llama'); build_chatglm_like(Path(sys.argv[2]), 'roles'); build_tiny_gguf(Path(sys.argv[3]))" $Tiny $TinyGlm $TinyGguf
   }
   $env:QT_QPA_PLATFORM = "offscreen"
   $env:HF_HUB_OFFLINE = "1"
   $Report = Join-Path $Smoke "report.json"
   # bubble.exe is a windowed program: PowerShell waits for it only when its output is piped, and it has no
   # console to print to, so the report comes back through --report.
-  & (Join-Path $Bundle "bubble.exe") --smoke-test --model $Tiny --remote-code-model $TinyGlm `
+  & (Join-Path $Bundle "bubble.exe") --smoke-test --model $Tiny --remote-code-model $TinyGlm --gguf $TinyGguf `
     --home (Join-Path $Smoke "home") --report $Report | Out-Null
   $smokeExit = $LASTEXITCODE
   if (Test-Path $Report) { Get-Content $Report | Write-Host }

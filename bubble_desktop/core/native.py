@@ -66,3 +66,15 @@ def preload_torch_library() -> None:
             log.debug("preloading %s failed; import torch will load it", path)
     except Exception:  # noqa: BLE001 - an optimisation only
         log.debug("preloading libtorch failed", exc_info=True)
+
+
+def release_freed_memory(collect: bool = True) -> None:
+    """Give freed heap pages back to the OS (glibc keeps them otherwise; ``collect`` runs a full GC
+    first, which holds the GIL: leave it off on paths the GUI may be waiting behind)."""
+    if collect:
+        gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass

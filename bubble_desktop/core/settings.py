@@ -106,12 +106,20 @@ class AppearanceSettings(_Section):
     font_size: int = Field(11, ge=8, le=24, title="Font size", description="Text size in points in the chat.")
 
 
+class ApiSettings(_Section):
+    enabled: bool = Field(False, title="Serve the OpenAI-compatible API", description="Let other programs on this computer (editors, scripts, browser extensions) use the loaded model and your knowledge bases through the OpenAI API. Off by default.")
+    host: str = Field("127.0.0.1", title="Address", description="127.0.0.1 = this computer only. Any other address lets other computers connect and needs an API key.")
+    port: int = Field(8765, ge=0, le=65535, title="Port", description="The port programs connect to, e.g. http://127.0.0.1:8765/v1. 0 picks a free one.")
+    api_key: str = Field("", title="API key", description="Clients must send it as a Bearer token. Required for any address other than 127.0.0.1.")
+
+
 class Settings(_Section):
     schema_version: int = SCHEMA_VERSION
     model: ModelSettings = Field(default_factory=ModelSettings)
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     appearance: AppearanceSettings = Field(default_factory=AppearanceSettings)
 
     def snapshot(self) -> Settings:
@@ -124,6 +132,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "sampling": SamplingSettings,
     "knowledge": KnowledgeSettings,
     "web": WebSettings,
+    "api": ApiSettings,
     "appearance": AppearanceSettings,
 }
 

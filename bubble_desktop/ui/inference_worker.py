@@ -121,6 +121,14 @@ class InferenceWorker(QObject):
         self._load_function = load_function
         self._service = chat_service
         self._model: Any = None
+        # held around each answer and unload; the local API server's owner shares it, so the chat
+        # pane and API requests never run on the model at the same time
+        self.model_lock = threading.Lock()
+
+    @property
+    def model(self) -> Any:
+        """The loaded model (to share with the API server; use it only under ``model_lock``)."""
+        return self._model
 
     @Slot(object)
     def load(self, job: LoadJob) -> None:
@@ -172,6 +180,10 @@ class InferenceWorker(QObject):
             )
             return
         conversation_id = job.conversation_id
+        with self.model_lock:
+            self._ask_locked(job, rid, conversation_id)
+
+    def _ask_locked(self, job: AskJob, rid: int, conversation_id: int | None) -> None:
         answer = None
         try:
             answer = self._start(job)
@@ -231,7 +243,8 @@ class InferenceWorker(QObject):
         self.unloaded.emit()
 
     def _unload(self) -> None:
-        model, self._model = self._model, None
+        with self.model_lock:
+            model, self._model = self._model, None
         if model is not None:
             _unload_model(model)
 
@@ -288,6 +301,15 @@ class InferenceController(QObject):
     @property
     def model_info(self) -> ModelInfo | None:
         return self._model_info
+
+    @property
+    def loaded_model(self) -> Any:
+        """The model object the worker holds (for the API server, which shares ``model_lock``)."""
+        return self._worker.model if self._model_info is not None else None
+
+    @property
+    def model_lock(self) -> threading.Lock:
+        return self._worker.model_lock
 
     @property
     def is_loading(self) -> bool:

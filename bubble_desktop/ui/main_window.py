@@ -112,6 +112,12 @@ class MainWindow(QMainWindow):
         self.inference.text_arrived.connect(self._on_inference_text_arrived)
         self.inference.answer_finished.connect(self._on_inference_answer_finished)
 
+        from bubble_desktop.ui.api_control import ApiControl
+
+        # the local OpenAI-compatible API (Settings → API server): serves the model loaded here
+        self.api = ApiControl(self.inference.model_lock, ctx.knowledge, ctx.chat_service, self)
+        self.api.state_changed.connect(self._on_api_state_changed)
+
         # ---- widgets -----------------------------------------------------------------
         self.sidebar = ConversationsSidebar(ctx.store)
         self.sidebar.conversation_selected.connect(self._on_sidebar_conversation_selected)
@@ -159,6 +165,8 @@ class MainWindow(QMainWindow):
         for notice in ctx.notices:
             self.status.showMessage(notice, 15000)
         self._built = True
+        if self.settings.api.enabled:
+            self.api.apply(self.settings, None)  # 503 "no model" until one is loaded
 
     # ---- construction -----------------------------------------------------------------
     def _make_knowledge_tab(self) -> QWidget:
@@ -238,6 +246,7 @@ class MainWindow(QMainWindow):
     def attach_knowledge(self, service: Any) -> None:
         """Give the window (and the chat service) the knowledge service; builds the Knowledge tab."""
         self.ctx.knowledge = service
+        self.api.set_knowledge(service)
         if hasattr(self.ctx.chat_service, "knowledge"):
             self.ctx.chat_service.knowledge = service  # read by the worker at each question
         old = self.knowledge_tab
@@ -286,6 +295,8 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_inference_model_loading(self, path: str) -> None:
+        if self.api.address:
+            self.api.set_model(None)  # the old model is about to be unloaded
         self.status.show_loading(model_name(path))
 
     @Slot(float, str)
@@ -295,6 +306,8 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_inference_model_loaded(self, info: ModelInfo) -> None:
         self.status.show_ready(info)
+        if self.settings.api.enabled:
+            self.api.apply(self.settings, self.inference.loaded_model)
         self.model_ready.emit(info)
 
     @Slot(object, object)
@@ -641,6 +654,14 @@ class MainWindow(QMainWindow):
         if new.model != old.model:
             self._show_chat_or_first_run()
             self.load_configured_model()
+        if new.api != old.api:
+            self.api.apply(new, self.inference.loaded_model)
+
+    @Slot(str, str)
+    def _on_api_state_changed(self, address: str, error: str) -> None:
+        self.status.show_api(address)
+        if error:
+            self.status.showMessage(self.tr("API server: %1").replace("%1", error), 15000)
 
     def _save_settings(self) -> None:
         from bubble_desktop.core.settings import save_settings
@@ -689,6 +710,7 @@ class MainWindow(QMainWindow):
         if not self._built:
             return
         self.inference.forget_current()
+        self.api.shutdown()
         if self._gguf_task is not None:
             self._gguf_task.wait(1000)
         shutdown_tab = getattr(self.knowledge_tab, "shutdown", None)

@@ -67,7 +67,7 @@ CHOICE_LABELS: dict[str, str] = {
     "none": QT_TRANSLATE_NOOP("settings", "None"),
     "8bit": QT_TRANSLATE_NOOP("settings", "8-bit"),
     "4bit": QT_TRANSLATE_NOOP("settings", "4-bit"),
-    "transformers": QT_TRANSLATE_NOOP("settings", "On this computer (transformers)"),
+    "transformers": QT_TRANSLATE_NOOP("settings", "On this computer (llama.cpp for .gguf, else transformers)"),
     "openai": QT_TRANSLATE_NOOP("settings", "OpenAI-compatible server"),
     "news": QT_TRANSLATE_NOOP("settings", "News"),
     "text": QT_TRANSLATE_NOOP("settings", "Web pages"),
@@ -103,7 +103,7 @@ VALIDATOR_MESSAGES = (QT_TRANSLATE_NOOP("settings", "chunk overlap must be small
 
 # Editors that differ from what the type alone suggests.
 FOLDER_FIELDS = {("model", "path"), ("model", "lora_path"), ("knowledge", "embedding_model")}
-SECRET_FIELDS = {("model", "endpoint_api_key"), ("knowledge", "qdrant_api_key")}
+SECRET_FIELDS = {("model", "endpoint_api_key"), ("knowledge", "qdrant_api_key"), ("api", "api_key")}
 MULTILINE_FIELDS = {("sampling", "system_prompt")}
 # Fields shown on the Data page instead of their own section's page.
 DATA_PAGE_FIELDS = (("knowledge", "qdrant_url"), ("knowledge", "qdrant_api_key"))
@@ -132,6 +132,7 @@ def _page_specs() -> list[PageSpec]:
         "sampling": QT_TRANSLATE_NOOP("settings", "Sampling"),
         "knowledge": QT_TRANSLATE_NOOP("settings", "Knowledge"),
         "web": QT_TRANSLATE_NOOP("settings", "Web search"),
+        "api": QT_TRANSLATE_NOOP("settings", "API server"),
         "appearance": QT_TRANSLATE_NOOP("settings", "Appearance"),
     }
     pages = []

@@ -83,6 +83,15 @@ STRINGS = (
     QT_TRANSLATE_NOOP("settings", 'Give up on the web after this many seconds and answer without it.'),
     QT_TRANSLATE_NOOP("settings", 'Proxy'),
     QT_TRANSLATE_NOOP("settings", 'Optional proxy, e.g. socks5h://127.0.0.1:1080 or http://user:pass@host:port.'),
+    # api
+    QT_TRANSLATE_NOOP("settings", 'Serve the OpenAI-compatible API'),
+    QT_TRANSLATE_NOOP("settings", 'Let other programs on this computer (editors, scripts, browser extensions) use the loaded model and your knowledge bases through the OpenAI API. Off by default.'),
+    QT_TRANSLATE_NOOP("settings", 'Address'),
+    QT_TRANSLATE_NOOP("settings", '127.0.0.1 = this computer only. Any other address lets other computers connect and needs an API key.'),
+    QT_TRANSLATE_NOOP("settings", 'Port'),
+    QT_TRANSLATE_NOOP("settings", 'The port programs connect to, e.g. http://127.0.0.1:8765/v1. 0 picks a free one.'),
+    QT_TRANSLATE_NOOP("settings", 'API key'),
+    QT_TRANSLATE_NOOP("settings", 'Clients must send it as a Bearer token. Required for any address other than 127.0.0.1.'),
     # appearance
     QT_TRANSLATE_NOOP("settings", 'Language'),
     QT_TRANSLATE_NOOP("settings", "Language of the app. System follows your computer's language."),

@@ -25,10 +25,15 @@ class ModelStatusBar(QStatusBar):
         self.speed_label.setObjectName("speed")
         self.tokens_label = QLabel()
         self.tokens_label.setObjectName("tokens")
+        self.api_label = QLabel()
+        self.api_label.setObjectName("apiState")
+        self.api_label.setContentsMargins(12, 0, 4, 0)  # apart from the token counts
+        self.api_label.setVisible(False)
         self.addWidget(self.model_label)
         self.addWidget(self.progress)
         self.addPermanentWidget(self.speed_label)
         self.addPermanentWidget(self.tokens_label)
+        self.addPermanentWidget(self.api_label)
         self.show_not_loaded()
 
     def show_not_loaded(self) -> None:
@@ -57,6 +62,16 @@ class ModelStatusBar(QStatusBar):
             .replace("%2", info.dtype)
             .replace("%3", str(info.context_window))
         )
+
+    def show_api(self, address: str) -> None:
+        """ "API on 127.0.0.1:8765" while the local API server runs; hidden when it is off."""
+        self.api_label.setText(self.tr("API on %1").replace("%1", address) if address else "")
+        self.api_label.setToolTip(
+            self.tr("OpenAI-compatible API: http://%1/v1 (Settings → API server)").replace("%1", address)
+            if address
+            else ""
+        )
+        self.api_label.setVisible(bool(address))
 
     def show_failed(self, message: str) -> None:
         self.progress.setVisible(False)

@@ -606,6 +606,10 @@
             <translation>已达到长度上限而截断</translation>
         </message>
         <message>
+            <source>API server: %1</source>
+            <translation>API 服务：%1</translation>
+        </message>
+        <message>
             <source>Settings could not be saved: %1</source>
             <translation>无法保存设置：%1</translation>
         </message>
@@ -711,6 +715,14 @@ Context window: %3 tokens</source>
             <translation>%1
 精度：%2
 上下文窗口：%3 个词元</translation>
+        </message>
+        <message>
+            <source>API on %1</source>
+            <translation>API 运行于 %1</translation>
+        </message>
+        <message>
+            <source>OpenAI-compatible API: http://%1/v1 (Settings → API server)</source>
+            <translation>OpenAI 兼容 API：http://%1/v1（设置 → API 服务）</translation>
         </message>
         <message>
             <source>Model: not loaded (%1)</source>
@@ -861,8 +873,8 @@ Context window: %3 tokens</source>
             <translation>4 位</translation>
         </message>
         <message>
-            <source>On this computer (transformers)</source>
-            <translation>在本机运行（transformers）</translation>
+            <source>On this computer (llama.cpp for .gguf, else transformers)</source>
+            <translation>在本机运行（.gguf 用 llama.cpp，其他用 transformers）</translation>
         </message>
         <message>
             <source>OpenAI-compatible server</source>
@@ -963,6 +975,10 @@ Context window: %3 tokens</source>
         <message>
             <source>Web search</source>
             <translation>联网搜索</translation>
+        </message>
+        <message>
+            <source>API server</source>
+            <translation>API 服务</translation>
         </message>
         <message>
             <source>Appearance</source>
@@ -1255,6 +1271,38 @@ Context window: %3 tokens</source>
         <message>
             <source>Optional proxy, e.g. socks5h://127.0.0.1:1080 or http://user:pass@host:port.</source>
             <translation>可选代理，例如 socks5h://127.0.0.1:1080 或 http://user:pass@host:port。</translation>
+        </message>
+        <message>
+            <source>Serve the OpenAI-compatible API</source>
+            <translation>提供 OpenAI 兼容 API</translation>
+        </message>
+        <message>
+            <source>Let other programs on this computer (editors, scripts, browser extensions) use the loaded model and your knowledge bases through the OpenAI API. Off by default.</source>
+            <translation>让本机上的其他程序（编辑器、脚本、浏览器扩展）通过 OpenAI API 使用已加载的模型和您的知识库。默认关闭。</translation>
+        </message>
+        <message>
+            <source>Address</source>
+            <translation>地址</translation>
+        </message>
+        <message>
+            <source>127.0.0.1 = this computer only. Any other address lets other computers connect and needs an API key.</source>
+            <translation>127.0.0.1 表示仅限本机。其他任何地址都允许其他计算机连接，并且必须设置 API 密钥。</translation>
+        </message>
+        <message>
+            <source>Port</source>
+            <translation>端口</translation>
+        </message>
+        <message>
+            <source>The port programs connect to, e.g. http://127.0.0.1:8765/v1. 0 picks a free one.</source>
+            <translation>程序连接的端口，例如 http://127.0.0.1:8765/v1。0 表示自动选择空闲端口。</translation>
+        </message>
+        <message>
+            <source>API key</source>
+            <translation>API 密钥</translation>
+        </message>
+        <message>
+            <source>Clients must send it as a Bearer token. Required for any address other than 127.0.0.1.</source>
+            <translation>客户端必须以 Bearer 令牌的形式发送它。地址不是 127.0.0.1 时必须设置。</translation>
         </message>
         <message>
             <source>Language</source>

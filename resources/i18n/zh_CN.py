@@ -19,7 +19,7 @@ TRANSLATIONS: dict[str, str] = {
     "None": "无",
     "8-bit": "8 位",
     "4-bit": "4 位",
-    "On this computer (transformers)": "在本机运行（transformers）",
+    "On this computer (llama.cpp for .gguf, else transformers)": "在本机运行（.gguf 用 llama.cpp，其他用 transformers）",
     "OpenAI-compatible server": "OpenAI 兼容服务器",
     "News": "新闻",
     "Web pages": "网页",
@@ -256,6 +256,22 @@ TRANSLATIONS: dict[str, str] = {
         "下载的模型），或打开一个 GGUF 文件。没有模型时，“知识库”页面也可以正常使用。",
     "Choose model folder…": "选择模型文件夹…",
     "Open GGUF file…": "打开 GGUF 文件…",
+    "API server": "API 服务",
+    "Serve the OpenAI-compatible API": "提供 OpenAI 兼容 API",
+    "Let other programs on this computer (editors, scripts, browser extensions) use the loaded model and your knowledge bases through the OpenAI API. Off by default.":
+        "让本机上的其他程序（编辑器、脚本、浏览器扩展）通过 OpenAI API 使用已加载的模型和您的知识库。默认关闭。",
+    "Address": "地址",
+    "127.0.0.1 = this computer only. Any other address lets other computers connect and needs an API key.":
+        "127.0.0.1 表示仅限本机。其他任何地址都允许其他计算机连接，并且必须设置 API 密钥。",
+    "Port": "端口",
+    "The port programs connect to, e.g. http://127.0.0.1:8765/v1. 0 picks a free one.":
+        "程序连接的端口，例如 http://127.0.0.1:8765/v1。0 表示自动选择空闲端口。",
+    "API key": "API 密钥",
+    "Clients must send it as a Bearer token. Required for any address other than 127.0.0.1.":
+        "客户端必须以 Bearer 令牌的形式发送它。地址不是 127.0.0.1 时必须设置。",
+    "API on %1": "API 运行于 %1",
+    "OpenAI-compatible API: http://%1/v1 (Settings → API server)": "OpenAI 兼容 API：http://%1/v1（设置 → API 服务）",
+    "API server: %1": "API 服务：%1",
     "Runs the file as it is, quantized, through llama.cpp: fast on a plain CPU.":
         "通过 llama.cpp 直接运行该量化文件，无需转换：普通 CPU 上也很快。",
     "Open a GGUF file": "打开 GGUF 文件",

@@ -12,7 +12,8 @@
    ``bubble`` shows its window's frame first and builds the parts after the first paint; the time
    until they are built is reported too (``app_built_s``, ``built_ratio``).
 
-Run: ``.venv/bin/python tests/bench/gui_responsiveness.py [--skip-index] [--rate 50]``
+Run: ``.venv/bin/python tests/bench/gui_responsiveness.py [--skip-index] [--rate 50]``; on a GGUF
+through llama.cpp (load and stream stall): ``... --skip-startup --skip-render --skip-index --model FILE.gguf``
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def pump_until(app: Any, cond: Any, timeout: float) -> bool:
     return bool(cond())
 
 
-def bench_stream_stall(app: Any, home: Path, max_new_tokens: int) -> dict[str, Any]:
+def bench_stream_stall(app: Any, home: Path, max_new_tokens: int, model: str | None = None) -> dict[str, Any]:
     from bubble_desktop.core.chat.service import ChatService
     from bubble_desktop.core.chat.store import ConversationStore
     from bubble_desktop.core.llm.loader import load_model
@@ -104,7 +105,7 @@ def bench_stream_stall(app: Any, home: Path, max_new_tokens: int) -> dict[str, A
     from bubble_desktop.ui.main_window import AppContext, MainWindow
     from tests.fixtures.tiny_models import build_tiny_model
 
-    model_dir = build_tiny_model(home / "tiny-model", "llama")
+    model_dir = model or build_tiny_model(home / "tiny-model", "llama")
     paths = Paths.under(home / "stream").ensure()
     settings = Settings()
     settings.model.path = str(model_dir)
@@ -114,8 +115,11 @@ def bench_stream_stall(app: Any, home: Path, max_new_tokens: int) -> dict[str, A
     window = MainWindow(AppContext(paths, settings, store, ChatService(paths, None, None, store), load_model))
     window.show()
     try:
+        load_beat = Heartbeat()
+        load_beat.start()
         window.load_configured_model()
         assert pump_until(app, lambda: window.inference.model_info is not None, 120), "model did not load"
+        load_stall = load_beat.stop()
         window.send("warm up")
         pump_until(app, lambda: not window.inference.is_busy, 120)
         beat = Heartbeat()
@@ -128,6 +132,8 @@ def bench_stream_stall(app: Any, home: Path, max_new_tokens: int) -> dict[str, A
         answer = window.chat.view.messages[-1]
         stats = window.ctx.store.messages(window.conversation_id)[-1].stats or {}
         result.update(
+            model=Path(model_dir).name,
+            load_stall=load_stall,
             chars=len(answer.text),
             tokens=stats.get("completion_tokens"),
             tokens_per_s=round(float(stats.get("tokens_per_s") or 0), 1),
@@ -365,6 +371,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="simulated tokens/s for render_ratio")
     parser.add_argument("--max-new-tokens", type=int, default=400)
     parser.add_argument("--startup-runs", type=int, default=5)
+    parser.add_argument("--skip-startup", action="store_true")
+    parser.add_argument("--skip-render", action="store_true")
+    parser.add_argument("--model", help="stream from this model folder or .gguf (default: a tiny random LLaMA)")
     parser.add_argument(
         "--default-switch-interval", action="store_true", help="keep Python's 5 ms GIL switch"
     )
@@ -385,10 +394,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bubble-bench-") as tmp:
         home = Path(tmp)
         os.environ["BUBBLE_HOME"] = str(home / "home")
-        out["startup"] = bench_startup(args.startup_runs, home)
-        out["render_ratio"] = bench_render_ratio(app, args.rate)
+        if not args.skip_startup:
+            out["startup"] = bench_startup(args.startup_runs, home)
+        if not args.skip_render:
+            out["render_ratio"] = bench_render_ratio(app, args.rate)
         if not args.skip_stream:
-            out["stream_stall"] = bench_stream_stall(app, home, args.max_new_tokens)
+            out["stream_stall"] = bench_stream_stall(app, home, args.max_new_tokens, args.model)
         if not args.skip_index:
             out["index_stall"] = bench_index_stall(app, home, args.files)
     print(json.dumps(out, indent=2))

@@ -137,3 +137,49 @@ def test_memory_guard_refuses_with_a_smaller_context_to_try(tiny_gguf: Path) -> 
         check_memory(huge, 8192)
     assert "context window" in (err.value.hint or "") and "quantization" in (err.value.hint or "")
     check_memory(facts, 2048)  # the tiny one fits
+
+
+def test_llama_cpp_runs_in_a_child_that_unload_ends(tiny_gguf: Path) -> None:
+    """llama.cpp holds the GIL while it loads, so it runs in a child process; unload ends it."""
+    import os
+
+    model = load_model(LoadRequest(path=str(tiny_gguf), device="cpu"))
+    proc = model.process
+    assert proc.is_alive() and proc.pid != os.getpid()
+    assert model.peak_rss() > model.facts.file_size  # the weights are mapped over there
+    model.unload()
+    assert not proc.is_alive()
+
+
+def test_a_crashed_child_is_a_clear_error_and_the_app_goes_on(tiny_gguf: Path) -> None:
+    model = load_model(LoadRequest(path=str(tiny_gguf), device="cpu"))
+    model.process.kill()
+    model.process.join(5)
+    with pytest.raises(UserFacingError) as err:
+        model.stream(HELLO, sampling()).run()
+    assert "stopped unexpectedly" in err.value.message and "Reload" in (err.value.hint or "")
+    with pytest.raises(UserFacingError, match="unloaded"):  # and stays refused, without hanging
+        model.stream(HELLO, sampling())
+    model.unload()
+    again = load_model(LoadRequest(path=str(tiny_gguf), device="cpu"))  # a reload works
+    assert again.stream(HELLO, sampling(max_new_tokens=3)).run() is not None
+    again.unload()
+
+
+def test_fast_header_reader_agrees_with_the_gguf_package(tiny_gguf: Path) -> None:
+    from gguf import GGUFReader
+
+    from bubble_desktop.core.llm.gguf_header import LongArray, read_header
+
+    ours = read_header(tiny_gguf)
+    ref = GGUFReader(str(tiny_gguf), "r")
+    assert list(ours.tensors) == [(t.name, int(t.data_offset), int(t.n_bytes)) for t in ref.tensors]
+    for key, field in ref.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        value = ours.metadata[key]
+        if isinstance(value, LongArray):
+            assert value.length == len(field.contents())
+        else:
+            assert value == field.contents(), key
+    assert ours.data_end == tiny_gguf.stat().st_size

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_smoke_test_passes_from_source(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_smoke_test_passes_from_source(tiny_model_dir: Path, tiny_gguf: Path, tmp_path: Path) -> None:
     from tests.fixtures.chatglm_like.build import build_chatglm_like
 
     chatglm = build_chatglm_like(tmp_path / "tiny-chatglm", "roles")
@@ -23,7 +23,7 @@ def test_smoke_test_passes_from_source(tiny_model_dir: Path, tmp_path: Path) -> 
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "bubble_desktop.app", "--smoke-test", "--model", str(tiny_model_dir),
-         "--remote-code-model", str(chatglm), "--home", str(tmp_path / "home"), "--report", str(report), "--timeout", "240"],
+         "--remote-code-model", str(chatglm), "--gguf", str(tiny_gguf), "--home", str(tmp_path / "home"), "--report", str(report), "--timeout", "240"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
@@ -32,8 +32,9 @@ def test_smoke_test_passes_from_source(tiny_model_dir: Path, tmp_path: Path) -> 
     assert json.loads(proc.stdout) == result  # the same report on stdout
     stages = result["stages"]
     assert all(stage["ok"] for stage in stages.values())
-    assert {"window", "model", "knowledge", "answer", "remote_code", "remote_code_model"} <= set(stages)
+    assert {"window", "model", "knowledge", "answer", "remote_code", "remote_code_model", "gguf_model"} <= set(stages)
     assert stages["remote_code_model"]["remote_code"] is True
+    assert stages["gguf_model"]["chunks"] >= 1 and "CPU · " in stages["gguf_model"]["runs_on"]
     assert stages["answer"]["sources"] >= 1  # the answer used the knowledge base
     assert stages["answer"]["chunks"] >= 1
     assert stages["knowledge"]["hits"] >= 1

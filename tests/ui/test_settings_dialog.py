@@ -28,7 +28,7 @@ def test_every_field_of_every_section_has_an_editor_with_a_tooltip(dialog):
             assert editor.value() == getattr(getattr(Settings(), section), name)
             assert editor.toolTip(), f"{section}.{name} has no tooltip"
     pages = [dialog.pages.item(i).text() for i in range(dialog.pages.count())]
-    assert pages == ["Model", "Sampling", "Knowledge", "Web search", "Appearance", "Data"]
+    assert pages == ["Model", "Sampling", "Knowledge", "Web search", "API server", "Appearance", "Data"]
 
 
 def test_sampling_numbers_have_slider_and_spin_box_in_sync(dialog):

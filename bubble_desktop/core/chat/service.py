@@ -345,6 +345,23 @@ class ChatService:
             model, conversation_id, user_id, question, history, settings, kb_names, web, cancel
         )
 
+    def ask_unsaved(
+        self,
+        model: ChatModel,
+        question: str,
+        settings: Settings,
+        history: Sequence[ChatMessage] = (),
+        kb_names: Sequence[str] = (),
+        web: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> Answer:
+        """Answer ``question`` after ``history`` with retrieval and numbered sources, saving nothing
+        (the API server's stateless requests). The answer's ids are 0."""
+        question = question.strip()
+        if not question:
+            raise ConversationError("There is no question to answer.", "Type a question first.")
+        return self._answer(model, 0, 0, question, list(history), settings, kb_names, web, cancel, save=False)
+
     def regenerate(
         self,
         model: ChatModel,
@@ -411,6 +428,7 @@ class ChatService:
         kb_names: Sequence[str],
         web: bool,
         cancel: threading.Event | None,
+        save: bool = True,
     ) -> Answer:
         cancel = cancel or threading.Event()
         sent = time.perf_counter()
@@ -443,15 +461,18 @@ class ChatService:
                 f"The {plan.history_turns_dropped} oldest turn(s) did not fit the context window "
                 "and were left out."
             )
-        message_id = self.store.add_message(
-            conversation_id,
-            "assistant",
-            "",
-            status="streaming",
-            sources=sources,
-            sampling=sampling.model_dump(),
-            web_used=retrieved.web_used,
-        )
+        message_id = 0
+        if save:
+            message_id = self.store.add_message(
+                conversation_id,
+                "assistant",
+                "",
+                status="streaming",
+                sources=sources,
+                sampling=sampling.model_dump(),
+                web_used=retrieved.web_used,
+            )
+        finish = self._finish if save else self._settle
         answer = Answer(
             conversation_id=conversation_id,
             user_message_id=user_id,
@@ -465,8 +486,8 @@ class ChatService:
                 "web_s": retrieved.web_s,
                 "assembly_s": assembly_s,
             },
-            _finish=self._finish,
-            _checkpoint=self._checkpoint,
+            _finish=finish,
+            _checkpoint=self._checkpoint if save else None,
         )
         if plan is None:
             answer.stats = GenerationStats(finish_reason="error", error=notices[-1])
@@ -477,7 +498,7 @@ class ChatService:
         answer.timings["send_to_model_s"] = time.perf_counter() - sent
         if plan is None:
             answer._started = True
-            self._finish(answer, "", None)
+            finish(answer, "", None)
         return answer
 
     def _checkpoint(self, answer: Answer, text: str) -> None:
@@ -488,6 +509,18 @@ class ChatService:
 
     def _finish(self, answer: Answer, text: str, error: Exception | None) -> None:
         """Save the assistant message with its final status (called once, however iteration ended)."""
+        stats, status = self._final_stats(answer, error)
+        try:
+            self.store.finish_message(answer.message_id, text, status, stats=stats.to_dict())
+        except Exception:  # noqa: BLE001 - saving must not mask the answer; the row stays 'streaming'
+            log.exception("could not save answer %s", answer.message_id)
+
+    def _settle(self, answer: Answer, text: str, error: Exception | None) -> None:
+        """Set the final stats and status of an answer that is not saved."""
+        self._final_stats(answer, error)
+
+    @staticmethod
+    def _final_stats(answer: Answer, error: Exception | None) -> tuple[GenerationStats, MessageStatus]:
         generation = answer._generation
         stats = answer.stats
         if generation is not None and generation.stats is not None:
@@ -516,7 +549,4 @@ class ChatService:
             status = "error"
         answer.stats = stats
         answer.status = status
-        try:
-            self.store.finish_message(answer.message_id, text, status, stats=stats.to_dict())
-        except Exception:  # noqa: BLE001 - saving must not mask the answer; the row stays 'streaming'
-            log.exception("could not save answer %s", answer.message_id)
+        return stats, status

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bubble_desktop.core.errors import KnowledgeBaseError, StoreLockedError
+from bubble_desktop.core.native import release_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +280,7 @@ class EdgeStore:
                 self._shard = EdgeShard.load(str(self.path))
             return
         finally:
-            _malloc_trim()
+            release_freed_memory(collect=False)
         log.info("rotated the writable segment of %s in %.2f s", self.path, time.perf_counter() - started)
 
     def flush(self) -> None:
@@ -526,19 +527,6 @@ def graph_configured(folder: Path) -> bool:
         return True
     hnsw = config.get("hnsw_config") if isinstance(config, dict) else None
     return not (isinstance(hnsw, dict) and hnsw.get("m") == 0)
-
-
-def _malloc_trim() -> None:
-    """Give freed heap pages back to the OS (glibc keeps them otherwise); no-op elsewhere."""
-    import sys
-
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
 
 
 def optimize_folder(folder: str, dim: int) -> None:

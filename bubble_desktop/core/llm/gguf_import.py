@@ -60,7 +60,7 @@ def import_gguf(
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers
     folder, fname = str(gguf.parent), gguf.name
     say(0.05, "Reading the GGUF file")
     try:
@@ -131,7 +131,7 @@ def _fresh_model(config: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
     with init_empty_weights(include_buffers=False):
-        return AutoModelForCausalLM.from_config(config)
+        return AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]  # unannotated
 
 
 def list_imported(models_dir: Path | None = None) -> list[Path]:

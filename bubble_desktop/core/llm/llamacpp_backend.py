@@ -1,20 +1,29 @@
-"""GGUF chat models run in this process by llama.cpp (the ``xllamacpp`` binding of its server core).
+"""GGUF chat models run by llama.cpp (the ``xllamacpp`` binding of its server core) in a child process.
 
-The file is memory-mapped, never converted. One ``xllamacpp.Server`` per loaded model; each answer
-is one ``handle_chat_completions(stream=True)`` call in a short-lived thread whose callback puts
-chunk dicts on a queue and returns True to stop (checked once per decoded token, so stop takes at
-most one decode step). The chat template is the GGUF's own (llama.cpp's Jinja); ``cache_prompt``
-keeps the shared prefix of a conversation in the KV cache across turns. Before anything reaches
-llama.cpp the file is checked with the ``gguf`` reader (:func:`inspect_gguf`), because llama.cpp
-only says "Failed to init server" and logs the real reason to stderr.
+The file is memory-mapped, never converted. Each loaded model is one spawned child process that
+owns one ``xllamacpp.Server`` (:func:`serve`); this process talks to it over a pipe. Why a child:
+``xllamacpp.Server(...)`` holds the GIL for the whole load (0.9 s for SmolLM2-135M, seconds for a
+7B model that llama.cpp repacks), and the ``gguf`` reader's header check holds it in 100+ ms
+bursts: in this process the GUI froze for 1.5 s per load (tests/bench/gui_responsiveness.py). In
+a child the GUI thread never waits, and a llama.cpp abort on a file it cannot handle ends the child,
+not the app.
+
+Each answer is one ``handle_chat_completions(stream=True)`` call in the child whose callback sends
+the chunk dicts up the pipe and returns True to stop once the shared cancel counter reaches the
+request's id (checked once per decoded token, so stop takes at most one decode step). The chat
+template is the GGUF's own (llama.cpp's Jinja); ``cache_prompt`` keeps the shared prefix of a
+conversation in the KV cache across turns. Before anything reaches llama.cpp the file is checked
+by reading its header (:func:`inspect_gguf`), because llama.cpp only says "Failed to init
+server" and logs the real reason to stderr; the header is read by :mod:`.gguf_header` (40 ms
+where ``gguf.GGUFReader`` took 4 s on SmolLM2's vocabulary).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import random
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -22,14 +31,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bubble_desktop.core.errors import GenerationError, ModelError, ModelNotFoundError, OutOfMemoryError
+from bubble_desktop.core.errors import (
+    GenerationError,
+    ModelError,
+    ModelNotFoundError,
+    OutOfMemoryError,
+    UserFacingError,
+)
 from bubble_desktop.core.llm.base import ChatMessage, Generation, GenerationStats, ModelInfo, ProgressCallback
 from bubble_desktop.core.llm.penalty import PENALTY_LAST_N  # the same window on both backends
 from bubble_desktop.core.settings import SamplingSettings
 
 log = logging.getLogger(__name__)
 
-_END = object()
 DEFAULT_GGUF_CONTEXT = 4096
 # Architectures this build of llama.cpp loads (a subset check: an unknown name is refused before load)
 _GGUF_MAGIC = b"GGUF"
@@ -87,38 +101,35 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GgufFacts:
             f"{p.name} is not a GGUF file (it does not start with the GGUF signature).",
             "Choose a real .gguf model file; a file renamed to .gguf cannot be loaded.",
         )
-    from gguf import GGUFReader
+    return _read_facts(p, size)
+
+
+def _read_facts(p: Path, size: int) -> GgufFacts:
+    from bubble_desktop.core.llm.gguf_header import GgufHeaderError, LongArray, read_header
 
     try:
-        reader = GGUFReader(str(p), "r")
-    except Exception as exc:  # the reader raises ValueError/IndexError/struct errors on cut-off files
+        header = read_header(p)
+    except (GgufHeaderError, OSError, ValueError) as exc:
         raise ModelError(
-            f"{p.name} is damaged or incomplete ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}).",
+            f"{p.name} is damaged or incomplete ({str(exc)[:160]}).",
             "The download was probably interrupted: download the file again.",
         ) from exc
 
     def field(key: str, default: Any = None) -> Any:
-        f = reader.fields.get(key)
-        if f is None:
-            return default
-        try:
-            return f.contents()
-        except Exception:
-            return default
+        value = header.metadata.get(key, default)
+        return default if isinstance(value, LongArray) else value
 
     arch = str(field("general.architecture", "") or "")
-    try:
-        # the last tensor must end inside the file: a cut-off download fails here
-        end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
-    except Exception:
-        end = size + 1
+    end = header.data_end  # the last tensor must end inside the file: a cut-off download fails here
     if end > size:
         raise ModelError(
             f"{p.name} is incomplete: the weights need {end:,} bytes but the file has {size:,}.",
             "The download was probably interrupted: download the file again.",
         )
     if not arch:
-        raise ModelError(f"{p.name} does not say which model architecture it holds.", "Choose another GGUF file.")
+        raise ModelError(
+            f"{p.name} does not say which model architecture it holds.", "Choose another GGUF file."
+        )
     if arch not in _known_architectures():
         raise ModelError(
             f"{p.name} holds a {arch!r} model, an architecture this version of llama.cpp does not know.",
@@ -191,36 +202,24 @@ def _gpu_available() -> str:
 
 
 class LlamaCppGeneration(Generation):
-    """One streamed answer: a thread runs ``handle_chat_completions``; this object yields its text."""
+    """One streamed answer: the child runs ``handle_chat_completions``; this object yields its text."""
 
-    def __init__(self, model: LlamaCppChatModel, request: dict[str, Any], cancel: threading.Event | None) -> None:
+    def __init__(
+        self, model: LlamaCppChatModel, request: dict[str, Any], cancel: threading.Event | None
+    ) -> None:
         self._model = model
         self._request = request
         self.cancel = cancel if cancel is not None else threading.Event()
-        self._abandon = threading.Event()
+        self._rid = 0  # this request's id in the child, once sent
         self.timings: dict[str, Any] = {}
         super().__init__(self._produce())
 
+    def _stop_in_child(self) -> None:
+        if self._rid:
+            self._model.cancel_up_to(self._rid)
+
     def _produce(self) -> Iterator[str]:
-        q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        server = self._model.server
-        cancel, abandon = self.cancel, self._abandon
-
-        def callback(chunk: Any) -> bool:
-            q.put(chunk)
-            return cancel.is_set() or abandon.is_set()
-
-        def work() -> None:
-            try:
-                with self._model.lock:  # one request at a time on the one slot
-                    result = server.handle_chat_completions(self._request, callback)
-                if isinstance(result, dict) and "error" in result:
-                    q.put(RuntimeError(str(result["error"])))
-            except BaseException as exc:  # handed to the consumer thread
-                q.put(exc)
-            finally:
-                q.put(_END)
-
+        model = self._model
         t0 = time.perf_counter()
         ttft: float | None = None
         t_first: float | None = None
@@ -229,70 +228,102 @@ class LlamaCppGeneration(Generation):
         finish = "stop"
         usage: dict[str, Any] = {}
         error: BaseException | None = None
-        thread = threading.Thread(target=work, name="bubble-llamacpp", daemon=True)
-        thread.start()
-        try:
-            while True:
-                item = q.get()
-                if item is _END:
-                    break
-                if isinstance(item, BaseException):
-                    error = item
-                    continue
-                if not isinstance(item, dict):
-                    continue
-                if "error" in item:
-                    error = RuntimeError(str(item["error"]))
-                    continue
-                if isinstance(item.get("timings"), dict):
-                    self.timings = item["timings"]
-                if isinstance(item.get("usage"), dict):
-                    usage = item["usage"]
-                for choice in item.get("choices") or ():
-                    if choice.get("finish_reason"):
-                        finish = str(choice["finish_reason"])
-                    text = (choice.get("delta") or {}).get("content")
-                    if text:
-                        now = time.perf_counter()
-                        if t_first is None:
-                            t_first = now
-                            ttft = now - t0
-                        t_last = now
-                        n_chunks += 1
-                        yield str(text)
-        finally:
-            abandon.set()
-            thread.join()
-            tm = self.timings
-            cancelled = cancel.is_set() or (abandon.is_set() and not tm and error is None and finish != "length")
-            if error is not None:
-                reason = "error"
-            elif cancelled and not tm:
-                reason = "cancelled"
-            elif finish == "length":
-                reason = "length"
-            else:
-                reason = "stop"
-            completion = int(tm.get("predicted_n") or usage.get("completion_tokens") or n_chunks)
-            prompt = int(usage.get("prompt_tokens") or (int(tm.get("prompt_n") or 0) + int(tm.get("cache_n") or 0)))
-            tps = tm.get("predicted_per_second")
-            if tps is None and n_chunks > 1 and t_first is not None and t_last > t_first:
-                tps = (n_chunks - 1) / (t_last - t_first)
-            self.stats = GenerationStats(
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                ttft_s=ttft,
-                tokens_per_s=float(tps) if tps else None,
-                total_s=time.perf_counter() - t0,
-                finish_reason=reason,  # type: ignore[arg-type]
-                error=None if error is None else f"Generation failed: {str(error)[:200]}",
-            )
+        done = False
+        with model.lock:  # one request at a time on the one slot
+            conn = model.live_conn()
+            self._rid = model.next_request_id()
+            try:
+                try:
+                    conn.send(("chat", self._rid, self._request))
+                except (EOFError, OSError) as exc:  # BrokenPipeError: the child has gone
+                    model.child_died()
+                    error = exc
+                    done = True
+                if self.cancel.is_set():
+                    self._stop_in_child()
+                while not done:
+                    try:
+                        kind, payload = conn.recv()
+                    except (EOFError, OSError) as exc:
+                        model.child_died()
+                        error = exc
+                        done = True
+                        break
+                    if kind == "done":
+                        done = True
+                        if isinstance(payload, dict) and "error" in payload:
+                            error = RuntimeError(str(payload["error"]))
+                        break
+                    if kind == "error":
+                        error = RuntimeError(str(payload))
+                        continue
+                    item = payload
+                    if not isinstance(item, dict):
+                        continue
+                    if "error" in item:
+                        error = RuntimeError(str(item["error"]))
+                        continue
+                    if isinstance(item.get("timings"), dict):
+                        self.timings = item["timings"]
+                    if isinstance(item.get("usage"), dict):
+                        usage = item["usage"]
+                    for choice in item.get("choices") or ():
+                        if choice.get("finish_reason"):
+                            finish = str(choice["finish_reason"])
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            now = time.perf_counter()
+                            if t_first is None:
+                                t_first = now
+                                ttft = now - t0
+                            t_last = now
+                            n_chunks += 1
+                            if self.cancel.is_set():
+                                self._stop_in_child()
+                            yield str(text)
+                            if self.cancel.is_set():
+                                self._stop_in_child()
+            finally:
+                cut_short = not done
+                if cut_short:  # the consumer stopped early: stop the child and keep the pipe in step
+                    self._stop_in_child()
+                    model.drain(conn)
+                tm = self.timings
+                if error is not None:
+                    reason = "error"
+                elif (self.cancel.is_set() or cut_short) and not tm:
+                    reason = "cancelled"
+                elif finish == "length":
+                    reason = "length"
+                else:
+                    reason = "stop"
+                completion = int(tm.get("predicted_n") or usage.get("completion_tokens") or n_chunks)
+                prompt = int(
+                    usage.get("prompt_tokens") or (int(tm.get("prompt_n") or 0) + int(tm.get("cache_n") or 0))
+                )
+                tps = tm.get("predicted_per_second")
+                if tps is None and n_chunks > 1 and t_first is not None and t_last > t_first:
+                    tps = (n_chunks - 1) / (t_last - t_first)
+                self.stats = GenerationStats(
+                    prompt_tokens=prompt,
+                    completion_tokens=completion,
+                    ttft_s=ttft,
+                    tokens_per_s=float(tps) if tps else None,
+                    total_s=time.perf_counter() - t0,
+                    finish_reason=reason,  # type: ignore[arg-type]
+                    error=None if error is None else f"Generation failed: {str(error)[:200]}",
+                )
         if error is not None:
             log.warning("llama.cpp generation failed: %r", error)
+            if isinstance(error, (EOFError, OSError)):
+                raise GenerationError(
+                    "llama.cpp stopped unexpectedly while answering.",
+                    "Reload the model (File → Reload model).",
+                ) from error
             raise GenerationError(f"llama.cpp could not answer: {str(error)[:200]}") from error
 
     def close(self) -> None:
-        self._abandon.set()
+        self._stop_in_child()  # a thread iterating this generation sees "done" within one decode step
         try:
             super().close()
         except ValueError:  # "generator already executing": iterated by another thread, which now stops
@@ -300,15 +331,30 @@ class LlamaCppGeneration(Generation):
 
 
 class LlamaCppChatModel:
-    """A GGUF model loaded by llama.cpp, streaming chat answers (ChatModel protocol)."""
+    """A GGUF model loaded by llama.cpp in a child process, streaming chat answers (ChatModel protocol)."""
 
-    def __init__(self, server: Any, facts: GgufFacts, info: ModelInfo, *, threads: int, gpu_layers: int) -> None:
-        self.server = server
+    def __init__(
+        self,
+        process: Any,
+        conn: Any,
+        cancel_id: Any,
+        facts: GgufFacts,
+        info: ModelInfo,
+        *,
+        threads: int,
+        gpu_layers: int,
+        child_peak_rss: int = 0,
+    ) -> None:
+        self.process = process
+        self.conn: Any = conn
+        self._cancel_id = cancel_id  # multiprocessing.Value("q"): the child stops requests with id <= it
         self.facts = facts
         self.info = info
         self.threads = threads
         self.gpu_layers = gpu_layers
+        self.child_peak_rss = child_peak_rss  # bytes, as the child reported it after loading
         self.lock = threading.Lock()
+        self._ids = 0
 
     @property
     def status_text(self) -> str:
@@ -316,6 +362,55 @@ class LlamaCppChatModel:
         if self.gpu_layers > 0:
             return f"{self.info.device} · {min(self.gpu_layers, self.facts.n_layers)}/{self.facts.n_layers} layers"
         return f"CPU · {self.threads} thread{'s' if self.threads != 1 else ''}"
+
+    # --- talking to the child ------------------------------------------------------------------
+
+    def next_request_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def cancel_up_to(self, rid: int) -> None:
+        with self._cancel_id.get_lock():
+            if self._cancel_id.value < rid:
+                self._cancel_id.value = rid
+
+    def live_conn(self) -> Any:
+        if self.conn is None:
+            raise GenerationError("The model has been unloaded.", "Load a model first.")
+        return self.conn
+
+    def drain(self, conn: Any) -> None:
+        """Read until the child says the current request is done (it was told to stop)."""
+        try:
+            while True:
+                kind, _ = conn.recv()
+                if kind == "done":
+                    return
+        except (EOFError, OSError):
+            self.child_died()
+
+    def child_died(self) -> None:
+        log.error(
+            "the llama.cpp child process ended unexpectedly (exit code %s)",
+            getattr(self.process, "exitcode", None),
+        )
+        self.conn = None
+
+    def call(self, kind: str, payload: Any) -> Any:
+        """One request/response exchange with the child (not streaming)."""
+        with self.lock:
+            conn = self.live_conn()
+            try:
+                conn.send((kind, self.next_request_id(), payload))
+                reply_kind, reply = conn.recv()
+            except (EOFError, OSError) as exc:
+                self.child_died()
+                raise GenerationError("llama.cpp stopped unexpectedly.", "Reload the model.") from exc
+        if reply_kind == "error":
+            raise GenerationError(f"llama.cpp could not answer: {str(reply)[:200]}")
+        return reply
+
+    # --- ChatModel -----------------------------------------------------------------------------
 
     def request(self, messages: Sequence[ChatMessage], sampling: SamplingSettings) -> dict[str, Any]:
         """The OpenAI-shaped request dict for llama.cpp from our messages and sampling settings."""
@@ -350,54 +445,140 @@ class LlamaCppChatModel:
         sampling: SamplingSettings,
         cancel: threading.Event | None = None,
     ) -> Generation:
-        self._live_server()
+        self.live_conn()
         return LlamaCppGeneration(self, self.request(messages, sampling), cancel)
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """Prompt tokens via llama.cpp itself (max_tokens 0; also warms the prompt cache)."""
-        server = self._live_server()
         req = self.request(messages, SamplingSettings())
         req.update(stream=False, max_tokens=0, n_predict=0)
-        with self.lock:
-            out = server.handle_chat_completions(req)
+        out = self.call("complete", req)
         usage = out.get("usage") if isinstance(out, dict) else None
         if isinstance(usage, dict) and usage.get("prompt_tokens") is not None:
             return int(usage["prompt_tokens"])
         return sum(len(m.content) for m in messages) // 3 + 8 * len(messages)  # rough, never fails
 
-    def _live_server(self) -> Any:
-        if self.server is None:
-            raise GenerationError("The model has been unloaded.", "Load a model first.")
-        return self.server
-
     def count_text_tokens(self, text: str) -> int:
         return max(1, len(text) // 3)
 
+    def peak_rss(self) -> int:
+        """The child's peak resident memory so far, in bytes (what the model costs)."""
+        return int(self.call("rss", None))
+
     def unload(self) -> None:
-        self.server = None
-        import gc
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with self.lock:
+                try:
+                    conn.send(("quit", 0, None))
+                except (OSError, ValueError):
+                    pass
+            conn.close()
+        proc = self.process
+        if proc is not None:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
 
-        gc.collect()
+
+# --- the child process -------------------------------------------------------------------------
 
 
-def load_gguf(path: str, *, context_window: int = 0, device: str = "auto", threads: int = 0,
-              progress: ProgressCallback | None = None) -> LlamaCppChatModel:
-    """Validate and load a GGUF file with llama.cpp; UserFacingError for anything the user can fix."""
-    if progress:
-        progress(0.0, "Checking the GGUF file")
+def _peak_rss_bytes() -> int:
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak) * (1 if sys.platform == "darwin" else 1024)
+    except ImportError:  # Windows
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return int(getattr(info, "peak_wset", info.rss))
+
+
+def serve(conn: Any, cancel_id: Any, path: str, options: dict[str, Any]) -> None:
+    """Child-process entry: load the GGUF with llama.cpp, then answer requests from ``conn``.
+
+    Messages in: ``(kind, request id, payload)`` with kind chat | complete | rss | quit. Out:
+    ``("progress", (fraction, text))`` while loading, then ``("ready", facts dict)`` or
+    ``("failed", (error class name, message, hint))``; per chat request ``("chunk", dict)``… and
+    ``("done", result)``; per other request one ``(kind, reply)`` or ``("error", text)``.
+    """
+    logging.basicConfig(level=options.get("log_level", logging.WARNING))
+    try:
+        server, ready = _load_in_child(conn, path, options)
+    except UserFacingError as exc:
+        conn.send(("failed", (type(exc).__name__, exc.message, exc.hint)))
+        return
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises a UserFacingError
+        conn.send(
+            (
+                "failed",
+                (
+                    "ModelError",
+                    f"llama.cpp could not load {Path(path).name}: {str(exc)[:200]}",
+                    "Try a smaller context window, or another quantization of the model.",
+                ),
+            )
+        )
+        return
+    conn.send(("ready", ready))
+    while True:
+        try:
+            kind, rid, payload = conn.recv()
+        except (EOFError, OSError):
+            return  # the app has gone
+        if kind == "quit":
+            return
+        try:
+            if kind == "chat":
+
+                def callback(chunk: Any, rid: int = rid) -> bool:
+                    conn.send(("chunk", chunk))
+                    return bool(cancel_id.value >= rid)
+
+                result = server.handle_chat_completions(payload, callback)
+                conn.send(("done", result if isinstance(result, dict) and "error" in result else None))
+            elif kind == "complete":
+                conn.send(("complete", server.handle_chat_completions(payload)))
+            elif kind == "rss":
+                conn.send(("rss", _peak_rss_bytes()))
+            else:
+                conn.send(("error", f"unknown request {kind!r}"))
+        except (BrokenPipeError, EOFError):
+            return
+        except Exception as exc:  # noqa: BLE001 - one failed request must not end the model
+            log.exception("llama.cpp request failed")
+            conn.send(("done", {"error": str(exc)}) if kind == "chat" else ("error", str(exc)))
+
+
+def _load_in_child(conn: Any, path: str, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    def progress(fraction: float, text: str) -> None:
+        conn.send(("progress", (fraction, text)))
+
+    progress(0.02, "Checking the GGUF file")
     facts = inspect_gguf(path)
-    n_ctx = context_window if context_window > 0 else min(facts.context_length or DEFAULT_GGUF_CONTEXT,
-                                                          DEFAULT_GGUF_CONTEXT)
-    if progress:
-        progress(0.05, "Loading llama.cpp")
+    context_window = int(options.get("context_window") or 0)
+    n_ctx = (
+        context_window
+        if context_window > 0
+        else min(facts.context_length or DEFAULT_GGUF_CONTEXT, DEFAULT_GGUF_CONTEXT)
+    )
+    progress(0.1, "Loading llama.cpp")
     import xllamacpp
 
+    device = str(options.get("device") or "auto")
     gpu_name = "" if device == "cpu" else _gpu_available()
     if device in ("cuda", "mps") and not gpu_name:
-        raise ModelError(f"{device.upper()} was chosen but this llama.cpp build has no GPU support.",
-                         "Set the device to Auto or CPU.")
+        raise ModelError(
+            f"{device.upper()} was chosen but this llama.cpp build has no GPU support.",
+            "Set the device to Auto or CPU.",
+        )
     gpu_layers = (facts.n_layers + 1) if gpu_name else 0
     check_memory(facts, n_ctx, gpu_layers)
+    threads = int(options.get("threads") or 0)
     n_threads = threads if threads > 0 else physical_cores()
     params = xllamacpp.CommonParams()
     params.model.path = facts.path
@@ -410,28 +591,114 @@ def load_gguf(path: str, *, context_window: int = 0, device: str = "auto", threa
     params.use_jinja = True
     params.warmup = False
     # llama.cpp logs every request at its default verbosity (3) to stderr; errors only unless debugging
-    params.verbosity = 3 if log.isEnabledFor(logging.DEBUG) else 0
+    params.verbosity = 3 if options.get("log_level", logging.WARNING) <= logging.DEBUG else 0
+    progress(0.2, "Mapping the weights")
+    server = xllamacpp.Server(params)
+    ready = {
+        "facts": facts,
+        "n_ctx": n_ctx,
+        "gpu_name": gpu_name,
+        "gpu_layers": gpu_layers,
+        "threads": n_threads,
+        "peak_rss": _peak_rss_bytes(),
+    }
+    return server, ready
+
+
+# --- loading (in this process) -------------------------------------------------------------------
+
+_ERRORS: dict[str, type[UserFacingError]] = {
+    cls.__name__: cls for cls in (ModelError, ModelNotFoundError, OutOfMemoryError, GenerationError)
+}
+
+
+def load_gguf(
+    path: str,
+    *,
+    context_window: int = 0,
+    device: str = "auto",
+    threads: int = 0,
+    progress: ProgressCallback | None = None,
+) -> LlamaCppChatModel:
+    """Validate and load a GGUF file with llama.cpp in a child process; UserFacingError for anything
+    the user can fix. Blocks the calling (worker) thread, never holding the GIL while it waits."""
+    import multiprocessing
+
     if progress:
-        progress(0.1, "Mapping the weights")
+        progress(0.0, "Starting llama.cpp")
+    if not Path(path).expanduser().exists():
+        inspect_gguf(path)  # the clear "not there" message, without starting a process
+    context = multiprocessing.get_context("spawn")
+    parent_conn, child_conn = context.Pipe(duplex=True)
+    cancel_id = context.Value("q", 0)
+    options = {
+        "context_window": context_window,
+        "device": device,
+        "threads": threads,
+        "log_level": logging.getLogger().getEffectiveLevel(),
+    }
+    # the frozen entry points call multiprocessing.freeze_support(), so this works in the bundle too
+    proc = context.Process(
+        target=serve,
+        args=(child_conn, cancel_id, str(Path(path).expanduser()), options),
+        name="bubble-llamacpp",
+        daemon=True,
+    )
+    proc.start()
+    child_conn.close()
     try:
-        server = xllamacpp.Server(params)
-    except Exception as exc:
-        raise ModelError(
-            f"llama.cpp could not load {Path(facts.path).name} ({facts.arch}): {str(exc)[:200]}",
-            "Try a smaller context window, or another quantization of the model.",
-        ) from exc
-    device_text = gpu_name if gpu_layers else "cpu"
+        while True:
+            try:
+                kind, payload = parent_conn.recv()
+            except (EOFError, OSError) as exc:
+                proc.join(timeout=5)
+                raise ModelError(
+                    f"llama.cpp stopped while loading {Path(path).name} (exit code {proc.exitcode}).",
+                    "The file may be damaged or of a kind this llama.cpp cannot run: try another GGUF file.",
+                ) from exc
+            if kind == "progress":
+                if progress:
+                    progress(float(payload[0]), str(payload[1]))
+            elif kind == "failed":
+                name, message, hint = payload
+                raise _ERRORS.get(name, ModelError)(message, hint)
+            elif kind == "ready":
+                break
+    except BaseException:
+        parent_conn.close()
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+        raise
+    facts: GgufFacts = payload["facts"]
+    gpu_layers = int(payload["gpu_layers"])
     info = ModelInfo(
         name=Path(facts.path).stem,
         path=facts.path,
         arch=facts.arch,
-        device=device_text,
+        device=str(payload["gpu_name"]) if gpu_layers else "cpu",
         dtype="gguf",
-        context_window=n_ctx,
+        context_window=int(payload["n_ctx"]),
     )
-    model = LlamaCppChatModel(server, facts, info, threads=n_threads, gpu_layers=gpu_layers)
+    model = LlamaCppChatModel(
+        proc,
+        parent_conn,
+        cancel_id,
+        facts,
+        info,
+        threads=int(payload["threads"]),
+        gpu_layers=gpu_layers,
+        child_peak_rss=int(payload["peak_rss"]),
+    )
     model.info = replace(info, runs_on=model.status_text)
-    log.info("loaded %s (%s) with llama.cpp: %s, n_ctx %d", info.name, facts.arch, model.status_text, n_ctx)
+    log.info(
+        "loaded %s (%s) with llama.cpp in process %s: %s, n_ctx %d",
+        info.name,
+        facts.arch,
+        proc.pid,
+        model.status_text,
+        info.context_window,
+    )
     if progress:
         progress(1.0, "Ready")
     return model

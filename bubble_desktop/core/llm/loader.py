@@ -13,7 +13,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bubble_desktop.core.errors import (
     ModelError,
@@ -191,9 +191,11 @@ def _quantization_config(quantization: str, dtype: Any) -> Any:
     from transformers import BitsAndBytesConfig
 
     if quantization == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_8bit=True)  # type: ignore[no-untyped-call]  # unannotated
     if quantization == "4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_type="nf4")
+        return BitsAndBytesConfig(  # type: ignore[no-untyped-call]  # unannotated in transformers
+            load_in_4bit=True, bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_type="nf4"
+        )
     raise ModelError(f"Unknown quantization {quantization!r}.", "Use none, 8bit or 4bit.")
 
 
@@ -247,7 +249,7 @@ def load_model(request: LoadRequest, progress: ProgressCallback | None = None) -
         from bubble_desktop.core.llm.llamacpp_backend import load_gguf
 
         return load_gguf(gguf, context_window=request.context_window, device=request.device,
-                         threads=int(request.extra.get("threads", 0) or 0), progress=progress)
+                         threads=int(str(request.extra.get("threads", 0) or 0)), progress=progress)
     allow_download = bool(request.extra.get("allow_download", False))
     _progress(progress, 0.0, "Checking the model folder")
     folder = resolve_model_path(request.path, allow_download=allow_download)
@@ -264,10 +266,12 @@ def load_model(request: LoadRequest, progress: ProgressCallback | None = None) -
             raise UnsupportedModelError(
                 "This model ships its own Python code, which this build of Bubble cannot run yet."
             ) from exc
-        return load_remote_code_model(request, progress)  # type: ignore[no-any-return]
+        return load_remote_code_model(request, progress)
     model_type = raw_config.get("model_type")
     from transformers import AutoConfig
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    from transformers.models.auto.configuration_auto import (  # type: ignore[attr-defined]  # public, not re-exported
+        CONFIG_MAPPING_NAMES,
+    )
 
     if not model_type or model_type not in CONFIG_MAPPING_NAMES:
         raise UnsupportedModelError(
@@ -305,7 +309,7 @@ def _load_transformers(request: LoadRequest, folder: Path, config: Any, kind: st
 
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # progress goes through our callback, not tqdm on stderr
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # progress goes through our callback, not tqdm on stderr
     device = resolve_device(request.device)
     dtype = resolve_dtype(request.dtype, device)
     quant = _quantization_config(request.quantization, dtype)
@@ -327,7 +331,7 @@ def _load_transformers(request: LoadRequest, folder: Path, config: Any, kind: st
         model = cls.from_pretrained(str(folder), **kwargs)
         if quant is None:
             _progress(progress, 0.8, f"Moving the model to {device}")
-            model = model.to(device)
+            model = cast(Any, model).to(device)  # transformers types .to() for a PreTrainedModel self
     except Exception as exc:
         if _is_oom(exc):
             _free()

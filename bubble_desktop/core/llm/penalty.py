@@ -20,7 +20,7 @@ def generated_tokens_penalty(penalty: float, last_n: int = PENALTY_LAST_N) -> An
     import torch
     from transformers import LogitsProcessor
 
-    class GeneratedTokensRepetitionPenalty(LogitsProcessor):  # type: ignore[misc]
+    class GeneratedTokensRepetitionPenalty(LogitsProcessor):
         def __init__(self) -> None:
             self.penalty = float(penalty)
             self.last_n = int(last_n)

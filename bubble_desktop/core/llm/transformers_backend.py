@@ -80,7 +80,7 @@ class IncrementalDecoder:
 def _make_streamer(q: queue.SimpleQueue[Any]) -> Any:
     from transformers.generation.streamers import BaseStreamer
 
-    class QueueStreamer(BaseStreamer):  # type: ignore[misc]
+    class QueueStreamer(BaseStreamer):
         """Puts each step's new token ids on a queue; skips the prompt (the first ``put``)."""
 
         def __init__(self) -> None:
@@ -102,7 +102,7 @@ def _make_stop_criteria(*events: threading.Event) -> Any:
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    class EventStop(StoppingCriteria):  # type: ignore[misc]
+    class EventStop(StoppingCriteria):
         """Stops generation at the next step once any of the events is set."""
 
         def __init__(self) -> None:
@@ -123,8 +123,9 @@ def _make_stop_criteria(*events: threading.Event) -> Any:
 def _is_oom(exc: BaseException) -> bool:
     import torch
 
-    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
-    return isinstance(exc, oom_type) or "out of memory" in str(exc).lower()
+    found = (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None))
+    oom_types = tuple(t for t in found if isinstance(t, type))
+    return isinstance(exc, oom_types) or "out of memory" in str(exc).lower()
 
 
 class _TransformersGeneration(Generation):

@@ -218,7 +218,7 @@ def compat_model_class(base: Any) -> type:
 
 def _build_model(base: Any) -> type:
     from transformers import GenerationMixin
-    from transformers.generation import LogitsProcessorList
+    from transformers import LogitsProcessorList
 
     ns: dict[str, Any] = {}
     extra: tuple[type, ...] = ()

