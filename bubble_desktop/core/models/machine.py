@@ -48,7 +48,7 @@ class Machine:
 def _ram_bytes() -> tuple[int, int]:
     """(total, available) physical memory in bytes; (0, 0) when it cannot be read."""
     try:
-        import psutil  # type: ignore[import-untyped]
+        import psutil
 
         vm = psutil.virtual_memory()
         return int(vm.total), int(vm.available)
