@@ -70,6 +70,9 @@ def resolve_model_path(path: str, allow_download: bool = False) -> Path:
         imported = Paths.default().models_dir / path
         if imported.exists():
             return imported
+        downloaded = Paths.default().models_dir / "downloads" / path  # bubble-cli models download
+        if (downloaded / "config.json").is_file():
+            return downloaded
     if _HUB_ID.match(path) and not path.startswith((".", "/", "~")):
         from huggingface_hub import snapshot_download
 

@@ -1,0 +1,1 @@
+"""Getting a model: the catalog (what fits this machine), hub sources, resumable downloads."""
