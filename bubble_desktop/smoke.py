@@ -54,7 +54,12 @@ from torch.nn.parameter import Parameter
 from torch.nn.utils import skip_init
 from transformers import PretrainedConfig, PreTrainedTokenizer
 from transformers.generation.logits_process import LogitsProcessor
-from transformers.generation.utils import GenerationConfig, LogitsProcessorList, ModelOutput, StoppingCriteriaList
+from transformers.generation.utils import (
+    GenerationConfig,
+    LogitsProcessorList,
+    ModelOutput,
+    StoppingCriteriaList,
+)
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.modeling_utils import PreTrainedModel
 from transformers.tokenization_utils_base import BatchEncoding, EncodedInput
@@ -74,12 +79,20 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bubble --smoke-test", description=__doc__.splitlines()[0])
     parser.add_argument("--smoke-test", action="store_true", required=True)
     parser.add_argument("--model", required=True, metavar="DIR", help="a (tiny) chat model folder")
-    parser.add_argument("--home", metavar="DIR", help="BUBBLE_HOME to use (default: a temporary folder, removed)")
+    parser.add_argument(
+        "--home", metavar="DIR", help="BUBBLE_HOME to use (default: a temporary folder, removed)"
+    )
     parser.add_argument("--report", metavar="FILE", help="also write the JSON report to FILE")
-    parser.add_argument("--remote-code-model", metavar="DIR",
-                        help="also load this ChatGLM-style model (its own code) and stream an answer from it")
-    parser.add_argument("--gguf", metavar="FILE",
-                        help="also open this GGUF file (llama.cpp in its child process) and stream an answer from it")
+    parser.add_argument(
+        "--remote-code-model",
+        metavar="DIR",
+        help="also load this ChatGLM-style model (its own code) and stream an answer from it",
+    )
+    parser.add_argument(
+        "--gguf",
+        metavar="FILE",
+        help="also open this GGUF file (llama.cpp in its child process) and stream an answer from it",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=12)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for the whole test")
     # anything else on the command line (Qt's own arguments) is ignored
@@ -127,10 +140,10 @@ class SmokeRun:
     # --- stages -----------------------------------------------------------------------------------------
 
     def versions(self) -> dict[str, Any]:
-        from bubble_desktop import __version__
-
         import torch
         import transformers
+
+        from bubble_desktop import __version__
 
         return {
             "bubble": __version__,
@@ -162,14 +175,19 @@ class SmokeRun:
         self.recorder = _make_recorder(self.window)
         self.window.show()
         self.wait(lambda: self.window.isVisible(), 10.0, "the main window to become visible")
-        return {"window": type(self.window).__name__, "qt_platform": self.app.platformName(),
-                "translations": _check_translations()}
+        return {
+            "window": type(self.window).__name__,
+            "qt_platform": self.app.platformName(),
+            "translations": _check_translations(),
+        }
 
     def load_model(self) -> dict[str, Any]:
         """Choose the model folder as a user would; the inference thread loads it."""
         self.window.set_model_folder(self.args.model)
         rec = self.recorder
-        self.wait(lambda: rec.model_info is not None or rec.load_failure is not None, 180.0, "the model to load")
+        self.wait(
+            lambda: rec.model_info is not None or rec.load_failure is not None, 180.0, "the model to load"
+        )
         if rec.load_failure is not None:
             raise SmokeFailure(f"{rec.load_failure.message} {rec.load_failure.hint}".strip())
         info = rec.model_info
@@ -196,8 +214,12 @@ class SmokeRun:
             raise SmokeFailure("the knowledge base returned no hits for a document just indexed")
         if SMOKE_MARKER not in hits[0].text:
             raise SmokeFailure(f"the top hit is not the indexed document: {hits[0].text[:120]!r}")
-        return {"indexed": len(report.indexed), "chunks": report.chunks_added, "hits": len(hits),
-                "top_score": round(hits[0].score, 4)}
+        return {
+            "indexed": len(report.indexed),
+            "chunks": report.chunks_added,
+            "hits": len(hits),
+            "top_score": round(hits[0].score, 4),
+        }
 
     def stream_answer(self) -> dict[str, Any]:
         """Ask through the chat pane with the knowledge base selected; the answer streams into the window."""
@@ -213,13 +235,20 @@ class SmokeRun:
         self.recorder.reset()
         self.window.set_model_folder(folder)
         rec = self.recorder
-        self.wait(lambda: rec.model_info is not None or rec.load_failure is not None, 180.0, "the model to load")
+        self.wait(
+            lambda: rec.model_info is not None or rec.load_failure is not None, 180.0, "the model to load"
+        )
         if rec.load_failure is not None:
             raise SmokeFailure(f"{rec.load_failure.message} {rec.load_failure.hint}".strip())
         info = rec.model_info
         self.window.chat.set_options([], False)
-        return {"model": info.name, "arch": info.arch, "remote_code": info.remote_code, "device": info.device,
-                **self._ask("Hello, who are you?")}
+        return {
+            "model": info.name,
+            "arch": info.arch,
+            "remote_code": info.remote_code,
+            "device": info.device,
+            **self._ask("Hello, who are you?"),
+        }
 
     def gguf_model(self) -> dict[str, Any]:
         """Open a GGUF file as a user would (no conversion); llama.cpp answers from its child process."""
@@ -227,15 +256,22 @@ class SmokeRun:
         self.recorder.reset()
         self.window.set_model_folder(path)
         rec = self.recorder
-        self.wait(lambda: rec.model_info is not None or rec.load_failure is not None, 180.0, "the GGUF to load")
+        self.wait(
+            lambda: rec.model_info is not None or rec.load_failure is not None, 180.0, "the GGUF to load"
+        )
         if rec.load_failure is not None:
             raise SmokeFailure(f"{rec.load_failure.message} {rec.load_failure.hint}".strip())
         info = rec.model_info
         if info.dtype != "gguf":
             raise SmokeFailure(f"{path} did not open through llama.cpp ({info.dtype})")
         self.window.chat.set_options([], False)
-        return {"model": info.name, "arch": info.arch, "runs_on": info.runs_on,
-                "status_bar": self.window.status.model_label.text(), **self._ask("Hello, how are you?")}
+        return {
+            "model": info.name,
+            "arch": info.arch,
+            "runs_on": info.runs_on,
+            "status_bar": self.window.status.model_label.text(),
+            **self._ask("Hello, how are you?"),
+        }
 
     def _ask(self, question: str) -> dict[str, Any]:
         rec = self.recorder
@@ -264,10 +300,15 @@ class SmokeRun:
         folder = self.home / "remote-code-probe"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "configuration_bubble_probe.py").write_text(REMOTE_CODE_PROBE, encoding="utf-8")
-        (folder / "config.json").write_text(json.dumps({
-            "model_type": "bubble_probe",
-            "auto_map": {"AutoConfig": "configuration_bubble_probe.BubbleProbeConfig"},
-        }), encoding="utf-8")
+        (folder / "config.json").write_text(
+            json.dumps(
+                {
+                    "model_type": "bubble_probe",
+                    "auto_map": {"AutoConfig": "configuration_bubble_probe.BubbleProbeConfig"},
+                }
+            ),
+            encoding="utf-8",
+        )
         cls = get_class_from_dynamic_module("configuration_bubble_probe.BubbleProbeConfig", str(folder))
         return {"class": f"{cls.__module__}.{cls.__name__}"}
 
@@ -281,7 +322,8 @@ class SmokeRun:
             time.sleep(0.005)  # the work happens on worker threads; do not spin a core
 
     def close(self) -> None:
-        """Release everything (always runs): threads stopped, stores closed (an embedded store stays locked)."""
+        """Release everything (always runs): threads stopped, stores closed (an embedded store stays
+        locked)."""
         if self.window is not None:
             _quietly(self.window.close)  # closeEvent -> shutdown(): stops the inference thread
             _quietly(self.window.shutdown)

@@ -29,10 +29,7 @@ def no_thread_left_running():
     """Fail a test that leaves one of its own non-daemon threads running."""
     before = set(threading.enumerate())
     yield
-    leftover = [
-        t for t in threading.enumerate()
-        if t not in before and t.is_alive() and not t.daemon
-    ]
+    leftover = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
     for t in leftover:
         t.join(timeout=5)
     leftover = [t for t in leftover if t.is_alive()]
@@ -70,15 +67,29 @@ def smollm2_gguf() -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_dir(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SmolLM2-135M-Instruct imported once per session with `bubble-cli models import-gguf` (a model folder)."""
+    """SmolLM2-135M-Instruct imported once per session with `bubble-cli models import-gguf`
+    (a model folder)."""
     import subprocess
     import sys
 
     home = tmp_path_factory.mktemp("smollm2-home")
     done = subprocess.run(
-        [sys.executable, "-m", "bubble_desktop.cli", "--home", str(home), "models", "import-gguf",
-         str(smollm2_gguf), "--name", "smollm2"],
-        capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1],
+        [
+            sys.executable,
+            "-m",
+            "bubble_desktop.cli",
+            "--home",
+            str(home),
+            "models",
+            "import-gguf",
+            str(smollm2_gguf),
+            "--name",
+            "smollm2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).parents[1],
     )
     assert done.returncode == 0, done.stderr
     folder = Path(done.stdout.strip().splitlines()[-1])

@@ -27,13 +27,15 @@ SIZE = (1280, 800)
 
 DOCS = {
     "O.Bubble guide.md": (
-        "# O.Bubble guide\n\n## Knowledge bases\n\nDrag files or folders onto the Knowledge tab. Bubble reads "
+        "# O.Bubble guide\n\n## Knowledge bases\n\nDrag files "
+        "or folders onto the Knowledge tab. Bubble reads "
         "text, Markdown, PDF, Word, HTML, CSV and JSONL, splits them into chunks and indexes them on your "
         "disk. Nothing leaves your computer.\n\n## Sampling\n\nTemperature controls how adventurous the "
         "wording is. Use the Precise preset for repeatable answers.\n"
     ),
     "release-notes-2025.txt": (
-        "Release notes 2025\n\nVersion 1.4 adds hybrid search: meaning-based and keyword search are combined, "
+        "Release notes 2025\n\nVersion 1.4 adds hybrid search: "
+        "meaning-based and keyword search are combined, "
         "so Chinese documents are found even with an English embedding model.\nVersion 1.3 made indexing "
         "twice as fast and added cancel.\n"
     ),
@@ -69,8 +71,9 @@ CONVERSATIONS = {
                     "| Top-p | 1.0 | no extra filtering |\n"
                     "| Seed | any fixed number | same random choices |\n\n"
                     "From the command line it is one flag:\n\n"
-                    "```bash\nbubble-cli ask \"Summarise the release notes\" --temperature 0\n```\n\n"
-                    "Hybrid search (added in version 1.4 [2]) keeps retrieval working for Chinese documents too.",
+                    '```bash\nbubble-cli ask "Summarise the release notes" --temperature 0\n```\n\n'
+                    "Hybrid search (added in version 1.4 [2]) keeps "
+                    "retrieval working for Chinese documents too.",
                 ),
             ],
         ),
@@ -123,7 +126,9 @@ def prepare(home: Path, lang: str) -> None:
 
         document = docx.Document()
         document.add_heading("Team meeting notes", 1)
-        document.add_paragraph("Decided: ship the Chinese translation with version 1.4; screenshots in the README.")
+        document.add_paragraph(
+            "Decided: ship the Chinese translation with version 1.4; screenshots in the README."
+        )
         document.save(str(docs / "meeting-notes.docx"))
     except ImportError:
         pass
@@ -144,14 +149,29 @@ def prepare(home: Path, lang: str) -> None:
                 if role == "assistant":
                     doc = "差旅报销制度.md" if lang == "zh_CN" else "O.Bubble guide.md"
                     sources = (
-                        Source(1, "kb", doc, DOCS[doc][:200], path=str(docs / doc), position="line 5",
-                               score=0.82, kb=KB_NAME[lang]),
+                        Source(
+                            1,
+                            "kb",
+                            doc,
+                            DOCS[doc][:200],
+                            path=str(docs / doc),
+                            position="line 5",
+                            score=0.82,
+                            kb=KB_NAME[lang],
+                        ),
                     )
                     if lang == "en":
                         sources += (
-                            Source(2, "kb", "release-notes-2025.txt", DOCS["release-notes-2025.txt"][:200],
-                                   path=str(docs / "release-notes-2025.txt"), position="line 3",
-                                   score=0.64, kb=KB_NAME[lang]),
+                            Source(
+                                2,
+                                "kb",
+                                "release-notes-2025.txt",
+                                DOCS["release-notes-2025.txt"][:200],
+                                path=str(docs / "release-notes-2025.txt"),
+                                position="line 3",
+                                score=0.64,
+                                kb=KB_NAME[lang],
+                            ),
                         )
                 stats = {"completion_tokens": 142, "tokens_per_s": 23.4} if role == "assistant" else None
                 store.add_message(cid, role, text, sources=sources, stats=stats)
@@ -261,8 +281,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bubble-shots-") as tmp:
         for lang in LANGUAGES:
             home = Path(tmp) / f"home-{lang}"
-            env = {**os.environ, "BUBBLE_HOME": str(home), "QT_QPA_PLATFORM": "offscreen",
-                   "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+            env = {
+                **os.environ,
+                "BUBBLE_HOME": str(home),
+                "QT_QPA_PLATFORM": "offscreen",
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false",
+            }
             os.environ.update(env)
             prepare(home, lang)
             result = subprocess.run([sys.executable, __file__, "--child", lang, "--out", str(out)], env=env)

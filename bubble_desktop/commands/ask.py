@@ -36,15 +36,32 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
     p.add_argument("--lora", metavar="DIR", help="LoRA (peft) adapter folder applied on top of the model")
-    p.add_argument("--trust-remote-code", action="store_true",
-                   help="allow models that ship their own Python code (e.g. ChatGLM)")
-    p.add_argument("--json", action="store_true", help="print one JSON object at the end instead of streaming")
-    p.add_argument("--kb", action="append", default=[], metavar="NAME",
-                   help="answer from this knowledge base (repeatable); sources are cited as [1], [2]")
-    p.add_argument("--web", action="store_true",
-                   help="also search the web (DuckDuckGo): your question leaves this computer")
-    p.add_argument("--conversation", type=int, metavar="ID",
-                   help="continue a saved conversation (see bubble-cli chats list)")
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow models that ship their own Python code (e.g. ChatGLM)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object at the end instead of streaming"
+    )
+    p.add_argument(
+        "--kb",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="answer from this knowledge base (repeatable); sources are cited as [1], [2]",
+    )
+    p.add_argument(
+        "--web",
+        action="store_true",
+        help="also search the web (DuckDuckGo): your question leaves this computer",
+    )
+    p.add_argument(
+        "--conversation",
+        type=int,
+        metavar="ID",
+        help="continue a saved conversation (see bubble-cli chats list)",
+    )
     p.set_defaults(func=run)
 
 
@@ -77,7 +94,9 @@ def sampling_from_args(args: argparse.Namespace, settings: Settings) -> Sampling
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err.get("loc", ())).replace("_", "-")
-        raise SettingsError(f"--{where}: {err.get('msg')}", "See bubble-cli ask --help for the ranges.") from exc
+        raise SettingsError(
+            f"--{where}: {err.get('msg')}", "See bubble-cli ask --help for the ranges."
+        ) from exc
 
 
 def load_for_args(args: argparse.Namespace, settings: Settings) -> ChatModel:
@@ -166,8 +185,14 @@ def run(args: argparse.Namespace) -> int:
     model = load_for_args(args, settings)
     service = ChatService(paths, knowledge, None)
     try:
-        answer = service.ask(model, args.question, snapshot, conversation_id=getattr(args, "conversation", None),
-                             kb_names=kb_names, web=web)
+        answer = service.ask(
+            model,
+            args.question,
+            snapshot,
+            conversation_id=getattr(args, "conversation", None),
+            kb_names=kb_names,
+            web=web,
+        )
         return print_context_answer(answer, args.json)
     finally:
         service.close()

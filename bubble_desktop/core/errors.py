@@ -42,13 +42,15 @@ class UnsupportedModelError(ModelError):
 
 class OutOfMemoryError(ModelError):
     default_hint = (
-        "Close other programs, lower max new tokens, use a smaller or quantized model, or switch the device to CPU."
+        "Close other programs, lower max new tokens, use a "
+        "smaller or quantized model, or switch the device to CPU."
     )
 
 
 class RemoteCodeConsentRequired(ModelError):
     default_hint = (
-        "This model ships its own Python code. Allow it in the dialog, or pass --trust-remote-code on the command line."
+        "This model ships its own Python code. Allow it in the "
+        "dialog, or pass --trust-remote-code on the command line."
     )
 
 
@@ -61,11 +63,16 @@ class KnowledgeBaseError(UserFacingError):
 
 
 class StoreLockedError(KnowledgeBaseError):
-    default_hint = "Another Bubble is using this knowledge base. Close it, or wait for it to finish, then try again."
+    default_hint = (
+        "Another Bubble is using this knowledge base. Close it, or wait for it to finish, then try again."
+    )
 
 
 class EmbeddingMismatchError(KnowledgeBaseError):
-    default_hint = "Re-index the knowledge base with the current embedding model, or switch back to the model it was built with."
+    default_hint = (
+        "Re-index the knowledge base with the current embedding "
+        "model, or switch back to the model it was built with."
+    )
 
 
 class ParseError(KnowledgeBaseError):
@@ -73,7 +80,10 @@ class ParseError(KnowledgeBaseError):
 
 
 class WebSearchError(UserFacingError):
-    default_hint = "The answer continues without web results. Check the network or proxy setting, or turn web search off."
+    default_hint = (
+        "The answer continues without web results. Check the "
+        "network or proxy setting, or turn web search off."
+    )
 
 
 class ConversationError(UserFacingError):

@@ -19,7 +19,9 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> Path:
         if getattr(h, "_bubble", False):
             root.removeHandler(h)
             h.close()
-    handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=1_000_000, backupCount=5, encoding="utf-8")
+    handler = logging.handlers.RotatingFileHandler(
+        log_file, maxBytes=1_000_000, backupCount=5, encoding="utf-8"
+    )
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler._bubble = True  # type: ignore[attr-defined]
     root.addHandler(handler)

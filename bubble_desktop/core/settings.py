@@ -28,28 +28,145 @@ class _Section(BaseModel):
 
 
 class ModelSettings(_Section):
-    path: str = Field("", title="Model", description="A folder with a chat model (config.json + weights), or a .gguf file (runs quantized through llama.cpp, no conversion).")
-    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", title="Device", description="Where the model runs. Auto picks the GPU (CUDA or Apple MPS) when there is one, else the CPU.")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", title="Precision", description="Number format of the weights. Auto: bfloat16/float16 on a GPU, float32 on the CPU.")
-    quantization: Literal["none", "8bit", "4bit"] = Field("none", title="Quantization", description="Load the weights in 8 or 4 bits (bitsandbytes) to save GPU memory. Needs an NVIDIA GPU.")
-    lora_path: str = Field("", title="LoRA adapter", description="Optional folder with a PEFT/LoRA adapter applied on top of the model.")
-    context_window: int = Field(0, ge=0, le=1_048_576, title="Context window", description="Tokens the model can see at once. 0 reads it from the model's config.")
-    threads: int = Field(0, ge=0, le=256, title="CPU threads", description="Threads llama.cpp uses for GGUF models. 0 = the number of physical cores.")
-    backend: Literal["transformers", "openai"] = Field("transformers", title="Backend", description="Run the model here (transformers), or send prompts to an OpenAI-compatible server you run yourself.")
-    endpoint_url: str = Field("", title="Server URL", description="OpenAI-compatible endpoint, e.g. http://gpu-box:8000/v1 (vLLM, llama.cpp server, TGI).")
-    endpoint_model: str = Field("", title="Server model name", description="The model name the server expects.")
+    path: str = Field(
+        "",
+        title="Model",
+        description=(
+            "A folder with a chat model (config.json + weights), or a "
+            ".gguf file (runs quantized through llama.cpp, no conversion)."
+        ),
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto",
+        title="Device",
+        description=(
+            "Where the model runs. Auto picks the GPU (CUDA or Apple MPS) when there is one, else the CPU."
+        ),
+    )
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto",
+        title="Precision",
+        description="Number format of the weights. Auto: bfloat16/float16 on a GPU, float32 on the CPU.",
+    )
+    quantization: Literal["none", "8bit", "4bit"] = Field(
+        "none",
+        title="Quantization",
+        description="Load the weights in 8 or 4 bits (bitsandbytes) to save GPU memory. Needs an NVIDIA GPU.",
+    )
+    lora_path: str = Field(
+        "",
+        title="LoRA adapter",
+        description="Optional folder with a PEFT/LoRA adapter applied on top of the model.",
+    )
+    context_window: int = Field(
+        0,
+        ge=0,
+        le=1_048_576,
+        title="Context window",
+        description="Tokens the model can see at once. 0 reads it from the model's config.",
+    )
+    threads: int = Field(
+        0,
+        ge=0,
+        le=256,
+        title="CPU threads",
+        description="Threads llama.cpp uses for GGUF models. 0 = the number of physical cores.",
+    )
+    backend: Literal["transformers", "openai"] = Field(
+        "transformers",
+        title="Backend",
+        description=(
+            "Run the model here (transformers), or send prompts "
+            "to an OpenAI-compatible server you run yourself."
+        ),
+    )
+    endpoint_url: str = Field(
+        "",
+        title="Server URL",
+        description="OpenAI-compatible endpoint, e.g. http://gpu-box:8000/v1 (vLLM, llama.cpp server, TGI).",
+    )
+    endpoint_model: str = Field(
+        "", title="Server model name", description="The model name the server expects."
+    )
     endpoint_api_key: str = Field("", title="Server API key", description="Sent to your server only.")
 
 
 class SamplingSettings(_Section):
-    temperature: float = Field(0.7, ge=0.0, le=2.0, title="Temperature", description="How adventurous the wording is. 0 always picks the most likely next word (repeatable answers); higher values give more varied, more surprising text.", json_schema_extra={"step": 0.05})
-    top_p: float = Field(0.9, ge=0.0, le=1.0, title="Top-p", description="Only consider the smallest set of next words whose probabilities add up to this share. Lower = safer, more focused.", json_schema_extra={"step": 0.01})
-    top_k: int = Field(40, ge=0, le=500, title="Top-k", description="Only consider the k most likely next words. 0 turns this limit off.")
-    min_p: float = Field(0.0, ge=0.0, le=1.0, title="Min-p", description="Drop next words less likely than this share of the most likely one. 0 turns it off; 0.05 is a good start.", json_schema_extra={"step": 0.01})
-    repetition_penalty: float = Field(1.05, ge=1.0, le=2.0, title="Repetition penalty", description="Makes the model less likely to repeat itself (looks at the last 64 words it wrote). 1.0 = no penalty; above 1.1 it starts to avoid even the numbers it should cite.", json_schema_extra={"step": 0.01})
-    max_new_tokens: int = Field(512, ge=1, le=32_768, title="Max new tokens", description="The longest answer, in tokens (a token is roughly ¾ of an English word or one Chinese character).")
-    seed: int = Field(-1, ge=-1, le=2**31 - 1, title="Seed", description="The same seed and settings give the same answer again. -1 picks a new random seed each time.")
-    system_prompt: str = Field("You are O.Bubble, a helpful assistant that runs privately on the user's computer. Answer concisely.", title="System prompt", description="Instructions the model sees before every conversation.")
+    temperature: float = Field(
+        0.7,
+        ge=0.0,
+        le=2.0,
+        title="Temperature",
+        description=(
+            "How adventurous the wording is. 0 always picks the most likely next word "
+            "(repeatable answers); higher values give more varied, more surprising text."
+        ),
+        json_schema_extra={"step": 0.05},
+    )
+    top_p: float = Field(
+        0.9,
+        ge=0.0,
+        le=1.0,
+        title="Top-p",
+        description=(
+            "Only consider the smallest set of next words whose "
+            "probabilities add up to this share. Lower = safer, more focused."
+        ),
+        json_schema_extra={"step": 0.01},
+    )
+    top_k: int = Field(
+        40,
+        ge=0,
+        le=500,
+        title="Top-k",
+        description="Only consider the k most likely next words. 0 turns this limit off.",
+    )
+    min_p: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        title="Min-p",
+        description=(
+            "Drop next words less likely than this share of the "
+            "most likely one. 0 turns it off; 0.05 is a good start."
+        ),
+        json_schema_extra={"step": 0.01},
+    )
+    repetition_penalty: float = Field(
+        1.05,
+        ge=1.0,
+        le=2.0,
+        title="Repetition penalty",
+        description=(
+            "Makes the model less likely to repeat itself (looks at the last 64 words it wrote). "
+            "1.0 = no penalty; above 1.1 it starts to avoid even the numbers it should cite."
+        ),
+        json_schema_extra={"step": 0.01},
+    )
+    max_new_tokens: int = Field(
+        512,
+        ge=1,
+        le=32_768,
+        title="Max new tokens",
+        description=(
+            "The longest answer, in tokens (a token is roughly "
+            "¾ of an English word or one Chinese character)."
+        ),
+    )
+    seed: int = Field(
+        -1,
+        ge=-1,
+        le=2**31 - 1,
+        title="Seed",
+        description=(
+            "The same seed and settings give the same answer again. -1 picks a new random seed each time."
+        ),
+    )
+    system_prompt: str = Field(
+        "You are O.Bubble, a helpful assistant that runs privately on the user's computer. Answer concisely.",
+        title="System prompt",
+        description="Instructions the model sees before every conversation.",
+    )
 
     @property
     def greedy(self) -> bool:
@@ -72,15 +189,71 @@ def apply_preset(sampling: SamplingSettings, name: str) -> SamplingSettings:
 
 
 class KnowledgeSettings(_Section):
-    embedding_model: str = Field("", title="Embedding model", description="A sentence-transformers model id or folder. Empty uses the built-in all-MiniLM-L6-v2 (English; Chinese still works through keyword search). For Chinese documents a multilingual model such as bge-small-zh is better.")
-    chunk_size: int = Field(500, ge=100, le=8000, title="Chunk size", description="Characters per piece of a document that is indexed and retrieved.")
-    chunk_overlap: int = Field(80, ge=0, le=2000, title="Chunk overlap", description="Characters shared by neighbouring pieces, so a sentence cut at a boundary is still found.")
-    top_k: int = Field(4, ge=1, le=50, title="Sources per answer", description="How many pieces of your documents are given to the model with each question.")
-    score_threshold: float = Field(0.0, ge=0.0, le=1.0, title="Minimum score", description="Pieces scoring below this are not used. 0 keeps the best ones whatever their score.", json_schema_extra={"step": 0.01})
-    hybrid: bool = Field(True, title="Hybrid search", description="Combine meaning-based (dense) and keyword (BM25) search. Keeps Chinese retrieval working with English embedding models.")
-    qdrant_url: str = Field("", title="Qdrant server URL", description="Empty keeps the knowledge bases on this computer. A URL (e.g. http://localhost:6333) stores them on your own Qdrant server instead.")
+    embedding_model: str = Field(
+        "",
+        title="Embedding model",
+        description=(
+            "A sentence-transformers model id or folder. Empty uses "
+            "the built-in all-MiniLM-L6-v2 (English; Chinese still "
+            "works through keyword search). For Chinese documents "
+            "a multilingual model such as bge-small-zh is better."
+        ),
+    )
+    chunk_size: int = Field(
+        500,
+        ge=100,
+        le=8000,
+        title="Chunk size",
+        description="Characters per piece of a document that is indexed and retrieved.",
+    )
+    chunk_overlap: int = Field(
+        80,
+        ge=0,
+        le=2000,
+        title="Chunk overlap",
+        description=(
+            "Characters shared by neighbouring pieces, so a sentence cut at a boundary is still found."
+        ),
+    )
+    top_k: int = Field(
+        4,
+        ge=1,
+        le=50,
+        title="Sources per answer",
+        description="How many pieces of your documents are given to the model with each question.",
+    )
+    score_threshold: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        title="Minimum score",
+        description="Pieces scoring below this are not used. 0 keeps the best ones whatever their score.",
+        json_schema_extra={"step": 0.01},
+    )
+    hybrid: bool = Field(
+        True,
+        title="Hybrid search",
+        description=(
+            "Combine meaning-based (dense) and keyword (BM25) search. "
+            "Keeps Chinese retrieval working with English embedding models."
+        ),
+    )
+    qdrant_url: str = Field(
+        "",
+        title="Qdrant server URL",
+        description=(
+            "Empty keeps the knowledge bases on this computer. A URL (e.g. "
+            "http://localhost:6333) stores them on your own Qdrant server instead."
+        ),
+    )
     qdrant_api_key: str = Field("", title="Qdrant API key", description="For a Qdrant server that needs one.")
-    embed_threads: int = Field(0, ge=0, le=64, title="Embedding threads", description="CPU threads used for embedding. 0 chooses automatically.")
+    embed_threads: int = Field(
+        0,
+        ge=0,
+        le=64,
+        title="Embedding threads",
+        description="CPU threads used for embedding. 0 chooses automatically.",
+    )
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> KnowledgeSettings:
@@ -90,27 +263,85 @@ class KnowledgeSettings(_Section):
 
 
 class WebSettings(_Section):
-    enabled: bool = Field(False, title="Search the web", description="Send your question to DuckDuckGo and give fresh results to the model. Off by default: when on, the question leaves this computer.")
-    mode: Literal["news", "text"] = Field("news", title="Search type", description="News articles or general web pages.")
-    timelimit: Literal["d", "w", "m", "y", "any"] = Field("w", title="Time range", description="Only results from the past day, week, month or year.")
-    region: str = Field("wt-wt", title="Region", description="Search region code, e.g. wt-wt (no region), cn-zh, us-en.")
-    safesearch: Literal["on", "moderate", "off"] = Field("moderate", title="Safe search", description="Filter explicit results.")
-    max_results: int = Field(5, ge=1, le=25, title="Results", description="How many search results are given to the model.")
-    deadline_s: float = Field(8.0, ge=1.0, le=60.0, title="Deadline (s)", description="Give up on the web after this many seconds and answer without it.", json_schema_extra={"step": 0.5})
-    proxy: str = Field("", title="Proxy", description="Optional proxy, e.g. socks5h://127.0.0.1:1080 or http://user:pass@host:port.")
+    enabled: bool = Field(
+        False,
+        title="Search the web",
+        description=(
+            "Send your question to DuckDuckGo and give fresh results to the "
+            "model. Off by default: when on, the question leaves this computer."
+        ),
+    )
+    mode: Literal["news", "text"] = Field(
+        "news", title="Search type", description="News articles or general web pages."
+    )
+    timelimit: Literal["d", "w", "m", "y", "any"] = Field(
+        "w", title="Time range", description="Only results from the past day, week, month or year."
+    )
+    region: str = Field(
+        "wt-wt", title="Region", description="Search region code, e.g. wt-wt (no region), cn-zh, us-en."
+    )
+    safesearch: Literal["on", "moderate", "off"] = Field(
+        "moderate", title="Safe search", description="Filter explicit results."
+    )
+    max_results: int = Field(
+        5, ge=1, le=25, title="Results", description="How many search results are given to the model."
+    )
+    deadline_s: float = Field(
+        8.0,
+        ge=1.0,
+        le=60.0,
+        title="Deadline (s)",
+        description="Give up on the web after this many seconds and answer without it.",
+        json_schema_extra={"step": 0.5},
+    )
+    proxy: str = Field(
+        "",
+        title="Proxy",
+        description="Optional proxy, e.g. socks5h://127.0.0.1:1080 or http://user:pass@host:port.",
+    )
 
 
 class AppearanceSettings(_Section):
-    language: Literal["system", "zh_CN", "en"] = Field("system", title="Language", description="Language of the app. System follows your computer's language.")
-    theme: Literal["system", "light", "dark"] = Field("system", title="Theme", description="Light or dark colours, or follow the system.")
+    language: Literal["system", "zh_CN", "en"] = Field(
+        "system",
+        title="Language",
+        description="Language of the app. System follows your computer's language.",
+    )
+    theme: Literal["system", "light", "dark"] = Field(
+        "system", title="Theme", description="Light or dark colours, or follow the system."
+    )
     font_size: int = Field(11, ge=8, le=24, title="Font size", description="Text size in points in the chat.")
 
 
 class ApiSettings(_Section):
-    enabled: bool = Field(False, title="Serve the OpenAI-compatible API", description="Let other programs on this computer (editors, scripts, browser extensions) use the loaded model and your knowledge bases through the OpenAI API. Off by default.")
-    host: str = Field("127.0.0.1", title="Address", description="127.0.0.1 = this computer only. Any other address lets other computers connect and needs an API key.")
-    port: int = Field(8765, ge=0, le=65535, title="Port", description="The port programs connect to, e.g. http://127.0.0.1:8765/v1. 0 picks a free one.")
-    api_key: str = Field("", title="API key", description="Clients must send it as a Bearer token. Required for any address other than 127.0.0.1.")
+    enabled: bool = Field(
+        False,
+        title="Serve the OpenAI-compatible API",
+        description=(
+            "Let other programs on this computer (editors, scripts, browser extensions) use "
+            "the loaded model and your knowledge bases through the OpenAI API. Off by default."
+        ),
+    )
+    host: str = Field(
+        "127.0.0.1",
+        title="Address",
+        description=(
+            "127.0.0.1 = this computer only. Any other address "
+            "lets other computers connect and needs an API key."
+        ),
+    )
+    port: int = Field(
+        8765,
+        ge=0,
+        le=65535,
+        title="Port",
+        description="The port programs connect to, e.g. http://127.0.0.1:8765/v1. 0 picks a free one.",
+    )
+    api_key: str = Field(
+        "",
+        title="API key",
+        description="Clients must send it as a Bearer token. Required for any address other than 127.0.0.1.",
+    )
 
 
 class Settings(_Section):

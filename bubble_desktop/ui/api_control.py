@@ -28,8 +28,9 @@ class ApiControl(QObject):
     # (address like "127.0.0.1:8765" or "" when off, error message or "")
     state_changed = Signal(str, str)
 
-    def __init__(self, model_lock: threading.Lock, knowledge: Any, chat_service: Any,
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self, model_lock: threading.Lock, knowledge: Any, chat_service: Any, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         self._lock = model_lock
         self._knowledge = knowledge
@@ -80,10 +81,15 @@ class ApiControl(QObject):
         from bubble_desktop.core.api.server import ApiServer
 
         owner = InferenceOwner(model, owns_model=False, model_lock=self._lock, name="bubble-api-inference")
-        config = ApiConfig(host=wanted.host.strip() or "127.0.0.1", port=wanted.port,
-                           api_key=wanted.api_key, settings=settings)
-        server = ApiServer(owner, config, knowledge=self._knowledge, chat_service=self._chat_service,
-                           owns_owner=True)
+        config = ApiConfig(
+            host=wanted.host.strip() or "127.0.0.1",
+            port=wanted.port,
+            api_key=wanted.api_key,
+            settings=settings,
+        )
+        server = ApiServer(
+            owner, config, knowledge=self._knowledge, chat_service=self._chat_service, owns_owner=True
+        )
         try:
             server.start()
         except UserFacingError as exc:

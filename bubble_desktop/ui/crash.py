@@ -129,7 +129,10 @@ class CrashHandler(QObject):
     ) -> None:
         details = "".join(traceback.format_exception(exc_type, exc, tb))
         log.error("unexpected error in thread %s:\n%s", thread, details)
-        text = f"Bubble {bubble_desktop.__version__} · Python {sys.version.split()[0]} · thread {thread}\n\n{details}"
+        text = (
+            f"Bubble {bubble_desktop.__version__} · Python "
+            f"{sys.version.split()[0]} · thread {thread}\n\n{details}"
+        )
         self._reported.emit(text)
 
     @Slot(str)

@@ -60,7 +60,9 @@ def install_translator(app: QCoreApplication, language: str = "system") -> str:
     if resolved == "en":
         system = QLocale.system()
         english = system.language() in (QLocale.Language.English, QLocale.Language.C)
-        QLocale.setDefault(system if english else QLocale(QLocale.Language.English, QLocale.Country.UnitedStates))
+        QLocale.setDefault(
+            system if english else QLocale(QLocale.Language.English, QLocale.Country.UnitedStates)
+        )
         return resolved
     QLocale.setDefault(QLocale(QLocale.Language.Chinese, QLocale.Country.China))
     loaded = False

@@ -150,7 +150,9 @@ class KnowledgeTab(QWidget):
         self.add_files_button.setProperty("primary", True)
         self.add_folder_button = QPushButton(self.tr("Add folder…"))
         self.remove_button = QPushButton(self.tr("Remove selected"))
-        self.remove_button.setToolTip(self.tr("Take the selected documents out of the index (your files stay)."))
+        self.remove_button.setToolTip(
+            self.tr("Take the selected documents out of the index (your files stay).")
+        )
         self.reindex_button = QPushButton(self.tr("Re-index"))
         self.reindex_button.setToolTip(
             self.tr("Index every document again, e.g. after changing the embedding model or chunk size.")
@@ -182,7 +184,10 @@ class KnowledgeTab(QWidget):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
 
         self.drop_hint = QLabel(
-            self.tr("Drag files or folders anywhere onto this tab to add them: text, Markdown, PDF, Word, HTML, CSV, JSONL.")
+            self.tr(
+                "Drag files or folders anywhere onto this tab to add "
+                "them: text, Markdown, PDF, Word, HTML, CSV, JSONL."
+            )
         )
         self.drop_hint.setProperty("role", "hint")
         self.drop_hint.setWordWrap(True)
@@ -206,7 +211,9 @@ class KnowledgeTab(QWidget):
         self.progress_label = QLabel()
         self.progress_label.setWordWrap(True)
         self.cancel_button = QPushButton(self.tr("Cancel"))
-        self.cancel_button.setToolTip(self.tr("Stop after the current batch; what is indexed so far is kept."))
+        self.cancel_button.setToolTip(
+            self.tr("Stop after the current batch; what is indexed so far is kept.")
+        )
         progress_row = QHBoxLayout()
         progress_row.addWidget(self.progress_bar, 1)
         progress_row.addWidget(self.cancel_button)
@@ -254,7 +261,9 @@ class KnowledgeTab(QWidget):
         self.hits_view.setObjectName("knowledgeHits")
         self.hits_view.setOpenLinks(False)
         self.hits_view.setAcceptDrops(False)  # drops anywhere go to the tab
-        self.hits_view.setPlaceholderText(self.tr("See which passages a question finds, and how well they score."))
+        self.hits_view.setPlaceholderText(
+            self.tr("See which passages a question finds, and how well they score.")
+        )
         self.hits_view.setToolTip(self.tr("Click a source to open its file."))
         self.hits_status = QLabel()
         self.hits_status.setProperty("role", "hint")
@@ -406,8 +415,10 @@ class KnowledgeTab(QWidget):
         if info is None:
             self.base_info.setText(self.tr("No knowledge base yet: drop files here to create one."))
             return
-        text = self.tr("%1 documents · %2 chunks").replace("%1", str(info.documents)).replace(
-            "%2", str(info.chunks)
+        text = (
+            self.tr("%1 documents · %2 chunks")
+            .replace("%1", str(info.documents))
+            .replace("%2", str(info.chunks))
         )
         if info.embedding_model:
             text += " · " + os.path.basename(str(info.embedding_model).rstrip("/\\"))
@@ -446,7 +457,9 @@ class KnowledgeTab(QWidget):
         same_base = self._listed_base == name
         self._listed_base = name
         selection = self.table.selectionModel()
-        selected = {self.model.document(i.row()).path for i in selection.selectedRows()} if same_base else set()
+        selected = (
+            {self.model.document(i.row()).path for i in selection.selectedRows()} if same_base else set()
+        )
         current = self.table.currentIndex()
         current_path = self.model.document(current.row()).path if same_base and current.isValid() else None
         scroll = self.table.verticalScrollBar().value() if same_base else 0
@@ -458,7 +471,9 @@ class KnowledgeTab(QWidget):
                 keep.select(self.model.index(first, 0), self.model.index(last, self.model.columnCount() - 1))
             flags = QItemSelectionModel.SelectionFlag
             selection.select(keep, flags.ClearAndSelect | flags.Rows)
-            row = next((r for r in range(self.model.rowCount()) if self.model.document(r).path == current_path), -1)
+            row = next(
+                (r for r in range(self.model.rowCount()) if self.model.document(r).path == current_path), -1
+            )
             if row >= 0:
                 selection.setCurrentIndex(self.model.index(row, max(current.column(), 0)), flags.NoUpdate)
         self.table.verticalScrollBar().setValue(scroll)
@@ -504,8 +519,11 @@ class KnowledgeTab(QWidget):
             secs = time.monotonic() - self._ingest_started_at
             summary = self.tr("%1 indexed, %2 unchanged, %3 failed, %4 chunks added in %5 s.")
             for key, value in (
-                ("%1", len(report.indexed)), ("%2", len(report.unchanged)), ("%3", len(report.failed)),
-                ("%4", report.chunks_added), ("%5", f"{secs:.1f}"),
+                ("%1", len(report.indexed)),
+                ("%2", len(report.unchanged)),
+                ("%3", len(report.failed)),
+                ("%4", report.chunks_added),
+                ("%5", f"{secs:.1f}"),
             ):
                 summary = summary.replace(key, str(value))
             if report.cancelled and job_id == self._reindex_job:
@@ -523,9 +541,9 @@ class KnowledgeTab(QWidget):
             self.hits_status.setText(self.tr("Nothing found for “%1”.").replace("%1", query))
             self.hits_view.clear()
             return
-        self.hits_status.setText(self.tr("Top %1 passages for “%2”:").replace("%1", str(len(hits))).replace(
-            "%2", query
-        ))
+        self.hits_status.setText(
+            self.tr("Top %1 passages for “%2”:").replace("%1", str(len(hits))).replace("%2", query)
+        )
         muted = self.palette().color(self.palette().ColorRole.PlaceholderText).name()
         blocks = []
         for hit in hits:
@@ -565,7 +583,11 @@ class KnowledgeTab(QWidget):
         if len(failures) == 1:
             title = self.tr("1 file could not be indexed:")
         else:
-            title = self.tr("%1 files could not be indexed:").replace("%1", str(len(failures))) if failures else ""
+            title = (
+                self.tr("%1 files could not be indexed:").replace("%1", str(len(failures)))
+                if failures
+                else ""
+            )
         self.failed_title.setText(title)
         self.failed_box.setVisible(bool(failures))
 
@@ -610,7 +632,10 @@ class KnowledgeTab(QWidget):
             self,
             self.tr("Add files"),
             str(Path.home()),
-            self.tr("Documents (*.txt *.md *.markdown *.pdf *.docx *.html *.htm *.csv *.jsonl *.json);;All files (*)"),
+            self.tr(
+                "Documents (*.txt *.md *.markdown *.pdf *.docx "
+                "*.html *.htm *.csv *.jsonl *.json);;All files (*)"
+            ),
         )
         self.add_paths([Path(f) for f in files])
 

@@ -375,7 +375,8 @@ class MainWindow(QMainWindow):
             self.import_gguf(path)
 
     def import_gguf(self, path: str) -> None:
-        """Convert a GGUF file into a transformers model folder in the background (for LoRA work), then load it."""
+        """Convert a GGUF file into a transformers model folder in the background (for LoRA work),
+        then load it."""
         importer = self.ctx.import_gguf
         if importer is None or (self._gguf_task is not None and self._gguf_task.is_running()):
             return

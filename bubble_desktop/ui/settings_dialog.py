@@ -67,7 +67,9 @@ CHOICE_LABELS: dict[str, str] = {
     "none": QT_TRANSLATE_NOOP("settings", "None"),
     "8bit": QT_TRANSLATE_NOOP("settings", "8-bit"),
     "4bit": QT_TRANSLATE_NOOP("settings", "4-bit"),
-    "transformers": QT_TRANSLATE_NOOP("settings", "On this computer (llama.cpp for .gguf, else transformers)"),
+    "transformers": QT_TRANSLATE_NOOP(
+        "settings", "On this computer (llama.cpp for .gguf, else transformers)"
+    ),
     "openai": QT_TRANSLATE_NOOP("settings", "OpenAI-compatible server"),
     "news": QT_TRANSLATE_NOOP("settings", "News"),
     "text": QT_TRANSLATE_NOOP("settings", "Web pages"),
@@ -94,9 +96,13 @@ PRESET_LABELS: dict[str, str] = {
     "creative": QT_TRANSLATE_NOOP("settings", "Creative"),
 }
 PRESET_TIPS: dict[str, str] = {
-    "precise": QT_TRANSLATE_NOOP("settings", "Repeatable, focused answers: always the most likely next word."),
+    "precise": QT_TRANSLATE_NOOP(
+        "settings", "Repeatable, focused answers: always the most likely next word."
+    ),
     "balanced": QT_TRANSLATE_NOOP("settings", "A good default for conversation."),
-    "creative": QT_TRANSLATE_NOOP("settings", "More varied, surprising wording: for brainstorming and stories."),
+    "creative": QT_TRANSLATE_NOOP(
+        "settings", "More varied, surprising wording: for brainstorming and stories."
+    ),
 }
 # Messages raised by the settings models' own validators.
 VALIDATOR_MESSAGES = (QT_TRANSLATE_NOOP("settings", "chunk overlap must be smaller than chunk size"),)
@@ -295,7 +301,9 @@ class FieldEditor(QWidget):
 
     def focus_widget(self) -> QWidget:
         return {
-            "choice": lambda: self.combo, "bool": lambda: self.check, "number": lambda: self.spin,
+            "choice": lambda: self.combo,
+            "bool": lambda: self.check,
+            "number": lambda: self.spin,
             "multiline": lambda: self.plain,
         }.get(self._kind, lambda: self.line)()
 
@@ -557,7 +565,7 @@ class SettingsDialog(QDialog):
         message = str(err.get("msg", ""))
         for prefix in ("Value error, ", "Assertion failed, "):
             if message.startswith(prefix):
-                message = message[len(prefix):]
+                message = message[len(prefix) :]
         loc = err.get("loc") or ()
         name = str(loc[0]) if loc else self._field_named_in(section, message)
         text = tr(message)
@@ -623,7 +631,6 @@ class SettingsDialog(QDialog):
 
     @Slot(str, str)
     def _on_editor_described(self, title: str, description: str) -> None:
-
 
         self.help.setText(f"<b>{html.escape(title)}</b><br>{html.escape(description)}")
 

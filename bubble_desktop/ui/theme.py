@@ -44,12 +44,28 @@ class Colors:
 
 
 LIGHT = Colors(
-    window="#f5f6f8", base="#ffffff", alternate="#f0f2f5", text="#1d2330", muted="#6b7385",
-    button="#ffffff", border="#d5d9e0", accent="#2f6fe4", accent_text="#ffffff", link="#2459c4",
+    window="#f5f6f8",
+    base="#ffffff",
+    alternate="#f0f2f5",
+    text="#1d2330",
+    muted="#6b7385",
+    button="#ffffff",
+    border="#d5d9e0",
+    accent="#2f6fe4",
+    accent_text="#ffffff",
+    link="#2459c4",
 )
 DARK = Colors(
-    window="#1e2128", base="#262a32", alternate="#2c313a", text="#e6e9ef", muted="#9aa2b1",
-    button="#2f343d", border="#3d434e", accent="#4f8dff", accent_text="#ffffff", link="#79a8ff",
+    window="#1e2128",
+    base="#262a32",
+    alternate="#2c313a",
+    text="#e6e9ef",
+    muted="#9aa2b1",
+    button="#2f343d",
+    border="#3d434e",
+    accent="#4f8dff",
+    accent_text="#ffffff",
+    link="#79a8ff",
 )
 
 
@@ -70,13 +86,26 @@ def palette_for(colors: Colors) -> QPalette:
     c = QColor
     role = QPalette.ColorRole
     for r, value in (
-        (role.Window, colors.window), (role.WindowText, colors.text), (role.Base, colors.base),
-        (role.AlternateBase, colors.alternate), (role.Text, colors.text), (role.Button, colors.button),
-        (role.ButtonText, colors.text), (role.ToolTipBase, colors.base), (role.ToolTipText, colors.text),
-        (role.PlaceholderText, colors.muted), (role.Highlight, colors.accent),
-        (role.HighlightedText, colors.accent_text), (role.Link, colors.link), (role.LinkVisited, colors.link),
-        (role.BrightText, "#ff5c5c"), (role.Light, colors.base), (role.Midlight, colors.alternate),
-        (role.Mid, colors.border), (role.Dark, colors.border), (role.Shadow, "#000000"),
+        (role.Window, colors.window),
+        (role.WindowText, colors.text),
+        (role.Base, colors.base),
+        (role.AlternateBase, colors.alternate),
+        (role.Text, colors.text),
+        (role.Button, colors.button),
+        (role.ButtonText, colors.text),
+        (role.ToolTipBase, colors.base),
+        (role.ToolTipText, colors.text),
+        (role.PlaceholderText, colors.muted),
+        (role.Highlight, colors.accent),
+        (role.HighlightedText, colors.accent_text),
+        (role.Link, colors.link),
+        (role.LinkVisited, colors.link),
+        (role.BrightText, "#ff5c5c"),
+        (role.Light, colors.base),
+        (role.Midlight, colors.alternate),
+        (role.Mid, colors.border),
+        (role.Dark, colors.border),
+        (role.Shadow, "#000000"),
     ):
         p.setColor(r, c(value))
     disabled = QPalette.ColorGroup.Disabled
@@ -120,7 +149,9 @@ QTabBar::tab {{ padding: 6px 18px; border: none; border-bottom: 2px solid transp
                 background: transparent; color: {colors.muted}; }}
 QTabBar::tab:selected {{ color: {colors.text}; border-bottom: 2px solid {colors.accent}; font-weight: 600; }}
 QTabBar::tab:hover {{ color: {colors.text}; }}
-QTextBrowser#knowledgeHits {{ border: 1px solid {colors.border}; border-radius: 5px; background: {colors.base}; }}
+QTextBrowser#knowledgeHits {{
+    border: 1px solid {colors.border}; border-radius: 5px; background: {colors.base};
+}}
 QFrame[role="dropzone"] {{ border: 2px dashed {colors.border}; border-radius: 8px; }}
 QFrame[role="dropzone"][active="true"] {{ border-color: {colors.accent}; }}
 QHeaderView::section {{ background: {colors.alternate}; border: none;

@@ -61,7 +61,17 @@ def settings_strings_source() -> str:
                     seen.add(text)
                     lines.append(f'    QT_TRANSLATE_NOOP("settings", {text!r}),')
     lines.append(")")
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    # in the house format (CI runs ruff format --check); as written where ruff is not installed
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--stdin-filename", str(SETTINGS_STRINGS), "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        check=False,
+    )
+    return done.stdout if done.returncode == 0 and done.stdout else text
 
 
 def sources() -> list[str]:
@@ -100,18 +110,33 @@ def tr_owners() -> dict[str, str]:
             for inner in scope.body:
                 if isinstance(inner, ast.FunctionDef) and inner.name == "tr":
                     for call in ast.walk(inner):
-                        if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
-                                and call.func.attr == "translate" and call.args and is_str(call.args[0])):
+                        if (
+                            isinstance(call, ast.Call)
+                            and isinstance(call.func, ast.Attribute)
+                            and call.func.attr == "translate"
+                            and call.args
+                            and is_str(call.args[0])
+                        ):
                             context = call.args[0].value
             if context:
                 for call in ast.walk(scope):
-                    if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "tr"
-                            and call.args and is_str(call.args[0])):
+                    if (
+                        isinstance(call, ast.Call)
+                        and isinstance(call.func, ast.Name)
+                        and call.func.id == "tr"
+                        and call.args
+                        and is_str(call.args[0])
+                    ):
                         helper_owned.setdefault(call.args[0].value, context)
         for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
             for call in ast.walk(cls):
-                if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "tr"
-                        and call.args and is_str(call.args[0])):
+                if (
+                    isinstance(call, ast.Call)
+                    and isinstance(call.func, ast.Attribute)
+                    and call.func.attr == "tr"
+                    and call.args
+                    and is_str(call.args[0])
+                ):
                     class_owned.setdefault(call.args[0].value, cls.name)
     return {**class_owned, **helper_owned}
 
@@ -154,7 +179,9 @@ def fill(ts_path: Path) -> list[tuple[str, str]]:
             if translation is None:
                 translation = ET.SubElement(message, "translation")
             if text is None:
-                has_text = (translation.text or "").strip() or any((f.text or "").strip() for f in translation)
+                has_text = (translation.text or "").strip() or any(
+                    (f.text or "").strip() for f in translation
+                )
                 if not has_text or translation.get("type") in ("unfinished", "vanished", "obsolete"):
                     missing.append((name, source))
                 continue
@@ -169,7 +196,9 @@ def fill(ts_path: Path) -> list[tuple[str, str]]:
                 translation.text = text
     ET.indent(tree, space="    ")
     body = ET.tostring(tree.getroot(), encoding="unicode")
-    ts_path.write_text('<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE TS>\n' + body + "\n", encoding="utf-8")
+    ts_path.write_text(
+        '<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE TS>\n' + body + "\n", encoding="utf-8"
+    )
     return missing
 
 
@@ -179,9 +208,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     SETTINGS_STRINGS.write_text(settings_strings_source(), encoding="utf-8")
     subprocess.run(
-        [_tool("pyside6-lupdate"), *sources(), "-no-obsolete", "-locations", "none",
-         "-source-language", "en", "-target-language", "zh_CN", "-ts", str(TS)],
-        cwd=ROOT, check=True,
+        [
+            _tool("pyside6-lupdate"),
+            *sources(),
+            "-no-obsolete",
+            "-locations",
+            "none",
+            "-source-language",
+            "en",
+            "-target-language",
+            "zh_CN",
+            "-ts",
+            str(TS),
+        ],
+        cwd=ROOT,
+        check=True,
     )
     missing = fill(TS)
     subprocess.run([_tool("pyside6-lrelease"), str(TS), "-qm", str(QM)], cwd=ROOT, check=True)

@@ -37,97 +37,75 @@ TRANSLATIONS: dict[str, str] = {
     "Precise": "精确",
     "Balanced": "均衡",
     "Creative": "创意",
-    "Repeatable, focused answers: always the most likely next word.":
-        "回答稳定、集中：每次都选最可能的下一个词。",
+    "Repeatable, focused answers: always the most likely next word.": "回答稳定、集中：每次都选最可能的下一个词。",
     "A good default for conversation.": "适合日常对话的默认设置。",
-    "More varied, surprising wording: for brainstorming and stories.":
-        "措辞更多变、更出人意料：适合头脑风暴和写故事。",
+    "More varied, surprising wording: for brainstorming and stories.": "措辞更多变、更出人意料：适合头脑风暴和写故事。",
     "chunk overlap must be smaller than chunk size": "分块重叠必须小于分块大小",
     # ---- settings: fields ----------------------------------------------------------------------
     "Model": "模型",
-    "A folder with a chat model (config.json + weights), or a .gguf file (runs quantized through llama.cpp, no conversion).":
-        "包含对话模型的文件夹（config.json 和权重文件），或一个 .gguf 文件（通过 llama.cpp 以量化形式直接运行，无需转换）。",
+    "A folder with a chat model (config.json + weights), or a .gguf file (runs quantized through llama.cpp, no conversion).": "包含对话模型的文件夹（config.json 和权重文件），或一个 .gguf 文件（通过 llama.cpp 以量化形式直接运行，无需转换）。",
     "Device": "运行设备",
-    "Where the model runs. Auto picks the GPU (CUDA or Apple MPS) when there is one, else the CPU.":
-        "模型在哪里运行。“自动”会在有显卡（CUDA 或 Apple MPS）时使用显卡，否则使用 CPU。",
+    "Where the model runs. Auto picks the GPU (CUDA or Apple MPS) when there is one, else the CPU.": "模型在哪里运行。“自动”会在有显卡（CUDA 或 Apple MPS）时使用显卡，否则使用 CPU。",
     "Precision": "精度",
-    "Number format of the weights. Auto: bfloat16/float16 on a GPU, float32 on the CPU.":
-        "权重的数值格式。“自动”：显卡上用 bfloat16/float16，CPU 上用 float32。",
+    "Number format of the weights. Auto: bfloat16/float16 on a GPU, float32 on the CPU.": "权重的数值格式。“自动”：显卡上用 bfloat16/float16，CPU 上用 float32。",
     "Quantization": "量化",
-    "Load the weights in 8 or 4 bits (bitsandbytes) to save GPU memory. Needs an NVIDIA GPU.":
-        "以 8 位或 4 位加载权重（bitsandbytes），节省显存。需要 NVIDIA 显卡。",
+    "Load the weights in 8 or 4 bits (bitsandbytes) to save GPU memory. Needs an NVIDIA GPU.": "以 8 位或 4 位加载权重（bitsandbytes），节省显存。需要 NVIDIA 显卡。",
     "LoRA adapter": "LoRA 适配器",
-    "Optional folder with a PEFT/LoRA adapter applied on top of the model.":
-        "可选：包含 PEFT/LoRA 适配器的文件夹，会叠加在模型之上。",
+    "Optional folder with a PEFT/LoRA adapter applied on top of the model.": "可选：包含 PEFT/LoRA 适配器的文件夹，会叠加在模型之上。",
     "Context window": "上下文窗口",
-    "Tokens the model can see at once. 0 reads it from the model's config.":
-        "模型一次能看到的词元数。0 表示从模型配置中读取。",
+    "Tokens the model can see at once. 0 reads it from the model's config.": "模型一次能看到的词元数。0 表示从模型配置中读取。",
     "Backend": "运行方式",
-    "Run the model here (transformers), or send prompts to an OpenAI-compatible server you run yourself.":
-        "在本机运行模型（transformers），或把提示发送到你自己运行的 OpenAI 兼容服务器。",
+    "Run the model here (transformers), or send prompts to an OpenAI-compatible server you run yourself.": "在本机运行模型（transformers），或把提示发送到你自己运行的 OpenAI 兼容服务器。",
     "Server URL": "服务器地址",
-    "OpenAI-compatible endpoint, e.g. http://gpu-box:8000/v1 (vLLM, llama.cpp server, TGI).":
-        "OpenAI 兼容的接口地址，例如 http://gpu-box:8000/v1（vLLM、llama.cpp server、TGI）。",
+    "OpenAI-compatible endpoint, e.g. http://gpu-box:8000/v1 (vLLM, llama.cpp server, TGI).": "OpenAI 兼容的接口地址，例如 http://gpu-box:8000/v1（vLLM、llama.cpp server、TGI）。",
     "Server model name": "服务器上的模型名",
     "The model name the server expects.": "服务器要求填写的模型名称。",
     "Server API key": "服务器 API 密钥",
     "Sent to your server only.": "只会发送给你自己的服务器。",
     "Temperature": "温度",
     "How adventurous the wording is. 0 always picks the most likely next word (repeatable answers); "
-    "higher values give more varied, more surprising text.":
-        "控制措辞的大胆程度。0 表示总是选最可能的下一个词（回答可重复）；数值越高，文字越多样、越出人意料。",
+    "higher values give more varied, more surprising text.": "控制措辞的大胆程度。0 表示总是选最可能的下一个词（回答可重复）；数值越高，文字越多样、越出人意料。",
     "Top-p": "Top-p（核采样）",
     "Only consider the smallest set of next words whose probabilities add up to this share. "
-    "Lower = safer, more focused.":
-        "只在概率之和达到该比例的最小候选词集合中选词。越低越稳妥、越集中。",
+    "Lower = safer, more focused.": "只在概率之和达到该比例的最小候选词集合中选词。越低越稳妥、越集中。",
     "Top-k": "Top-k",
-    "Only consider the k most likely next words. 0 turns this limit off.":
-        "只考虑最可能的 k 个候选词。0 表示不限制。",
+    "Only consider the k most likely next words. 0 turns this limit off.": "只考虑最可能的 k 个候选词。0 表示不限制。",
     "Repetition penalty": "重复惩罚",
     "Makes the model less likely to repeat itself (looks at the last 64 words it wrote). 1.0 = no penalty; above 1.1 it starts to avoid even the numbers it should cite.": "让模型更少重复自己（只看它最近写出的 64 个词）。1.0 表示不惩罚；超过 1.1 时连应引用的编号也会被避开。",
     "Min-p": "Min-p",
     "Drop next words less likely than this share of the most likely one. 0 turns it off; 0.05 is a good start.": "舍弃概率低于最可能词该比例的候选词。0 表示关闭；0.05 是不错的起点。",
     "Max new tokens": "最大生成长度",
-    "The longest answer, in tokens (a token is roughly ¾ of an English word or one Chinese character).":
-        "回答的最大长度，以词元计（一个词元大约相当于 ¾ 个英文单词或一个汉字）。",
+    "The longest answer, in tokens (a token is roughly ¾ of an English word or one Chinese character).": "回答的最大长度，以词元计（一个词元大约相当于 ¾ 个英文单词或一个汉字）。",
     "Seed": "随机种子",
-    "The same seed and settings give the same answer again. -1 picks a new random seed each time.":
-        "相同的种子和设置会得到相同的回答。-1 表示每次随机选一个新种子。",
+    "The same seed and settings give the same answer again. -1 picks a new random seed each time.": "相同的种子和设置会得到相同的回答。-1 表示每次随机选一个新种子。",
     "System prompt": "系统提示词",
     "Instructions the model sees before every conversation.": "每次对话前模型都会看到的指示。",
     "Embedding model": "嵌入模型",
     "A sentence-transformers model id or folder. Empty uses the built-in all-MiniLM-L6-v2 "
     "(English; Chinese still works through keyword search). For Chinese documents a multilingual "
-    "model such as bge-small-zh is better.":
-        "sentence-transformers 模型名或文件夹。留空则使用内置的 all-MiniLM-L6-v2（英文模型；中文仍可通过关键词检索找到）。"
-        "中文文档建议使用多语言或中文模型，例如 bge-small-zh。",
+    "model such as bge-small-zh is better.": "sentence-transformers 模型名或文件夹。留空则使用内置的 all-MiniLM-L6-v2（英文模型；中文仍可通过关键词检索找到）。"
+    "中文文档建议使用多语言或中文模型，例如 bge-small-zh。",
     "Chunk size": "分块大小",
     "Characters per piece of a document that is indexed and retrieved.": "文档被切分成片段后，每个片段的字符数；按片段建立索引和检索。",
     "Chunk overlap": "分块重叠",
-    "Characters shared by neighbouring pieces, so a sentence cut at a boundary is still found.":
-        "相邻片段共享的字符数，这样在边界处被截断的句子也能被找到。",
+    "Characters shared by neighbouring pieces, so a sentence cut at a boundary is still found.": "相邻片段共享的字符数，这样在边界处被截断的句子也能被找到。",
     "Sources per answer": "每次回答的资料数",
-    "How many pieces of your documents are given to the model with each question.":
-        "每个问题会把多少个文档片段交给模型参考。",
+    "How many pieces of your documents are given to the model with each question.": "每个问题会把多少个文档片段交给模型参考。",
     "Minimum score": "最低得分",
-    "Pieces scoring below this are not used. 0 keeps the best ones whatever their score.":
-        "得分低于此值的片段不会被使用。0 表示无论得分如何都保留最相关的片段。",
+    "Pieces scoring below this are not used. 0 keeps the best ones whatever their score.": "得分低于此值的片段不会被使用。0 表示无论得分如何都保留最相关的片段。",
     "Hybrid search": "混合检索",
     "Combine meaning-based (dense) and keyword (BM25) search. Keeps Chinese retrieval working with "
-    "English embedding models.":
-        "结合语义（稠密向量）检索和关键词（BM25）检索。即使使用英文嵌入模型，中文检索也能正常工作。",
+    "English embedding models.": "结合语义（稠密向量）检索和关键词（BM25）检索。即使使用英文嵌入模型，中文检索也能正常工作。",
     "Qdrant server URL": "Qdrant 服务器地址",
     "Empty keeps the knowledge bases on this computer. A URL (e.g. http://localhost:6333) stores them "
-    "on your own Qdrant server instead.":
-        "留空则知识库保存在本机。填写地址（例如 http://localhost:6333）则改为保存在你自己的 Qdrant 服务器上。",
+    "on your own Qdrant server instead.": "留空则知识库保存在本机。填写地址（例如 http://localhost:6333）则改为保存在你自己的 Qdrant 服务器上。",
     "Qdrant API key": "Qdrant API 密钥",
     "For a Qdrant server that needs one.": "Qdrant 服务器要求时填写。",
     "Embedding threads": "嵌入线程数",
     "CPU threads used for embedding. 0 chooses automatically.": "计算嵌入向量时使用的 CPU 线程数。0 表示自动选择。",
     "Search the web": "联网搜索",
     "Send your question to DuckDuckGo and give fresh results to the model. Off by default: when on, "
-    "the question leaves this computer.":
-        "把你的问题发送给 DuckDuckGo，并把最新结果交给模型。默认关闭：开启后，问题会离开本机。",
+    "the question leaves this computer.": "把你的问题发送给 DuckDuckGo，并把最新结果交给模型。默认关闭：开启后，问题会离开本机。",
     "Search type": "搜索类型",
     "News articles or general web pages.": "新闻报道或普通网页。",
     "Time range": "时间范围",
@@ -141,8 +119,7 @@ TRANSLATIONS: dict[str, str] = {
     "Deadline (s)": "超时（秒）",
     "Give up on the web after this many seconds and answer without it.": "超过这么多秒仍无结果就放弃联网，直接回答。",
     "Proxy": "代理",
-    "Optional proxy, e.g. socks5h://127.0.0.1:1080 or http://user:pass@host:port.":
-        "可选代理，例如 socks5h://127.0.0.1:1080 或 http://user:pass@host:port。",
+    "Optional proxy, e.g. socks5h://127.0.0.1:1080 or http://user:pass@host:port.": "可选代理，例如 socks5h://127.0.0.1:1080 或 http://user:pass@host:port。",
     "Language": "语言",
     "Language of the app. System follows your computer's language.": "界面语言。“跟随系统”会使用电脑的语言。",
     "Theme": "主题",
@@ -164,8 +141,7 @@ TRANSLATIONS: dict[str, str] = {
     "Cache": "缓存",
     "Logs": "日志",
     "Open data folder": "打开数据文件夹",
-    "Set BUBBLE_HOME to keep everything in one folder (a portable install).":
-        "设置环境变量 BUBBLE_HOME 可把所有数据放在同一个文件夹中（便携安装）。",
+    "Set BUBBLE_HOME to keep everything in one folder (a portable install).": "设置环境变量 BUBBLE_HOME 可把所有数据放在同一个文件夹中（便携安装）。",
     "Fix the values marked in red first.": "请先修正标红的值。",
     "Point at a setting to see what it does.": "把鼠标指向某个设置，即可查看它的作用。",
     # ---- knowledge tab -------------------------------------------------------------------------
@@ -192,10 +168,8 @@ TRANSLATIONS: dict[str, str] = {
     "Remove selected": "移除所选",
     "Take the selected documents out of the index (your files stay).": "把所选文档从索引中移除（你的文件不会被删除）。",
     "Re-index": "重建索引",
-    "Index every document again, e.g. after changing the embedding model or chunk size.":
-        "重新索引所有文档，例如在更换嵌入模型或分块大小之后。",
-    "Drag files or folders anywhere onto this tab to add them: text, Markdown, PDF, Word, HTML, CSV, JSONL.":
-        "把文件或文件夹拖到本页任意位置即可添加：支持文本、Markdown、PDF、Word、HTML、CSV、JSONL。",
+    "Index every document again, e.g. after changing the embedding model or chunk size.": "重新索引所有文档，例如在更换嵌入模型或分块大小之后。",
+    "Drag files or folders anywhere onto this tab to add them: text, Markdown, PDF, Word, HTML, CSV, JSONL.": "把文件或文件夹拖到本页任意位置即可添加：支持文本、Markdown、PDF、Word、HTML、CSV、JSONL。",
     "Cancel": "取消",
     "Drop files or folders here": "把文件或文件夹拖到这里",
     "Stop after the current batch; what is indexed so far is kept.": "处理完当前这一批后停止；已索引的内容会保留。",
@@ -212,8 +186,7 @@ TRANSLATIONS: dict[str, str] = {
     "Test search": "试搜索",
     "See which passages a question finds, and how well they score.": "看看一个问题能找到哪些段落，以及它们的得分。",
     "Delete knowledge base": "删除知识库",
-    "Delete the knowledge base “%1” and its index? Your files are not touched.":
-        "要删除知识库“%1”及其索引吗？你的文件不会受影响。",
+    "Delete the knowledge base “%1” and its index? Your files are not touched.": "要删除知识库“%1”及其索引吗？你的文件不会受影响。",
     "Searching…": "正在搜索…",
     "No knowledge base yet: drop files here to create one.": "还没有知识库：把文件拖到这里即可创建。",
     "%1 documents · %2 chunks": "%1 个文档 · %2 个片段",
@@ -228,8 +201,7 @@ TRANSLATIONS: dict[str, str] = {
     "%1 min %2 s": "%1 分 %2 秒",
     "%1 min": "%1 分钟",
     "%1 h %2 min": "%1 小时 %2 分",
-    "%1 indexed, %2 unchanged, %3 failed, %4 chunks added in %5 s.":
-        "已索引 %1 个，未变化 %2 个，失败 %3 个，用时 %5 秒新增 %4 个片段。",
+    "%1 indexed, %2 unchanged, %3 failed, %4 chunks added in %5 s.": "已索引 %1 个，未变化 %2 个，失败 %3 个，用时 %5 秒新增 %4 个片段。",
     "Re-index knowledge base": "重建知识库索引",
     "Read and embed every document of “%1” again? This can take a while. Search keeps answering from the current index until the new one is complete; if you cancel, the current index stays as it is.": "要重新读取并嵌入“%1”中的所有文档吗？这可能需要一些时间。新索引完成之前，搜索仍使用当前索引；如果取消，当前索引保持不变。",
     "Re-index cancelled — the current index is unchanged.": "已取消重建索引——当前索引保持不变。",
@@ -243,37 +215,30 @@ TRANSLATIONS: dict[str, str] = {
     "Rename knowledge base": "重命名知识库",
     "New name:": "新名称：",
     "Add files": "添加文件",
-    "Documents (*.txt *.md *.markdown *.pdf *.docx *.html *.htm *.csv *.jsonl *.json);;All files (*)":
-        "文档 (*.txt *.md *.markdown *.pdf *.docx *.html *.htm *.csv *.jsonl *.json);;所有文件 (*)",
+    "Documents (*.txt *.md *.markdown *.pdf *.docx *.html *.htm *.csv *.jsonl *.json);;All files (*)": "文档 (*.txt *.md *.markdown *.pdf *.docx *.html *.htm *.csv *.jsonl *.json);;所有文件 (*)",
     "Add folder": "添加文件夹",
     "Cancelling after the current batch…": "将在当前这一批完成后取消…",
     # ---- main window, chat (engineer D1's strings) ---------------------------------------------
     "Welcome to O.Bubble": "欢迎使用 O.Bubble",
     "Bubble answers with a chat model that runs on this computer. Choose a model folder (config.json + "
     "weights, e.g. downloaded from Hugging Face) or open a GGUF file. Your knowledge bases on the "
-    "Knowledge tab work without a model.":
-        "Bubble 使用在本机运行的对话模型来回答问题。请选择一个模型文件夹（包含 config.json 和权重文件，例如从 Hugging Face "
-        "下载的模型），或打开一个 GGUF 文件。没有模型时，“知识库”页面也可以正常使用。",
+    "Knowledge tab work without a model.": "Bubble 使用在本机运行的对话模型来回答问题。请选择一个模型文件夹（包含 config.json 和权重文件，例如从 Hugging Face "
+    "下载的模型），或打开一个 GGUF 文件。没有模型时，“知识库”页面也可以正常使用。",
     "Choose model folder…": "选择模型文件夹…",
     "Open GGUF file…": "打开 GGUF 文件…",
     "API server": "API 服务",
     "Serve the OpenAI-compatible API": "提供 OpenAI 兼容 API",
-    "Let other programs on this computer (editors, scripts, browser extensions) use the loaded model and your knowledge bases through the OpenAI API. Off by default.":
-        "让本机上的其他程序（编辑器、脚本、浏览器扩展）通过 OpenAI API 使用已加载的模型和您的知识库。默认关闭。",
+    "Let other programs on this computer (editors, scripts, browser extensions) use the loaded model and your knowledge bases through the OpenAI API. Off by default.": "让本机上的其他程序（编辑器、脚本、浏览器扩展）通过 OpenAI API 使用已加载的模型和您的知识库。默认关闭。",
     "Address": "地址",
-    "127.0.0.1 = this computer only. Any other address lets other computers connect and needs an API key.":
-        "127.0.0.1 表示仅限本机。其他任何地址都允许其他计算机连接，并且必须设置 API 密钥。",
+    "127.0.0.1 = this computer only. Any other address lets other computers connect and needs an API key.": "127.0.0.1 表示仅限本机。其他任何地址都允许其他计算机连接，并且必须设置 API 密钥。",
     "Port": "端口",
-    "The port programs connect to, e.g. http://127.0.0.1:8765/v1. 0 picks a free one.":
-        "程序连接的端口，例如 http://127.0.0.1:8765/v1。0 表示自动选择空闲端口。",
+    "The port programs connect to, e.g. http://127.0.0.1:8765/v1. 0 picks a free one.": "程序连接的端口，例如 http://127.0.0.1:8765/v1。0 表示自动选择空闲端口。",
     "API key": "API 密钥",
-    "Clients must send it as a Bearer token. Required for any address other than 127.0.0.1.":
-        "客户端必须以 Bearer 令牌的形式发送它。地址不是 127.0.0.1 时必须设置。",
+    "Clients must send it as a Bearer token. Required for any address other than 127.0.0.1.": "客户端必须以 Bearer 令牌的形式发送它。地址不是 127.0.0.1 时必须设置。",
     "API on %1": "API 运行于 %1",
     "OpenAI-compatible API: http://%1/v1 (Settings → API server)": "OpenAI 兼容 API：http://%1/v1（设置 → API 服务）",
     "API server: %1": "API 服务：%1",
-    "Runs the file as it is, quantized, through llama.cpp: fast on a plain CPU.":
-        "通过 llama.cpp 直接运行该量化文件，无需转换：普通 CPU 上也很快。",
+    "Runs the file as it is, quantized, through llama.cpp: fast on a plain CPU.": "通过 llama.cpp 直接运行该量化文件，无需转换：普通 CPU 上也很快。",
     "Open a GGUF file": "打开 GGUF 文件",
     "Convert a GGUF file": "转换 GGUF 文件",
     "Con&vert GGUF to a transformers model (for LoRA)…": "将 GGUF 转换为 transformers 模型（用于 LoRA）(&V)…",
@@ -281,15 +246,13 @@ TRANSLATIONS: dict[str, str] = {
     "Folder…": "文件夹…",
     "GGUF file…": "GGUF 文件…",
     "Use a model server…": "使用模型服务器…",
-    "Point Bubble at an OpenAI-compatible server in Settings → Model.":
-        "在“设置 → 模型”中让 Bubble 连接一个 OpenAI 兼容服务器。",
+    "Point Bubble at an OpenAI-compatible server in Settings → Model.": "在“设置 → 模型”中让 Bubble 连接一个 OpenAI 兼容服务器。",
     "Recommended models (this computer has %1 GB of memory)": "推荐模型（本机内存 %1 GB）",
     "Recommended models": "推荐模型",
     "Memory needed": "所需内存",
     "Languages": "语言",
     "Notes": "说明",
-    "Double-click a model to open its page; download it with its files, then choose its folder.":
-        "双击模型可打开其主页；下载模型及其全部文件后，再选择它所在的文件夹。",
+    "Double-click a model to open its page; download it with its files, then choose its folder.": "双击模型可打开其主页；下载模型及其全部文件后，再选择它所在的文件夹。",
     "Probably too big for this computer's memory": "对本机内存来说可能太大",
     "(runs its own code: you will be asked first)": "（会运行模型自带的代码：运行前会先征求你的同意）",
     "Choose a model folder": "选择模型文件夹",
@@ -302,8 +265,7 @@ TRANSLATIONS: dict[str, str] = {
     "Starting %1…": "正在启动 %1…",
     "New chat": "新对话",
     "Knowledge bases this chat answers from": "本对话回答时参考的知识库",
-    "Search the web for each question. When on, your question leaves this computer.":
-        "每个问题都联网搜索。开启后，你的问题会离开本机。",
+    "Search the web for each question. When on, your question leaves this computer.": "每个问题都联网搜索。开启后，你的问题会离开本机。",
     "● Online": "● 联网中",
     "Web search is on: questions in this chat are sent to DuckDuckGo.": "联网搜索已开启：本对话中的问题会发送给 DuckDuckGo。",
     "Ask anything. Answers are written on this computer.": "尽管问吧。回答完全在本机生成。",
@@ -331,8 +293,7 @@ TRANSLATIONS: dict[str, str] = {
     "Something went wrong": "出错了",
     "The details were also written to %1.": "详细信息也已写入 %1。",
     "Bubble hit an unexpected error and carries on. If something no longer works, restart the app. "
-    "You can copy the details below into a bug report.":
-        "Bubble 遇到了意外错误，但仍在继续运行。如果有功能不再正常，请重新启动应用。你可以复制下面的详细信息用于问题报告。",
+    "You can copy the details below into a bug report.": "Bubble 遇到了意外错误，但仍在继续运行。如果有功能不再正常，请重新启动应用。你可以复制下面的详细信息用于问题报告。",
     "Copy details": "复制详细信息",
     "Chat": "对话",
     "Knowledge bases are not available.": "知识库当前不可用。",
@@ -352,10 +313,8 @@ TRANSLATIONS: dict[str, str] = {
     "The model could not be loaded": "无法加载模型",
     "Run this model's own code?": "要运行这个模型自带的代码吗？",
     "The model in %1 ships its own Python code (for example ChatGLM). Running it gives that code the "
-    "same access to your computer as Bubble has.":
-        "%1 中的模型自带 Python 代码（例如 ChatGLM）。运行它意味着这些代码将拥有与 Bubble 相同的电脑访问权限。",
-    "Only allow this for models from publishers you trust. Bubble remembers your choice for this folder.":
-        "请只对你信任的发布者的模型允许此操作。Bubble 会记住你对这个文件夹的选择。",
+    "same access to your computer as Bubble has.": "%1 中的模型自带 Python 代码（例如 ChatGLM）。运行它意味着这些代码将拥有与 Bubble 相同的电脑访问权限。",
+    "Only allow this for models from publishers you trust. Bubble remembers your choice for this folder.": "请只对你信任的发布者的模型允许此操作。Bubble 会记住你对这个文件夹的选择。",
     "Allow and load": "允许并加载",
     "Importing %1": "正在导入 %1",
     "Importing GGUF: %1": "正在导入 GGUF：%1",
@@ -363,8 +322,7 @@ TRANSLATIONS: dict[str, str] = {
     "This answer failed.": "这次回答失败了。",
     "stopped": "已停止",
     "No model is loaded.": "尚未加载模型。",
-    "Choose a model folder (File → Choose model folder…) or check Settings → Model.":
-        "请选择一个模型文件夹（文件 → 选择模型文件夹…），或检查“设置 → 模型”。",
+    "Choose a model folder (File → Choose model folder…) or check Settings → Model.": "请选择一个模型文件夹（文件 → 选择模型文件夹…），或检查“设置 → 模型”。",
     "waiting for the model to load…": "正在等待模型加载…",
     "writing…": "正在生成…",
     "cut off at the token limit": "已达到长度上限而截断",

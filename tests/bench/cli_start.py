@@ -30,7 +30,11 @@ def main() -> int:
     args = ap.parse_args()
     py = sys.executable
     bare = [py, "-c", "pass"]
-    cli = [py, "-c", "import sys; from bubble_desktop.cli import main; sys.argv[0] = 'bubble-cli'; main(['--help'])"]
+    cli = [
+        py,
+        "-c",
+        "import sys; from bubble_desktop.cli import main; sys.argv[0] = 'bubble-cli'; main(['--help'])",
+    ]
     wall(bare)
     wall(cli)  # warm the disk cache / bytecode
     bare_t, cli_t = [], []
@@ -38,10 +42,19 @@ def main() -> int:
         bare_t.append(wall(bare))
         cli_t.append(wall(cli))
     probe = subprocess.run(
-        [py, "-c", "import sys, contextlib, io\nfrom bubble_desktop.cli import main\n"
-         "with contextlib.redirect_stdout(io.StringIO()):\n    try: main(['--help'])\n    except SystemExit: pass\n"
-         "print([m for m in ('torch','transformers','PySide6','qdrant_edge') if m in sys.modules])"],
-        capture_output=True, text=True, cwd=ROOT, check=True)
+        [
+            py,
+            "-c",
+            "import sys, contextlib, io\nfrom bubble_desktop.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    "
+            "try: main(['--help'])\n    except SystemExit: pass\n"
+            "print([m for m in ('torch','transformers','PySide6','qdrant_edge') if m in sys.modules])",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     out = {
         "runs": args.runs,
         "python_pass_ms_p50": round(1000 * statistics.median(bare_t), 1),

@@ -26,8 +26,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def one_run(command: list[str]) -> float:
     home = tempfile.mkdtemp(prefix="bubble-start-")
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "BUBBLE_AUTOQUIT_MS": "1", "BUBBLE_HOME": home,
-           "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "BUBBLE_AUTOQUIT_MS": "1",
+        "BUBBLE_HOME": home,
+        "HF_HUB_OFFLINE": "1",
+    }
     try:
         t0 = time.perf_counter()
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -55,15 +60,20 @@ def main() -> int:
         times["frozen"].append(round(one_run(frozen), 3))
         times["venv"].append(round(one_run(venv), 3))
     medians = {k: round(statistics.median(v), 3) for k, v in times.items()}
-    print(json.dumps({
-        "bench": "frozen_start",
-        "what": "spawn -> window shown -> quit (BUBBLE_AUTOQUIT_MS=1), seconds",
-        "runs": times,
-        "median_s": medians,
-        "frozen_over_venv": round(medians["frozen"] / medians["venv"], 3),
-        "cpu_count": os.cpu_count(),
-        "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "bench": "frozen_start",
+                "what": "spawn -> window shown -> quit (BUBBLE_AUTOQUIT_MS=1), seconds",
+                "runs": times,
+                "median_s": medians,
+                "frozen_over_venv": round(medians["frozen"] / medians["venv"], 3),
+                "cpu_count": os.cpu_count(),
+                "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -347,7 +347,8 @@ def bench_startup(runs: int, home: Path) -> dict[str, Any]:
             shown[kind].append(stamp - t0_wall)
             if kind == "app":
                 built.append(
-                    next(float(x.split()[1]) for x in done.stdout.splitlines() if x.startswith("BUILT")) - t0_wall
+                    next(float(x.split()[1]) for x in done.stdout.splitlines() if x.startswith("BUILT"))
+                    - t0_wall
                 )
     med = {k: statistics.median(v) for k, v in shown.items()}
     med_exit = {k: statistics.median(v) for k, v in exited.items()}
@@ -373,7 +374,9 @@ def main() -> int:
     parser.add_argument("--startup-runs", type=int, default=5)
     parser.add_argument("--skip-startup", action="store_true")
     parser.add_argument("--skip-render", action="store_true")
-    parser.add_argument("--model", help="stream from this model folder or .gguf (default: a tiny random LLaMA)")
+    parser.add_argument(
+        "--model", help="stream from this model folder or .gguf (default: a tiny random LLaMA)"
+    )
     parser.add_argument(
         "--default-switch-interval", action="store_true", help="keep Python's 5 ms GIL switch"
     )

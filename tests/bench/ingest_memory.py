@@ -168,7 +168,7 @@ def main() -> None:
                     "rss_after_model_mb": round(rss_model / 1e6, 1),
                     "rss_peak_mb": round(peak[0] / 1e6, 1),
                     "rss_end_mb": round(rss_end / 1e6, 1),
-            "rss_anon_peak_mb": peak_anon[0],
+                    "rss_anon_peak_mb": peak_anon[0],
                     "rss_by_tenth_of_files_mb": marks,
                     "knowledge_dir_mb": round(
                         sum(f.stat().st_size for f in shard.rglob("*") if f.is_file()) / 1e6, 1

@@ -67,7 +67,9 @@ if mode == "bare":
 else:
     from bubble_desktop.core.llm.base import ChatMessage, LoadRequest
     from bubble_desktop.core.settings import SamplingSettings
-    t0 = time.perf_counter(); m = load_model(LoadRequest(path=model, device="cpu")); load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    m = load_model(LoadRequest(path=model, device="cpu"))
+    load_s = time.perf_counter() - t0
     after_load = rss_mb()
     msgs = [ChatMessage("system", SYSTEM), ChatMessage("user", QUESTION)]
     s = SamplingSettings(temperature=0.0, max_new_tokens=N, repetition_penalty=1.0)
@@ -162,8 +164,12 @@ def in_process(gguf: Path, stop_runs: int) -> dict[str, Any]:
         firsts.append(first.stats.ttft_s)
         seconds.append(second.stats.ttft_s)
         ratios.append(second.stats.ttft_s / first.stats.ttft_s)
-        evals.append({"first": {k: first.timings.get(k) for k in ("prompt_n", "cache_n", "prompt_ms")},
-                      "second": {k: second.timings.get(k) for k in ("prompt_n", "cache_n", "prompt_ms")}})
+        evals.append(
+            {
+                "first": {k: first.timings.get(k) for k in ("prompt_n", "cache_n", "prompt_ms")},
+                "second": {k: second.timings.get(k) for k in ("prompt_n", "cache_n", "prompt_ms")},
+            }
+        )
 
     # stop: set the event from another thread at a random moment; time until the stream has ended
     msgs = [ChatMessage("system", SYSTEM), ChatMessage("user", QUESTION)]
@@ -175,9 +181,12 @@ def in_process(gguf: Path, stop_runs: int) -> dict[str, Any]:
         it = iter(gen)
         next(it)
         set_at: list[float] = []
-        timer = threading.Timer(
-            0.05 + 0.2 * random.Random(i).random(), lambda: (set_at.append(time.perf_counter()), cancel.set())
-        )
+
+        def stop(set_at: list[float] = set_at, cancel: threading.Event = cancel) -> None:
+            set_at.append(time.perf_counter())
+            cancel.set()
+
+        timer = threading.Timer(0.05 + 0.2 * random.Random(i).random(), stop)
         timer.start()
         for _ in it:
             pass
@@ -197,8 +206,9 @@ def in_process(gguf: Path, stop_runs: int) -> dict[str, Any]:
             "second_ttft_ms": [round(x * 1000, 1) for x in seconds],
             "ratio_median": round(statistics.median(ratios), 3),
             "llama_cpp_prompt_eval": evals,
-            "prompt_ms_ratio_median": round(statistics.median(
-                e["second"]["prompt_ms"] / e["first"]["prompt_ms"] for e in evals), 3),
+            "prompt_ms_ratio_median": round(
+                statistics.median(e["second"]["prompt_ms"] / e["first"]["prompt_ms"] for e in evals), 3
+            ),
             "target": "<= 0.3",
         },
         "stop": {
@@ -284,8 +294,10 @@ def main() -> int:
     facts = inspect_gguf(gguf)
     n_ctx = min(facts.context_length or DEFAULT_GGUF_CONTEXT, DEFAULT_GGUF_CONTEXT)
     budget_mb = (facts.file_size + facts.kv_cache_bytes(n_ctx)) / 2**20
-    result["peak_rss_split_mb"] = {"llama.cpp child": round(med(ours, "child_peak_rss_mb")),
-                                   "app process": round(med(ours, "parent_peak_rss_mb"))}
+    result["peak_rss_split_mb"] = {
+        "llama.cpp child": round(med(ours, "child_peak_rss_mb")),
+        "app process": round(med(ours, "parent_peak_rss_mb")),
+    }
     result["rss_after_load"] = {
         "n_ctx": n_ctx,
         "gguf_plus_kv_mb": round(budget_mb, 1),

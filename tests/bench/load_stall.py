@@ -67,8 +67,14 @@ def main() -> int:
         runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
         for _ in range(args.runs):
             for mode in ("off", "on"):
-                out = subprocess.run([sys.executable, "-c", _CHILD, mode, model], env=env, cwd=ROOT,
-                                     capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    [sys.executable, "-c", _CHILD, mode, model],
+                    env=env,
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
     result: dict[str, object] = {"runs": args.runs, "load_avg": os.getloadavg()[0], "model": model}
     for mode, rs in runs.items():

@@ -28,8 +28,10 @@ sys.path.insert(0, str(ROOT))
 from bubble_desktop.core.llm.base import ChatMessage, LoadRequest  # noqa: E402
 from bubble_desktop.core.settings import SamplingSettings  # noqa: E402
 
-QUESTION = [ChatMessage("system", "You are a helpful assistant."),
-            ChatMessage("user", "Tell me about the history of Paris, the capital of France.")]
+QUESTION = [
+    ChatMessage("system", "You are a helpful assistant."),
+    ChatMessage("user", "Tell me about the history of Paris, the capital of France."),
+]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -61,7 +63,9 @@ def _raw_run(model: Any, prompt: list[int], n: int) -> tuple[float, float]:
 
     ids = torch.tensor([prompt])
     mask = torch.ones_like(ids)
-    kw = dict(do_sample=False, repetition_penalty=1.0, pad_token_id=0, temperature=None, top_p=None, top_k=None)
+    kw = dict(
+        do_sample=False, repetition_penalty=1.0, pad_token_id=0, temperature=None, top_p=None, top_k=None
+    )
     with torch.inference_mode():
         t0 = time.perf_counter()
         out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, **kw)
@@ -186,8 +190,13 @@ def main() -> int:
         if not args.skip_smollm2:
             folder = Path(args.smollm2_dir) if args.smollm2_dir else smollm2_folder(work / "models")
             if folder is not None:
-                results["smollm2"] = bench_model("SmolLM2-135M-Instruct", folder, args.smol_tokens, args.runs,
-                                                 max(5, args.stop_trials // 2))
+                results["smollm2"] = bench_model(
+                    "SmolLM2-135M-Instruct",
+                    folder,
+                    args.smol_tokens,
+                    args.runs,
+                    max(5, args.stop_trials // 2),
+                )
     print(json.dumps(results, indent=2))
     return 0
 

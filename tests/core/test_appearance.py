@@ -39,9 +39,16 @@ def test_a_saved_file_reads_back_the_same(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [None, "", "{broken", "[1, 2]", json.dumps({"appearance": 3}),
-     json.dumps({"appearance": {"language": "fr", "theme": "pink", "font_size": 99}}),
-     json.dumps({"appearance": {"font_size": True}}), b"\xff\xfe\x00junk"],
+    [
+        None,
+        "",
+        "{broken",
+        "[1, 2]",
+        json.dumps({"appearance": 3}),
+        json.dumps({"appearance": {"language": "fr", "theme": "pink", "font_size": 99}}),
+        json.dumps({"appearance": {"font_size": True}}),
+        b"\xff\xfe\x00junk",
+    ],
 )
 def test_anything_unreadable_gives_the_defaults(tmp_path: Path, content: str | bytes | None) -> None:
     path = tmp_path / "settings.json"

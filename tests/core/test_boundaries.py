@@ -30,12 +30,23 @@ def test_core_never_imports_qt() -> None:
 
 def test_core_import_is_light() -> None:
     """Importing the core modules pulls in no torch, transformers, qdrant or parsers."""
-    heavy = ["torch", "transformers", "sentence_transformers", "qdrant_edge", "qdrant_client", "pypdf", "docx", "ddgs"]
+    heavy = [
+        "torch",
+        "transformers",
+        "sentence_transformers",
+        "qdrant_edge",
+        "qdrant_client",
+        "pypdf",
+        "docx",
+        "ddgs",
+    ]
     code = (
         "import sys, importlib\n"
         f"for m in {_core_modules()!r}:\n"
         "    importlib.import_module(m)\n"
         f"print(','.join(h for h in {heavy!r} if h in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.strip()
     assert out == "", f"heavy modules imported at core import time: {out}"

@@ -167,8 +167,12 @@ def test_partial_text_is_saved_while_streaming(store: ConversationStore) -> None
         saved = store.get_message(answer.message_id)
         seen.append((saved.status, saved.text))
     # a checkpoint is written after each chunk arrives, before the consumer sees it
-    assert seen == [("streaming", "one"), ("streaming", "one two"), ("streaming", "one two three"),
-                    ("streaming", "one two three four")]
+    assert seen == [
+        ("streaming", "one"),
+        ("streaming", "one two"),
+        ("streaming", "one two three"),
+        ("streaming", "one two three four"),
+    ]
     assert store.get_message(answer.message_id).status == "complete"
 
 

@@ -25,7 +25,8 @@ def test_help_does_not_import_torch() -> None:
         "        main(['ask', '--help'])\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "heavy = [m for m in ('torch', 'transformers', 'peft', 'sentence_transformers') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'transformers', 'peft', "
+        "'sentence_transformers') if m in sys.modules]\n"
         "print(heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
@@ -33,28 +34,53 @@ def test_help_does_not_import_torch() -> None:
 
 
 def test_ask_json(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["ask", "What is the capital of France?", "--model", str(tiny_model_dir), "--temperature", "0",
-               "--max-new-tokens", "6", "--json"])
+    rc = main(
+        [
+            "ask",
+            "What is the capital of France?",
+            "--model",
+            str(tiny_model_dir),
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "6",
+            "--json",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     lines = out.strip().splitlines()
     assert len(lines) == 1
     data = json.loads(lines[0])
-    assert {"answer", "prompt_tokens", "completion_tokens", "ttft_s", "tokens_per_s", "finish_reason"} <= set(data)
+    assert {"answer", "prompt_tokens", "completion_tokens", "ttft_s", "tokens_per_s", "finish_reason"} <= set(
+        data
+    )
     assert 1 <= data["completion_tokens"] <= 6 and data["prompt_tokens"] > 0
     assert data["finish_reason"] in ("stop", "length")
 
 
 def test_ask_streams_same_text_as_json(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["ask", "hello", "--model", str(tiny_model_dir), "--temperature", "0", "--max-new-tokens", "8",
-            "--system", "Be brief."]
+    args = [
+        "ask",
+        "hello",
+        "--model",
+        str(tiny_model_dir),
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "8",
+        "--system",
+        "Be brief.",
+    ]
     assert main(args + ["--json"]) == 0
     answer = json.loads(capsys.readouterr().out)["answer"]
     assert main(args) == 0
     assert capsys.readouterr().out == answer + "\n"
 
 
-def test_ask_defaults_come_from_saved_settings(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ask_defaults_come_from_saved_settings(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from bubble_desktop.core.paths import Paths
     from bubble_desktop.core.settings import Settings, save_settings
 
@@ -76,8 +102,9 @@ def test_ask_defaults_come_from_saved_settings(tiny_model_dir: Path, capsys: pyt
         (["--top-k", "-1"], "--top-k"),
     ],
 )
-def test_ask_errors_are_one_clear_line(extra: list[str], message: str, tiny_model_dir: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_ask_errors_are_one_clear_line(
+    extra: list[str], message: str, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = ["ask", "hi"] + (extra if "--model" in extra else ["--model", str(tiny_model_dir)] + extra)
     rc = main(args)
     err = capsys.readouterr().err
@@ -92,8 +119,22 @@ def test_ask_without_a_model(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_ask_error_in_a_subprocess_has_no_traceback(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "bubble_desktop.cli", "--home", str(tmp_path), "ask", "hi",
-                          "--model", str(tmp_path / "missing")], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bubble_desktop.cli",
+            "--home",
+            str(tmp_path),
+            "ask",
+            "hi",
+            "--model",
+            str(tmp_path / "missing"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0
     assert "Traceback" not in out.stderr and "does not exist" in out.stderr
 

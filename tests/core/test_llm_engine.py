@@ -11,7 +11,11 @@ import pytest
 from bubble_desktop.core.errors import GenerationError, OutOfMemoryError
 from bubble_desktop.core.llm.base import ChatMessage, ChatModel, LoadRequest
 from bubble_desktop.core.llm.loader import load_model
-from bubble_desktop.core.llm.transformers_backend import IncrementalDecoder, TransformersChatModel, plain_prompt
+from bubble_desktop.core.llm.transformers_backend import (
+    IncrementalDecoder,
+    TransformersChatModel,
+    plain_prompt,
+)
 from bubble_desktop.core.settings import SamplingSettings
 
 QUESTION = [ChatMessage("system", "You are terse."), ChatMessage("user", "What is the capital of France?")]
@@ -35,7 +39,9 @@ def arch_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for arch in ("qwen2", "gpt2", "bloom", "t5"):
         out[arch] = build_tiny_model(tmp_path_factory.mktemp(f"tiny-{arch}"), arch)
-    out["alpaca"] = build_tiny_model(tmp_path_factory.mktemp("tiny-alpaca"), "llama", seed=1, chat_template=None)
+    out["alpaca"] = build_tiny_model(
+        tmp_path_factory.mktemp("tiny-alpaca"), "llama", seed=1, chat_template=None
+    )
     return out
 
 
@@ -60,7 +66,7 @@ def test_greedy_equals_model_generate_token_for_token(tiny: TransformersChatMode
     ids = torch.tensor([prompt])
     with torch.inference_mode():
         raw = tiny.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
-    expected = raw[0, len(prompt):].tolist()
+    expected = raw[0, len(prompt) :].tolist()
     assert list(gen.token_ids) == expected
     assert text == tiny.tokenizer.decode(expected, skip_special_tokens=True)
     assert gen.stats is not None
@@ -97,8 +103,9 @@ def test_fixed_seed_repeats_sampled_text(tiny: TransformersChatModel) -> None:
 
 
 def test_sampling_kwargs_map_settings(tiny: TransformersChatModel) -> None:
-    kw = tiny.generate_kwargs(SamplingSettings(temperature=0.8, top_p=0.5, top_k=0, repetition_penalty=1.2,
-                                               max_new_tokens=7))
+    kw = tiny.generate_kwargs(
+        SamplingSettings(temperature=0.8, top_p=0.5, top_k=0, repetition_penalty=1.2, max_new_tokens=7)
+    )
     assert kw["do_sample"] is True and kw["temperature"] == 0.8 and kw["top_p"] == 0.5
     assert kw["top_k"] == 0 and kw["max_new_tokens"] == 7
     # the penalty is our own processor over generated tokens, never generate()'s prompt-wide one
@@ -210,14 +217,24 @@ def test_each_architecture_streams(arch: str, arch_dirs: dict[str, Path]) -> Non
 
 
 def test_plain_prompt_format() -> None:
-    text = plain_prompt([ChatMessage("system", "Be brief."), ChatMessage("user", "Hi"),
-                         ChatMessage("assistant", "Hello"), ChatMessage("user", "Bye")])
-    assert text == ("Be brief.\n\n### Instruction:\nHi\n\n### Response:\nHello\n\n"
-                    "### Instruction:\nBye\n\n### Response:\n")
+    text = plain_prompt(
+        [
+            ChatMessage("system", "Be brief."),
+            ChatMessage("user", "Hi"),
+            ChatMessage("assistant", "Hello"),
+            ChatMessage("user", "Bye"),
+        ]
+    )
+    assert text == (
+        "Be brief.\n\n### Instruction:\nHi\n\n### Response:\nHello\n\n"
+        "### Instruction:\nBye\n\n### Response:\n"
+    )
 
 
 def test_incremental_decoder_matches_full_decode(tiny: TransformersChatModel) -> None:
-    ids = tiny.tokenizer("北京是中国的首都。 Hello, world! def add(a, b)", add_special_tokens=False)["input_ids"]
+    ids = tiny.tokenizer("北京是中国的首都。 Hello, world! def add(a, b)", add_special_tokens=False)[
+        "input_ids"
+    ]
     dec = IncrementalDecoder(tiny.tokenizer)
     pieces = [dec.add([i]) for i in ids]
     pieces.append(dec.flush())

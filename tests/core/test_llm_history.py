@@ -23,7 +23,10 @@ def words(messages: Sequence[ChatMessage]) -> int:
 def convo(n_turns: int) -> list[ChatMessage]:
     out = []
     for i in range(n_turns):
-        out += [ChatMessage("user", f"question {i} " + "x " * 5), ChatMessage("assistant", f"answer {i} " + "y " * 5)]
+        out += [
+            ChatMessage("user", f"question {i} " + "x " * 5),
+            ChatMessage("assistant", f"answer {i} " + "y " * 5),
+        ]
     return out
 
 
@@ -66,11 +69,11 @@ def test_result_always_fits_and_keeps_a_suffix(n_turns: int, window: int, reserv
         return
     assert words(fitted.messages) <= window - reserve
     kept = list(fitted.messages[1:-1])
-    assert kept == (history[len(history) - len(kept):] if kept else [])
+    assert kept == (history[len(history) - len(kept) :] if kept else [])
     assert len(kept) % 2 == 0  # whole turns only
     # one more turn would not have fitted
     if len(kept) < len(history):
-        bigger = [fitted.messages[0]] + history[len(history) - len(kept) - 2:] + [fitted.messages[-1]]
+        bigger = [fitted.messages[0]] + history[len(history) - len(kept) - 2 :] + [fitted.messages[-1]]
         assert words(bigger) > window - reserve
 
 

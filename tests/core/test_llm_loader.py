@@ -109,8 +109,12 @@ def test_imported_model_name_resolves_under_models_dir(tiny_model_dir: Path, bub
     model.unload()
 
 
-def test_remote_code_models_go_to_the_chatglm_adapter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "chatglm", "auto_map": {"AutoModel": "x.Y"}}))
+def test_remote_code_models_go_to_the_chatglm_adapter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "chatglm", "auto_map": {"AutoModel": "x.Y"}})
+    )
     seen: list[LoadRequest] = []
     sentinel = object()
 
@@ -162,10 +166,19 @@ def test_chosen_dtype_is_used(tiny_model_dir: Path) -> None:
 
 
 def test_from_settings() -> None:
-    s = ModelSettings(path="/m", device="cpu", dtype="float16", quantization="8bit", lora_path="/l", context_window=99)
+    s = ModelSettings(
+        path="/m", device="cpu", dtype="float16", quantization="8bit", lora_path="/l", context_window=99
+    )
     r = from_settings(s, trust_remote_code=True)
-    assert (r.path, r.device, r.dtype, r.quantization, r.lora_path, r.context_window, r.trust_remote_code) == (
-        "/m", "cpu", "float16", "8bit", "/l", 99, True)
+    assert (
+        r.path,
+        r.device,
+        r.dtype,
+        r.quantization,
+        r.lora_path,
+        r.context_window,
+        r.trust_remote_code,
+    ) == ("/m", "cpu", "float16", "8bit", "/l", 99, True)
 
 
 @pytest.fixture(scope="module")
@@ -202,13 +215,18 @@ def test_lora_adapter_is_applied(tiny_model_dir: Path, tiny_lora: Path) -> None:
     b.run()
     assert a.token_ids != b.token_ids
     # the merged adapter answers exactly as peft's own (unmerged) model does
-    ref = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), str(tiny_lora)).eval()
+    ref = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), str(tiny_lora)
+    ).eval()
     prompt = with_lora.encode(QUESTION)
     ids = torch.tensor([prompt])
     with torch.inference_mode():
-        raw = ref.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                           **with_lora.generate_kwargs(GREEDY, len(prompt)))
-    assert list(b.token_ids) == raw[0, len(prompt):].tolist()
+        raw = ref.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            **with_lora.generate_kwargs(GREEDY, len(prompt)),
+        )
+    assert list(b.token_ids) == raw[0, len(prompt) :].tolist()
     plain.unload()
     with_lora.unload()
 
@@ -220,7 +238,12 @@ def test_bad_lora_folder(tiny_model_dir: Path, tmp_path: Path) -> None:
 
 def test_registry_lists_the_recommended_models() -> None:
     names = {m.name for m in RECOMMENDED}
-    assert {"ChatGLM-6B-int4", "Qwen2.5-0.5B-Instruct", "SmolLM2-135M-Instruct", "Llama-3.2-1B-Instruct"} <= names
+    assert {
+        "ChatGLM-6B-int4",
+        "Qwen2.5-0.5B-Instruct",
+        "SmolLM2-135M-Instruct",
+        "Llama-3.2-1B-Instruct",
+    } <= names
     glm = next(m for m in RECOMMENDED if m.name == "ChatGLM-6B-int4")
     assert glm.memory == "6 GB VRAM / ~8 GB RAM" and glm.remote_code
     small = recommend(ram_gb=2.0, language="zh")
@@ -239,4 +262,3 @@ def test_core_llm_imports_without_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-

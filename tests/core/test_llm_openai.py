@@ -43,7 +43,10 @@ class Handler(BaseHTTPRequestHandler):
                 event = {"choices": [{"delta": {"content": w}, "finish_reason": reason}]}
                 self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
                 self.wfile.flush()
-            usage = {"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": min(len(words), body["max_tokens"])}}
+            usage = {
+                "choices": [],
+                "usage": {"prompt_tokens": 11, "completion_tokens": min(len(words), body["max_tokens"])},
+            }
             self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
         except (BrokenPipeError, ConnectionResetError):
             pass

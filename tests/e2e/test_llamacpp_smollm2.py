@@ -44,7 +44,9 @@ def test_fixed_seed_gives_the_same_text(smol) -> None:
 @pytest.mark.slow
 def test_stop_ends_the_stream_at_once(smol) -> None:
     cancel = threading.Event()
-    gen = smol.stream([ChatMessage("user", "Write a long story about a dragon.")], greedy(max_new_tokens=400), cancel)
+    gen = smol.stream(
+        [ChatMessage("user", "Write a long story about a dragon.")], greedy(max_new_tokens=400), cancel
+    )
     chunks = 0
     for _ in gen:
         chunks += 1

@@ -63,16 +63,35 @@ def test_import_gguf_makes_a_safetensors_folder_with_chat_template(smollm2: tupl
 
 def test_ask_smollm2_capital_of_france(smollm2: tuple[Path, Path]) -> None:
     home, folder = smollm2
-    out = cli("ask", "What is the capital of France?", "--model", str(folder), "--temperature", "0",
-              "--max-new-tokens", "40", home=home)
+    out = cli(
+        "ask",
+        "What is the capital of France?",
+        "--model",
+        str(folder),
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "40",
+        home=home,
+    )
     assert out.returncode == 0, out.stderr
     assert "Paris" in out.stdout
 
 
 def test_ask_by_imported_name_json(smollm2: tuple[Path, Path]) -> None:
     home, _ = smollm2
-    out = cli("ask", "What is the capital of France?", "--model", "smollm2", "--temperature", "0",
-              "--max-new-tokens", "40", "--json", home=home)
+    out = cli(
+        "ask",
+        "What is the capital of France?",
+        "--model",
+        "smollm2",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "40",
+        "--json",
+        home=home,
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert "Paris" in data["answer"] and data["finish_reason"] == "stop"

@@ -24,7 +24,9 @@ WORKFLOW = ROOT / ".github" / "workflows" / "windows.yml"
 def _spec_constant(name: str) -> object:
     tree = ast.parse(SPEC.read_text(encoding="utf-8"))
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
             return ast.literal_eval(node.value)
     raise AssertionError(f"{name} not found in bubble.spec")
 
@@ -67,7 +69,7 @@ def test_installer_is_per_user_bilingual_and_versioned() -> None:
     assert re.search(r'^Name: "english"; MessagesFile: "compiler:Default.isl"$', text, re.M)
     assert re.search(r'^Name: "chinesesimplified"; MessagesFile: "\{#ChineseIsl\}"$', text, re.M)
     assert "AppVersion={#AppVersion}" in text
-    assert '{autoprograms}\\{#AppName}' in text and '{autodesktop}\\{#AppName}' in text
+    assert "{autoprograms}\\{#AppName}" in text and "{autodesktop}\\{#AppName}" in text
     # every custom message exists in both languages
     english = set(re.findall(r"^english\.(\w+)=", text, re.M))
     chinese = set(re.findall(r"^chinesesimplified\.(\w+)=", text, re.M))

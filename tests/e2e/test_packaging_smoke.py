@@ -22,9 +22,29 @@ def test_smoke_test_passes_from_source(tiny_model_dir: Path, tiny_gguf: Path, tm
     report = tmp_path / "smoke.json"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "bubble_desktop.app", "--smoke-test", "--model", str(tiny_model_dir),
-         "--remote-code-model", str(chatglm), "--gguf", str(tiny_gguf), "--home", str(tmp_path / "home"), "--report", str(report), "--timeout", "240"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "bubble_desktop.app",
+            "--smoke-test",
+            "--model",
+            str(tiny_model_dir),
+            "--remote-code-model",
+            str(chatglm),
+            "--gguf",
+            str(tiny_gguf),
+            "--home",
+            str(tmp_path / "home"),
+            "--report",
+            str(report),
+            "--timeout",
+            "240",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     result = json.loads(report.read_text(encoding="utf-8"))
@@ -32,7 +52,15 @@ def test_smoke_test_passes_from_source(tiny_model_dir: Path, tiny_gguf: Path, tm
     assert json.loads(proc.stdout) == result  # the same report on stdout
     stages = result["stages"]
     assert all(stage["ok"] for stage in stages.values())
-    assert {"window", "model", "knowledge", "answer", "remote_code", "remote_code_model", "gguf_model"} <= set(stages)
+    assert {
+        "window",
+        "model",
+        "knowledge",
+        "answer",
+        "remote_code",
+        "remote_code_model",
+        "gguf_model",
+    } <= set(stages)
     assert stages["remote_code_model"]["remote_code"] is True
     assert stages["gguf_model"]["chunks"] >= 1 and "CPU · " in stages["gguf_model"]["runs_on"]
     assert stages["answer"]["sources"] >= 1  # the answer used the knowledge base
@@ -44,9 +72,23 @@ def test_smoke_test_fails_clearly_on_a_missing_model(tmp_path: Path) -> None:
     report = tmp_path / "smoke.json"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "bubble_desktop.app", "--smoke-test", "--model", str(tmp_path / "nope"),
-         "--home", str(tmp_path / "home"), "--report", str(report)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "bubble_desktop.app",
+            "--smoke-test",
+            "--model",
+            str(tmp_path / "nope"),
+            "--home",
+            str(tmp_path / "home"),
+            "--report",
+            str(report),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 1
     assert "smoke test failed at model" in proc.stderr

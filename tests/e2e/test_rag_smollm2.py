@@ -84,7 +84,8 @@ ORCHARD_DOC = (
 def test_default_repetition_penalty_lets_the_model_quote_its_source(
     backend: str, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """Issue 10: at the old default repetition penalty (1.1, prompt-wide) SmolLM2 once answered a question whose answer
+    """Issue 10: at the old default repetition penalty (1.1, prompt-wide) SmolLM2 once answered a
+    question whose answer
     sat verbatim in source [1] with "Aaron's Apple Orchards - Aaron's Apple Orchards - …", because the
     penalty covered the prompt. Now it covers the answer's own recent tokens: the fact and its citation."""
     from bubble_desktop.core.settings import SamplingSettings
@@ -94,11 +95,26 @@ def test_default_repetition_penalty_lets_the_model_quote_its_source(
     (tmp_path / "vellamo.md").write_text(FACT_DOC, encoding="utf-8")
     (tmp_path / "orchard.md").write_text(ORCHARD_DOC, encoding="utf-8")
     assert main(["kb", "create", "two"]) == 0
-    assert main(["kb", "add", "two", str(tmp_path / "vellamo.md"), str(tmp_path / "orchard.md"), "--quiet"]) == 0
+    assert (
+        main(["kb", "add", "two", str(tmp_path / "vellamo.md"), str(tmp_path / "orchard.md"), "--quiet"]) == 0
+    )
     capsys.readouterr()
     # default sampling settings but greedy (temperature 0), so the test is repeatable
-    code = main(["ask", "Which apple does Aaron's Apple Orchards grow?", "--model", str(model), "--device", "cpu",
-                 "--temperature", "0", "--kb", "two", "--json"])
+    code = main(
+        [
+            "ask",
+            "Which apple does Aaron's Apple Orchards grow?",
+            "--model",
+            str(model),
+            "--device",
+            "cpu",
+            "--temperature",
+            "0",
+            "--kb",
+            "two",
+            "--json",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     result = json.loads(out.strip().splitlines()[-1])

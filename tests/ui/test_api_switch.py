@@ -54,8 +54,12 @@ def test_api_switch_serves_the_loaded_model_beside_the_chat_pane(qtbot: Any, tin
 
         def api_client() -> None:
             stream = client.chat.completions.create(
-                model=models[0], messages=[{"role": "user", "content": "Hello"}], max_tokens=16,
-                temperature=0, stream=True)
+                model=models[0],
+                messages=[{"role": "user", "content": "Hello"}],
+                max_tokens=16,
+                temperature=0,
+                stream=True,
+            )
             for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
                     streamed.append(chunk.choices[0].delta.content)

@@ -22,7 +22,9 @@ NOT_ACCELERATORS = {"Q&A"}  # shown as text in a table, not a menu mnemonic
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("update_translations", resource_path("i18n", "update_translations.py"))
+    spec = importlib.util.spec_from_file_location(
+        "update_translations", resource_path("i18n", "update_translations.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -58,7 +58,9 @@ def drop(widget, paths: list[Path]) -> None:
 def test_drop_files_and_folder_indexes_them_and_lists_failures(qtbot, tab, tmp_path, monkeypatch):
     docs = tmp_path / "docs"
     (docs / "sub").mkdir(parents=True)
-    (docs / "paris.txt").write_text("Paris is the capital of France. It lies on the Seine.\n", encoding="utf-8")
+    (docs / "paris.txt").write_text(
+        "Paris is the capital of France. It lies on the Seine.\n", encoding="utf-8"
+    )
     (docs / "sub" / "rivers.md").write_text("# Rivers\n\nThe Yangtze is the longest river in Asia.\n")
     (docs / "sub" / "beijing.txt").write_text("北京是中国的首都。\n", encoding="utf-8")
     broken = tmp_path / "broken.pdf"
@@ -83,7 +85,10 @@ def test_drop_files_and_folder_indexes_them_and_lists_failures(qtbot, tab, tmp_p
     tab.search_button.click()
     qtbot.waitUntil(lambda: len(tab.hits) > 0, timeout=TIMEOUT)
     assert tab.hits[0].path.endswith("paris.txt")
-    assert "paris.txt" in tab.hits_view.toPlainText() and f"{tab.hits[0].score:.3f}" in tab.hits_view.toPlainText()
+    assert (
+        "paris.txt" in tab.hits_view.toPlainText()
+        and f"{tab.hits[0].score:.3f}" in tab.hits_view.toPlainText()
+    )
 
     # remove the selected document
     tab.table.selectRow(row)  # the view shows the model itself (it sorts itself)
@@ -107,8 +112,10 @@ def test_drop_files_and_folder_indexes_them_and_lists_failures(qtbot, tab, tmp_p
     assert len(asked) == 1 and "cancel" in asked[0]
     assert tab._last_report is not None, tab.error_label.text()
     assert {Path(p).name for p in tab._last_report.indexed} >= {"rivers.md", "beijing.txt"}
-    qtbot.waitUntil(lambda: all(d.status == "indexed" for d in tab.model.documents() if d.path.endswith(".md")),
-                    timeout=TIMEOUT)
+    qtbot.waitUntil(
+        lambda: all(d.status == "indexed" for d in tab.model.documents() if d.path.endswith(".md")),
+        timeout=TIMEOUT,
+    )
 
 
 def test_cancel_stops_ingestion_and_keeps_what_was_done(qtbot, tab, service, tmp_path):
@@ -192,8 +199,13 @@ def test_format_eta():
 def test_drag_of_web_links_is_refused(tab):
     mime = QMimeData()
     mime.setUrls([QUrl("https://example.com/page.html")])
-    enter = QDragEnterEvent(tab.rect().center(), Qt.DropAction.CopyAction, mime,
-                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(
+        tab.rect().center(),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     QApplication.sendEvent(tab, enter)
     assert not enter.isAccepted()
     assert not tab.controller.busy

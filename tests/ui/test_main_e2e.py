@@ -93,8 +93,14 @@ def test_first_run_opens_a_gguf_directly_and_streams_through_llama_cpp(qtbot: An
     settings.sampling.max_new_tokens = 24
     store = ConversationStore(paths.chats_db)
     converted: list[str] = []
-    ctx = AppContext(paths, settings, store, ChatService(paths, None, None, store), load_model,
-                     import_gguf=lambda path, **kw: converted.append(path))
+    ctx = AppContext(
+        paths,
+        settings,
+        store,
+        ChatService(paths, None, None, store),
+        load_model,
+        import_gguf=lambda path, **kw: converted.append(path),
+    )
     window = MainWindow(ctx)
     qtbot.addWidget(window)
     window.show()

@@ -84,7 +84,9 @@ def test_presets_and_restore_defaults(dialog):
     for name, value in PRESETS["precise"].items():
         assert dialog.editor("sampling", name).value() == pytest.approx(value)
     dialog.preset_buttons["creative"].click()
-    assert dialog.editor("sampling", "temperature").value() == pytest.approx(PRESETS["creative"]["temperature"])
+    assert dialog.editor("sampling", "temperature").value() == pytest.approx(
+        PRESETS["creative"]["temperature"]
+    )
     dialog.editor("sampling", "seed").set_value(42)
     dialog.restore_defaults("sampling")
     defaults = Settings().sampling
@@ -124,8 +126,14 @@ def test_a_new_field_appears_without_touching_the_dialog(qtbot, paths, monkeypat
     from bubble_desktop.ui import settings_dialog
 
     class WithMinP(SamplingSettings):
-        min_p: float = Field(0.05, ge=0.0, le=1.0, title="Min-p", description="Drop unlikely words.",
-                             json_schema_extra={"step": 0.01})
+        min_p: float = Field(
+            0.05,
+            ge=0.0,
+            le=1.0,
+            title="Min-p",
+            description="Drop unlikely words.",
+            json_schema_extra={"step": 0.01},
+        )
 
     monkeypatch.setitem(settings_dialog.SECTIONS, "sampling", WithMinP)
     dialog = SettingsDialog(Settings(sampling=WithMinP()), paths)

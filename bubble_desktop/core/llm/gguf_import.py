@@ -49,8 +49,10 @@ def import_gguf(
     target = target_root / name
     if target.exists() and any(target.iterdir()):
         if not overwrite:
-            raise ModelError(f"A model named {name!r} already exists at {target}.",
-                             "Pick another --name, or delete that folder first.")
+            raise ModelError(
+                f"A model named {name!r} already exists at {target}.",
+                "Pick another --name, or delete that folder first.",
+            )
         shutil.rmtree(target)
 
     def say(fraction: float, what: str) -> None:
@@ -84,15 +86,20 @@ def import_gguf(
     missing = [k for k in missing if not k.endswith("lm_head.weight")]
     if missing or unexpected:
         raise ModelError(
-            f"The GGUF weights do not match the model layout (missing {missing[:3]}, unexpected {unexpected[:3]}).",
+            (
+                "The GGUF weights do not match the model layout "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]})."
+            ),
             "This GGUF file's architecture is not fully supported; use the original model folder.",
         )
     if getattr(clean, "tie_word_embeddings", False):
         fresh.tie_weights()
     still_meta = [n for n, t in list(fresh.named_parameters()) + list(fresh.named_buffers()) if t.is_meta]
     if still_meta:
-        raise ModelError(f"The GGUF file lacks weights for {still_meta[:3]}.",
-                         "This GGUF file's architecture is not fully supported; use the original model folder.")
+        raise ModelError(
+            f"The GGUF file lacks weights for {still_meta[:3]}.",
+            "This GGUF file's architecture is not fully supported; use the original model folder.",
+        )
     fresh.generation_config = loaded.generation_config
     del loaded, state
     # Saved as float16: half the disk of float32 (a 7B model: ~14 GB instead of ~28 GB); its rounding

@@ -36,7 +36,9 @@ def registered(models_dir: Path | None = None) -> dict[str, str]:
     return out
 
 
-def add_gguf(file: str, name: str | None = None, *, copy: bool = False, models_dir: Path | None = None) -> Path:
+def add_gguf(
+    file: str, name: str | None = None, *, copy: bool = False, models_dir: Path | None = None
+) -> Path:
     """Register ``file`` (validated first); with ``copy`` the file is copied into the models dir."""
     from bubble_desktop.core.llm.llamacpp_backend import inspect_gguf
 

@@ -67,7 +67,8 @@ def fit_messages(
     base_tokens = count(head + tail)
     if base_tokens > budget:
         raise GenerationError(
-            f"The question and system prompt take {base_tokens} tokens; with {reserve_tokens} reserved for the "
+            f"The question and system prompt take {base_tokens} "
+            f"tokens; with {reserve_tokens} reserved for the "
             f"answer they do not fit the model's context window of {window} tokens.",
             "Shorten the question or the system prompt, use fewer sources, or lower max new tokens.",
         )

@@ -133,7 +133,10 @@ def _read_facts(p: Path, size: int) -> GgufFacts:
     if arch not in _known_architectures():
         raise ModelError(
             f"{p.name} holds a {arch!r} model, an architecture this version of llama.cpp does not know.",
-            "Update Bubble, or choose a GGUF of a supported model (Llama, Qwen, Mistral, Gemma, GLM-4, Phi …).",
+            (
+                "Update Bubble, or choose a GGUF of a supported "
+                "model (Llama, Qwen, Mistral, Gemma, GLM-4, Phi …)."
+            ),
         )
 
     def num(key: str, default: int = 0) -> int:
@@ -181,7 +184,8 @@ def check_memory(facts: GgufFacts, n_ctx: int, gpu_layers: int = 0) -> None:
     if need > free:
         smaller = max(512, n_ctx // 4)
         raise OutOfMemoryError(
-            f"{Path(facts.path).name} needs about {need / 2**30:.1f} GB (weights {facts.file_size / 2**30:.1f} GB "
+            f"{Path(facts.path).name} needs about {need / 2**30:.1f} "
+            f"GB (weights {facts.file_size / 2**30:.1f} GB "
             f"+ memory for {n_ctx:,} tokens of context) but only {free / 2**30:.1f} GB is free.",
             f"Set the context window to {smaller:,} in Settings → Model, close other programs, "
             "or use a smaller quantization of the model (e.g. Q4_K_M instead of Q8_0).",
@@ -368,7 +372,10 @@ class LlamaCppChatModel:
     def status_text(self) -> str:
         """What the status bar shows, e.g. "CPU · 2 threads" or "CUDA0 · 33/33 layers"."""
         if self.gpu_layers > 0:
-            return f"{self.info.device} · {min(self.gpu_layers, self.facts.n_layers)}/{self.facts.n_layers} layers"
+            return (
+                f"{self.info.device} · "
+                f"{min(self.gpu_layers, self.facts.n_layers)}/{self.facts.n_layers} layers"
+            )
         return f"CPU · {self.threads} thread{'s' if self.threads != 1 else ''}"
 
     # --- talking to the child ------------------------------------------------------------------

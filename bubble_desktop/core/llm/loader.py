@@ -35,8 +35,12 @@ def from_settings(settings: ModelSettings, trust_remote_code: bool = False) -> L
     """The LoadRequest for the saved model settings plus the user's remote-code consent."""
     extra: dict[str, object] = {}
     if settings.backend == "openai":
-        extra = {"backend": "openai", "endpoint_url": settings.endpoint_url,
-                 "endpoint_model": settings.endpoint_model, "endpoint_api_key": settings.endpoint_api_key}
+        extra = {
+            "backend": "openai",
+            "endpoint_url": settings.endpoint_url,
+            "endpoint_model": settings.endpoint_model,
+            "endpoint_api_key": settings.endpoint_api_key,
+        }
     threads = getattr(settings, "threads", 0)
     if threads:
         extra["threads"] = threads
@@ -60,7 +64,9 @@ def _progress(cb: ProgressCallback | None, fraction: float, what: str) -> None:
 def resolve_model_path(path: str, allow_download: bool = False) -> Path:
     """A local model folder for ``path``: the folder itself, or a hub id already in the HF cache."""
     if not path or not path.strip():
-        raise ModelNotFoundError("No model is chosen.", "Choose a model folder in Settings → Model, or pass --model PATH.")
+        raise ModelNotFoundError(
+            "No model is chosen.", "Choose a model folder in Settings → Model, or pass --model PATH."
+        )
     p = Path(path).expanduser()
     if p.exists():
         return p
@@ -81,7 +87,10 @@ def resolve_model_path(path: str, allow_download: bool = False) -> Path:
         except Exception as exc:
             if allow_download:
                 raise ModelNotFoundError(
-                    f"Could not download {path!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                    (
+                        f"Could not download {path!r}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                    ),
                     "Check the model id and your network connection, or download the model folder yourself.",
                 ) from exc
             raise ModelNotFoundError(
@@ -98,7 +107,10 @@ def read_config(folder: Path) -> dict[str, Any]:
         if folder.suffix.lower() == ".gguf":
             raise ModelError(
                 f"{folder.name} is a GGUF file; Bubble runs GGUF models after a one-time import.",
-                f"Import it first: bubble-cli models import-gguf {str(folder)!r} (or Import GGUF in the app).",
+                (
+                    "Import it first: bubble-cli models import-gguf "
+                    f"{str(folder)!r} (or Import GGUF in the app)."
+                ),
             )
         raise ModelNotFoundError(f"{str(folder)!r} is a file, not a model folder.")
     cfg = folder / "config.json"
@@ -150,9 +162,13 @@ def resolve_device(device: str) -> str:
     if device in ("", "auto"):
         return "cuda" if cuda else "mps" if mps else "cpu"
     if device.startswith("cuda") and not cuda:
-        raise ModelError("CUDA was chosen but no NVIDIA GPU is usable here.", "Set the device to Auto or CPU.")
+        raise ModelError(
+            "CUDA was chosen but no NVIDIA GPU is usable here.", "Set the device to Auto or CPU."
+        )
     if device == "mps" and not mps:
-        raise ModelError("MPS was chosen but Apple's GPU backend is not available here.", "Set the device to Auto or CPU.")
+        raise ModelError(
+            "MPS was chosen but Apple's GPU backend is not available here.", "Set the device to Auto or CPU."
+        )
     return device
 
 
@@ -217,7 +233,10 @@ def _apply_lora(model: Any, lora_path: str, merge: bool) -> Any:
     if not (folder / "adapter_config.json").is_file():
         raise ModelNotFoundError(
             f"{str(folder)!r} is not a LoRA adapter folder (no adapter_config.json).",
-            "Choose a folder saved by peft (adapter_config.json + adapter weights), or clear the LoRA setting.",
+            (
+                "Choose a folder saved by peft (adapter_config.json "
+                "+ adapter weights), or clear the LoRA setting."
+            ),
         )
     from peft import PeftModel
 
@@ -238,18 +257,25 @@ def load_model(request: LoadRequest, progress: ProgressCallback | None = None) -
         from bubble_desktop.core.llm.openai_backend import OpenAIChatModel
 
         _progress(progress, 0.0, "Connecting to the model server")
-        model = OpenAIChatModel(str(request.extra.get("endpoint_url") or ""),
-                                str(request.extra.get("endpoint_model") or ""),
-                                str(request.extra.get("endpoint_api_key") or ""),
-                                context_window=request.context_window)
+        model = OpenAIChatModel(
+            str(request.extra.get("endpoint_url") or ""),
+            str(request.extra.get("endpoint_model") or ""),
+            str(request.extra.get("endpoint_api_key") or ""),
+            context_window=request.context_window,
+        )
         _progress(progress, 1.0, "Ready")
         return model
     gguf = _gguf_path(request.path)
     if gguf is not None:  # GGUF runs natively through llama.cpp, memory-mapped, no conversion
         from bubble_desktop.core.llm.llamacpp_backend import load_gguf
 
-        return load_gguf(gguf, context_window=request.context_window, device=request.device,
-                         threads=int(str(request.extra.get("threads", 0) or 0)), progress=progress)
+        return load_gguf(
+            gguf,
+            context_window=request.context_window,
+            device=request.device,
+            threads=int(str(request.extra.get("threads", 0) or 0)),
+            progress=progress,
+        )
     allow_download = bool(request.extra.get("allow_download", False))
     _progress(progress, 0.0, "Checking the model folder")
     folder = resolve_model_path(request.path, allow_download=allow_download)
@@ -301,13 +327,13 @@ def _tf_version() -> str:
     return str(transformers.__version__)
 
 
-def _load_transformers(request: LoadRequest, folder: Path, config: Any, kind: str,
-                       progress: ProgressCallback | None) -> ChatModel:
+def _load_transformers(
+    request: LoadRequest, folder: Path, config: Any, kind: str, progress: ProgressCallback | None
+) -> ChatModel:
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from bubble_desktop.core.llm.transformers_backend import TransformersChatModel
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # progress goes through our callback, not tqdm on stderr
     device = resolve_device(request.device)
@@ -319,7 +345,10 @@ def _load_transformers(request: LoadRequest, folder: Path, config: Any, kind: st
     except Exception as exc:
         raise ModelNotFoundError(
             f"The tokenizer in {str(folder)!r} could not be loaded: {_first_line(exc)}",
-            "The folder needs the tokenizer files (tokenizer.json or tokenizer.model + tokenizer_config.json).",
+            (
+                "The folder needs the tokenizer files (tokenizer.json "
+                "or tokenizer.model + tokenizer_config.json)."
+            ),
         ) from exc
     _progress(progress, 0.25, "Loading the weights")
     cls = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 import time
 import urllib.error
@@ -29,8 +28,15 @@ DEFAULT_CONTEXT_WINDOW = 8192
 class OpenAIChatModel:
     """Streams chat completions from ``base_url`` (e.g. http://gpu-box:8000/v1)."""
 
-    def __init__(self, base_url: str, model: str, api_key: str = "", *, context_window: int = 0,
-                 timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str = "",
+        *,
+        context_window: int = 0,
+        timeout_s: float = 60.0,
+    ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ModelError(f"{base_url!r} is not an http(s) URL.", "Use e.g. http://gpu-box:8000/v1.")
         self.base_url = base_url.rstrip("/")
@@ -69,17 +75,30 @@ class OpenAIChatModel:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        return urllib.request.Request(f"{self.base_url}/chat/completions", data=json.dumps(body).encode(),
-                                      headers=headers, method="POST")
+        return urllib.request.Request(
+            f"{self.base_url}/chat/completions",
+            data=json.dumps(body).encode(),
+            headers=headers,
+            method="POST",
+        )
 
-    def stream(self, messages: Sequence[ChatMessage], sampling: SamplingSettings,
-               cancel: threading.Event | None = None) -> Generation:
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        sampling: SamplingSettings,
+        cancel: threading.Event | None = None,
+    ) -> Generation:
         gen = Generation(iter(()))
         gen._chunks = self._produce(gen, messages, sampling, cancel or threading.Event())
         return gen
 
-    def _produce(self, gen: Generation, messages: Sequence[ChatMessage], sampling: SamplingSettings,
-                 cancel: threading.Event) -> Iterator[str]:
+    def _produce(
+        self,
+        gen: Generation,
+        messages: Sequence[ChatMessage],
+        sampling: SamplingSettings,
+        cancel: threading.Event,
+    ) -> Iterator[str]:
         t0 = time.perf_counter()
         ttft: float | None = None
         t_first = t_last = None
@@ -126,7 +145,7 @@ class OpenAIChatModel:
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode("utf-8", "replace")[:300] if exc.fp else ""
             finish, error = "error", f"The server answered HTTP {exc.code}: {detail or exc.reason}"
-        except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
+        except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             finish, error = "error", f"Could not reach the model server at {self.base_url}: {reason}"
         except ValueError as exc:

@@ -131,8 +131,14 @@ def _is_oom(exc: BaseException) -> bool:
 class _TransformersGeneration(Generation):
     """A Generation whose chunks come from a generate() thread owned by this object."""
 
-    def __init__(self, model: TransformersChatModel, prompt_ids: list[int], sampling: SamplingSettings,
-                 cancel: threading.Event | None, overrides: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: TransformersChatModel,
+        prompt_ids: list[int],
+        sampling: SamplingSettings,
+        cancel: threading.Event | None,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
         self._model = model
         self._overrides = dict(overrides or {})
         self._prompt_ids = prompt_ids
@@ -140,7 +146,9 @@ class _TransformersGeneration(Generation):
         self.cancel = cancel if cancel is not None else threading.Event()
         self._abandon = threading.Event()
         self.token_ids: tuple[int, ...] = ()  # the generated ids (special tokens included), once finished
-        self.first_token_s: float | None = None  # start -> first token (stats.ttft_s is -> first visible text)
+        self.first_token_s: float | None = (
+            None  # start -> first token (stats.ttft_s is -> first visible text)
+        )
         # computed now, so a prompt that cannot fit fails at stream() rather than at the first chunk
         self._kwargs = model.generate_kwargs(sampling, len(prompt_ids))
         self._kwargs.update(self._overrides)
@@ -223,7 +231,9 @@ class _TransformersGeneration(Generation):
             self.token_ids = tuple(decoder.ids)
             if error is not None:
                 finish = "error"
-            elif self.cancel.is_set() or (self._abandon.is_set() and n < max_new and not m.ends_with_eos(decoder.ids)):
+            elif self.cancel.is_set() or (
+                self._abandon.is_set() and n < max_new and not m.ends_with_eos(decoder.ids)
+            ):
                 finish = "cancelled"
             elif n >= max_new and not m.ends_with_eos(decoder.ids):
                 finish = "length"
@@ -317,7 +327,9 @@ class TransformersChatModel:
         dicts = [{"role": m.role, "content": m.content} for m in messages]
         try:
             out = self.tokenizer.apply_chat_template(dicts, tokenize=False, add_generation_prompt=True)
-        except Exception as exc:  # e.g. "System role not supported": fold the system prompt into the first turn
+        except (
+            Exception
+        ) as exc:  # e.g. "System role not supported": fold the system prompt into the first turn
             if not any(m.role == "system" for m in messages):
                 raise GenerationError(f"The model's chat template failed: {exc}") from exc
             system = "\n\n".join(m.content for m in messages if m.role == "system")
@@ -367,11 +379,15 @@ class TransformersChatModel:
             from bubble_desktop.core.llm.penalty import generated_tokens_penalty
 
             # not generate()'s repetition_penalty: that one also punishes quoting the prompt's sources
-            kw["logits_processor"] = LogitsProcessorList([generated_tokens_penalty(sampling.repetition_penalty)])
+            kw["logits_processor"] = LogitsProcessorList(
+                [generated_tokens_penalty(sampling.repetition_penalty)]
+            )
         if sampling.greedy:
             kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
-            kw.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+            kw.update(
+                do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k
+            )
             if sampling.min_p > 0:
                 kw["min_p"] = sampling.min_p
         return kw
@@ -386,8 +402,13 @@ class TransformersChatModel:
             raise GenerationError("The model has been unloaded.", "Load a model first.")
         return _TransformersGeneration(self, self.encode(messages), sampling, cancel)
 
-    def stream_ids(self, prompt_ids: list[int], sampling: SamplingSettings,
-                   cancel: threading.Event | None = None, **generate_overrides: Any) -> _TransformersGeneration:
+    def stream_ids(
+        self,
+        prompt_ids: list[int],
+        sampling: SamplingSettings,
+        cancel: threading.Event | None = None,
+        **generate_overrides: Any,
+    ) -> _TransformersGeneration:
         """Stream from ready-made prompt ids; ``generate_overrides`` go to generate() as is
         (benchmarks and tests use e.g. ``min_new_tokens`` to force a fixed answer length)."""
         return _TransformersGeneration(self, list(prompt_ids), sampling, cancel, generate_overrides)

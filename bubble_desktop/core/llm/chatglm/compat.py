@@ -40,6 +40,7 @@ def transformers_is_tested() -> bool:
     except (ValueError, IndexError):
         return False
 
+
 _COMPAT_CACHE: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
 COMPAT_MARK = "__bubble_chatglm_compat__"
 
@@ -217,8 +218,7 @@ def compat_model_class(base: Any) -> type:
 
 
 def _build_model(base: Any) -> type:
-    from transformers import GenerationMixin
-    from transformers import LogitsProcessorList
+    from transformers import GenerationMixin, LogitsProcessorList
 
     ns: dict[str, Any] = {}
     extra: tuple[type, ...] = ()
@@ -307,8 +307,10 @@ def _reads_special_token_tensors(mixin: Any) -> bool:
     """True where the processors/criteria read tensors that only _prepare_special_tokens creates."""
     if getattr(mixin, "_prepare_special_tokens", None) is None:
         return False
-    return any("_eos_token_tensor" in _source(getattr(mixin, name, None))
-               for name in ("_get_stopping_criteria", "_get_logits_processor"))
+    return any(
+        "_eos_token_tensor" in _source(getattr(mixin, name, None))
+        for name in ("_get_stopping_criteria", "_get_logits_processor")
+    )
 
 
 def _post_init_sets_tied_keys() -> bool:

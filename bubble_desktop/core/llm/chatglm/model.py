@@ -274,7 +274,9 @@ class ChatGLMChatModel:
             from bubble_desktop.core.llm.penalty import generated_tokens_penalty
 
             # on the answer's own tokens only (stream_chat appends its InvalidScore processor to this list)
-            kw["logits_processor"] = LogitsProcessorList([generated_tokens_penalty(sampling.repetition_penalty)])
+            kw["logits_processor"] = LogitsProcessorList(
+                [generated_tokens_penalty(sampling.repetition_penalty)]
+            )
         kw["max_new_tokens"] = int(sampling.max_new_tokens)
         # stream_chat's own max_length default (2048/8192) would cap prompt + answer below max_new_tokens
         kw["max_length"] = int(self.info.context_window)
@@ -463,8 +465,11 @@ def load_remote_code_model(
     if not transformers_is_tested():
         import transformers
 
-        log.warning("ChatGLM compat layer verified on transformers %s.%s, running on %s: answers may differ",
-                    *TESTED_TRANSFORMERS, transformers.__version__)
+        log.warning(
+            "ChatGLM compat layer verified on transformers %s.%s, running on %s: answers may differ",
+            *TESTED_TRANSFORMERS,
+            transformers.__version__,
+        )
 
     cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     try:
