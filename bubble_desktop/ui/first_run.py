@@ -59,6 +59,8 @@ class FirstRunPanel(QWidget):
 
     model_folder_chosen = Signal(str)
     gguf_chosen = Signal(str)
+    recommended_download_requested = Signal(str)  # catalog id
+    models_page_requested = Signal()
     settings_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -79,6 +81,16 @@ class FirstRunPanel(QWidget):
         )
         intro.setWordWrap(True)
 
+        # the main action: the best-fitting catalog model, one click (set_recommended fills it in)
+        self.download_button = QPushButton(self.tr("Download the recommended model"))
+        self.download_button.setObjectName("downloadRecommendedButton")
+        self.download_button.setDefault(True)
+        self.download_button.setVisible(False)
+        self.download_button.clicked.connect(self._on_download_button_clicked)
+        self._recommended = ""
+        self.models_button = QPushButton(self.tr("All models…"))
+        self.models_button.setObjectName("modelsPageButton")
+        self.models_button.clicked.connect(self.models_page_requested)
         self.folder_button = QPushButton(self.tr("Choose model folder…"))
         self.folder_button.setObjectName("chooseModelButton")
         self.folder_button.clicked.connect(self._on_folder_button_clicked)
@@ -93,6 +105,10 @@ class FirstRunPanel(QWidget):
             self.tr("Point Bubble at an OpenAI-compatible server in Settings → Model.")
         )
         self.settings_button.clicked.connect(self.settings_requested)
+        main_action = QHBoxLayout()
+        main_action.addWidget(self.download_button)
+        main_action.addWidget(self.models_button)
+        main_action.addStretch(1)
         buttons = QHBoxLayout()
         buttons.addWidget(self.folder_button)
         buttons.addWidget(self.gguf_button)
@@ -144,6 +160,7 @@ class FirstRunPanel(QWidget):
         layout.setSpacing(12)
         layout.addWidget(title)
         layout.addWidget(intro)
+        layout.addLayout(main_action)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.message)
@@ -176,6 +193,22 @@ class FirstRunPanel(QWidget):
             for col, item in enumerate((name, memory, langs, notes)):
                 self.table.setItem(row, col, item)
 
+    def set_recommended(self, entry_id: str, name: str, size: str) -> None:
+        """Offer the best fit as the one-click main action."""
+        self._recommended = entry_id
+        self.download_button.setText(
+            self.tr("Download the recommended model: %1 (%2)").replace("%1", name).replace("%2", size)
+        )
+        self.download_button.setToolTip(
+            self.tr("Nothing is downloaded until you click. It then runs on this computer.")
+        )
+        self.download_button.setVisible(bool(entry_id))
+
+    @Slot()
+    def _on_download_button_clicked(self) -> None:
+        if self._recommended:
+            self.recommended_download_requested.emit(self._recommended)
+
     # ---- feedback from the main window -------------------------------------------------
     def show_progress(self, fraction: float, what: str) -> None:
         self.progress.setVisible(True)
@@ -183,11 +216,13 @@ class FirstRunPanel(QWidget):
         self.progress.setFormat(f"%p% · {what}" if what else "%p%")
         self.folder_button.setEnabled(False)
         self.gguf_button.setEnabled(False)
+        self.download_button.setEnabled(False)
 
     def show_message(self, text: str, error: bool = False) -> None:
         self.progress.setVisible(False)
         self.folder_button.setEnabled(True)
         self.gguf_button.setEnabled(True)
+        self.download_button.setEnabled(True)
         self.message.setText(text)
         self.message.setProperty("role", "error" if error else "")
         self.message.setStyleSheet("color: #c62828;" if error else "")

@@ -59,6 +59,8 @@ class AppContext:
     notices: list[str] = field(default_factory=list)  # e.g. a corrupt settings file moved aside
     # builds the KnowledgeService after the window is shown (keeps start-up light); see finish_startup
     knowledge_factory: Callable[[], Any] | None = None
+    model_catalog: Any | None = None  # the Models page's catalog (None: the one shipped in resources/)
+    machine: Any | None = None  # what the catalog's fit is judged against (None: measured here)
 
 
 def model_name(path: str) -> str:
@@ -118,6 +120,16 @@ class MainWindow(QMainWindow):
         self.api = ApiControl(self.inference.model_lock, ctx.knowledge, ctx.chat_service, self)
         self.api.state_changed.connect(self._on_api_state_changed)
 
+        from bubble_desktop.ui.models_dialog import Downloads
+
+        # model downloads live here, not in the Models page: they go on when the page is closed
+        self.downloads = Downloads(ctx.paths, ctx.settings.web.proxy, ctx.model_catalog, self)
+        self.downloads.progressed.connect(self._on_downloads_progressed)
+        self.downloads.finished.connect(self._on_downloads_finished)
+        self.downloads.failed.connect(self._on_downloads_failed)
+        self.models_dialog: Any = None
+        self._first_run_download = ""
+
         # ---- widgets -----------------------------------------------------------------
         self.sidebar = ConversationsSidebar(ctx.store)
         self.sidebar.conversation_selected.connect(self._on_sidebar_conversation_selected)
@@ -136,6 +148,8 @@ class MainWindow(QMainWindow):
         self.first_run.model_folder_chosen.connect(self._on_first_run_model_folder_chosen)
         self.first_run.gguf_chosen.connect(self._on_first_run_gguf_chosen)
         self.first_run.settings_requested.connect(self.open_settings)
+        self.first_run.recommended_download_requested.connect(self._on_first_run_download_requested)
+        self.first_run.models_page_requested.connect(self.open_models)
 
         self.chat_stack = QStackedWidget()
         self.chat_stack.addWidget(self.first_run)
@@ -165,6 +179,7 @@ class MainWindow(QMainWindow):
         for notice in ctx.notices:
             self.status.showMessage(notice, 15000)
         self._built = True
+        self._offer_recommended_model()
         if self.settings.api.enabled:
             self.api.apply(self.settings, None)  # 503 "no model" until one is loaded
 
@@ -197,6 +212,9 @@ class MainWindow(QMainWindow):
         self.new_chat_action.setShortcut(QKeySequence.StandardKey.New)
         self.new_chat_action.triggered.connect(self.new_chat)
         file_menu.addAction(self.new_chat_action)
+        models = QAction(self.tr("&Models…"), self)
+        models.triggered.connect(self.open_models)
+        file_menu.addAction(models)
         choose = QAction(self.tr("Choose &model folder…"), self)
         choose.triggered.connect(self.first_run._on_folder_button_clicked)
         file_menu.addAction(choose)
@@ -410,6 +428,84 @@ class MainWindow(QMainWindow):
     def _on_gguf_task_failed(self, message: str, hint: str) -> None:
         self.status.clearMessage()
         self.first_run.show_message(f"{message}\n{hint}".strip(), error=True)
+
+    # ---- models page and downloads -------------------------------------------------------
+    def _offer_recommended_model(self) -> None:
+        """The first-run panel's main action: the catalog model that fits this computer best."""
+        try:
+            from bubble_desktop.core.models.machine import detect, recommend
+
+            machine = self.ctx.machine or detect(self.ctx.paths.models_dir, gpu=False)
+            ui_language = self.settings.appearance.language
+            if ui_language == "system":
+                from PySide6.QtCore import QLocale
+
+                ui_language = QLocale.system().name()
+            language = "zh" if ui_language.startswith("zh") else "en"
+            best = recommend(self.downloads.catalog, machine, "chat", language)
+        except Exception:  # a missing or broken catalog must not stop the window
+            log.exception("no recommended model")
+            return
+        if best:
+            from bubble_desktop.ui.models_dialog import human_size
+
+            e = best[0]
+            self.first_run.set_recommended(e.id, e.name, human_size(e.size_bytes))
+
+    @Slot()
+    def open_models(self) -> None:
+        from bubble_desktop.ui.models_dialog import ModelsDialog
+
+        if self.models_dialog is None:
+            self.models_dialog = ModelsDialog(self.downloads, self.ctx.machine, self)
+            self.models_dialog.use_for_chat.connect(self._on_models_dialog_use_for_chat)
+            self.models_dialog.use_for_knowledge.connect(self._on_models_dialog_use_for_knowledge)
+        self.models_dialog.refresh()
+        self.models_dialog.show()
+        self.models_dialog.raise_()
+
+    @Slot(str)
+    def _on_first_run_download_requested(self, entry_id: str) -> None:
+        self._first_run_download = entry_id
+        self.downloads.start(entry_id)
+        self.first_run.show_progress(0.0, self.tr("Downloading %1").replace("%1", entry_id))
+
+    @Slot(str, object)
+    def _on_downloads_progressed(self, target: str, p: Any) -> None:
+        self.status.showMessage(
+            self.tr("Downloading %1: %2").replace("%1", target).replace("%2", f"{p.fraction:.0%}"), 5000
+        )
+        if target == self._first_run_download:
+            self.first_run.show_progress(p.fraction, self.tr("Downloading %1").replace("%1", target))
+
+    @Slot(str, object)
+    def _on_downloads_finished(self, target: str, result: Any) -> None:
+        self.status.showMessage(self.tr("Downloaded %1").replace("%1", target), 8000)
+        if target == self._first_run_download:
+            self._first_run_download = ""
+            info = self.downloads.downloaded().get(target)
+            self.first_run.show_message("")
+            self.set_model_folder(str(info["use_path"]) if info else str(result.path))
+
+    @Slot(str, str, str)
+    def _on_downloads_failed(self, target: str, message: str, hint: str) -> None:
+        self.status.showMessage(
+            self.tr("Download of %1 failed: %2").replace("%1", target).replace("%2", message)
+        )
+        if target == self._first_run_download:
+            self._first_run_download = ""
+            self.first_run.show_message(f"{message}\n{hint}".strip(), error=True)
+
+    @Slot(str)
+    def _on_models_dialog_use_for_chat(self, path: str) -> None:
+        self.set_model_folder(path)
+
+    @Slot(str)
+    def _on_models_dialog_use_for_knowledge(self, folder: str) -> None:
+        new = self.settings.model_copy(deep=True)
+        new.knowledge.embedding_model = folder
+        self._on_settings_dialog_settings_changed(new)  # as if set in Settings (offers to re-index)
+        self._save_settings()
 
     # ---- conversations -----------------------------------------------------------------
     @property
@@ -712,6 +808,7 @@ class MainWindow(QMainWindow):
             return
         self.inference.forget_current()
         self.api.shutdown()
+        self.downloads.shutdown()
         if self._gguf_task is not None:
             self._gguf_task.wait(1000)
         shutdown_tab = getattr(self.knowledge_tab, "shutdown", None)

@@ -494,6 +494,10 @@
             <translation>新对话(&amp;N)</translation>
         </message>
         <message>
+            <source>&amp;Models…</source>
+            <translation>模型(&amp;M)…</translation>
+        </message>
+        <message>
             <source>Choose &amp;model folder…</source>
             <translation>选择模型文件夹(&amp;M)…</translation>
         </message>
@@ -576,6 +580,22 @@
         <message>
             <source>Imported into %1</source>
             <translation>已导入到 %1</translation>
+        </message>
+        <message>
+            <source>Downloading %1</source>
+            <translation>正在下载 %1</translation>
+        </message>
+        <message>
+            <source>Downloading %1: %2</source>
+            <translation>正在下载 %1：%2</translation>
+        </message>
+        <message>
+            <source>Downloaded %1</source>
+            <translation>已下载 %1</translation>
+        </message>
+        <message>
+            <source>Download of %1 failed: %2</source>
+            <translation>%1 下载失败：%2</translation>
         </message>
         <message>
             <source>This answer failed.</source>
@@ -735,6 +755,137 @@ Context window: %3 tokens</source>
         <message>
             <source>prompt %1 · answer %2 tokens</source>
             <translation>提示 %1 · 回答 %2 个词元</translation>
+        </message>
+    </context>
+    <context>
+        <name>ModelsDialog</name>
+        <message>
+            <source>Model</source>
+            <translation>模型</translation>
+        </message>
+        <message>
+            <source>Kind</source>
+            <translation>类型</translation>
+        </message>
+        <message>
+            <source>Download size</source>
+            <translation>下载大小</translation>
+        </message>
+        <message>
+            <source>Memory</source>
+            <translation>内存</translation>
+        </message>
+        <message>
+            <source>On this computer</source>
+            <translation>在本机</translation>
+        </message>
+        <message>
+            <source>Languages</source>
+            <translation>语言</translation>
+        </message>
+        <message>
+            <source>Licence</source>
+            <translation>许可证</translation>
+        </message>
+        <message>
+            <source>Models</source>
+            <translation>模型</translation>
+        </message>
+        <message>
+            <source>Bubble fetches nothing until you press Download. Files come from Hugging Face, its mirror or ModelScope, whichever answers (bubble-cli models sources sets the order).</source>
+            <translation>在您点击“下载”之前，Bubble 不会获取任何内容。文件来自 Hugging Face、其镜像或 ModelScope 中可用的那一个（用 bubble-cli models sources 设置顺序）。</translation>
+        </message>
+        <message>
+            <source>Chat and embedding</source>
+            <translation>对话与嵌入</translation>
+        </message>
+        <message>
+            <source>Chat models</source>
+            <translation>对话模型</translation>
+        </message>
+        <message>
+            <source>Embedding models</source>
+            <translation>嵌入模型</translation>
+        </message>
+        <message>
+            <source>Any language</source>
+            <translation>任意语言</translation>
+        </message>
+        <message>
+            <source>Chinese</source>
+            <translation>中文</translation>
+        </message>
+        <message>
+            <source>English</source>
+            <translation>英文</translation>
+        </message>
+        <message>
+            <source>Fits this computer</source>
+            <translation>适合本机</translation>
+        </message>
+        <message>
+            <source>Download</source>
+            <translation>下载</translation>
+        </message>
+        <message>
+            <source>Cancel download</source>
+            <translation>取消下载</translation>
+        </message>
+        <message>
+            <source>Use for chat</source>
+            <translation>用于对话</translation>
+        </message>
+        <message>
+            <source>Use for knowledge bases</source>
+            <translation>用于知识库</translation>
+        </message>
+        <message>
+            <source>Open folder</source>
+            <translation>打开文件夹</translation>
+        </message>
+        <message>
+            <source>Delete</source>
+            <translation>删除</translation>
+        </message>
+        <message>
+            <source>Close</source>
+            <translation>关闭</translation>
+        </message>
+        <message>
+            <source>runs well</source>
+            <translation>运行流畅</translation>
+        </message>
+        <message>
+            <source>tight</source>
+            <translation>勉强可用</translation>
+        </message>
+        <message>
+            <source>too big</source>
+            <translation>太大</translation>
+        </message>
+        <message>
+            <source>chat</source>
+            <translation>对话</translation>
+        </message>
+        <message>
+            <source>embedding</source>
+            <translation>嵌入</translation>
+        </message>
+        <message>
+            <source>Downloading %1…</source>
+            <translation>正在下载 %1…</translation>
+        </message>
+        <message>
+            <source>Delete model</source>
+            <translation>删除模型</translation>
+        </message>
+        <message>
+            <source>Delete the downloaded files of %1?</source>
+            <translation>删除 %1 已下载的文件？</translation>
+        </message>
+        <message>
+            <source>%1 is ready: %2</source>
+            <translation>%1 已就绪：%2</translation>
         </message>
     </context>
     <context>
@@ -1340,6 +1491,14 @@ Context window: %3 tokens</source>
             <translation>Bubble 使用在本机运行的对话模型来回答问题。请选择一个模型文件夹（包含 config.json 和权重文件，例如从 Hugging Face 下载的模型），或打开一个 GGUF 文件。没有模型时，“知识库”页面也可以正常使用。</translation>
         </message>
         <message>
+            <source>Download the recommended model</source>
+            <translation>下载推荐的模型</translation>
+        </message>
+        <message>
+            <source>All models…</source>
+            <translation>全部模型…</translation>
+        </message>
+        <message>
             <source>Choose model folder…</source>
             <translation>选择模型文件夹…</translation>
         </message>
@@ -1394,6 +1553,14 @@ Context window: %3 tokens</source>
         <message>
             <source>(runs its own code: you will be asked first)</source>
             <translation>（会运行模型自带的代码：运行前会先征求你的同意）</translation>
+        </message>
+        <message>
+            <source>Download the recommended model: %1 (%2)</source>
+            <translation>下载推荐的模型：%1（%2）</translation>
+        </message>
+        <message>
+            <source>Nothing is downloaded until you click. It then runs on this computer.</source>
+            <translation>点击之前不会下载任何内容。下载后模型在本机运行。</translation>
         </message>
         <message>
             <source>Choose a model folder</source>
