@@ -61,6 +61,7 @@ class FirstRunPanel(QWidget):
     gguf_chosen = Signal(str)
     recommended_download_requested = Signal(str)  # catalog id
     models_page_requested = Signal()
+    catalog_entry_activated = Signal(str)  # catalog id, double-clicked in the table
     settings_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -154,6 +155,8 @@ class FirstRunPanel(QWidget):
         )
         hint.setObjectName("recommendedHint")
         hint.setWordWrap(True)
+        self.hint = hint
+        self._catalog_ids: list[str] = []
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(40, 32, 40, 24)
@@ -192,6 +195,22 @@ class FirstRunPanel(QWidget):
             notes = QTableWidgetItem(note.strip())
             for col, item in enumerate((name, memory, langs, notes)):
                 self.table.setItem(row, col, item)
+
+    def show_catalog(self, rows: list[tuple[str, str, str, str, str]]) -> None:
+        """The table lists the catalog's chat models: (id, name, memory, languages, fit verdict)."""
+        self._catalog_ids = [r[0] for r in rows]
+        self.table.setRowCount(len(rows))
+        for row, (entry_id, name, memory, languages, verdict) in enumerate(rows):
+            cells = [QTableWidgetItem(t) for t in (name, memory, languages, verdict)]
+            cells[0].setData(Qt.ItemDataRole.UserRole, entry_id)
+            if verdict == self.tr("too big"):
+                cells[3].setForeground(Qt.GlobalColor.darkRed)
+            for col, item in enumerate(cells):
+                self.table.setItem(row, col, item)
+        self.table.setHorizontalHeaderLabels(
+            [self.tr("Model"), self.tr("Memory needed"), self.tr("Languages"), self.tr("On this computer")]
+        )
+        self.hint.setText(self.tr("Double-click a model to see it on the Models page and download it."))
 
     def set_recommended(self, entry_id: str, name: str, size: str) -> None:
         """Offer the best fit as the one-click main action."""
@@ -246,5 +265,9 @@ class FirstRunPanel(QWidget):
     @Slot(int, int)
     def _on_table_cell_double_clicked(self, row: int, _column: int) -> None:
         item = self.table.item(row, 0)
-        if item is not None:
-            QDesktopServices.openUrl(QUrl(f"https://huggingface.co/{item.data(Qt.ItemDataRole.UserRole)}"))
+        if item is None:
+            return
+        if self._catalog_ids:  # catalog rows: the Models page downloads them
+            self.catalog_entry_activated.emit(str(item.data(Qt.ItemDataRole.UserRole)))
+            return
+        QDesktopServices.openUrl(QUrl(f"https://huggingface.co/{item.data(Qt.ItemDataRole.UserRole)}"))

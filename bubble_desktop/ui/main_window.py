@@ -150,6 +150,7 @@ class MainWindow(QMainWindow):
         self.first_run.settings_requested.connect(self.open_settings)
         self.first_run.recommended_download_requested.connect(self._on_first_run_download_requested)
         self.first_run.models_page_requested.connect(self.open_models)
+        self.first_run.catalog_entry_activated.connect(self._on_first_run_catalog_entry_activated)
 
         self.chat_stack = QStackedWidget()
         self.chat_stack.addWidget(self.first_run)
@@ -446,9 +447,22 @@ class MainWindow(QMainWindow):
         except Exception:  # a missing or broken catalog must not stop the window
             log.exception("no recommended model")
             return
-        if best:
-            from bubble_desktop.ui.models_dialog import human_size
+        from bubble_desktop.core.models.machine import fit
+        from bubble_desktop.ui.models_dialog import human_size
 
+        verdicts = {
+            "runs well": self.tr("runs well"),
+            "tight": self.tr("tight"),
+            "too big": self.tr("too big"),
+        }
+        chat = sorted(self.downloads.catalog.of_kind("chat"), key=lambda e: (e.ram_gb, e.name))
+        self.first_run.show_catalog(
+            [
+                (e.id, e.name, f"{e.ram_gb:.1f} GB", ", ".join(e.languages), verdicts[fit(e, machine)])
+                for e in chat
+            ]
+        )
+        if best:
             e = best[0]
             self.first_run.set_recommended(e.id, e.name, human_size(e.size_bytes))
 
@@ -463,6 +477,11 @@ class MainWindow(QMainWindow):
         self.models_dialog.refresh()
         self.models_dialog.show()
         self.models_dialog.raise_()
+
+    @Slot(str)
+    def _on_first_run_catalog_entry_activated(self, entry_id: str) -> None:
+        self.open_models()
+        self.models_dialog.select(entry_id)
 
     @Slot(str)
     def _on_first_run_download_requested(self, entry_id: str) -> None:

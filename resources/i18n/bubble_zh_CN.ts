@@ -582,6 +582,18 @@
             <translation>已导入到 %1</translation>
         </message>
         <message>
+            <source>runs well</source>
+            <translation>运行流畅</translation>
+        </message>
+        <message>
+            <source>tight</source>
+            <translation>勉强可用</translation>
+        </message>
+        <message>
+            <source>too big</source>
+            <translation>太大</translation>
+        </message>
+        <message>
             <source>Downloading %1</source>
             <translation>正在下载 %1</translation>
         </message>
@@ -1553,6 +1565,18 @@ Context window: %3 tokens</source>
         <message>
             <source>(runs its own code: you will be asked first)</source>
             <translation>（会运行模型自带的代码：运行前会先征求你的同意）</translation>
+        </message>
+        <message>
+            <source>too big</source>
+            <translation>太大</translation>
+        </message>
+        <message>
+            <source>On this computer</source>
+            <translation>在本机</translation>
+        </message>
+        <message>
+            <source>Double-click a model to see it on the Models page and download it.</source>
+            <translation>双击模型可在“模型”页面查看并下载。</translation>
         </message>
         <message>
             <source>Download the recommended model: %1 (%2)</source>

@@ -264,6 +264,7 @@ TRANSLATIONS: dict[str, str] = {
     "On this computer": "在本机",
     "Licence": "许可证",
     "Close": "关闭",
+    "Double-click a model to see it on the Models page and download it.": "双击模型可在“模型”页面查看并下载。",
     "Serve the OpenAI-compatible API": "提供 OpenAI 兼容 API",
     "Let other programs on this computer (editors, scripts, browser extensions) use the loaded model and your knowledge bases through the OpenAI API. Off by default.": "让本机上的其他程序（编辑器、脚本、浏览器扩展）通过 OpenAI API 使用已加载的模型和您的知识库。默认关闭。",
     "Address": "地址",
