@@ -156,21 +156,19 @@ class SmokeRun:
         """The real main window on the real services, built as the app builds them."""
         from PySide6.QtWidgets import QApplication
 
-        from bubble_desktop import app as app_module
+        from bubble_desktop.bootstrap import build_context, configure_interpreter
         from bubble_desktop.core.paths import Paths
         from bubble_desktop.core.settings import load_settings
         from bubble_desktop.ui.main_window import MainWindow
 
-        configure = getattr(app_module, "configure_interpreter", None)
-        if callable(configure):  # as the app does before it creates the QApplication
-            configure()
+        configure_interpreter()  # as the app does before it creates the QApplication
         self.app = QApplication.instance() or QApplication([sys.argv[0]])
         paths = Paths.default().ensure()
         settings, notices = load_settings(paths.settings_file)
         settings.sampling.temperature = 0.0
         settings.sampling.seed = 0
         settings.sampling.max_new_tokens = self.args.max_new_tokens
-        self.ctx = app_module.build_context(paths, settings, notices)
+        self.ctx = build_context(paths, settings, notices)
         self.window = MainWindow(self.ctx)
         self.recorder = _make_recorder(self.window)
         self.window.show()

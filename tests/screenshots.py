@@ -185,7 +185,7 @@ def child(lang: str, out: Path) -> int:
     from PySide6.QtCore import QDeadlineTimer, QEventLoop
     from PySide6.QtWidgets import QApplication
 
-    from bubble_desktop.app import build_context
+    from bubble_desktop.bootstrap import build_context
     from bubble_desktop.core.paths import Paths
     from bubble_desktop.core.settings import load_settings
     from bubble_desktop.ui.i18n import install_translator

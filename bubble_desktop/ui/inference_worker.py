@@ -14,13 +14,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from bubble_desktop.core.errors import RemoteCodeConsentRequired, UserFacingError
 from bubble_desktop.core.llm.base import GenerationStats, LoadRequest, ModelInfo
 from bubble_desktop.core.settings import Settings
+
+if TYPE_CHECKING:
+    from bubble_desktop.core.chat.service import Answer, ChatService
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +119,7 @@ class InferenceWorker(QObject):
     answer_finished = Signal(int, object)  # AnswerResult
     unloaded = Signal()
 
-    def __init__(self, load_function: LoadFunction, chat_service: Any) -> None:
+    def __init__(self, load_function: LoadFunction, chat_service: ChatService) -> None:
         super().__init__()
         self._load_function = load_function
         self._service = chat_service
@@ -184,32 +187,34 @@ class InferenceWorker(QObject):
             self._ask_locked(job, rid, conversation_id)
 
     def _ask_locked(self, job: AskJob, rid: int, conversation_id: int | None) -> None:
-        answer = None
+        answer: Answer | None = None
         try:
             answer = self._start(job)
-            conversation_id = getattr(answer, "conversation_id", conversation_id)
+            conversation_id = answer.conversation_id
             self.answer_started.emit(
                 rid,
                 AnswerMeta(
                     conversation_id,
-                    tuple(getattr(answer, "sources", ()) or ()),
-                    tuple(getattr(answer, "notices", ()) or ()),
-                    getattr(answer, "user_message_id", None),
-                    getattr(answer, "message_id", None),
+                    tuple(answer.sources),
+                    tuple(answer.notices),
+                    answer.user_message_id,
+                    answer.message_id,
                 ),
             )
             for chunk in answer:
                 job.buffer.push(chunk)
-            stats = getattr(answer, "stats", None)
+            stats = answer.stats
             error = stats.error if stats is not None and stats.finish_reason == "error" else None
-            self.answer_finished.emit(
-                rid, AnswerResult(conversation_id, getattr(answer, "message_id", None), stats, error)
-            )
+            self.answer_finished.emit(rid, AnswerResult(conversation_id, answer.message_id, stats, error))
         except UserFacingError as exc:
             self.answer_finished.emit(
                 rid,
                 AnswerResult(
-                    conversation_id, getattr(answer, "message_id", None), None, exc.message, exc.hint
+                    conversation_id,
+                    answer.message_id if answer is not None else None,
+                    None,
+                    exc.message,
+                    exc.hint,
                 ),
             )
         except Exception as exc:  # thread boundary
@@ -218,23 +223,35 @@ class InferenceWorker(QObject):
                 rid,
                 AnswerResult(
                     conversation_id,
-                    getattr(answer, "message_id", None),
+                    answer.message_id if answer is not None else None,
                     None,
                     f"{type(exc).__name__}: {exc}",
                     self.tr("Details are in the log file."),
                 ),
             )
 
-    def _start(self, job: AskJob) -> Any:
-        common = {"kb_names": job.kb_names, "web": job.web, "cancel": job.cancel}
+    def _start(self, job: AskJob) -> Answer:
+        kb, web, cancel = job.kb_names, job.web, job.cancel
         if job.kind == "regenerate":
-            return self._service.regenerate(self._model, job.conversation_id, job.settings, **common)
+            if job.conversation_id is None:
+                raise UserFacingError("There is no answer to regenerate yet.", "Ask a question first.")
+            return self._service.regenerate(
+                self._model, job.conversation_id, job.settings, kb_names=kb, web=web, cancel=cancel
+            )
         if job.kind == "edit":
+            if job.message_id is None:
+                raise UserFacingError("The edited question is no longer there.", "Ask it again.")
             return self._service.edit_and_resend(
-                self._model, job.message_id, job.question, job.settings, **common
+                self._model, job.message_id, job.question, job.settings, kb_names=kb, web=web, cancel=cancel
             )
         return self._service.ask(
-            self._model, job.question, job.settings, conversation_id=job.conversation_id, **common
+            self._model,
+            job.question,
+            job.settings,
+            conversation_id=job.conversation_id,
+            kb_names=kb,
+            web=web,
+            cancel=cancel,
         )
 
     @Slot()
@@ -273,7 +290,9 @@ class InferenceController(QObject):
     text_arrived = Signal(int, str)  # request id, newly streamed text
     answer_finished = Signal(int, object)  # request id, AnswerResult
 
-    def __init__(self, load_function: LoadFunction, chat_service: Any, parent: QObject | None = None) -> None:
+    def __init__(
+        self, load_function: LoadFunction, chat_service: ChatService, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         self._thread = QThread()
         self._thread.setObjectName("bubble-inference")

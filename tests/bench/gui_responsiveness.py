@@ -384,7 +384,7 @@ def main() -> int:
 
     from PySide6.QtWidgets import QApplication
 
-    from bubble_desktop.app import configure_interpreter
+    from bubble_desktop.bootstrap import configure_interpreter
 
     if not args.default_switch_interval:
         configure_interpreter()  # what `bubble` does at start-up

@@ -26,7 +26,7 @@ _CHILD = r"""
 import contextlib, json, sys, threading, time
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
-from bubble_desktop.app import configure_interpreter
+from bubble_desktop.bootstrap import configure_interpreter
 configure_interpreter()
 app = QApplication([])
 mode, model_dir = sys.argv[1], sys.argv[2]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,13 +21,15 @@ from bubble_desktop.core.errors import (
     UnsupportedModelError,
 )
 from bubble_desktop.core.llm.base import ChatModel, LoadRequest, ModelInfo, ProgressCallback
+
+# where a model path points; its own module, so chatglm/ can use it without importing the loader
+from bubble_desktop.core.llm.locate import resolve_model_path
 from bubble_desktop.core.native import heavy_imports
 from bubble_desktop.core.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONTEXT_WINDOW = 2048
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def from_settings(settings: ModelSettings, trust_remote_code: bool = False) -> LoadRequest:
@@ -59,46 +60,6 @@ def from_settings(settings: ModelSettings, trust_remote_code: bool = False) -> L
 def _progress(cb: ProgressCallback | None, fraction: float, what: str) -> None:
     if cb is not None:
         cb(fraction, what)
-
-
-def resolve_model_path(path: str, allow_download: bool = False) -> Path:
-    """A local model folder for ``path``: the folder itself, or a hub id already in the HF cache."""
-    if not path or not path.strip():
-        raise ModelNotFoundError(
-            "No model is chosen.", "Choose a model folder in Settings → Model, or pass --model PATH."
-        )
-    p = Path(path).expanduser()
-    if p.exists():
-        return p
-    if os.sep not in path and "/" not in path:
-        from bubble_desktop.core.paths import Paths
-
-        imported = Paths.default().models_dir / path
-        if imported.exists():
-            return imported
-        downloaded = Paths.default().models_dir / "downloads" / path  # bubble-cli models download
-        if (downloaded / "config.json").is_file():
-            return downloaded
-    if _HUB_ID.match(path) and not path.startswith((".", "/", "~")):
-        from huggingface_hub import snapshot_download
-
-        try:
-            return Path(snapshot_download(path, local_files_only=not allow_download))
-        except Exception as exc:
-            if allow_download:
-                raise ModelNotFoundError(
-                    (
-                        f"Could not download {path!r}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                    ),
-                    "Check the model id and your network connection, or download the model folder yourself.",
-                ) from exc
-            raise ModelNotFoundError(
-                f"{path!r} is not a folder here and is not downloaded in the Hugging Face cache "
-                "(Bubble never downloads without asking).",
-                "Download the model folder and choose it, or allow the download explicitly.",
-            ) from exc
-    raise ModelNotFoundError(f"The model folder {str(p)!r} does not exist.")
 
 
 def read_config(folder: Path) -> dict[str, Any]:

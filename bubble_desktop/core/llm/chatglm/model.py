@@ -424,7 +424,7 @@ def load_remote_code_model(
 
     folder = Path(request.path).expanduser()
     if not folder.is_dir():
-        from bubble_desktop.core.llm.loader import resolve_model_path
+        from bubble_desktop.core.llm.locate import resolve_model_path
 
         folder = resolve_model_path(request.path, allow_download=False)
     folder = folder.resolve()
