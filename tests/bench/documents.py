@@ -27,7 +27,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
+# apt-get install debian-edu-doc-zh-cn debian-reference-zh-cn linuxcnc-doc-zh-cn (the linuxcnc "zh_CN"
+# manuals turned out untranslated: no CJK character in their first 300 pages) poppler-utils
 DEFAULT_PDFS = [
+    "/usr/share/doc/debian-edu-doc-zh-cn/debian-edu-bookworm-manual.pdf",
+    "/usr/share/debian-reference/debian-reference.zh-cn.pdf",
     "/usr/share/doc/linuxcnc/LinuxCNC_Getting_Started_zh_CN.pdf",
     "/usr/share/doc/linuxcnc/LinuxCNC_Developer_zh_CN.pdf",
     "/usr/share/doc/libtasn1-doc/libtasn1.pdf",
