@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import gzip
 import json
 import os
@@ -52,6 +53,10 @@ def overlap(got: str, ref: str) -> float:
         return 1.0
     g = chars(got)
     return sum(min(n, g[c]) for c, n in r.items()) / total
+
+
+def _sq(text: str) -> str:
+    return "".join(text.split())
 
 
 def cjk_share(text: str) -> float:
@@ -122,8 +127,17 @@ def extraction(pdfs: list[Path], pages: int, tmp: Path) -> list[dict[str, object
             weighted = sum(p * w for p, w in zip(per_page, ref_chars, strict=True)) / max(1, sum(ref_chars))
             # the other direction: characters the extractor made up (not in pdftotext)
             extra = overlap("".join(ref), "".join(got))
+            # in order (difflib on each page without whitespace): catches scrambled or garbled runs
+            ordered = [
+                difflib.SequenceMatcher(
+                    None, _sq(got[i] if i < len(got) else "")[:8000], _sq(ref[i])[:8000], autojunk=False
+                ).ratio()
+                for i in range(n)
+                if _sq(ref[i])
+            ]
             row[name] = {
                 "match_pdftotext": round(weighted, 4),
+                "ordered_ratio": round(sum(ordered) / max(1, len(ordered)), 4),
                 "precision": round(extra, 4),
                 "pages_per_s": round(n / min(times[name]), 1),
             }

@@ -162,3 +162,23 @@ def test_service_indexes_and_finds_everything(docs: dict[str, Path], tmp_path: P
         assert set(again.unchanged) == {str(p) for p in docs.values()} and not again.indexed
     finally:
         svc.close()
+
+
+def test_locate_passage_boxes_text_layer_and_scan(docs: dict[str, Path]) -> None:
+    """The viewer's API: the same line boxed on the text PDF (PDFium char boxes) and on its scan (OCR)."""
+    from bubble_desktop.core.kb.locate import locate_passage
+
+    line = "Marker gamma: KW-9047 appears on page three."
+    text = locate_passage(docs["text_pdf"], 3, line)
+    scan = locate_passage(docs["scan_pdf"], 3, line)
+    assert text is not None and text.source == "text" and text.coverage >= 0.95
+    assert scan is not None and scan.source == "ocr" and scan.coverage >= 0.9
+    assert len(text.boxes) == 1 and len(scan.boxes) == 1
+    (tx0, ty0, tx1, ty1), (sx0, sy0, sx1, sy1) = text.boxes[0], scan.boxes[0]
+    assert abs(tx0 - sx0) < 10 and abs(ty0 - sy0) < 10 and abs(tx1 - sx1) < 15 and abs(ty1 - sy1) < 10
+    assert 0 < ty0 < text.height / 2  # top-left origin: the third line sits in the upper half
+    # a passage from another page is not placed on this one
+    other = locate_passage(docs["text_pdf"], 1, F.PAGES[2][3])
+    assert other is None or other.coverage < 0.5 or not other.boxes
+    img = locate_passage(docs["png"], 1, "Marker alpha: QX-7301 appears on page one.")
+    assert img is not None and img.boxes and img.coverage >= 0.9
