@@ -130,7 +130,7 @@ def extraction(pdfs: list[Path], pages: int, tmp: Path) -> list[dict[str, object
             # in order (difflib on each page without whitespace): catches scrambled or garbled runs
             ordered = [
                 difflib.SequenceMatcher(
-                    None, _sq(got[i] if i < len(got) else "")[:8000], _sq(ref[i])[:8000], autojunk=False
+                    None, _sq(got[i] if i < len(got) else "")[:3000], _sq(ref[i])[:3000], autojunk=False
                 ).ratio()
                 for i in range(n)
                 if _sq(ref[i])
@@ -227,9 +227,18 @@ def scan_end_to_end(tmp: Path, beat: _Beat, pages: int) -> dict[str, object]:
     peak = [proc.memory_info().rss]
     done = threading.Event()
 
+    peak_child = [0]
+
     def sample() -> None:
         while not done.wait(0.2):
             peak[0] = max(peak[0], proc.memory_info().rss)
+            kids = 0
+            for k in proc.children(recursive=True):  # the OCR child process
+                try:
+                    kids += k.memory_info().rss
+                except psutil.Error:
+                    pass
+            peak_child[0] = max(peak_child[0], kids)
 
     rss0 = proc.memory_info().rss
     threading.Thread(target=sample, daemon=True).start()
@@ -259,6 +268,7 @@ def scan_end_to_end(tmp: Path, beat: _Beat, pages: int) -> dict[str, object]:
         "rss_before_mb": round(rss0 / 2**20),
         "peak_rss_mb": round(peak[0] / 2**20),
         "peak_rusage_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_child_rss_mb": round(peak_child[0] / 2**20),
         "top_hit_page": hits[0].page if hits else None,
         "gui_heartbeat": stall,
     }
