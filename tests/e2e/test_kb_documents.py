@@ -182,3 +182,43 @@ def test_locate_passage_boxes_text_layer_and_scan(docs: dict[str, Path]) -> None
     assert other is None or other.coverage < 0.5 or not other.boxes
     img = locate_passage(docs["png"], 1, "Marker alpha: QX-7301 appears on page one.")
     assert img is not None and img.boxes and img.coverage >= 0.9
+
+
+def test_cancel_during_ocr_then_resume(docs: dict[str, Path]) -> None:
+    """Cancel lands between pages of a scan (not after the whole file); the next run indexes it."""
+    import threading
+
+    cancel = threading.Event()
+    seen: list[int] = []
+
+    def progress(p: IngestProgress) -> None:
+        if p.parsing_file.endswith("manual-scan.pdf") and p.pages_done >= 1:
+            seen.append(p.pages_done)
+            cancel.set()
+
+    svc = make_service(KnowledgeSettings())
+    try:
+        svc.create_base("scan")
+        first = svc.add_paths("scan", [docs["scan_pdf"]], progress=progress, cancel=cancel)
+        assert first.cancelled and not first.indexed
+        assert max(seen) < 3  # stopped before the last page
+        assert not [d for d in svc.documents("scan") if d.status == "indexed"]
+        second = svc.add_paths("scan", [docs["scan_pdf"]])
+        assert second.indexed == (str(docs["scan_pdf"]),) and second.ok
+        assert svc.add_paths("scan", [docs["scan_pdf"]]).unchanged == (str(docs["scan_pdf"]),)
+    finally:
+        svc.close()
+
+
+def test_source_carries_the_page() -> None:
+    from bubble_desktop.core.chat.service import hit_to_source
+    from bubble_desktop.core.chat.sources import Source
+    from bubble_desktop.core.kb.types import Hit
+
+    hit = Hit(0.5, "/docs/report.pdf", "text", "page 12", "kb", "d1", page=12)
+    src = hit_to_source(hit, 1)
+    assert src.page == 12 and src.page_label == "report.pdf · p. 12"
+    again = Source.from_dict(src.to_dict())
+    assert again == src
+    assert Source.from_dict({"title": "old", "path": "/a.txt"}).page is None  # sources saved before pages
+    assert Source.from_dict({"path": "/a.txt", "page": "x"}).page is None

@@ -249,6 +249,7 @@ class Ingestion:
                         self._embed_and_write()
                         self._report()
             self._check_cancel()
+        self._check_cancel()  # the parse stage stops mid-file (a long OCR) when cancelled
         self._embed_and_write()
         if self._pending is not None:
             self._pending.result()
