@@ -254,6 +254,23 @@ class KnowledgeSettings(_Section):
         title="Embedding threads",
         description="CPU threads used for embedding. 0 chooses automatically.",
     )
+    ocr: Literal["auto", "always", "never"] = Field(
+        "auto",
+        title="OCR (text recognition)",
+        description=(
+            "Read scanned PDF pages and images by OCR. Auto: only pages without a "
+            "usable text layer; always: every PDF page; never: skip scanned pages."
+        ),
+    )
+    ocr_max_pages: int = Field(
+        500,
+        ge=1,
+        le=100000,
+        title="OCR page limit",
+        description=(
+            "A file that needs OCR on more pages than this is refused (OCR takes about a second per page)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> KnowledgeSettings:

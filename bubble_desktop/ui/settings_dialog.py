@@ -80,6 +80,8 @@ CHOICE_LABELS: dict[str, str] = {
     "any": QT_TRANSLATE_NOOP("settings", "Any time"),
     "on": QT_TRANSLATE_NOOP("settings", "Strict"),
     "moderate": QT_TRANSLATE_NOOP("settings", "Moderate"),
+    "always": QT_TRANSLATE_NOOP("settings", "Always"),
+    "never": QT_TRANSLATE_NOOP("settings", "Never"),
     "off": QT_TRANSLATE_NOOP("settings", "Off"),
     "system": QT_TRANSLATE_NOOP("settings", "System"),
     "light": QT_TRANSLATE_NOOP("settings", "Light"),

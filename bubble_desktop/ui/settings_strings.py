@@ -117,6 +117,16 @@ STRINGS = (
     QT_TRANSLATE_NOOP("settings", "For a Qdrant server that needs one."),
     QT_TRANSLATE_NOOP("settings", "Embedding threads"),
     QT_TRANSLATE_NOOP("settings", "CPU threads used for embedding. 0 chooses automatically."),
+    QT_TRANSLATE_NOOP("settings", "OCR (text recognition)"),
+    QT_TRANSLATE_NOOP(
+        "settings",
+        "Read scanned PDF pages and images by OCR. Auto: only pages without a usable text layer; always: every PDF page; never: skip scanned pages.",
+    ),
+    QT_TRANSLATE_NOOP("settings", "OCR page limit"),
+    QT_TRANSLATE_NOOP(
+        "settings",
+        "A file that needs OCR on more pages than this is refused (OCR takes about a second per page).",
+    ),
     # web
     QT_TRANSLATE_NOOP("settings", "Search the web"),
     QT_TRANSLATE_NOOP(

@@ -1080,6 +1080,14 @@ Context window: %3 tokens</source>
             <translation>适中</translation>
         </message>
         <message>
+            <source>Always</source>
+            <translation>总是</translation>
+        </message>
+        <message>
+            <source>Never</source>
+            <translation>从不</translation>
+        </message>
+        <message>
             <source>Off</source>
             <translation>关闭</translation>
         </message>
@@ -1370,6 +1378,22 @@ Context window: %3 tokens</source>
         <message>
             <source>CPU threads used for embedding. 0 chooses automatically.</source>
             <translation>计算嵌入向量时使用的 CPU 线程数。0 表示自动选择。</translation>
+        </message>
+        <message>
+            <source>OCR (text recognition)</source>
+            <translation>OCR（文字识别）</translation>
+        </message>
+        <message>
+            <source>Read scanned PDF pages and images by OCR. Auto: only pages without a usable text layer; always: every PDF page; never: skip scanned pages.</source>
+            <translation>用 OCR 识别扫描的 PDF 页面和图片。自动：只识别没有可用文字层的页面；总是：识别每一页 PDF；从不：跳过扫描页面。</translation>
+        </message>
+        <message>
+            <source>OCR page limit</source>
+            <translation>OCR 页数上限</translation>
+        </message>
+        <message>
+            <source>A file that needs OCR on more pages than this is refused (OCR takes about a second per page).</source>
+            <translation>需要 OCR 的页数超过此值的文件将被拒绝（每页 OCR 约需一秒）。</translation>
         </message>
         <message>
             <source>Search the web</source>

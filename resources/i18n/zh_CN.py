@@ -103,6 +103,12 @@ TRANSLATIONS: dict[str, str] = {
     "For a Qdrant server that needs one.": "Qdrant 服务器要求时填写。",
     "Embedding threads": "嵌入线程数",
     "CPU threads used for embedding. 0 chooses automatically.": "计算嵌入向量时使用的 CPU 线程数。0 表示自动选择。",
+    "OCR (text recognition)": "OCR（文字识别）",
+    "Read scanned PDF pages and images by OCR. Auto: only pages without a usable text layer; always: every PDF page; never: skip scanned pages.": "用 OCR 识别扫描的 PDF 页面和图片。自动：只识别没有可用文字层的页面；总是：识别每一页 PDF；从不：跳过扫描页面。",
+    "OCR page limit": "OCR 页数上限",
+    "Always": "总是",
+    "Never": "从不",
+    "A file that needs OCR on more pages than this is refused (OCR takes about a second per page).": "需要 OCR 的页数超过此值的文件将被拒绝（每页 OCR 约需一秒）。",
     "Search the web": "联网搜索",
     "Send your question to DuckDuckGo and give fresh results to the model. Off by default: when on, "
     "the question leaves this computer.": "把你的问题发送给 DuckDuckGo，并把最新结果交给模型。默认关闭：开启后，问题会离开本机。",

@@ -181,7 +181,7 @@ def test_pdf_pages(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "name,content,expected",
     [
-        ("scanned.pdf", lambda: make_pdf([None, None]), "no extractable text; OCR is not supported"),
+        ("scanned.pdf", lambda: make_pdf([None, None]), "no text found, not even by OCR"),
         ("locked.pdf", lambda: make_pdf(["secret"], password="pw"), "encrypted PDF"),
         (
             "corrupt.pdf",
@@ -191,7 +191,7 @@ def test_pdf_pages(tmp_path: Path) -> None:
         ("truncated.pdf", lambda: make_pdf(["text"])[:150], "PDF"),
         ("broken.docx", lambda: b"PK\x03\x04 this is not really a zip", "broken .docx"),
         ("empty.txt", lambda: b"", "empty file (0 bytes)"),
-        ("photo.png", lambda: b"\x89PNG\r\n\x1a\n" + bytes(100), "unsupported file type (.png)"),
+        ("photo.png", lambda: b"\x89PNG\r\n\x1a\n" + bytes(100), "not a readable image"),
         ("blob.dat", lambda: bytes(range(256)) * 40, "binary file"),
         ("minified.txt", lambda: b"x" * (20 * 1024 * 1024), "a single line of 21.0 million characters"),
     ],

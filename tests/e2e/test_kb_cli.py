@@ -39,7 +39,7 @@ def test_kb_cli_round_trip(
     assert len(report["indexed"]) == 4 and report["chunks_added"] == 5 and report["cancelled"] is False
     assert {Path(f["path"]).name: f["reason"] for f in report["failed"]} == {
         "empty.txt": "empty file (0 bytes)",
-        "image.png": "unsupported file type (.png)",
+        "image.png": "not a readable image (broken file, or not the format its name says)",
     }
     assert f"failed: {corpus / 'empty.txt'}: empty file (0 bytes)" in err and "6/6 files" in err
 

@@ -176,6 +176,7 @@ def hit_to_source(hit: Any, index: int) -> Source:
         score=float(getattr(hit, "score", 0.0)),
         kb=str(getattr(hit, "kb", "") or ""),
         doc_id=str(getattr(hit, "doc_id", "") or ""),
+        page=page if isinstance(page := getattr(hit, "page", None), int) else None,
     )
 
 

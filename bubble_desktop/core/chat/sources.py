@@ -30,6 +30,13 @@ class Source:
     kb: str = ""
     site: str = ""
     doc_id: str = ""
+    page: int | None = None  # 1-based page (PDF, image) or slide of a knowledge source, for the viewer
+
+    @property
+    def page_label(self) -> str:
+        """Short locator for a list of sources: "report.pdf · p. 12" (just the name without a page)."""
+        name = (self.path.replace("\\", "/").rsplit("/", 1)[-1] if self.path else "") or self.title
+        return f"{name} · p. {self.page}" if self.page else name
 
     @property
     def snippet(self) -> str:
@@ -60,4 +67,6 @@ class Source:
         if values.get("position") is None:
             values["position"] = ""
         values["position"] = str(values["position"])
+        if not isinstance(values.get("page"), int) or isinstance(values.get("page"), bool):
+            values["page"] = None
         return cls(**values)

@@ -89,6 +89,13 @@ def _position(seg: Segment, text: str, offset: int) -> str:
     return f"{seg.unit} {seg.start}"
 
 
+PAGED_UNITS = ("page", "slide")
+
+
+def _page(seg: Segment) -> int | None:
+    return seg.start if seg.unit in PAGED_UNITS else None
+
+
 def chunk_segments(segments: Iterable[Segment], size: int, overlap: int) -> list[Chunk]:
     """Chunks for a whole document: free text split by sentences, atomic rows packed whole."""
     out: list[Chunk] = []
@@ -105,6 +112,7 @@ def chunk_segments(segments: Iterable[Segment], size: int, overlap: int) -> list
                     _position(first, first.text, 0),
                     first.heading,
                     first.title,
+                    _page(first),
                 )
             )
         pack, pack_len = [], 0
@@ -122,6 +130,6 @@ def chunk_segments(segments: Iterable[Segment], size: int, overlap: int) -> list
             if not piece:
                 continue
             lead = len(seg.text[s:e]) - len(seg.text[s:e].lstrip())
-            out.append(Chunk(piece, _position(seg, seg.text, s + lead), seg.heading, seg.title))
+            out.append(Chunk(piece, _position(seg, seg.text, s + lead), seg.heading, seg.title, _page(seg)))
     flush_pack()
     return out

@@ -31,7 +31,7 @@ from bubble_desktop.core.errors import ParseError, UserFacingError
 from bubble_desktop.core.kb.catalog import INDEXED, doc_id_for
 from bubble_desktop.core.kb.chunking import chunk_segments
 from bubble_desktop.core.kb.embedder import Embedder
-from bubble_desktop.core.kb.parsers import iter_files, parse_file
+from bubble_desktop.core.kb.parsers import ParseCancelled, ParseOptions, iter_files, parse_file
 from bubble_desktop.core.kb.store import StoredPoint, point_id, sparse_document
 from bubble_desktop.core.kb.types import Chunk, FailedFile, IngestProgress, IngestReport
 from bubble_desktop.core.settings import KnowledgeSettings
@@ -85,7 +85,11 @@ class _Counters:
     indexed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     failed: list[FailedFile] = field(default_factory=list)
+    warnings: list[FailedFile] = field(default_factory=list)
     current: str = ""
+    parsing: str = ""
+    pages_done: int = 0
+    pages_total: int = 0
 
 
 class _Cancelled(Exception):
@@ -125,6 +129,7 @@ class Ingestion:
         self._sizes: dict[str, int] = {}
         self._known: dict[str, tuple[str | None, str]] = {}
         self._c = _Counters(0, 0)
+        self._report_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------ run
     def run(self) -> IngestReport:
@@ -152,6 +157,7 @@ class Ingestion:
             indexed=tuple(c.indexed),
             unchanged=tuple(c.unchanged),
             failed=tuple(c.failed),
+            warnings=tuple(w for w in c.warnings if w.path in set(c.indexed)),
             cancelled=cancelled,
             chunks_added=c.chunks_done
             if not cancelled
@@ -161,14 +167,25 @@ class Ingestion:
     # ---------------------------------------------------------------------------- stage: parse
     def _parse_stage(self, files: list[Path]) -> None:
         settings = self._settings
+        c = self._c
+
+        def on_page(done: int, total: int) -> None:
+            c.pages_done, c.pages_total = done, total
+            self._report()
+
+        def should_stop() -> bool:
+            return self._stop.is_set() or self._cancel.is_set()
+
+        options = ParseOptions(settings.ocr, settings.ocr_max_pages, on_page, should_stop)
         try:
             for f in files:
                 if self._stop.is_set():
                     break
                 key = str(f)
                 item: _Item
+                c.parsing, c.pages_done, c.pages_total = key, 0, 0
                 try:
-                    doc = parse_file(f)
+                    doc = parse_file(f, options)
                     prev = self._known.get(key)
                     if prev and prev[1] == INDEXED and prev[0] == doc.content_hash:
                         item = ("unchanged", key)
@@ -177,6 +194,8 @@ class Ingestion:
                         if not chunks:
                             raise ParseError("no text found in the file")
                         item = ("doc", (doc, chunks))
+                except ParseCancelled:
+                    break
                 except UserFacingError as exc:
                     item = ("failed", (key, exc.message))
                 except MemoryError:
@@ -219,6 +238,7 @@ class Ingestion:
             else:
                 doc, chunks = payload
                 c.current = doc.path
+                c.warnings.extend(FailedFile(doc.path, w) for w in doc.warnings)
                 d = DocState(doc_id_for(doc.path), doc.path, doc.content_hash, len(chunks))
                 self._docs[d.doc_id] = d
                 self._target.begin(d, doc.type, doc.size)
@@ -229,6 +249,7 @@ class Ingestion:
                         self._embed_and_write()
                         self._report()
             self._check_cancel()
+        self._check_cancel()  # the parse stage stops mid-file (a long OCR) when cancelled
         self._embed_and_write()
         if self._pending is not None:
             self._pending.result()
@@ -261,6 +282,7 @@ class Ingestion:
                     "position": chunk.position,
                     "heading": chunk.heading,
                     "title": chunk.title,
+                    "page": chunk.page,
                 },
             )
             for n, (d, i, chunk, path, type_) in enumerate(items)
@@ -291,15 +313,24 @@ class Ingestion:
         if self._progress is None:
             return
         c = self._c
-        elapsed = max(time.monotonic() - c.started, 1e-6)
-        eta = None
-        if c.bytes_done > 0:
-            eta = max(0.0, (c.bytes_total - c.bytes_done) * elapsed / c.bytes_done)
-        self._progress(
-            IngestProgress(
-                c.files_done, c.files_total, c.chunks_done, c.current, c.chunks_done / elapsed, eta
+        with self._report_lock:  # the parse stage reports pages, the embed stage batches
+            elapsed = max(time.monotonic() - c.started, 1e-6)
+            eta = None
+            if c.bytes_done > 0:
+                eta = max(0.0, (c.bytes_total - c.bytes_done) * elapsed / c.bytes_done)
+            self._progress(
+                IngestProgress(
+                    c.files_done,
+                    c.files_total,
+                    c.chunks_done,
+                    c.current,
+                    c.chunks_done / elapsed,
+                    eta,
+                    c.pages_done,
+                    c.pages_total,
+                    c.parsing,
+                )
             )
-        )
 
     def _shut_down(self, parser: threading.Thread) -> None:
         """Stop and drain the parse stage, wait for the write in flight, abandon unfinished documents."""

@@ -868,6 +868,7 @@ class KnowledgeService:
                             doc_id=str(p.get("doc_id", "")),
                             title=p.get("title"),
                             heading=p.get("heading"),
+                            page=p.get("page") if isinstance(p.get("page"), int) else None,
                         )
                     )
             hits.sort(key=lambda h: h.score, reverse=True)

@@ -48,6 +48,10 @@ class IngestProgress:
     current_file: str
     chunks_per_s: float
     eta_s: float | None
+    # the file being parsed, page by page (long PDFs, OCR): pages done / total; 0/0 when not paged
+    pages_done: int = 0
+    pages_total: int = 0
+    parsing_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class IngestReport:
     failed: tuple[FailedFile, ...] = ()
     cancelled: bool = False
     chunks_added: int = 0
+    # indexed files with something the user should know (a page OCR found nothing on)
+    warnings: tuple[FailedFile, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -66,7 +72,8 @@ class IngestReport:
 
 @dataclass(frozen=True)
 class Hit:
-    """One retrieved chunk. ``position`` reads like "page 3", "line 12" or "row 4"."""
+    """One retrieved chunk. ``position`` reads like "page 3", "line 12" or "row 4"; ``page`` is its number
+    for paged documents (PDF, image, slides), else None."""
 
     score: float
     path: str
@@ -76,6 +83,7 @@ class Hit:
     doc_id: str
     title: str | None = None
     heading: str | None = None
+    page: int | None = None
 
     def to_json(self) -> dict[str, object]:
         """The stable ``--json`` shape of a hit (extra keys may be added, never removed)."""
@@ -88,6 +96,7 @@ class Hit:
             "doc_id": self.doc_id,
             "title": self.title,
             "heading": self.heading,
+            "page": self.page,
         }
 
 
@@ -110,10 +119,13 @@ class Segment:
 
 @dataclass(frozen=True)
 class Chunk:
+    """``page`` is the 1-based page (PDF, image frame) or slide number; None for other units."""
+
     text: str
     position: str
     heading: str | None = None
     title: str | None = None
+    page: int | None = None
 
 
 @dataclass(frozen=True)
@@ -123,3 +135,4 @@ class ParsedDocument:
     size: int
     content_hash: str
     segments: tuple[Segment, ...] = field(default=())
+    warnings: tuple[str, ...] = ()
