@@ -281,6 +281,8 @@ def main() -> int:
     if hf:
         result["llamacpp_vs_transformers"] = {
             "tok_s_ratio": round(med(ours, "tps") / med(hf, "tps"), 2),
+            # per round (runs side by side): a round another program slowed shows up on its own
+            "tok_s_ratios": [round(o["tps"] / t["tps"], 2) for o, t in zip(ours, hf, strict=True)],
             "peak_rss_mb": {
                 "llama.cpp": round(med(ours, "peak_rss_mb")),
                 "transformers": round(med(hf, "peak_rss_mb")),
