@@ -80,6 +80,7 @@ class LoraSettings:
     target_modules: list[str] = field(default_factory=list)
     trust_remote_code: bool = False
     skip_bad_rows: bool = False
+    system_prompt: str = ""  # given to examples without their own, as the chat gives it at inference
     memory_limit_mb: int = (
         0  # 0 = the memory free now; set it to budget less (or, in tests, to force a refusal)
     )
@@ -431,6 +432,10 @@ def _child_main(
     if home:
         os.environ["BUBBLE_HOME"] = home
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # progress goes through the events
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notices, not for users
     import multiprocessing
 
     parent = multiprocessing.parent_process()
@@ -544,6 +549,10 @@ def train(
     device = resolve_device(s.device)
     dtype = resolve_dtype(s.dtype, device)
     bytes_per = 2 if dtype in (torch.float16, torch.bfloat16) else 4
+    if s.system_prompt.strip():
+        from dataclasses import replace
+
+        ds.examples = [e if e.system else replace(e, system=s.system_prompt.strip()) for e in ds.examples]
     examples = [e for e in ds.examples if e.answer.strip()]
     context = 0
     for key in ("max_position_embeddings", "n_positions", "seq_length"):
