@@ -40,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     lora.add_argument("--epochs", type=float, metavar="N")
     lora.add_argument("--lr", type=float, metavar="F", help="learning rate (default 2e-4)")
     lora.add_argument("--rank", type=int, metavar="N", help="LoRA rank (default 8, 16 on a large GPU)")
+    lora.add_argument("--dropout", type=float, metavar="F", help="LoRA dropout (default 0.05)")
     lora.add_argument("--alpha", type=int, metavar="N", help="LoRA alpha (default 2 × rank)")
     lora.add_argument("--max-len", type=int, metavar="N", help="tokens per example (longer ones are cut)")
     lora.add_argument("--batch-size", type=int, metavar="N")
@@ -94,6 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 _OPTION_FIELDS = (
     "epochs",
+    "dropout",
     "lr",
     "rank",
     "alpha",
