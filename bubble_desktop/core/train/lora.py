@@ -36,6 +36,7 @@ import random
 import re
 import shutil
 import struct
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -764,6 +765,9 @@ def train(
                 "tokens_per_s": rate_tokens / rate_time if rate_time > 0 else 0.0,
                 "eta_s": sec_per_step * (total_steps - step),
                 "elapsed_s": history["elapsed_s"],
+                "step_tokens": n_tokens,
+                "step_s": dt,
+                "peak_rss_mb": peak_rss_mb(),
             }
         )
         if val_set and (step % eval_every == 0 or step == total_steps):
@@ -819,9 +823,27 @@ def train(
         "event": "done",
         "adapter": str(out_dir),
         "card": {k: v for k, v in card.items() if not k.endswith("_history")},
+        "peak_rss_mb": peak_rss_mb(),
     }
     emit(ev)
     return ev
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB (0 where it cannot be read)."""
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(peak / (MB if sys.platform == "darwin" else 1024), 1)
+    except (ImportError, OSError):
+        try:
+            import psutil
+
+            info = psutil.Process().memory_info()
+            return round(getattr(info, "peak_wset", info.rss) / MB, 1)
+        except Exception:  # noqa: BLE001 - informational only
+            return 0.0
 
 
 def _versions() -> dict[str, str]:
