@@ -230,7 +230,7 @@ def estimate_memory(
     activations = (
         layers * tokens * hidden * bytes_per_param + full_layer if checkpointing else layers * full_layer
     )
-    n_targets = max(1, len(settings.target_modules) or 2)
+    n_targets = max(1, len(settings.target_modules) or 7)  # q/k/v/o + 3 MLP projections
     lora_params = layers * n_targets * 2 * settings.rank * hidden
     parts = {
         "weights": n_params * bytes_per_param,
@@ -464,7 +464,10 @@ def _child_main(
         )
     finally:
         q.close()
-        q.join_thread()
+        if parent is not None and not parent.is_alive():
+            q.cancel_join_thread()  # nobody reads any more: a full pipe would hang the exit
+        else:
+            q.join_thread()
 
 
 # -------------------------------------------------------------------------------------- training
