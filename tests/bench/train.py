@@ -12,7 +12,7 @@ tokens/s counts the real (unpadded) tokens of every step but the first (warm-up)
 ``defaults`` run trains with the settings picked for this machine (nothing overridden but the step
 count) and reports its peak RSS.
 
-Run: ``.venv/bin/python tests/bench/train.py [--steps 8] [--rounds 2] [--smollm2]``
+Run: ``.venv/bin/python tests/bench/train.py [--steps 8] [--rounds 2] [--smollm2 | --smollm2-dir DIR] [--skip-tiny]``
 """
 
 from __future__ import annotations
@@ -212,6 +212,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--smollm2", action="store_true")
     ap.add_argument("--smollm2-dir", help="an already imported SmolLM2 folder")
+    ap.add_argument("--skip-tiny", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
