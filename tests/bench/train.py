@@ -12,7 +12,8 @@ tokens/s counts the real (unpadded) tokens of every step but the first (warm-up)
 ``defaults`` run trains with the settings picked for this machine (nothing overridden but the step
 count) and reports its peak RSS.
 
-Run: ``.venv/bin/python tests/bench/train.py [--steps 8] [--rounds 2] [--smollm2 | --smollm2-dir DIR] [--skip-tiny]``
+Run: ``.venv/bin/python tests/bench/train.py [--steps 8] [--rounds 2] [--smollm2 | --smollm2-dir DIR]``
+(``--skip-tiny`` for SmolLM2 only)
 """
 
 from __future__ import annotations
