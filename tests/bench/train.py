@@ -214,7 +214,6 @@ def main() -> None:
     ap.add_argument("--smollm2", action="store_true")
     ap.add_argument("--smollm2-dir", help="an already imported SmolLM2 folder")
     ap.add_argument("--skip-tiny", action="store_true")
-    ap.add_argument("--skip-tiny", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -228,7 +227,9 @@ def main() -> None:
         if not args.skip_tiny:
             tiny = build_tiny_model(Path(tmp) / "tiny")
             result["tiny"] = bench_model("tiny", tiny, data, args.steps, args.rounds)
-            print(json.dumps({"tiny": result["tiny"]}), file=sys.stderr, flush=True)  # kept if later parts time out
+            print(
+                json.dumps({"tiny": result["tiny"]}), file=sys.stderr, flush=True
+            )  # kept if later parts time out
         if args.smollm2 or args.smollm2_dir:
             folder = Path(args.smollm2_dir) if args.smollm2_dir else smollm2_folder(Path(tmp) / "smol-home")
             result["smollm2"] = bench_model("smollm2", folder, data, args.steps, args.rounds)
