@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from bubble_desktop import APP_NAME, __version__
 
-COMMAND_MODULES = ("ask", "models", "kb", "chats", "serve")
+COMMAND_MODULES = ("ask", "models", "kb", "chats", "serve", "train")
 
 log = logging.getLogger("bubble_desktop.cli")
 

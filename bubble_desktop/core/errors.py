@@ -92,3 +92,11 @@ class ConversationError(UserFacingError):
 
 class AlreadyRunningError(UserFacingError):
     default_hint = "Bubble is already running with this data folder; switch to that window."
+
+
+class TrainingError(UserFacingError):
+    """Anything about fine-tuning jobs (LoRA): settings, memory, checkpoints."""
+
+
+class TrainingDataError(TrainingError):
+    default_hint = "Fix the rows named above (or remove the file) and try again."

@@ -41,6 +41,36 @@ def plain_prompt(messages: Sequence[ChatMessage]) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
+def render_chat(tokenizer: Any, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> str:
+    """Prompt text for ``messages``: the tokenizer's chat template, or the plain fallback format.
+
+    The one place prompts are rendered, shared by inference and LoRA training (core/train), so a
+    fine-tuned model sees exactly the format it is later asked in. With ``add_generation_prompt``
+    False the last (assistant) message is rendered as a finished turn.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        text = plain_prompt(messages)
+        if not add_generation_prompt and messages and messages[-1].role == "assistant":
+            text = plain_prompt(messages[:-1]) + messages[-1].content.strip()
+        return text
+    dicts = [{"role": m.role, "content": m.content} for m in messages]
+    try:
+        out = tokenizer.apply_chat_template(
+            dicts, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+    except Exception as exc:  # e.g. "System role not supported": fold the system prompt into the first turn
+        if not any(m.role == "system" for m in messages):
+            raise GenerationError(f"The model's chat template failed: {exc}") from exc
+        system = "\n\n".join(m.content for m in messages if m.role == "system")
+        rest = [dict(d) for d in dicts if d["role"] != "system"]
+        if rest and rest[0]["role"] == "user":
+            rest[0]["content"] = f"{system}\n\n{rest[0]['content']}"
+        else:
+            rest.insert(0, {"role": "user", "content": system})
+        out = tokenizer.apply_chat_template(rest, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return str(out)
+
+
 class IncrementalDecoder:
     """Turn a growing list of token ids into text pieces without re-decoding everything each step.
 
@@ -322,24 +352,7 @@ class TransformersChatModel:
 
     def render_prompt(self, messages: Sequence[ChatMessage]) -> str:
         """The prompt text: the tokenizer's chat template, or the plain fallback format."""
-        if not self.has_chat_template:
-            return plain_prompt(messages)
-        dicts = [{"role": m.role, "content": m.content} for m in messages]
-        try:
-            out = self.tokenizer.apply_chat_template(dicts, tokenize=False, add_generation_prompt=True)
-        except (
-            Exception
-        ) as exc:  # e.g. "System role not supported": fold the system prompt into the first turn
-            if not any(m.role == "system" for m in messages):
-                raise GenerationError(f"The model's chat template failed: {exc}") from exc
-            system = "\n\n".join(m.content for m in messages if m.role == "system")
-            rest = [dict(d) for d in dicts if d["role"] != "system"]
-            if rest and rest[0]["role"] == "user":
-                rest[0]["content"] = f"{system}\n\n{rest[0]['content']}"
-            else:
-                rest.insert(0, {"role": "user", "content": system})
-            out = self.tokenizer.apply_chat_template(rest, tokenize=False, add_generation_prompt=True)
-        return str(out)
+        return render_chat(self.tokenizer, messages)
 
     def encode(self, messages: Sequence[ChatMessage]) -> list[int]:
         """Token ids of the prompt for ``messages`` (chat template applied, generation prompt added)."""
