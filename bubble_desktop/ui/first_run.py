@@ -6,10 +6,6 @@ the recommended models with the memory each needs. The Knowledge tab works meanw
 
 from __future__ import annotations
 
-import ctypes
-import os
-import sys
-
 from PySide6.QtCore import Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
@@ -28,30 +24,10 @@ from PySide6.QtWidgets import (
 
 
 def total_ram_gb() -> float:
-    """Physical memory in GiB (0 when unknown); no psutil needed."""
-    try:
-        if sys.platform == "win32":
+    """Physical memory in GiB (0 when unknown), as the model catalog's fit check measures it."""
+    from bubble_desktop.core.models.machine import ram_bytes
 
-            class MemoryStatus(ctypes.Structure):
-                _fields_ = [
-                    ("dwLength", ctypes.c_ulong),
-                    ("dwMemoryLoad", ctypes.c_ulong),
-                    ("ullTotalPhys", ctypes.c_ulonglong),
-                    ("ullAvailPhys", ctypes.c_ulonglong),
-                    ("ullTotalPageFile", ctypes.c_ulonglong),
-                    ("ullAvailPageFile", ctypes.c_ulonglong),
-                    ("ullTotalVirtual", ctypes.c_ulonglong),
-                    ("ullAvailVirtual", ctypes.c_ulonglong),
-                    ("ullAvailExtendedVirtual", ctypes.c_ulonglong),
-                ]
-
-            status = MemoryStatus()
-            status.dwLength = ctypes.sizeof(MemoryStatus)
-            ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status))  # type: ignore[attr-defined]
-            return status.ullTotalPhys / 2**30
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError, AttributeError):
-        return 0.0
+    return ram_bytes()[0] / 2**30
 
 
 class FirstRunPanel(QWidget):

@@ -45,7 +45,7 @@ class Machine:
         }
 
 
-def _ram_bytes() -> tuple[int, int]:
+def ram_bytes() -> tuple[int, int]:
     """(total, available) physical memory in bytes; (0, 0) when it cannot be read."""
     try:
         import psutil
@@ -126,7 +126,7 @@ def disk_free_gb(path: str | os.PathLike[str]) -> float:
 
 def detect(models_dir: str | os.PathLike[str] | None = None, *, gpu: bool = True) -> Machine:
     """Measure this machine. ``gpu=False`` skips torch (fast; for the CLI's catalog listing)."""
-    total, avail = _ram_bytes()
+    total, avail = ram_bytes()
     vram, name = _vram() if gpu else (0.0, "")
     disk = disk_free_gb(models_dir) if models_dir is not None else float("inf")
     return Machine(total / GB, avail / GB, vram, name, disk)
