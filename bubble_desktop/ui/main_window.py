@@ -129,6 +129,7 @@ class MainWindow(QMainWindow):
         self.downloads.failed.connect(self._on_downloads_failed)
         self.models_dialog: Any = None
         self._first_run_download = ""
+        self._recommended_offered = False
 
         # ---- widgets -----------------------------------------------------------------
         self.sidebar = ConversationsSidebar(ctx.store)
@@ -180,7 +181,8 @@ class MainWindow(QMainWindow):
         for notice in ctx.notices:
             self.status.showMessage(notice, 15000)
         self._built = True
-        self._offer_recommended_model()
+        if not self.has_model_configured():  # reading the catalog costs ~0.2 s: only when it is shown
+            self._offer_recommended_model()
         if self.settings.api.enabled:
             self.api.apply(self.settings, None)  # 503 "no model" until one is loaded
 
@@ -281,7 +283,10 @@ class MainWindow(QMainWindow):
         return bool(m.path) or (m.backend == "openai" and bool(m.endpoint_url))
 
     def _show_chat_or_first_run(self) -> None:
-        self.chat_stack.setCurrentWidget(self.chat if self.has_model_configured() else self.first_run)
+        configured = self.has_model_configured()
+        self.chat_stack.setCurrentWidget(self.chat if configured else self.first_run)
+        if not configured and self._built:
+            self._offer_recommended_model()
 
     def load_request(self) -> LoadRequest:
         from bubble_desktop.core.llm.loader import from_settings
@@ -433,6 +438,9 @@ class MainWindow(QMainWindow):
     # ---- models page and downloads -------------------------------------------------------
     def _offer_recommended_model(self) -> None:
         """The first-run panel's main action: the catalog model that fits this computer best."""
+        if self._recommended_offered:
+            return
+        self._recommended_offered = True
         try:
             from bubble_desktop.core.models.machine import detect, recommend
 
