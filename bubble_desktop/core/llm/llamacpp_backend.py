@@ -259,6 +259,8 @@ class LlamaCppGeneration(Generation):
                         error = exc
                         done = True
                         break
+                    if self.cancel.is_set():  # stopped: what is already in the pipe is not shown
+                        break
                     if kind == "done":
                         done = True
                         if isinstance(payload, dict) and "error" in payload:
@@ -288,11 +290,7 @@ class LlamaCppGeneration(Generation):
                                 ttft = now - t0
                             t_last = now
                             n_chunks += 1
-                            if self.cancel.is_set():
-                                self._stop_in_child()
                             yield str(text)
-                            if self.cancel.is_set():
-                                self._stop_in_child()
             finally:
                 cut_short = not done
                 if cut_short:  # the consumer stopped early: stop the child and keep the pipe in step
