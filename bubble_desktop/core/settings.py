@@ -72,6 +72,16 @@ class ModelSettings(_Section):
         title="CPU threads",
         description="Threads llama.cpp uses for GGUF models. 0 = the number of physical cores.",
     )
+    gpu_layers: int = Field(
+        -1,
+        ge=-1,
+        le=256,
+        title="GPU layers",
+        description=(
+            "Layers of a GGUF model that run on the graphics card. "
+            "-1 = as many as fit in its free memory, 0 = none (CPU only)."
+        ),
+    )
     backend: Literal["transformers", "openai"] = Field(
         "transformers",
         title="Backend",

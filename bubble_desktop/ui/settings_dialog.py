@@ -122,6 +122,13 @@ ENABLED_WHEN = {
     ("model", "endpoint_api_key"): (("model", "backend"), "openai"),
     ("knowledge", "qdrant_api_key"): (("knowledge", "qdrant_url"), None),
 }
+# Numbers whose lowest value means "choose for me": the spin box says "Auto" there instead of 0 / -1.
+AUTO_AT_MINIMUM = {
+    ("model", "context_window"),
+    ("model", "threads"),
+    ("model", "gpu_layers"),
+    ("knowledge", "embed_threads"),
+}
 # Sliders only where the range is small enough to be dragged meaningfully.
 MAX_SLIDER_STEPS = 40_000
 
@@ -257,6 +264,8 @@ class FieldEditor(QWidget):
             spin.setSingleStep(float(step))
         spin.setMinimumWidth(110)
         spin.setAccelerated(True)
+        if (self.section, self.name) in AUTO_AT_MINIMUM:
+            spin.setSpecialValueText(QCoreApplication.translate("SettingsDialog", "Auto"))
         self.spin = spin
         self._lo, self._step = lo, step
         steps = round((hi - lo) / step)

@@ -34,6 +34,11 @@ STRINGS = (
     QT_TRANSLATE_NOOP(
         "settings", "Threads llama.cpp uses for GGUF models. 0 = the number of physical cores."
     ),
+    QT_TRANSLATE_NOOP("settings", "GPU layers"),
+    QT_TRANSLATE_NOOP(
+        "settings",
+        "Layers of a GGUF model that run on the graphics card. -1 = as many as fit in its free memory, 0 = none (CPU only).",
+    ),
     QT_TRANSLATE_NOOP("settings", "Backend"),
     QT_TRANSLATE_NOOP(
         "settings",

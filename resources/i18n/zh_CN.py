@@ -326,6 +326,8 @@ TRANSLATIONS: dict[str, str] = {
     "Copied": "已复制",
     "CPU threads": "CPU 线程数",
     "Threads llama.cpp uses for GGUF models. 0 = the number of physical cores.": "llama.cpp 运行 GGUF 模型所用的线程数。0 表示使用物理核心数。",
+    "GPU layers": "GPU 层数",
+    "Layers of a GGUF model that run on the graphics card. -1 = as many as fit in its free memory, 0 = none (CPU only).": "GGUF 模型放到显卡上运行的层数。-1 表示显存放得下多少就放多少，0 表示不用显卡（只用 CPU）。",
     "Start a new conversation (Ctrl+N)": "开始新对话（Ctrl+N）",
     "Search conversations": "搜索对话",
     "Rename": "重命名",

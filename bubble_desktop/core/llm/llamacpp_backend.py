@@ -63,6 +63,10 @@ class GgufFacts:
     n_head_kv: int
     file_size: int
     has_chat_template: bool
+    # bytes of the weights of each repeating block (blk.N.*) and of the output head (output.weight,
+    # or the tied token embedding), for planning how many layers fit on a GPU
+    layer_bytes: tuple[int, ...] = ()
+    output_bytes: int = 0
 
     def kv_cache_bytes(self, n_ctx: int) -> int:
         """f16 K and V for every layer: 2 × layers × ctx × (embd × kv_heads / heads) × 2 bytes."""
@@ -149,17 +153,31 @@ def _read_facts(p: Path, size: int) -> GgufFacts:
             return default
 
     n_head = num("attention.head_count", 1)
+    n_layers = num("block_count", 0)
+    layer_bytes = [0] * n_layers
+    output_bytes = embd_bytes = 0
+    for tensor_name, _offset, nbytes in header.tensors:
+        if tensor_name.startswith("blk."):
+            index = tensor_name.split(".", 2)[1]
+            if index.isdigit() and int(index) < n_layers:
+                layer_bytes[int(index)] += nbytes
+        elif tensor_name.startswith("output"):
+            output_bytes += nbytes
+        elif tensor_name.startswith("token_embd"):
+            embd_bytes += nbytes
     return GgufFacts(
         path=str(p),
         arch=arch,
         name=str(field("general.name", "") or p.stem),
         context_length=num("context_length", 0),
-        n_layers=num("block_count", 0),
+        n_layers=n_layers,
         n_embd=num("embedding_length", 0),
         n_head=n_head,
         n_head_kv=num("attention.head_count_kv", n_head),
         file_size=size,
         has_chat_template=field("tokenizer.chat_template") is not None,
+        layer_bytes=tuple(layer_bytes),
+        output_bytes=output_bytes or embd_bytes,  # tied embeddings: the head is the embedding matrix
     )
 
 
@@ -173,13 +191,54 @@ def physical_cores() -> int:
     return max(1, n or os.cpu_count() or 1)
 
 
+# VRAM kept free for llama.cpp's compute buffers, the driver and whatever else draws on the card
+_VRAM_RESERVE = 512 * 2**20
+_VRAM_RESERVE_SHARE = 0.08
+
+
+def plan_gpu_layers(facts: GgufFacts, n_ctx: int, free_vram: int, requested: int = -1) -> int:
+    """How many layers llama.cpp puts on the GPU (its ``n_gpu_layers``: the last N blocks, and with
+    ``n_layers + 1`` the output head too).
+
+    ``requested`` >= 0 is the user's own number (capped at the model's). -1 ("auto") offloads as many
+    blocks as fit in ``free_vram`` after a reserve, each block costing its weights plus its share of
+    the KV cache; the head goes last, once every block fits."""
+    total = facts.n_layers + 1
+    if requested >= 0:
+        return min(requested, total)
+    if free_vram <= 0 or facts.n_layers <= 0:
+        return 0
+    budget = free_vram - max(_VRAM_RESERVE, int(free_vram * _VRAM_RESERVE_SHARE))
+    budget -= facts.n_embd * n_ctx * 4  # the per-token activations of one batch, roughly
+    layer_bytes = facts.layer_bytes or (facts.file_size // facts.n_layers,) * facts.n_layers
+    kv_per_layer = facts.kv_cache_bytes(n_ctx) // facts.n_layers
+    layers = 0
+    for nbytes in reversed(layer_bytes):  # llama.cpp offloads the last blocks first
+        budget -= nbytes + kv_per_layer
+        if budget < 0:
+            return layers
+        layers += 1
+    return total if budget >= facts.output_bytes else layers
+
+
+def gpu_weight_bytes(facts: GgufFacts, gpu_layers: int, n_ctx: int) -> int:
+    """Bytes of weights and KV cache that ``gpu_layers`` move off the CPU side."""
+    blocks = min(gpu_layers, facts.n_layers)
+    layer_bytes = facts.layer_bytes or (facts.file_size // max(facts.n_layers, 1),) * facts.n_layers
+    moved = sum(layer_bytes[len(layer_bytes) - blocks :]) if blocks else 0
+    moved += facts.kv_cache_bytes(n_ctx) * blocks // max(facts.n_layers, 1)
+    if gpu_layers > facts.n_layers:
+        moved += facts.output_bytes
+    return moved
+
+
 def check_memory(facts: GgufFacts, n_ctx: int, gpu_layers: int = 0) -> None:
-    """Refuse to load when weights + KV cache clearly exceed the free RAM (instead of swapping)."""
+    """Refuse to load when what stays in RAM (weights + KV cache of the layers not on a GPU) clearly
+    exceeds the free RAM, instead of swapping the machine to death."""
     import psutil
 
     need = facts.file_size + facts.kv_cache_bytes(n_ctx) + 64 * 2**20  # + compute buffers, roughly
-    if gpu_layers > 0:
-        return  # VRAM is judged by llama.cpp's own fitting (fit_params)
+    need -= gpu_weight_bytes(facts, gpu_layers, n_ctx)
     free = psutil.virtual_memory().available
     if need > free:
         smaller = max(512, n_ctx // 4)
@@ -192,17 +251,17 @@ def check_memory(facts: GgufFacts, n_ctx: int, gpu_layers: int = 0) -> None:
         )
 
 
-def _gpu_available() -> str:
-    """'' when llama.cpp has only the CPU; else the first GPU device's name."""
+def _gpu_device() -> tuple[str, int]:
+    """('', 0) when llama.cpp has only the CPU; else the first GPU's name and its free memory."""
     import xllamacpp
 
     try:
         for dev in xllamacpp.get_device_info():
             if "CPU" not in str(dev.get("type", "")) and str(dev.get("name", "")) != "CPU":
-                return str(dev.get("name", "GPU"))
+                return str(dev.get("name", "GPU")), int(dev.get("memory_free", 0) or 0)
     except Exception:
         log.debug("get_device_info failed", exc_info=True)
-    return ""
+    return "", 0
 
 
 class LlamaCppGeneration(Generation):
@@ -368,13 +427,14 @@ class LlamaCppChatModel:
 
     @property
     def status_text(self) -> str:
-        """What the status bar shows, e.g. "CPU · 2 threads" or "CUDA0 · 33/33 layers"."""
+        """What the status bar shows: "CPU · 2 threads", "CUDA0 · 33/33 layers", or with only part of
+        the model on the GPU "CUDA0 · 20/33 layers · CPU 4 threads"."""
+        threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
         if self.gpu_layers > 0:
-            return (
-                f"{self.info.device} · "
-                f"{min(self.gpu_layers, self.facts.n_layers)}/{self.facts.n_layers} layers"
-            )
-        return f"CPU · {self.threads} thread{'s' if self.threads != 1 else ''}"
+            blocks = min(self.gpu_layers, self.facts.n_layers)
+            text = f"{self.info.device} · {blocks}/{self.facts.n_layers} layers"
+            return text if self.gpu_layers > self.facts.n_layers else f"{text} · CPU {threads}"
+        return f"CPU · {threads}"
 
     # --- talking to the child ------------------------------------------------------------------
 
@@ -585,13 +645,14 @@ def _load_in_child(conn: Any, path: str, options: dict[str, Any]) -> tuple[Any, 
     import xllamacpp
 
     device = str(options.get("device") or "auto")
-    gpu_name = "" if device == "cpu" else _gpu_available()
+    gpu_name, free_vram = ("", 0) if device == "cpu" else _gpu_device()
     if device in ("cuda", "mps") and not gpu_name:
         raise ModelError(
             f"{device.upper()} was chosen but this llama.cpp build has no GPU support.",
             "Set the device to Auto or CPU.",
         )
-    gpu_layers = (facts.n_layers + 1) if gpu_name else 0
+    requested = int(options.get("gpu_layers", -1))
+    gpu_layers = plan_gpu_layers(facts, n_ctx, free_vram, requested) if gpu_name else 0
     check_memory(facts, n_ctx, gpu_layers)
     threads = int(options.get("threads") or 0)
     n_threads = threads if threads > 0 else physical_cores()
@@ -602,6 +663,7 @@ def _load_in_child(conn: Any, path: str, options: dict[str, Any]) -> tuple[Any, 
     params.cpuparams.n_threads = n_threads
     params.cpuparams_batch.n_threads = n_threads
     params.n_gpu_layers = gpu_layers
+    params.fit_params = False  # our plan above decides, so the status bar names what really runs
     params.cache_prompt = True
     params.use_jinja = True
     params.warmup = False
@@ -633,6 +695,7 @@ def load_gguf(
     context_window: int = 0,
     device: str = "auto",
     threads: int = 0,
+    gpu_layers: int = -1,
     progress: ProgressCallback | None = None,
 ) -> LlamaCppChatModel:
     """Validate and load a GGUF file with llama.cpp in a child process; UserFacingError for anything
@@ -650,6 +713,7 @@ def load_gguf(
         "context_window": context_window,
         "device": device,
         "threads": threads,
+        "gpu_layers": gpu_layers,
         "log_level": logging.getLogger().getEffectiveLevel(),
     }
     # the frozen entry points call multiprocessing.freeze_support(), so this works in the bundle too

@@ -45,6 +45,9 @@ def from_settings(settings: ModelSettings, trust_remote_code: bool = False) -> L
     threads = getattr(settings, "threads", 0)
     if threads:
         extra["threads"] = threads
+    gpu_layers = getattr(settings, "gpu_layers", -1)
+    if gpu_layers != -1:
+        extra["gpu_layers"] = gpu_layers
     return LoadRequest(
         path=settings.path,
         device=settings.device,
@@ -235,6 +238,7 @@ def load_model(request: LoadRequest, progress: ProgressCallback | None = None) -
             context_window=request.context_window,
             device=request.device,
             threads=int(str(request.extra.get("threads", 0) or 0)),
+            gpu_layers=int(str(request.extra.get("gpu_layers", -1))),
             progress=progress,
         )
     allow_download = bool(request.extra.get("allow_download", False))
