@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--seed", type=int, metavar="N", help="-1 = random")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
+    p.add_argument(
+        "--gpu-layers",
+        type=int,
+        metavar="N",
+        help="GGUF: layers on the GPU (-1 = as many as fit, 0 = CPU only)",
+    )
     p.add_argument("--lora", metavar="DIR", help="LoRA (peft) adapter folder applied on top of the model")
     p.add_argument(
         "--trust-remote-code",
@@ -111,6 +117,8 @@ def load_for_args(args: argparse.Namespace, settings: Settings) -> ChatModel:
         request.device = args.device
     if args.dtype:
         request.dtype = args.dtype
+    if getattr(args, "gpu_layers", None) is not None:
+        request.extra["gpu_layers"] = args.gpu_layers
     if args.lora:
         request.lora_path = args.lora
     return load_model(request)

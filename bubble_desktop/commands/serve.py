@@ -51,6 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-kb", action="store_true", help="serve no knowledge bases and no embeddings")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
+    p.add_argument(
+        "--gpu-layers",
+        type=int,
+        metavar="N",
+        help="GGUF: layers on the GPU (-1 = as many as fit, 0 = CPU only)",
+    )
     p.add_argument("--lora", metavar="DIR", help="LoRA (peft) adapter folder applied on top of the model")
     p.add_argument(
         "--trust-remote-code",

@@ -94,3 +94,21 @@ def test_status_bar_names_full_and_partial_offload() -> None:
         LlamaCppChatModel(None, None, None, SEVEN_B, cpu, threads=1, gpu_layers=0).status_text
         == "CPU · 1 thread"
     )
+
+
+def test_the_cli_and_the_settings_pass_the_layer_count_to_the_loader(monkeypatch) -> None:
+    import argparse
+
+    from bubble_desktop.commands import ask
+    from bubble_desktop.core.llm import loader
+    from bubble_desktop.core.settings import ModelSettings, Settings
+
+    assert "gpu_layers" not in loader.from_settings(ModelSettings()).extra  # auto is the default
+    assert loader.from_settings(ModelSettings(gpu_layers=0)).extra["gpu_layers"] == 0
+    parser = argparse.ArgumentParser()
+    ask.register(parser.add_subparsers())
+    args = parser.parse_args(["ask", "hi", "--model", "x.gguf", "--gpu-layers", "12"])
+    seen = []
+    monkeypatch.setattr(loader, "load_model", seen.append)
+    ask.load_for_args(args, Settings())
+    assert seen[0].path == "x.gguf" and seen[0].extra["gpu_layers"] == 12
