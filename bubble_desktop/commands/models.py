@@ -60,6 +60,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     dl.add_argument("--parallel", type=int, default=3, help="files downloaded at once (default 3)")
     dl.add_argument("--json", action="store_true", help="progress and the result as JSON lines on stdout")
     dl.set_defaults(func=run_download)
+    se = msub.add_parser(
+        "search",
+        help="search Hugging Face (or hf-mirror) for models by name",
+        description="Search a Hugging Face-compatible hub by name. The query is sent to the hub.",
+    )
+    se.add_argument("query", help="words in the repo id, e.g. qwen2.5 gguf")
+    se.add_argument("--source", default="auto", metavar="SRC", help="auto (default), hf, hf-mirror or a URL")
+    se.add_argument("--limit", type=int, default=20)
+    se.add_argument("--files", action="store_true", help="also list the files of the best hit")
+    se.add_argument("--json", action="store_true")
+    se.set_defaults(func=run_search)
     rm = msub.add_parser("remove", help="delete a downloaded model (and its registration)")
     rm.add_argument("name", help="the downloaded model's name or catalog id")
     rm.add_argument("--json", action="store_true")
@@ -80,6 +91,38 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     src.add_argument("--json", action="store_true")
     src.set_defaults(func=run_sources)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from bubble_desktop.core.models.download import DownloadManager
+
+    manager = DownloadManager()
+    where, hits = manager.search(args.query, args.source, args.limit)
+    files = manager.list_repo(hits[0].repo, args.source).files if args.files and hits else ()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "source": where,
+                    "hits": [
+                        {"repo": h.repo, "downloads": h.downloads, "likes": h.likes, "gguf": h.gguf}
+                        for h in hits
+                    ],
+                    "files": [{"path": f.path, "size": f.size} for f in files],
+                },
+                ensure_ascii=False,
+            )
+        )
+        return 0
+    if not hits:
+        print(f"nothing on {where} matches {args.query!r}")
+        return 0
+    print(f"{len(hits)} on {where}:")
+    for h in hits:
+        print(f"  {h.repo:<60} {h.downloads:>10,} downloads{'  GGUF' if h.gguf else ''}")
+    for f in files:
+        print(f"    {f.path}  {(f.size or 0) / 2**20:,.0f} MB")
+    return 0
 
 
 def run_import(args: argparse.Namespace) -> int:

@@ -911,8 +911,8 @@ Context window: %3 tokens</source>
             <translation>模型</translation>
         </message>
         <message>
-            <source>Bubble fetches nothing until you press Download. Files come from Hugging Face, its mirror or ModelScope, whichever answers (bubble-cli models sources sets the order).</source>
-            <translation>在您点击“下载”之前，Bubble 不会获取任何内容。文件来自 Hugging Face、其镜像或 ModelScope 中可用的那一个（用 bubble-cli models sources 设置顺序）。</translation>
+            <source>Bubble fetches nothing until you press Download or search the hub. Files come from Hugging Face, its mirror or ModelScope, whichever answers first (Sources… sets the order).</source>
+            <translation>在您点击“下载”或搜索模型库之前，Bubble 不会联网获取任何内容。文件来自 Hugging Face、其镜像或魔搭（ModelScope），哪个先响应就用哪个（顺序可在“下载源…”中设置）。</translation>
         </message>
         <message>
             <source>Chat and embedding</source>
@@ -971,6 +971,18 @@ Context window: %3 tokens</source>
             <translation>关闭</translation>
         </message>
         <message>
+            <source>Catalog</source>
+            <translation>推荐模型</translation>
+        </message>
+        <message>
+            <source>Search the hub</source>
+            <translation>搜索模型库</translation>
+        </message>
+        <message>
+            <source>Sources…</source>
+            <translation>下载源…</translation>
+        </message>
+        <message>
             <source>runs well</source>
             <translation>运行流畅</translation>
         </message>
@@ -1001,6 +1013,54 @@ Context window: %3 tokens</source>
         <message>
             <source>Delete the downloaded files of %1?</source>
             <translation>删除 %1 已下载的文件？</translation>
+        </message>
+        <message>
+            <source>A model name, e.g. Qwen2.5 1.5B GGUF</source>
+            <translation>模型名称，例如 Qwen2.5 1.5B GGUF</translation>
+        </message>
+        <message>
+            <source>Search</source>
+            <translation>搜索</translation>
+        </message>
+        <message>
+            <source>The words you search for are sent to the hub (Hugging Face or hf-mirror). GGUF models run fastest on a computer without a big graphics card.</source>
+            <translation>您搜索的关键词会发送到模型库（Hugging Face 或 hf-mirror）。在没有高端显卡的电脑上，GGUF 模型运行最快。</translation>
+        </message>
+        <message>
+            <source>Repository</source>
+            <translation>仓库</translation>
+        </message>
+        <message>
+            <source>Downloads</source>
+            <translation>下载次数</translation>
+        </message>
+        <message>
+            <source>Format</source>
+            <translation>格式</translation>
+        </message>
+        <message>
+            <source>File:</source>
+            <translation>文件：</translation>
+        </message>
+        <message>
+            <source>Searching for “%1”…</source>
+            <translation>正在搜索“%1”…</translation>
+        </message>
+        <message>
+            <source>%1 models on %2 match “%3”.</source>
+            <translation>%2 上有 %1 个模型与“%3”匹配。</translation>
+        </message>
+        <message>
+            <source>Nothing on %1 matches “%2”.</source>
+            <translation>%1 上没有与“%2”匹配的模型。</translation>
+        </message>
+        <message>
+            <source>Reading the file list…</source>
+            <translation>正在读取文件列表…</translation>
+        </message>
+        <message>
+            <source>The whole model (%1)</source>
+            <translation>完整模型（%1）</translation>
         </message>
         <message>
             <source>%1 is ready: %2</source>
@@ -1096,6 +1156,65 @@ Context window: %3 tokens</source>
         <message>
             <source>Point at a setting to see what it does.</source>
             <translation>把鼠标指向某个设置，即可查看它的作用。</translation>
+        </message>
+    </context>
+    <context>
+        <name>SourcesDialog</name>
+        <message>
+            <source>Hugging Face (huggingface.co)</source>
+            <translation>Hugging Face（huggingface.co）</translation>
+        </message>
+        <message>
+            <source>hf-mirror.com (a mirror reachable in China)</source>
+            <translation>hf-mirror.com（国内可访问的镜像）</translation>
+        </message>
+        <message>
+            <source>ModelScope (modelscope.cn)</source>
+            <translation>魔搭 ModelScope（modelscope.cn）</translation>
+        </message>
+        <message>
+            <source>Model sources</source>
+            <translation>模型下载源</translation>
+        </message>
+        <message>
+            <source>Downloads try these in order and use the first that answers within 2 seconds. Untick a source to skip it.</source>
+            <translation>下载时按此顺序尝试，使用第一个在 2 秒内响应的下载源。取消勾选即可跳过该下载源。</translation>
+        </message>
+        <message>
+            <source>Move up</source>
+            <translation>上移</translation>
+        </message>
+        <message>
+            <source>Move down</source>
+            <translation>下移</translation>
+        </message>
+        <message>
+            <source>Optional: your own Hugging Face-compatible hub, https://…</source>
+            <translation>可选：您自己的 Hugging Face 兼容模型库，https://…</translation>
+        </message>
+        <message>
+            <source>Last worked: %1</source>
+            <translation>上次可用：%1</translation>
+        </message>
+        <message>
+            <source>Save</source>
+            <translation>保存</translation>
+        </message>
+        <message>
+            <source>Cancel</source>
+            <translation>取消</translation>
+        </message>
+        <message>
+            <source>Your own hub must be an http:// or https:// address.</source>
+            <translation>自建模型库的地址必须以 http:// 或 https:// 开头。</translation>
+        </message>
+        <message>
+            <source>Keep at least one source ticked.</source>
+            <translation>请至少勾选一个下载源。</translation>
+        </message>
+        <message>
+            <source>Could not save the sources: %1</source>
+            <translation>无法保存下载源：%1</translation>
         </message>
     </context>
     <context>

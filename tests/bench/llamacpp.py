@@ -47,7 +47,9 @@ def rss_mb():
 def now_rss_mb():
     import psutil
     return psutil.Process().memory_info().rss / 2**20
-import gguf, xllamacpp  # the libraries every mode has loaded before its model (as the app has)
+import gguf  # the GGUF reader every mode has loaded before its model (as the app has)
+if mode == "bare":  # in our engine llama.cpp lives in the model's child process, not in the app
+    import xllamacpp
 from bubble_desktop.core.llm.llamacpp_backend import physical_cores
 from bubble_desktop.core.llm.loader import load_model
 before = now_rss_mb()

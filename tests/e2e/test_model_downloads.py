@@ -687,3 +687,29 @@ def test_downloaded_transformers_model_answers_by_name(tiny_model_dir: Path, bub
     )
     assert ask.returncode == 0, ask.stderr[-2000:]
     assert json.loads(ask.stdout.strip().splitlines()[-1])
+
+
+def test_cli_search_finds_repos_by_name_skipping_modelscope_and_lists_files(
+    hub: FakeHub, paths: Paths, bubble_home: Path
+) -> None:
+    # ModelScope first in the order: a name search goes to the first Hugging Face-compatible source
+    _sources(paths, ["modelscope", "hf"], hf=hub.url, modelscope=f"http://127.0.0.1:{_closed_port()}")
+    out = subprocess.run(
+        [sys.executable, "-m", "bubble_desktop.cli", "--home", str(bubble_home), "models", "search"]
+        + [REPO.split("/")[1][:6], "--files", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["source"] == "Hugging Face" and [h["repo"] for h in result["hits"]] == [REPO]
+    assert {"config.json", "model.safetensors"} <= {f["path"] for f in result["files"]}
+    assert not any(path.startswith("/api/v1") for _, path, _ in hub.requests)  # nothing asked of ModelScope
+
+
+def test_search_on_modelscope_only_is_refused_with_what_to_do(paths: Paths) -> None:
+    _sources(paths, ["modelscope"])
+    with pytest.raises(DownloadError, match="not on ModelScope"):
+        _manager(paths).search("qwen")

@@ -146,3 +146,88 @@ def test_models_page_filters_downloads_uses_and_deletes(qtbot: Any, hub: FakeHub
     finally:
         window.close()
         window.ctx.store.close()
+
+
+def test_hub_search_lists_gguf_files_downloads_the_chosen_one_and_uses_it(
+    qtbot: Any, hub: FakeHub, tiny_gguf: Path
+) -> None:
+    """Search by name (sent only on Search), pick a GGUF of several, download it, chat with it."""
+    data = tiny_gguf.read_bytes()
+    hub.add_repo(
+        "someone/Tiny-Chat-GGUF",
+        {"tiny-chat.Q8_0.gguf": data + b"\0" * 64, "tiny-chat.Q4_K_M.gguf": data, "README.md": b"# hi"},
+    )
+    hub.add_repo("other/unrelated-model", {"config.json": b"{}", "model.safetensors": b"\0" * 32})
+    window = make_window(qtbot, hub)
+    try:
+        window.open_models()
+        page = window.models_dialog
+        page.tabs.setCurrentIndex(1)
+        assert hub.requests == []  # opening the page fetches nothing
+        page.hub_query.setText("tiny-chat")
+        with qtbot.waitSignal(window.downloads.searched, timeout=10_000):
+            qtbot.mouseClick(page.hub_search_button, Qt.MouseButton.LeftButton)
+        assert page.hub_table.rowCount() == 1 and page.hub_repo() == "someone/Tiny-Chat-GGUF"
+        assert page.hub_table.item(0, 2).text() == "GGUF"
+        qtbot.waitUntil(lambda: page.hub_files.count() == 2 and page.hub_files.isEnabled(), timeout=10_000)
+        assert page.hub_files.currentText().startswith("tiny-chat.Q4_K_M.gguf")  # Q4_K_M first
+        assert not page.hub_chat_button.isEnabled()
+        with qtbot.waitSignal(window.downloads.finished, timeout=60_000):
+            qtbot.mouseClick(page.hub_download_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: page.hub_chat_button.isEnabled(), timeout=5_000)
+        folder = Path(window.downloads.downloaded()["someone--Tiny-Chat-GGUF"]["folder"])
+        assert sorted(p.name for p in folder.glob("*.gguf")) == [
+            "tiny-chat.Q4_K_M.gguf"
+        ]  # only the chosen one
+        with qtbot.waitSignal(window.model_ready, timeout=60_000):
+            qtbot.mouseClick(page.hub_chat_button, Qt.MouseButton.LeftButton)
+        assert window.settings.model.path.endswith("tiny-chat.Q4_K_M.gguf")
+        assert window.inference.model_info.dtype == "gguf"
+    finally:
+        window.close()
+        window.ctx.store.close()
+
+
+def test_hub_search_on_an_unreachable_hub_says_so_and_the_page_stays_usable(qtbot: Any, hub: FakeHub) -> None:
+    window = make_window(qtbot, hub)
+    paths = Paths.default()
+    (paths.config_dir / "model_sources.json").write_text(
+        json.dumps({"order": ["hf"], "endpoints": {"hf": "http://127.0.0.1:9"}}), encoding="utf-8"
+    )
+    try:
+        window.open_models()
+        page = window.models_dialog
+        page.hub_query.setText("qwen")
+        with qtbot.waitSignal(window.downloads.browse_failed, timeout=10_000):
+            qtbot.mouseClick(page.hub_search_button, Qt.MouseButton.LeftButton)
+        assert "Hugging Face" in page.message.text() and page.hub_search_button.isEnabled()
+        assert page.hub_table.rowCount() == 0 and not page.hub_download_button.isEnabled()
+    finally:
+        window.close()
+        window.ctx.store.close()
+
+
+def test_sources_dialog_sets_the_order_and_a_hub_of_your_own(qtbot: Any) -> None:
+    from bubble_desktop.core.models.sources import SourceConfig
+    from bubble_desktop.ui.models_dialog import SourcesDialog
+
+    paths = Paths.default().ensure()
+    (paths.config_dir / "model_sources.json").write_text(
+        json.dumps({"order": ["hf", "hf-mirror", "modelscope"]}), encoding="utf-8"
+    )
+    dialog = SourcesDialog(paths)
+    qtbot.addWidget(dialog)
+    assert [dialog.order.item(i).data(Qt.ItemDataRole.UserRole) for i in range(3)] == [
+        "hf",
+        "hf-mirror",
+        "modelscope",
+    ]
+    dialog.order.setCurrentRow(1)
+    dialog._move(-1)  # hf-mirror first
+    dialog.order.item(2).setCheckState(Qt.CheckState.Unchecked)  # no ModelScope
+    dialog.custom.setText("ftp://nope")
+    dialog._on_save_clicked()
+    assert "http" in dialog.message.text() and SourceConfig.load(paths).order[0] == "hf"  # refused, unchanged
+    dialog.custom.setText("https://hub.example.lan/")
+    dialog._on_save_clicked()
+    assert SourceConfig.load(paths).order == ["https://hub.example.lan", "hf-mirror", "hf"]

@@ -60,6 +60,7 @@ from bubble_desktop.core.models.catalog import Catalog, CatalogEntry, FileSpec
 from bubble_desktop.core.models.sources import (
     USER_AGENT,
     DownloadError,
+    HubModel,
     RemoteFile,
     RepoListing,
     RepoNotFoundError,
@@ -1045,6 +1046,34 @@ class DownloadManager:
             kind=entry.kind if entry else "",
             remote_code=entry.remote_code if entry else any(f.path.endswith(".py") for f in files),
         )
+
+    # -- browsing the hub (only when the user searches) ----------
+    def _first_reachable(self, source: str, client: httpx.Client, *, hf_only: bool = False) -> Source:
+        candidates = SourceConfig.load(self.paths).candidates(source)
+        if hf_only:
+            candidates = [s for s in candidates if s.hub == "hf"]
+            if not candidates:
+                raise DownloadError(
+                    "Searching by name works on Hugging Face and its mirror, not on ModelScope.",
+                    "Choose Auto, Hugging Face or hf-mirror as the source, or type the repo id.",
+                )
+        return choose_source(candidates, client, timeout=self.probe_timeout_s)
+
+    def search(self, query: str, source: str = "auto", limit: int = 30) -> tuple[str, list[HubModel]]:
+        """Models on the first reachable Hugging Face-compatible source whose id matches ``query``,
+        most downloaded first, with the source's label."""
+        query = query.strip()
+        if not query:
+            return "", []
+        with self.client() as client:
+            src = self._first_reachable(source, client, hf_only=True)
+            return src.label, src.search(client, query, limit)
+
+    def list_repo(self, repo: str, source: str = "auto") -> RepoListing:
+        """The files of ``repo`` (owner/name) on the first reachable source that has it."""
+        with self.client() as client:
+            src = self._first_reachable(source, client)
+            return src.list_files(client, repo)
 
     # -- running ----------
     def start(self, request: DownloadRequest, listener: DownloadListener | None = None) -> DownloadJob:
