@@ -88,6 +88,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="NAME=URL",
         help="point hf, hf-mirror or modelscope at another URL (repeatable); NAME= resets it",
     )
+    src.add_argument(
+        "--hf-token",
+        metavar="TOKEN",
+        help="a Hugging Face access token for gated models (sent to huggingface.co only); '' removes it",
+    )
     src.add_argument("--json", action="store_true")
     src.set_defaults(func=run_sources)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
@@ -347,13 +352,21 @@ def run_sources(args: argparse.Namespace) -> int:
         else:
             cfg.endpoints.pop(name, None)
         changed = True
+    if args.hf_token is not None:
+        cfg.hf_token, changed = args.hf_token.strip(), True
     if changed:
         cfg.save()
     rows = [{"name": n, "endpoint": cfg.endpoint(n), "in_auto": n in cfg.order} for n in BUILTIN]
     if args.json:
         print(
             json.dumps(
-                {"order": cfg.order, "last_good": cfg.last_good, "sources": rows, "file": str(config_path())}
+                {
+                    "order": cfg.order,
+                    "last_good": cfg.last_good,
+                    "sources": rows,
+                    "hf_token_set": bool(cfg.hf_token),
+                    "file": str(config_path()),
+                }
             )
         )
     else:
@@ -363,4 +376,6 @@ def run_sources(args: argparse.Namespace) -> int:
         )
         for r in rows:
             print(f"  {r['name']:11} {r['endpoint']}")
+        if cfg.hf_token:
+            print("  a Hugging Face token is set (sent to huggingface.co only)")
     return 0

@@ -691,6 +691,12 @@ class SourcesDialog(QDialog):
         self.custom = QLineEdit(custom[0] if custom else "")
         self.custom.setObjectName("customHub")
         self.custom.setPlaceholderText(self.tr("Optional: your own Hugging Face-compatible hub, https://…"))
+        self.token = QLineEdit(self.config.hf_token)
+        self.token.setObjectName("hfToken")
+        self.token.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
+        self.token.setPlaceholderText(
+            self.tr("Hugging Face access token, only for gated models (sent to huggingface.co only)")
+        )
         self.last_good = QLabel(
             self.tr("Last worked: %1").replace("%1", self.config.last_good) if self.config.last_good else ""
         )
@@ -712,6 +718,7 @@ class SourcesDialog(QDialog):
         layout.addWidget(self.order, 1)
         layout.addLayout(moves)
         layout.addWidget(self.custom)
+        layout.addWidget(self.token)
         layout.addWidget(self.message)
         layout.addLayout(bottom)
         self.resize(520, 340)
@@ -754,6 +761,7 @@ class SourcesDialog(QDialog):
             self.message.setText(self.tr("Keep at least one source ticked."))
             return
         self.config.order = order
+        self.config.hf_token = self.token.text().strip()
         try:
             self.config.save(self.paths)
         except OSError as exc:

@@ -1193,6 +1193,10 @@ Context window: %3 tokens</source>
             <translation>可选：您自己的 Hugging Face 兼容模型库，https://…</translation>
         </message>
         <message>
+            <source>Hugging Face access token, only for gated models (sent to huggingface.co only)</source>
+            <translation>Hugging Face 访问令牌，仅下载受限模型时需要（只发送给 huggingface.co）</translation>
+        </message>
+        <message>
             <source>Last worked: %1</source>
             <translation>上次可用：%1</translation>
         </message>

@@ -41,6 +41,7 @@ TRANSLATIONS: dict[str, str] = {
     "Your own hub must be an http:// or https:// address.": "自建模型库的地址必须以 http:// 或 https:// 开头。",
     "Keep at least one source ticked.": "请至少勾选一个下载源。",
     "Could not save the sources: %1": "无法保存下载源：%1",
+    "Hugging Face access token, only for gated models (sent to huggingface.co only)": "Hugging Face 访问令牌，仅下载受限模型时需要（只发送给 huggingface.co）",
     "Auto": "自动",
     "CPU": "CPU",
     "NVIDIA GPU (CUDA)": "NVIDIA 显卡（CUDA）",

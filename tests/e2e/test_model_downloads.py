@@ -30,7 +30,7 @@ from bubble_desktop.core.models.download import (
     NotEnoughSpaceError,
     Progress,
 )
-from bubble_desktop.core.models.sources import DownloadError, SourceUnreachableError
+from bubble_desktop.core.models.sources import DownloadError, SourceConfig, SourceUnreachableError
 from bubble_desktop.core.paths import Paths
 from tests.fixtures.fake_hub import FakeHub, ForwardProxy
 
@@ -713,3 +713,37 @@ def test_search_on_modelscope_only_is_refused_with_what_to_do(paths: Paths) -> N
     _sources(paths, ["modelscope"])
     with pytest.raises(DownloadError, match="not on ModelScope"):
         _manager(paths).search("qwen")
+
+
+@pytest.mark.parametrize("transport", ["httpx", "stdlib"])
+def test_a_gated_repo_needs_the_hf_token_which_never_follows_a_redirect_to_the_cdn(
+    hub: FakeHub, paths: Paths, transport: str
+) -> None:
+    hub.gated[REPO] = "hf_secret"
+    hub.redirect = True  # LFS files redirect to http://localhost:PORT/cdn/…: another origin
+    _sources(paths, ["hf"], hf=hub.url)
+    with pytest.raises(DownloadError, match="gated or private") as info:
+        _manager(paths, transport=transport).download(DownloadRequest(REPO))
+    assert "Sources" in info.value.hint and "token" in info.value.hint
+    cfg = SourceConfig.load(paths)
+    cfg.hf_token = "hf_secret"
+    cfg.save(paths)
+    hub.auth_seen.clear()
+    result = _manager(paths, transport=transport).download(DownloadRequest(REPO))
+    assert (result.path / "model.safetensors").read_bytes() == hub.repos[REPO].files["model.safetensors"].data
+    sent = [(host, path) for host, path, auth in hub.auth_seen if auth]
+    assert sent and all(host.startswith("127.0.0.1") for host, _ in sent)
+    cdn = [auth for host, path, auth in hub.auth_seen if path.startswith("/cdn/")]
+    assert cdn and not any(cdn)  # the CDN got the file requests, never the token
+    assert "hf_secret" not in (result.path / ".bubble-download.json").read_text()
+
+
+def test_the_hf_token_goes_to_hugging_face_only(hub: FakeHub, paths: Paths) -> None:
+    hub.gated[REPO] = "hf_secret"
+    _sources(paths, ["hf-mirror"], hf_mirror=hub.url)
+    cfg = SourceConfig.load(paths)
+    cfg.hf_token = "hf_secret"
+    cfg.save(paths)
+    with pytest.raises(DownloadError, match="gated or private"):
+        _manager(paths).download(DownloadRequest(REPO))
+    assert hub.auth_seen and not any(auth for _, _, auth in hub.auth_seen)

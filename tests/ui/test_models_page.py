@@ -229,5 +229,8 @@ def test_sources_dialog_sets_the_order_and_a_hub_of_your_own(qtbot: Any) -> None
     dialog._on_save_clicked()
     assert "http" in dialog.message.text() and SourceConfig.load(paths).order[0] == "hf"  # refused, unchanged
     dialog.custom.setText("https://hub.example.lan/")
+    dialog.token.setText(" hf_abc ")
     dialog._on_save_clicked()
-    assert SourceConfig.load(paths).order == ["https://hub.example.lan", "hf-mirror", "hf"]
+    saved = SourceConfig.load(paths)
+    assert saved.order == ["https://hub.example.lan", "hf-mirror", "hf"] and saved.hf_token == "hf_abc"
+    assert saved.source("hf").token == "hf_abc" and not saved.source("hf-mirror").token

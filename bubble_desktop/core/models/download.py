@@ -125,6 +125,7 @@ class DownloadPlan:
     format: str = ""  # gguf | transformers | sentence-transformers | "" (unknown)
     kind: str = ""
     remote_code: bool = False
+    auth_token: str = field(default="", repr=False)  # never written to the manifest
 
     @property
     def total_bytes(self) -> int:
@@ -565,6 +566,8 @@ class DownloadJob:
             while rf.size is None or offset < rf.size:
                 self._check_controls()
                 headers = {"Range": f"bytes={offset}-"} if offset else {}
+                if plan.auth_token:  # dropped on a redirect to another host (the CDN): see _Body
+                    headers["Authorization"] = f"Bearer {plan.auth_token}"
                 progressed = False
                 body: _Body | None = None
                 try:
@@ -766,7 +769,10 @@ class _StdlibBody:
         for _ in range(10):
             resp = self._request(url, headers, proxy, timeout)
             if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
-                url = urljoin(url, resp.getheader("Location", ""))
+                new = urljoin(url, resp.getheader("Location", ""))
+                if urlsplit(new)[:2] != urlsplit(url)[:2]:  # another origin: the token stays home
+                    headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                url = new
                 self.close()
                 continue
             self._resp = resp
@@ -1045,6 +1051,7 @@ class DownloadManager:
             format=fmt,
             kind=entry.kind if entry else "",
             remote_code=entry.remote_code if entry else any(f.path.endswith(".py") for f in files),
+            auth_token=src.token,
         )
 
     # -- browsing the hub (only when the user searches) ----------

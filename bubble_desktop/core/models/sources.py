@@ -110,6 +110,10 @@ class Source:
     name: str  # "hf", "hf-mirror", "modelscope" or the custom URL
     endpoint: str
     hub: HubKind
+    token: str = field(default="", repr=False)  # a Hugging Face access token, for gated repos
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     @property
     def default_revision(self) -> str:
@@ -154,13 +158,19 @@ class Source:
         import httpx
 
         try:
-            r = client.get(url)
+            r = client.get(url, headers=self.auth_headers())
         except httpx.HTTPError as exc:
             raise SourceUnreachableError(f"{self.label} did not answer for {repo}: {_why(exc)}.") from exc
         if r.status_code in (401, 403):
             raise DownloadError(
                 f"{self.label} refuses {repo} (HTTP {r.status_code}): it is gated or private.",
-                "Accept the model's licence on the hub's web page, or pick another source or model.",
+                (
+                    "Accept the model's licence on its Hugging Face page, create an access token there "
+                    "(Settings → Access Tokens) and enter it under Models → Sources…, "
+                    "or pick another source or model."
+                    if self.name == "hf"
+                    else "Accept the model's licence on the hub's web page, or pick another source or model."
+                ),
             )
         if r.status_code == 404:
             raise RepoNotFoundError(f"{repo} is not on {self.label}.")
@@ -280,6 +290,9 @@ class SourceConfig:
     order: list[str] = field(default_factory=default_order)
     endpoints: dict[str, str] = field(default_factory=dict)
     last_good: str = ""
+    # a Hugging Face access token (gated models such as Llama); sent to huggingface.co only, never to
+    # the mirror, ModelScope, a hub of your own or a CDN the hub redirects to
+    hf_token: str = field(default="", repr=False)
 
     @classmethod
     def load(cls, paths: Paths | None = None) -> SourceConfig:
@@ -292,7 +305,9 @@ class SourceConfig:
             return cls()
         order = [str(x) for x in raw.get("order", ()) if isinstance(x, str) and x.strip()]
         endpoints = {str(k): str(v).rstrip("/") for k, v in (raw.get("endpoints") or {}).items()}
-        return cls(order or default_order(), endpoints, str(raw.get("last_good", "")))
+        return cls(
+            order or default_order(), endpoints, str(raw.get("last_good", "")), str(raw.get("hf_token", ""))
+        )
 
     def save(self, paths: Paths | None = None) -> None:
         p = (paths or Paths.default()).config_dir / CONFIG_FILE
@@ -300,7 +315,13 @@ class SourceConfig:
         tmp = p.with_name(p.name + ".tmp")
         tmp.write_text(
             json.dumps(
-                {"order": self.order, "endpoints": self.endpoints, "last_good": self.last_good}, indent=1
+                {
+                    "order": self.order,
+                    "endpoints": self.endpoints,
+                    "last_good": self.last_good,
+                    **({"hf_token": self.hf_token} if self.hf_token else {}),
+                },
+                indent=1,
             ),
             encoding="utf-8",
         )
@@ -316,7 +337,16 @@ class SourceConfig:
     def source(self, name: str) -> Source:
         """A built-in source by name, or a custom HF-compatible endpoint given as a URL."""
         if name in BUILTIN:
-            return Source(name, self.endpoint(name), "modelscope" if name == "modelscope" else "hf")
+            token = (
+                self.hf_token
+                or os.environ.get("HF_TOKEN", "")
+                or os.environ.get("HUGGING_FACE_HUB_TOKEN", "")
+                if name == "hf"
+                else ""
+            )
+            return Source(
+                name, self.endpoint(name), "modelscope" if name == "modelscope" else "hf", token.strip()
+            )
         if name.startswith(("http://", "https://")):
             url = name.rstrip("/")
             return Source(url, url, "modelscope" if "modelscope" in url else "hf")
