@@ -478,6 +478,10 @@ class MessageWidget(QFrame):
             "›", self.tr("Next version of this answer"), self._on_next_clicked
         )
         self.next_version_button.setObjectName("nextVersion")
+        for arrow in (self.previous_version_button, self.next_version_button):
+            font = arrow.font()
+            font.setPointSizeF(font.pointSizeF() * 1.3)
+            arrow.setFont(font)
         bar.addWidget(self.previous_version_button)
         bar.addWidget(self.version_label)
         bar.addWidget(self.next_version_button)

@@ -188,18 +188,24 @@ class ConversationsSidebar(QWidget):
 
     def _spinner_icon(self, frame: int) -> QIcon:
         if not self._frames:
-            colour = self.palette().highlight().color()
             self._frames = [
-                self._paint(colour, start=-i * 360 // SPINNER_FRAMES) for i in range(SPINNER_FRAMES)
+                self._icon(self.palette().highlight().color(), start=-i * 360 // SPINNER_FRAMES)
+                for i in range(SPINNER_FRAMES)
             ]
         return self._frames[frame % SPINNER_FRAMES]
 
     def _clock_icon(self) -> QIcon:
         if self._waiting_icon is None:
-            self._waiting_icon = self._paint(QColor("#8a8f98"), start=None)
+            self._waiting_icon = self._icon(QColor("#8a8f98"), start=None)
         return self._waiting_icon
 
-    def _paint(self, colour: QColor, start: int | None) -> QIcon:
+    def _icon(self, colour: QColor, start: int | None) -> QIcon:
+        """The marker in ``colour``, and in the highlighted-text colour on the selected row."""
+        icon = QIcon(self._paint(colour, start))
+        icon.addPixmap(self._paint(self.palette().highlightedText().color(), start), QIcon.Mode.Selected)
+        return icon
+
+    def _paint(self, colour: QColor, start: int | None) -> QPixmap:
         """A spinner frame (an arc starting at ``start`` degrees) or, with None, a small clock."""
         size = self._icon_size()
         ratio = self.devicePixelRatioF()
@@ -225,7 +231,7 @@ class ConversationsSidebar(QWidget):
             painter.setPen(pen)
             painter.drawArc(r, start * 16, 100 * 16)
         painter.end()
-        return QIcon(pixmap)
+        return pixmap
 
     # ---- actions -------------------------------------------------------------------------
     @Slot()
