@@ -209,3 +209,62 @@ def test_arrows_are_off_while_the_answer_is_written(qtbot: Any) -> None:
     finally:
         gate.set()
         close_window(w)
+
+
+def test_coming_back_to_a_chat_whose_question_still_waits(qtbot: Any) -> None:
+    gate = threading.Event()
+    inner = TakesTurns(["first " * 100, "second answer"])
+    w = _ready(qtbot, GatedModel(inner, gate))
+    try:
+        w.send("One")
+        qtbot.waitUntil(lambda: len(w.chat.view.messages[-1].text) > 5, timeout=5000)
+        first = w.conversation_id
+        w.new_chat()
+        w.send("Two")
+        second = w.conversation_id
+        w.open_conversation(first)
+        w.open_conversation(second)  # nothing of it is saved yet but the conversation itself
+        assert [(m.role, m.text) for m in w.chat.view.messages] == [("user", "Two"), ("assistant", "")]
+        waiting = w.chat.view.messages[-1]
+        assert "waiting" in waiting.status.text() and w.chat.busy
+        gate.set()
+        qtbot.waitUntil(
+            lambda: waiting.text == "second answer" and not waiting.body.is_streaming, timeout=5000
+        )
+        wait_idle(qtbot, w)
+        assert [m.message_id for m in w.chat.view.messages] == [m.id for m in w.ctx.store.messages(second)]
+    finally:
+        gate.set()
+        close_window(w)
+
+
+def test_a_regenerate_that_waits_then_adds_its_version(qtbot: Any) -> None:
+    gate = threading.Event()
+    gate.set()
+    inner = TakesTurns(["Old answer.", "long " * 100, "New answer."])
+    w = _ready(qtbot, GatedModel(inner, gate))
+    try:
+        w.send("Question B")
+        wait_idle(qtbot, w)
+        b = w.conversation_id
+        gate.clear()
+        w.new_chat()
+        w.send("Question A")
+        qtbot.waitUntil(lambda: len(w.chat.view.messages[-1].text) > 5, timeout=5000)
+        a = w.conversation_id
+        w.open_conversation(b)
+        w.chat.view.update_actions(False)
+        qtbot.mouseClick(w.chat.view.messages[-1].regenerate_button, Qt.MouseButton.LeftButton)
+        assert "waiting" in w.chat.view.messages[-1].status.text()
+        w.open_conversation(a)
+        w.open_conversation(b)  # the old answer is not shown while its new version waits
+        assert [m.text for m in w.chat.view.messages] == ["Question B", ""]
+        gate.set()
+        wait_idle(qtbot, w)
+        answer = w.chat.view.messages[-1]
+        assert answer.text == "New answer." and answer.version_label.text() == "2/2"
+        assert [v.text for v in w.ctx.store.versions(answer.message_id)] == ["Old answer.", "New answer."]
+        assert w.ctx.store.messages(a)[-1].text == "long " * 100
+    finally:
+        gate.set()
+        close_window(w)
