@@ -393,7 +393,7 @@ class MessageWidget(QFrame):
     source_activated = Signal(object)  # SourceView
     version_requested = Signal(object, int)  # this widget, the version to show (1-based)
 
-    def __init__(self, role: str, message_id: str | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, role: str, message_id: int | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.role = role
         self.message_id = message_id
@@ -672,7 +672,7 @@ class ChatView(QScrollArea):
         self.messages.clear()
         self._follow = True
 
-    def add_message(self, role: str, text: str = "", message_id: str | None = None) -> MessageWidget:
+    def add_message(self, role: str, text: str = "", message_id: int | None = None) -> MessageWidget:
         self.palette_md = Palette.for_theme(is_dark(self))  # follows a theme switch
         widget = MessageWidget(role, message_id, self._container)
         if text:
