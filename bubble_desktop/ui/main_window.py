@@ -78,6 +78,7 @@ class _LiveAnswer:
     message_id: int | None = None
     meta: AnswerMeta | None = None
     parts: list[str] = field(default_factory=list)
+    created_early: bool = False  # its new chat was saved before the worker took the question
 
 
 def model_name(path: str) -> str:
@@ -741,7 +742,8 @@ class MainWindow(QMainWindow):
             )
             return
         waiting = self.inference.is_busy  # the model writes one answer at a time: this one queues
-        if waiting and self._conversation_id is None:
+        created_early = waiting and self._conversation_id is None
+        if created_early:
             # a new chat that waits: save it now, so the sidebar lists it while it waits
             try:
                 self._conversation_id = self.ctx.store.create_conversation(
@@ -766,7 +768,14 @@ class MainWindow(QMainWindow):
             message_id=message_id,
         )
         self._live[job.request_id] = _LiveAnswer(
-            job.request_id, kind, question, self._conversation_id, target_id, answer, question_widget
+            job.request_id,
+            kind,
+            question,
+            self._conversation_id,
+            target_id,
+            answer,
+            question_widget,
+            created_early=created_early,
         )
         self._update_answering()
 
@@ -1027,6 +1036,18 @@ class MainWindow(QMainWindow):
             except Exception:
                 log.exception("closing the knowledge tab failed")
         self.inference.shutdown(1500)
+        self._drop_unused_conversations()
+
+    def _drop_unused_conversations(self) -> None:
+        """A new chat saved early because its question waited for another answer, and quit before
+        its turn: nothing was said in it, so it goes (instead of an empty chat in the sidebar)."""
+        for live in self._live.values():
+            if live.created_early and live.conversation_id is not None:
+                try:
+                    if self.ctx.store.get_conversation(live.conversation_id).message_count == 0:
+                        self.ctx.store.delete_conversation(live.conversation_id)
+                except Exception:
+                    log.exception("could not drop the unused conversation %s", live.conversation_id)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.shutdown()

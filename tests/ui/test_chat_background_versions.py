@@ -268,3 +268,24 @@ def test_a_regenerate_that_waits_then_adds_its_version(qtbot: Any) -> None:
     finally:
         gate.set()
         close_window(w)
+
+
+def test_quitting_while_a_new_chat_waits_leaves_no_empty_chat(qtbot: Any) -> None:
+    gate = threading.Event()
+    w = _ready(qtbot, GatedModel(ScriptedModel("going " * 50), gate))
+    store = w.ctx.store
+    try:
+        w.send("One")
+        qtbot.waitUntil(lambda: len(w.chat.view.messages[-1].text) > 5, timeout=5000)
+        first = w.conversation_id
+        w.new_chat()
+        w.send("Two")
+        second = w.conversation_id
+        assert {c.id for c in store.list_conversations()} == {first, second}
+        w.close()  # stops both; "Two" never reached the model
+        ids = {c.id for c in store.list_conversations()}
+        assert ids == {first}
+        assert store.messages(first)[-1].status == "stopped"
+    finally:
+        gate.set()
+        store.close()
