@@ -59,6 +59,7 @@ class ChatPane(QWidget):
     regenerate_requested = Signal(object)  # MessageWidget
     options_changed = Signal()  # knowledge bases or web toggle
     source_activated = Signal(object)  # SourceView
+    version_requested = Signal(object, int)  # MessageWidget, version to show
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -111,6 +112,7 @@ class ChatPane(QWidget):
         self.view.regenerate_requested.connect(self.regenerate_requested)
         self.view.edit_requested.connect(self._on_view_edit_requested)
         self.view.source_activated.connect(self.source_activated)
+        self.view.version_requested.connect(self.version_requested)
         self.empty_label = QLabel(self.tr("Ask anything. Answers are written on this computer."))
         self.empty_label.setObjectName("emptyHint")
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)

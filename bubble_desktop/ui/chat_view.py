@@ -391,8 +391,9 @@ class MessageWidget(QFrame):
     edit_requested = Signal(object)
     regenerate_requested = Signal(object)
     source_activated = Signal(object)  # SourceView
+    version_requested = Signal(object, int)  # this widget, the version to show (1-based)
 
-    def __init__(self, role: str, message_id: str | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, role: str, message_id: int | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.role = role
         self.message_id = message_id
@@ -458,6 +459,36 @@ class MessageWidget(QFrame):
         self.stats_label.setObjectName("messageStats")
         self.stats_label.setVisible(False)
         layout.addWidget(self.stats_label)
+
+        # ‹ 1/2 › under an answer that was regenerated
+        self.version = 1
+        self.version_count = 1
+        self.version_bar = QWidget(self)
+        self.version_bar.setObjectName("versionBar")
+        bar = QHBoxLayout(self.version_bar)
+        bar.setContentsMargins(0, 2, 0, 0)
+        bar.setSpacing(2)
+        self.previous_version_button = self._tool(
+            "‹", self.tr("Previous version of this answer"), self._on_previous_clicked
+        )
+        self.previous_version_button.setObjectName("previousVersion")
+        self.version_label = QLabel()
+        self.version_label.setObjectName("versionLabel")
+        self.next_version_button = self._tool(
+            "›", self.tr("Next version of this answer"), self._on_next_clicked
+        )
+        self.next_version_button.setObjectName("nextVersion")
+        for arrow in (self.previous_version_button, self.next_version_button):
+            font = arrow.font()
+            font.setPointSizeF(font.pointSizeF() * 1.3)
+            arrow.setFont(font)
+        bar.addWidget(self.previous_version_button)
+        bar.addWidget(self.version_label)
+        bar.addWidget(self.next_version_button)
+        bar.addStretch(1)
+        self.version_bar.setVisible(False)
+        layout.addWidget(self.version_bar)
+        self._versions_enabled = True
 
     def _tool(self, text: str, tip: str, slot: Any) -> QToolButton:
         button = QToolButton(self)
@@ -535,6 +566,22 @@ class MessageWidget(QFrame):
         self.stats_label.setText(text)
         self.stats_label.setVisible(bool(text))
 
+    def set_versions(self, version: int, count: int) -> None:
+        """Show "‹ version/count ›" when the answer has more than one version."""
+        self.version, self.version_count = version, count
+        self.version_label.setText(f"{version}/{count}")
+        self.version_label.setToolTip(
+            self.tr("Version %1 of %2").replace("%1", str(version)).replace("%2", str(count))
+        )
+        self.version_bar.setVisible(count > 1)
+        self.enable_versions(self._versions_enabled)
+
+    def enable_versions(self, enabled: bool) -> None:
+        """The arrows work only while no answer is being written in this conversation."""
+        self._versions_enabled = enabled
+        self.previous_version_button.setEnabled(enabled and self.version > 1)
+        self.next_version_button.setEnabled(enabled and self.version < self.version_count)
+
     # ---- actions -----------------------------------------------------------------------
     @Slot()
     def _on_copy_clicked(self) -> None:
@@ -548,6 +595,16 @@ class MessageWidget(QFrame):
     @Slot()
     def _on_regenerate_clicked(self) -> None:
         self.regenerate_requested.emit(self)
+
+    @Slot()
+    def _on_previous_clicked(self) -> None:
+        if self.version > 1:
+            self.version_requested.emit(self, self.version - 1)
+
+    @Slot()
+    def _on_next_clicked(self) -> None:
+        if self.version < self.version_count:
+            self.version_requested.emit(self, self.version + 1)
 
     @Slot(str)
     def _on_source_link_activated(self, link: str) -> None:
@@ -567,6 +624,7 @@ class ChatView(QScrollArea):
     edit_requested = Signal(object)  # MessageWidget
     regenerate_requested = Signal(object)
     source_activated = Signal(object)  # SourceView
+    version_requested = Signal(object, int)  # MessageWidget, version
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -614,7 +672,7 @@ class ChatView(QScrollArea):
         self.messages.clear()
         self._follow = True
 
-    def add_message(self, role: str, text: str = "", message_id: str | None = None) -> MessageWidget:
+    def add_message(self, role: str, text: str = "", message_id: int | None = None) -> MessageWidget:
         self.palette_md = Palette.for_theme(is_dark(self))  # follows a theme switch
         widget = MessageWidget(role, message_id, self._container)
         if text:
@@ -622,6 +680,7 @@ class ChatView(QScrollArea):
         widget.edit_requested.connect(self.edit_requested)
         widget.regenerate_requested.connect(self.regenerate_requested)
         widget.source_activated.connect(self.source_activated)
+        widget.version_requested.connect(self.version_requested)
         self._layout.insertWidget(self._layout.count() - 1, widget)
         self.messages.append(widget)
         self._follow = True
@@ -643,6 +702,7 @@ class ChatView(QScrollArea):
         for m in self.messages:
             if m.role == "assistant":
                 m.regenerate_button.setVisible(m is last_answer and not busy)
+                m.enable_versions(not busy)
             else:
                 m.edit_button.setEnabled(not busy)
 

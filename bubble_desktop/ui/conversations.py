@@ -2,14 +2,18 @@
 
 It reads the ConversationStore (SQLite, fast, safe from any thread) directly; nothing here blocks
 for long. Search looks into titles and message text (the store's full-text index).
+A conversation whose answer is still being written (in the background, after the user switched
+chats) shows a turning spinner; one waiting for the model a still clock.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from PySide6.QtCore import QPoint, Qt, Signal, Slot
+from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -25,6 +29,9 @@ from PySide6.QtWidgets import (
 )
 
 ID_ROLE = Qt.ItemDataRole.UserRole
+STATE_ROLE = Qt.ItemDataRole.UserRole + 1  # "answering" / "waiting" / None
+SPINNER_FRAMES = 12
+SPINNER_INTERVAL_MS = 90
 
 
 class ConversationsSidebar(QWidget):
@@ -40,6 +47,13 @@ class ConversationsSidebar(QWidget):
         self.setMinimumWidth(220)
         self._store = store
         self._current: int | None = None
+        self._answering: dict[int, str] = {}  # conversation id -> "answering" / "waiting"
+        self._frame = 0
+        self._frames: list[QIcon] = []
+        self._waiting_icon: QIcon | None = None
+        self._spin = QTimer(self)
+        self._spin.setInterval(SPINNER_INTERVAL_MS)
+        self._spin.timeout.connect(self._on_spin_timeout)
 
         self.new_button = QPushButton(self.tr("New chat"))
         self.new_button.setObjectName("newChatButton")
@@ -107,6 +121,7 @@ class ConversationsSidebar(QWidget):
             item = QListWidgetItem(title or self.tr("Untitled"))
             item.setData(ID_ROLE, cid)
             item.setToolTip(f"{title}\n{detail}" if detail else title)
+            self._decorate(item)
             self.list.addItem(item)
             if cid == self._current:
                 item.setSelected(True)
@@ -122,6 +137,101 @@ class ConversationsSidebar(QWidget):
 
     def ids(self) -> list[int]:
         return [self.list.item(i).data(ID_ROLE) for i in range(self.list.count())]
+
+    # ---- answers in progress -------------------------------------------------------------
+    def set_answering(self, states: Mapping[int, str]) -> None:
+        """Mark conversations whose answer is being written ("answering") or waits ("waiting")."""
+        states = dict(states)
+        if states == self._answering:
+            return
+        known = set(self.ids())
+        self._answering = states
+        if not set(states) <= known:
+            self.refresh()  # a new chat got saved while it was answered
+        else:
+            for i in range(self.list.count()):
+                self._decorate(self.list.item(i))
+        if "answering" in states.values():
+            self._spin.start()
+        else:
+            self._spin.stop()
+
+    def answering_state(self, conversation_id: int) -> str | None:
+        return self._answering.get(conversation_id)
+
+    def _decorate(self, item: QListWidgetItem) -> None:
+        cid = item.data(ID_ROLE)
+        state = self._answering.get(cid)
+        tip = item.toolTip().split("\n\n", 1)[0]
+        if state == "answering":
+            item.setIcon(self._spinner_icon(self._frame))
+            item.setToolTip(tip + "\n\n" + self.tr("Answering…"))
+        elif state == "waiting":
+            item.setIcon(self._clock_icon())
+            item.setToolTip(tip + "\n\n" + self.tr("Waiting for the model (another chat is being answered)"))
+        else:
+            item.setIcon(QIcon())
+            item.setToolTip(tip)
+        item.setData(STATE_ROLE, state)
+
+    @Slot()
+    def _on_spin_timeout(self) -> None:
+        self._frame = (self._frame + 1) % SPINNER_FRAMES
+        icon = self._spinner_icon(self._frame)
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            if self._answering.get(item.data(ID_ROLE)) == "answering":
+                item.setIcon(icon)
+
+    def _icon_size(self) -> int:
+        return max(12, self.list.fontMetrics().height() - 2)
+
+    def _spinner_icon(self, frame: int) -> QIcon:
+        if not self._frames:
+            self._frames = [
+                self._icon(self.palette().highlight().color(), start=-i * 360 // SPINNER_FRAMES)
+                for i in range(SPINNER_FRAMES)
+            ]
+        return self._frames[frame % SPINNER_FRAMES]
+
+    def _clock_icon(self) -> QIcon:
+        if self._waiting_icon is None:
+            self._waiting_icon = self._icon(QColor("#8a8f98"), start=None)
+        return self._waiting_icon
+
+    def _icon(self, colour: QColor, start: int | None) -> QIcon:
+        """The marker in ``colour``, and in the highlighted-text colour on the selected row."""
+        icon = QIcon(self._paint(colour, start))
+        icon.addPixmap(self._paint(self.palette().highlightedText().color(), start), QIcon.Mode.Selected)
+        return icon
+
+    def _paint(self, colour: QColor, start: int | None) -> QPixmap:
+        """A spinner frame (an arc starting at ``start`` degrees) or, with None, a small clock."""
+        size = self._icon_size()
+        ratio = self.devicePixelRatioF()
+        pixmap = QPixmap(int(size * ratio), int(size * ratio))
+        pixmap.setDevicePixelRatio(ratio)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        pen = QPen(colour, max(1.5, size / 7))
+        pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+        painter.setPen(pen)
+        r = QRectF(pen.widthF(), pen.widthF(), size - 2 * pen.widthF(), size - 2 * pen.widthF())
+        if start is None:
+            painter.drawEllipse(r)
+            c = r.center()
+            painter.drawLine(c, c + QPointF(0, -r.height() * 0.3))
+            painter.drawLine(c, c + QPointF(r.width() * 0.25, 0))
+        else:
+            faded = QColor(colour)
+            faded.setAlpha(60)
+            painter.setPen(QPen(faded, pen.widthF()))
+            painter.drawEllipse(r)
+            painter.setPen(pen)
+            painter.drawArc(r, start * 16, 100 * 16)
+        painter.end()
+        return pixmap
 
     # ---- actions -------------------------------------------------------------------------
     @Slot()

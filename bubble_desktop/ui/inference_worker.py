@@ -5,6 +5,9 @@ result carries it back, and the controller drops results of requests it no longe
 Text does not travel by signal (one queued event per token floods the GUI): the worker appends
 chunks to the job's :class:`TokenBuffer`, and a ~30 Hz timer on the GUI thread drains it.
 Stop is the job's ``threading.Event``, set directly from the GUI thread.
+Several answers can be outstanding (one per conversation: the user switched chats and asked again);
+the worker runs them one after another in the order sent (queued signals), each keeps its own
+buffer, and ``answer_began`` says when a waiting one gets the model.
 """
 
 from __future__ import annotations
@@ -115,6 +118,7 @@ class InferenceWorker(QObject):
     load_progressed = Signal(int, float, str)
     loaded = Signal(int, object)  # ModelInfo
     load_failed = Signal(int, object)  # LoadFailure
+    answer_began = Signal(int)  # the worker took the job (it may have waited behind others)
     answer_started = Signal(int, object)  # AnswerMeta
     answer_finished = Signal(int, object)  # AnswerResult
     unloaded = Signal()
@@ -170,6 +174,7 @@ class InferenceWorker(QObject):
     @Slot(object)
     def ask(self, job: AskJob) -> None:
         rid = job.request_id
+        self.answer_began.emit(rid)
         if self._model is None:
             self.answer_finished.emit(
                 rid,
@@ -286,6 +291,7 @@ class InferenceController(QObject):
     load_progressed = Signal(float, str)
     model_loaded = Signal(object)  # ModelInfo
     model_load_failed = Signal(object, object)  # LoadFailure, LoadRequest
+    answer_began = Signal(int)  # request id: a waiting answer got the model
     answer_started = Signal(int, object)  # request id, AnswerMeta
     text_arrived = Signal(int, str)  # request id, newly streamed text
     answer_finished = Signal(int, object)  # request id, AnswerResult
@@ -304,12 +310,14 @@ class InferenceController(QObject):
         self._worker.load_progressed.connect(self._on_worker_load_progressed)
         self._worker.loaded.connect(self._on_worker_loaded)
         self._worker.load_failed.connect(self._on_worker_load_failed)
+        self._worker.answer_began.connect(self._on_worker_answer_began)
         self._worker.answer_started.connect(self._on_worker_answer_started)
         self._worker.answer_finished.connect(self._on_worker_answer_finished)
         self._thread.start()
         self._next_id = 0
         self._load: LoadJob | None = None
-        self._job: AskJob | None = None
+        self._jobs: dict[int, AskJob] = {}  # outstanding answers, in the order the worker takes them
+        self._began: set[int] = set()
         self._model_info: ModelInfo | None = None
         self._timer = QTimer(self)
         self._timer.setInterval(DRAIN_INTERVAL_MS)
@@ -336,12 +344,17 @@ class InferenceController(QObject):
 
     @property
     def is_busy(self) -> bool:
-        """An answer is being generated."""
-        return self._job is not None
+        """An answer is being generated (or waits for the model)."""
+        return bool(self._jobs)
 
     @property
     def current_job(self) -> AskJob | None:
-        return self._job
+        """The oldest outstanding answer (the one the worker runs or takes next)."""
+        return next(iter(self._jobs.values()), None)
+
+    def is_waiting(self, request_id: int) -> bool:
+        """Whether answer ``request_id`` still waits for the worker (another answer runs)."""
+        return request_id in self._jobs and request_id not in self._began
 
     def _new_id(self) -> int:
         self._next_id += 1
@@ -352,7 +365,7 @@ class InferenceController(QObject):
         """Load in the background; a load already under way is abandoned."""
         if self._load is not None:
             self._load.cancel.set()
-        if self._job is not None:
+        if self._jobs:
             self.stop()
         job = LoadJob(self._new_id(), request)
         self._load = job
@@ -371,10 +384,8 @@ class InferenceController(QObject):
         kind: Literal["ask", "regenerate", "edit"] = "ask",
         message_id: int | None = None,
     ) -> AskJob:
-        """Start an answer; an answer still streaming is stopped and its results dropped."""
-        if self._job is not None:
-            self.stop()
-            self._job = None
+        """Start an answer; while another is being written it waits for its turn (the model
+        writes one answer at a time)."""
         job = AskJob(
             self._new_id(),
             kind,
@@ -385,23 +396,32 @@ class InferenceController(QObject):
             web,
             message_id,
         )
-        self._job = job
+        self._jobs[job.request_id] = job
         self._started_at = time.monotonic()
         self._ask_requested.emit(job)
         self._timer.start()
         return job
 
-    def stop(self) -> None:
-        """Stop the current answer within about one decode step (the worker checks the event)."""
-        if self._job is not None:
-            self._job.cancel.set()
+    def stop(self, request_id: int | None = None) -> None:
+        """Stop answer ``request_id`` (every outstanding one when None) within about one decode
+        step (the worker checks the event); a waiting one ends as soon as its turn comes."""
+        for rid, job in self._jobs.items():
+            if request_id is None or rid == request_id:
+                job.cancel.set()
+
+    def forget(self, request_id: int) -> None:
+        """Stop answer ``request_id`` and drop whatever it still sends (its conversation went)."""
+        job = self._jobs.pop(request_id, None)
+        if job is not None:
+            job.cancel.set()
+        self._began.discard(request_id)
+        if not self._jobs:
+            self._timer.stop()
 
     def forget_current(self) -> None:
-        """Stop the current answer and drop whatever it still sends (e.g. the chat was switched)."""
-        if self._job is not None:
-            self._job.cancel.set()
-            self._job = None
-            self._timer.stop()
+        """Stop every answer and drop whatever they still send (the window closes)."""
+        for rid in list(self._jobs):
+            self.forget(rid)
 
     def unload_model(self) -> None:
         self._model_info = None
@@ -429,31 +449,39 @@ class InferenceController(QObject):
         self._load = None
         self.model_load_failed.emit(failure, request)
 
+    @Slot(int)
+    def _on_worker_answer_began(self, rid: int) -> None:
+        if rid in self._jobs:
+            self._began.add(rid)
+            self.answer_began.emit(rid)
+
     @Slot(int, object)
     def _on_worker_answer_started(self, rid: int, meta: AnswerMeta) -> None:
-        if self._job is not None and rid == self._job.request_id:
+        if rid in self._jobs:
             self.answer_started.emit(rid, meta)
 
     @Slot()
     def _drain(self) -> None:
-        job = self._job
-        if job is None:
+        if not self._jobs:
             self._timer.stop()
             return
-        text = job.buffer.drain()
-        if text:
-            self.text_arrived.emit(job.request_id, text)
+        for rid, job in list(self._jobs.items()):
+            text = job.buffer.drain()
+            if text and rid in self._jobs:
+                self.text_arrived.emit(rid, text)
 
     @Slot(int, object)
     def _on_worker_answer_finished(self, rid: int, result: AnswerResult) -> None:
-        job = self._job
-        if job is None or rid != job.request_id:
-            return  # stale: the user moved on
+        job = self._jobs.get(rid)
+        if job is None:
+            return  # stale: forgotten
         rest = job.buffer.drain()
         if rest:
             self.text_arrived.emit(rid, rest)
-        self._job = None
-        self._timer.stop()
+        self._jobs.pop(rid, None)
+        self._began.discard(rid)
+        if not self._jobs:
+            self._timer.stop()
         self.answer_finished.emit(rid, result)
 
     # ---- shutdown ----------------------------------------------------------------------
@@ -461,8 +489,8 @@ class InferenceController(QObject):
         """Cancel everything, stop the thread; True when it ended within ``timeout_ms``."""
         if self._load is not None:
             self._load.cancel.set()
-        if self._job is not None:
-            self._job.cancel.set()
+        for job in self._jobs.values():
+            job.cancel.set()
         self._timer.stop()
         if not self._thread.isRunning():
             return True

@@ -63,6 +63,24 @@ class AppContext:
     machine: Any | None = None  # what the catalog's fit is judged against (None: measured here)
 
 
+@dataclass
+class _LiveAnswer:
+    """An answer being written (or waiting for the model), shown or not: switching chats leaves it
+    running; its text so far is kept here to show it again when the user comes back."""
+
+    request_id: int
+    kind: str  # ask / edit / regenerate
+    question: str
+    conversation_id: int | None  # None until the worker saved a new chat
+    target_id: int | None  # the question edited or the answer regenerated
+    widget: MessageWidget | None  # where it streams while its conversation is on screen
+    question_widget: MessageWidget | None = None
+    message_id: int | None = None
+    meta: AnswerMeta | None = None
+    parts: list[str] = field(default_factory=list)
+    created_early: bool = False  # its new chat was saved before the worker took the question
+
+
 def model_name(path: str) -> str:
     return Path(path).name or path
 
@@ -100,8 +118,7 @@ class MainWindow(QMainWindow):
 
         self.ctx = ctx
         self.settings = ctx.settings
-        self._answer: MessageWidget | None = None
-        self._question: MessageWidget | None = None
+        self._live: dict[int, _LiveAnswer] = {}  # answers being written, by request id
         self._conversation_id: int | None = None
         self._gguf_task: BackgroundTask | None = None
 
@@ -110,6 +127,7 @@ class MainWindow(QMainWindow):
         self.inference.load_progressed.connect(self._on_inference_load_progressed)
         self.inference.model_loaded.connect(self._on_inference_model_loaded)
         self.inference.model_load_failed.connect(self._on_inference_model_load_failed)
+        self.inference.answer_began.connect(self._on_inference_answer_began)
         self.inference.answer_started.connect(self._on_inference_answer_started)
         self.inference.text_arrived.connect(self._on_inference_text_arrived)
         self.inference.answer_finished.connect(self._on_inference_answer_finished)
@@ -144,6 +162,7 @@ class MainWindow(QMainWindow):
         self.chat.regenerate_requested.connect(self._on_chat_regenerate_requested)
         self.chat.options_changed.connect(self._on_chat_options_changed)
         self.chat.source_activated.connect(self._on_chat_source_activated)
+        self.chat.version_requested.connect(self._on_chat_version_requested)
 
         self.first_run = FirstRunPanel()
         self.first_run.model_folder_chosen.connect(self._on_first_run_model_folder_chosen)
@@ -568,24 +587,98 @@ class MainWindow(QMainWindow):
         for m in messages:
             widget = self.chat.add_message("user" if m.role == "user" else "assistant", m.text, m.id)
             if m.role != "user":
-                widget.set_sources(_source_views(m.sources))
-                if m.status == "error":
-                    widget.set_error(self.tr("This answer failed."))
-                elif m.status == "stopped":
-                    widget.status.setText(self.tr("stopped"))
-                if m.stats:
-                    widget.set_stats(_stats_text(m.stats))
-        self.chat.set_busy(False)
+                self._show_stored(widget, m, text=False)
+        live = self._live_for(conversation_id)
+        if live is not None:  # still being answered (or waiting for the model): show it going on
+            self._attach(live, messages)
+        self.chat.set_busy(live is not None)
+
+    def _show_stored(self, widget: MessageWidget, m: Any, text: bool = True) -> None:
+        """Show a saved answer (or the version of it just selected) with its sources, notices,
+        status, speed and versions."""
+        if text:
+            widget.set_text(m.text, self.chat.view.palette_md)
+        widget.set_sources(_source_views(m.sources))
+        widget.set_notices(tuple(getattr(m, "notices", ())))
+        widget.error_label.setVisible(False)
+        widget.status.setText("")
+        if m.status == "error":
+            detail = m.stats.get("error", "") if m.stats else ""
+            widget.set_error(self.tr("This answer failed."), str(detail or ""))
+        elif m.status == "stopped":
+            widget.status.setText(self.tr("stopped"))
+        widget.set_stats(_stats_text(m.stats) if m.stats else "")
+        widget.set_versions(getattr(m, "version", 1), getattr(m, "version_count", 1))
 
     def _leave_current_answer(self) -> None:
-        """Switching chats mid-answer: stop it, keep what was written (the service saves it)."""
-        if self.inference.is_busy:
-            self.inference.forget_current()
-            if self._answer is not None:
-                self._answer.end_stream()
-                self._answer.status.setText(self.tr("stopped"))
-            self._answer = None
-            self.chat.set_busy(False)
+        """Switching chats mid-answer: the answer goes on in the background (the sidebar marks its
+        conversation) and is saved there; only the widgets showing it go."""
+        for live in self._live.values():
+            live.widget = None
+            live.question_widget = None
+        self.chat.set_busy(False)
+
+    def _live_for(self, conversation_id: int | None) -> _LiveAnswer | None:
+        if conversation_id is None:
+            return None
+        return next((a for a in self._live.values() if a.conversation_id == conversation_id), None)
+
+    def _shown_live(self) -> _LiveAnswer | None:
+        """The answer being written in the conversation on screen, if any."""
+        return next((a for a in self._live.values() if a.widget is not None), None)
+
+    def _waiting_text(self) -> str:
+        return self.tr("waiting: another chat is being answered…")
+
+    def _attach(self, live: _LiveAnswer, messages: list[Any]) -> None:
+        """Show answer ``live`` in the conversation just drawn from the store: its text so far
+        streams on in the widget of its saved row, or, before the worker saved anything (it
+        waits behind another answer), as the question and a waiting answer at the end."""
+        view = self.chat.view
+        streaming = live.message_id
+        if streaming is None:  # the worker may have saved the row before its signal arrived
+            streaming = next((m.id for m in messages if m.status == "streaming"), None)
+        widget = next((w for w in view.messages if streaming is not None and w.message_id == streaming), None)
+        if widget is not None:
+            widget.begin_stream(view.palette_md)
+            widget.set_stats("")
+            if live.meta is not None:
+                widget.set_sources(_source_views(live.meta.sources))
+                widget.set_notices(live.meta.notices)
+            if live.parts:
+                widget.feed("".join(live.parts))
+            live.widget = widget
+            return
+        if live.kind == "regenerate":
+            target = next((w for w in view.messages if w.message_id == live.target_id), None)
+            if target is not None:
+                self.chat.remove_from(target)
+        elif live.kind == "edit":
+            target = next((w for w in view.messages if w.message_id == live.target_id), None)
+            if target is not None and (target.text != live.question or target is not view.messages[-1]):
+                self.chat.remove_from(target)
+                target = None
+            live.question_widget = target or self.chat.add_message("user", live.question, live.target_id)
+        else:
+            last = view.messages[-1] if view.messages else None
+            if last is not None and last.role == "user" and last.text == live.question:
+                live.question_widget = last  # the worker already saved the question
+            else:
+                live.question_widget = self.chat.add_message("user", live.question)
+        widget = self.chat.add_message("assistant")
+        widget.begin_stream(view.palette_md)
+        if self.inference.is_waiting(live.request_id):
+            widget.status.setText(self._waiting_text())
+        live.widget = widget
+
+    def _update_answering(self) -> None:
+        """Mark the conversations being answered (or waiting) in the sidebar."""
+        states = {
+            a.conversation_id: "waiting" if self.inference.is_waiting(a.request_id) else "answering"
+            for a in self._live.values()
+            if a.conversation_id is not None
+        }
+        self.sidebar.set_answering(states)
 
     @Slot(object)
     def _on_sidebar_conversation_selected(self, conversation_id: int | None) -> None:
@@ -596,6 +689,11 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_sidebar_conversation_deleted(self, conversation_id: int) -> None:
+        for rid, live in list(self._live.items()):
+            if live.conversation_id == conversation_id:  # nothing left to write the answer into
+                self.inference.forget(rid)
+                del self._live[rid]
+        self._update_answering()
         if conversation_id == self._conversation_id:
             self.new_chat()
 
@@ -621,25 +719,46 @@ class MainWindow(QMainWindow):
     # ---- asking ------------------------------------------------------------------------
     def send(self, text: str) -> None:
         """Ask ``text`` in the open conversation (or a new one)."""
-        self.chat.add_message("user", text)
-        self._question = self.chat.view.messages[-1]
-        self._start_answer("ask", text)
+        if self._shown_live() is not None:
+            return  # one answer at a time per conversation (the pane's Send is off meanwhile)
+        question = self.chat.add_message("user", text)
+        self._start_answer("ask", text, question_widget=question)
 
-    def _start_answer(self, kind: str, question: str, message_id: int | None = None) -> None:
-        self._answer = self.chat.add_message("assistant")
-        self._answer.begin_stream(self.chat.view.palette_md)
+    def _start_answer(
+        self,
+        kind: str,
+        question: str,
+        message_id: int | None = None,
+        question_widget: MessageWidget | None = None,
+        target_id: int | None = None,
+    ) -> None:
+        answer = self.chat.add_message("assistant")
+        answer.begin_stream(self.chat.view.palette_md)
         if self.inference.model_info is None and not self.inference.is_loading:
-            self._answer.end_stream()
-            self._answer.set_error(
+            answer.end_stream()
+            answer.set_error(
                 self.tr("No model is loaded."),
                 self.tr("Choose a model folder (File → Choose model folder…) or check Settings → Model."),
             )
-            self._answer = None
             return
+        waiting = self.inference.is_busy  # the model writes one answer at a time: this one queues
+        created_early = waiting and self._conversation_id is None
+        if created_early:
+            # a new chat that waits: save it now, so the sidebar lists it while it waits
+            try:
+                self._conversation_id = self.ctx.store.create_conversation(
+                    question, self.chat.kb_names, self.chat.web_enabled
+                )
+                self.sidebar.set_current(self._conversation_id)
+                self.chat.set_title(self.ctx.store.get_conversation(self._conversation_id).title)
+            except Exception as exc:
+                log.warning("could not create the conversation: %s", exc)
         if self.inference.is_loading:
-            self._answer.status.setText(self.tr("waiting for the model to load…"))
+            answer.status.setText(self.tr("waiting for the model to load…"))
+        elif waiting:
+            answer.status.setText(self._waiting_text())
         self.chat.set_busy(True)
-        self.inference.ask(
+        job = self.inference.ask(
             question,
             self.settings,
             conversation_id=self._conversation_id,
@@ -648,6 +767,17 @@ class MainWindow(QMainWindow):
             kind=kind,  # type: ignore[arg-type]
             message_id=message_id,
         )
+        self._live[job.request_id] = _LiveAnswer(
+            job.request_id,
+            kind,
+            question,
+            self._conversation_id,
+            target_id,
+            answer,
+            question_widget,
+            created_early=created_early,
+        )
+        self._update_answering()
 
     @Slot(str)
     def _on_chat_send_requested(self, text: str) -> None:
@@ -655,34 +785,70 @@ class MainWindow(QMainWindow):
 
     @Slot(object, str)
     def _on_chat_edit_submitted(self, widget: MessageWidget, text: str) -> None:
+        if self._shown_live() is not None:
+            return
         message_id = widget.message_id
         self.chat.remove_from(widget)
-        self.chat.add_message("user", text, message_id)
-        self._question = self.chat.view.messages[-1]
-        self._start_answer("edit", text, message_id)
+        question = self.chat.add_message("user", text, message_id)
+        self._start_answer("edit", text, message_id, question_widget=question, target_id=message_id)
 
     @Slot(object)
     def _on_chat_regenerate_requested(self, widget: MessageWidget) -> None:
-        if self.inference.is_busy or self._conversation_id is None:
+        if self._shown_live() is not None or self._conversation_id is None:
             return
+        target = widget.message_id
         self.chat.remove_from(widget)
-        self._question = None
-        self._start_answer("regenerate", "")
+        self._start_answer("regenerate", "", target_id=target)
+
+    @Slot(object, int)
+    def _on_chat_version_requested(self, widget: MessageWidget, version: int) -> None:
+        """‹ / › under an answer: show another version; the next question's context uses it."""
+        if widget.message_id is None or self._shown_live() is not None:
+            return
+        try:
+            message = self.ctx.store.select_version(widget.message_id, version)
+        except Exception as exc:
+            self.status.showMessage(str(getattr(exc, "message", exc)), 8000)
+            return
+        self._show_stored(widget, message)
+        self.chat.view.update_actions(False)
 
     @Slot()
     def _on_chat_stop_requested(self) -> None:
-        self.inference.stop()  # sets the job's threading.Event right here, on the GUI thread
+        live = self._shown_live()
+        if live is not None:  # sets the job's threading.Event right here, on the GUI thread
+            self.inference.stop(live.request_id)
+
+    @Slot(int)
+    def _on_inference_answer_began(self, rid: int) -> None:
+        live = self._live.get(rid)
+        if live is not None and live.widget is not None and live.widget.body.is_streaming:
+            live.widget.status.setText(self.tr("writing…"))
+        self._update_answering()
 
     @Slot(int, object)
-    def _on_inference_answer_started(self, _rid: int, meta: AnswerMeta) -> None:
-        if self._answer is None:
+    def _on_inference_answer_started(self, rid: int, meta: AnswerMeta) -> None:
+        live = self._live.get(rid)
+        if live is None:
             return
-        self._answer.status.setText(self.tr("writing…"))
-        self._answer.message_id = meta.message_id
-        if self._question is not None and meta.question_message_id is not None:
-            self._question.message_id = meta.question_message_id
-        self._answer.set_sources(_source_views(meta.sources))
-        self._answer.set_notices(meta.notices)
+        live.meta = meta
+        live.message_id = meta.message_id
+        if meta.conversation_id is not None:
+            live.conversation_id = meta.conversation_id
+        self._update_answering()
+        answer = live.widget
+        if answer is None:  # answered in the background
+            self.sidebar.refresh()
+            return
+        answer.status.setText(self.tr("writing…"))
+        answer.message_id = meta.message_id
+        if live.question_widget is not None and meta.question_message_id is not None:
+            live.question_widget.message_id = meta.question_message_id
+        answer.set_sources(_source_views(meta.sources))
+        answer.set_notices(meta.notices)
+        if live.kind == "regenerate" and meta.message_id:
+            self._show_versions(answer, meta.message_id)
+            answer.enable_versions(False)
         if meta.conversation_id is not None and meta.conversation_id != self._conversation_id:
             self._conversation_id = meta.conversation_id
             self.sidebar.set_current(meta.conversation_id)
@@ -691,23 +857,39 @@ class MainWindow(QMainWindow):
             except Exception:
                 pass
 
+    def _show_versions(self, widget: MessageWidget, message_id: int) -> None:
+        try:
+            m = self.ctx.store.get_message(message_id)
+        except Exception:
+            return
+        widget.set_versions(m.version, m.version_count)
+
     @Slot(int, str)
-    def _on_inference_text_arrived(self, _rid: int, text: str) -> None:
-        if self._answer is not None:
-            self._answer.feed(text)
+    def _on_inference_text_arrived(self, rid: int, text: str) -> None:
+        live = self._live.get(rid)
+        if live is None:
+            return
+        live.parts.append(text)  # kept to show it again when the user comes back to this chat
+        if live.widget is not None:
+            live.widget.feed(text)
 
     @Slot(int, object)
-    def _on_inference_answer_finished(self, _rid: int, result: AnswerResult) -> None:
-        answer = self._answer
-        self._answer = None
-        self._question = None
-        self.chat.set_busy(False)
-        if answer is None:
+    def _on_inference_answer_finished(self, rid: int, result: AnswerResult) -> None:
+        live = self._live.pop(rid, None)
+        self._update_answering()
+        if live is None:
             return
+        stats = result.stats
+        answer = live.widget
+        if answer is None:  # finished in the background: saved by the service, unmark its chat
+            if stats is not None:
+                self.status.show_stats(stats)
+            self.sidebar.refresh()
+            return
+        self.chat.set_busy(False)
         answer.end_stream()
         if result.message_id is not None:
             answer.message_id = result.message_id
-        stats = result.stats
         if result.error:
             answer.set_error(result.error, result.hint)
         elif stats is not None and stats.finish_reason == "cancelled":
@@ -717,6 +899,15 @@ class MainWindow(QMainWindow):
         if stats is not None:
             answer.set_stats(_stats_text(stats.to_dict()))
             self.status.show_stats(stats)
+        if live.kind == "regenerate" and answer.message_id is not None and not result.error:
+            try:
+                saved = self.ctx.store.get_message(answer.message_id)
+            except Exception:
+                saved = None
+            if saved is not None and saved.status != "streaming" and not answer.text.strip():
+                self._show_stored(answer, saved)  # stopped before a word: the earlier version is back
+            elif saved is not None:
+                answer.set_versions(saved.version, saved.version_count)
         if result.conversation_id is not None and self._conversation_id is None:
             self._conversation_id = result.conversation_id
         self.sidebar.set_current(self._conversation_id)
@@ -820,8 +1011,8 @@ class MainWindow(QMainWindow):
         self.activateWindow()
 
     def keyPressEvent(self, event: Any) -> None:  # noqa: N802
-        if event.key() == QtCore.Qt.Key.Key_Escape and self._built and self.inference.is_busy:
-            self.inference.stop()
+        if event.key() == QtCore.Qt.Key.Key_Escape and self._built and self._shown_live() is not None:
+            self._on_chat_stop_requested()
             return
         super().keyPressEvent(event)
 
@@ -845,6 +1036,18 @@ class MainWindow(QMainWindow):
             except Exception:
                 log.exception("closing the knowledge tab failed")
         self.inference.shutdown(1500)
+        self._drop_unused_conversations()
+
+    def _drop_unused_conversations(self) -> None:
+        """A new chat saved early because its question waited for another answer, and quit before
+        its turn: nothing was said in it, so it goes (instead of an empty chat in the sidebar)."""
+        for live in self._live.values():
+            if live.created_early and live.conversation_id is not None:
+                try:
+                    if self.ctx.store.get_conversation(live.conversation_id).message_count == 0:
+                        self.ctx.store.delete_conversation(live.conversation_id)
+                except Exception:
+                    log.exception("could not drop the unused conversation %s", live.conversation_id)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.shutdown()

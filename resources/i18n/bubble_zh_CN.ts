@@ -115,6 +115,14 @@
             <translation>未命名</translation>
         </message>
         <message>
+            <source>Answering…</source>
+            <translation>正在回答…</translation>
+        </message>
+        <message>
+            <source>Waiting for the model (another chat is being answered)</source>
+            <translation>正在等待模型（另一个对话正在回答）</translation>
+        </message>
+        <message>
             <source>Rename…</source>
             <translation>重命名…</translation>
         </message>
@@ -725,6 +733,10 @@
             <translation>已停止</translation>
         </message>
         <message>
+            <source>waiting: another chat is being answered…</source>
+            <translation>排队中：另一个对话正在回答…</translation>
+        </message>
+        <message>
             <source>No model is loaded.</source>
             <translation>尚未加载模型。</translation>
         </message>
@@ -817,6 +829,14 @@ A private chatbot that runs on your own computer.</source>
             <translation>重新回答这个问题</translation>
         </message>
         <message>
+            <source>Previous version of this answer</source>
+            <translation>上一个版本的回答</translation>
+        </message>
+        <message>
+            <source>Next version of this answer</source>
+            <translation>下一个版本的回答</translation>
+        </message>
+        <message>
             <source>writing…</source>
             <translation>正在生成…</translation>
         </message>
@@ -831,6 +851,10 @@ A private chatbot that runs on your own computer.</source>
         <message>
             <source>Sources:</source>
             <translation>来源：</translation>
+        </message>
+        <message>
+            <source>Version %1 of %2</source>
+            <translation>第 %1 版，共 %2 版</translation>
         </message>
     </context>
     <context>

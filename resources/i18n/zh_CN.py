@@ -402,6 +402,13 @@ TRANSLATIONS: dict[str, str] = {
     "waiting for the model to load…": "正在等待模型加载…",
     "writing…": "正在生成…",
     "cut off at the token limit": "已达到长度上限而截断",
+    # ---- answers in the background, answer versions (issue 16: 4, 9) -------------------------
+    "waiting: another chat is being answered…": "排队中：另一个对话正在回答…",
+    "Answering…": "正在回答…",
+    "Waiting for the model (another chat is being answered)": "正在等待模型（另一个对话正在回答）",
+    "Previous version of this answer": "上一个版本的回答",
+    "Next version of this answer": "下一个版本的回答",
+    "Version %1 of %2": "第 %1 版，共 %2 版",
     "Settings could not be saved: %1": "无法保存设置：%1",
     "About O.Bubble": "关于 O.Bubble",
     "O.Bubble %1\nA private chatbot that runs on your own computer.": "O.Bubble %1\n在你自己电脑上运行的私人聊天助手。",

@@ -50,13 +50,15 @@ def test_tiny_model_send_stop_regenerate(qtbot: Any, tiny_model_dir: Path) -> No
         assert stored[1].stats and stored[1].stats["completion_tokens"] > 0
         assert "tokens/s" in window.status.speed_label.text()
 
-        # regenerate: greedy decoding gives the same text; the old answer row is replaced
+        # regenerate: greedy decoding gives the same text, as version 2 of the answer (version 1 kept)
         old_id = stored[1].id
         window.chat.view.update_actions(False)
         qtbot.mouseClick(answer.regenerate_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: not window.inference.is_busy, timeout=60_000)
         stored = store.messages(cid)
-        assert len(stored) == 2 and stored[1].id != old_id
+        assert len(stored) == 2 and stored[1].id == old_id
+        assert (stored[1].version, stored[1].version_count) == (2, 2)
+        assert [v.text for v in store.versions(old_id)] == [answer.text, answer.text]
         assert window.chat.view.messages[-1].text == stored[1].text == answer.text
 
         # stop: a long answer ends within a few decode steps of pressing Stop

@@ -187,7 +187,7 @@ def test_stop_button_and_escape_stop_quickly(qtbot: Any) -> None:
         close_window(w)
 
 
-def test_regenerate_replaces_the_last_answer(qtbot: Any, window: Any) -> None:
+def test_regenerate_adds_a_version_of_the_last_answer(qtbot: Any, window: Any) -> None:
     window.send("First question")
     wait_idle(qtbot, window)
     cid = window.conversation_id
@@ -199,7 +199,9 @@ def test_regenerate_replaces_the_last_answer(qtbot: Any, window: Any) -> None:
     wait_idle(qtbot, window)
     stored = window.ctx.store.messages(cid)
     assert [m.role for m in stored] == ["user", "assistant"]
-    assert stored[-1].id != first_answer_id and stored[-1].text == ANSWER
+    # the new answer is version 2 of the same message; version 1 is kept (tests/ui/test_chat_versions.py)
+    assert stored[-1].id == first_answer_id and stored[-1].text == ANSWER
+    assert (stored[-1].version, stored[-1].version_count) == (2, 2)
     assert [m.role for m in window.chat.view.messages] == ["user", "assistant"]
 
 
@@ -242,8 +244,12 @@ def test_sidebar_open_rename_search_delete(qtbot: Any, window: Any) -> None:
     assert window.conversation_id is None and window.chat.view.messages == []
 
 
-def test_switching_chat_mid_answer_drops_the_stale_stream(qtbot: Any) -> None:
-    w = make_window(qtbot, loader=Loader(ScriptedModel(slow=True)))
+def test_switching_chat_mid_answer_keeps_it_going_in_the_background(qtbot: Any) -> None:
+    """Issue 16.4: leaving a chat while its answer is written no longer stops it (it used to be
+    saved as "stopped" after a token); the sidebar marks it and it is saved complete."""
+    model = ScriptedModel("word " * 400)
+    gate = threading.Event()
+    w = make_window(qtbot, loader=Loader(GatedModel(model, gate)))
     try:
         w.load_configured_model()
         qtbot.waitUntil(lambda: w.inference.model_info is not None, timeout=5000)
@@ -251,18 +257,47 @@ def test_switching_chat_mid_answer_drops_the_stale_stream(qtbot: Any) -> None:
         qtbot.waitUntil(lambda: len(w.chat.view.messages[-1].text) > 10, timeout=5000)
         old = w.conversation_id
         w.new_chat()
-        assert not w.inference.is_busy and w.chat.view.messages == []
-        # the worker ends the cancelled request (saved as stopped); nothing of it reaches the new chat
-        qtbot.waitUntil(lambda: w.ctx.store.messages(old)[-1].status == "stopped", timeout=5000)
-        w.send("Next question")
-        assert [m.text for m in w.chat.view.messages] == ["Next question", ""]
-        qtbot.waitUntil(lambda: len(w.chat.view.messages[-1].text) > 10, timeout=5000)
-        w.inference.stop()
+        assert w.chat.view.messages == [] and not w.chat.busy and w.chat.send_button.isEnabled()
+        assert w.inference.is_busy and w.sidebar.answering_state(old) == "answering"
+        gate.set()
         wait_idle(qtbot, w)
-        assert w.conversation_id != old
-        assert [m.role for m in w.ctx.store.messages(w.conversation_id)] == ["user", "assistant"]
+        saved = w.ctx.store.messages(old)[-1]
+        assert (saved.status, saved.text) == ("complete", "word " * 400)
+        assert w.sidebar.answering_state(old) is None and w.chat.view.messages == []
     finally:
+        gate.set()
         close_window(w)
+
+
+class GatedModel:
+    """Wraps a ScriptedModel: after its first chunks, each chunk waits until ``gate`` is set."""
+
+    def __init__(self, model: ScriptedModel, gate: threading.Event) -> None:
+        self.model, self.gate, self.info = model, gate, model.info
+
+    def stream(
+        self, messages: Sequence[ChatMessage], sampling: SamplingSettings, cancel: Any = None
+    ) -> Generation:
+        inner = self.model.stream(messages, sampling, cancel)
+        gate = self.gate
+
+        def chunks() -> Iterator[str]:
+            for n, chunk in enumerate(inner):
+                if n >= 5:
+                    while not gate.wait(0.01):
+                        if cancel is not None and cancel.is_set():
+                            break
+                yield chunk
+            gen.stats = inner.stats
+
+        gen = Generation(chunks())
+        return gen
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return self.model.count_tokens(messages)
+
+    def unload(self) -> None:
+        self.model.unload()
 
 
 def test_web_toggle_shows_online_indicator_and_is_saved(qtbot: Any, window: Any) -> None:

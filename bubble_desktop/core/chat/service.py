@@ -105,6 +105,8 @@ class Answer:
     checkpoint_s: float = 2.0
     _parts: list[str] = field(default_factory=list)
     _started: bool = False
+    # a regenerated answer: the version it replaced on screen (selected again if this one stays empty)
+    _previous_version: int | None = None
 
     def __iter__(self) -> Iterator[str]:
         if self._started:
@@ -372,10 +374,14 @@ class ChatService:
         kb_names: Sequence[str] | None = None,
         web: bool | None = None,
     ) -> Answer:
-        """Answer the last question again; the previous answer is replaced."""
+        """Answer the last question again as a new version of its answer (the earlier versions are
+        kept; see ``ConversationStore.select_version``)."""
         question = self.store.last_user_message(conversation_id)
-        self.store.delete_after(question)
-        return self._resend(model, question, settings, cancel, kb_names, web)
+        previous = self.store.answer_to(question)
+        self.store.delete_after(previous or question)
+        return self._resend(
+            model, question, settings, cancel, kb_names, web, answer_id=previous.id if previous else None
+        )
 
     def edit_and_resend(
         self,
@@ -401,9 +407,11 @@ class ChatService:
         cancel: threading.Event | None,
         kb_names: Sequence[str] | None,
         web: bool | None,
+        answer_id: int | None = None,
     ) -> Answer:
         """Answer ``question`` again with the history before it; the knowledge bases and web
-        switch default to the conversation's."""
+        switch default to the conversation's. With ``answer_id`` the answer becomes a new version
+        of that message."""
         conversation = self.store.get_conversation(question.conversation_id)
         earlier = [m for m in self.store.messages(question.conversation_id) if m.seq < question.seq]
         return self._answer(
@@ -416,6 +424,7 @@ class ChatService:
             conversation.kb_names if kb_names is None else kb_names,
             conversation.web if web is None else web,
             cancel,
+            answer_id=answer_id,
         )
 
     def _answer(
@@ -430,6 +439,7 @@ class ChatService:
         web: bool,
         cancel: threading.Event | None,
         save: bool = True,
+        answer_id: int | None = None,
     ) -> Answer:
         cancel = cancel or threading.Event()
         sent = time.perf_counter()
@@ -463,7 +473,17 @@ class ChatService:
                 "and were left out."
             )
         message_id = 0
-        if save:
+        previous_version: int | None = None
+        if save and answer_id is not None:
+            message_id = answer_id
+            previous_version = self.store.begin_version(
+                answer_id,
+                sources=sources,
+                sampling=sampling.model_dump(),
+                web_used=retrieved.web_used,
+                notices=notices,
+            )
+        elif save:
             message_id = self.store.add_message(
                 conversation_id,
                 "assistant",
@@ -472,6 +492,7 @@ class ChatService:
                 sources=sources,
                 sampling=sampling.model_dump(),
                 web_used=retrieved.web_used,
+                notices=notices,
             )
         finish = self._finish if save else self._settle
         answer = Answer(
@@ -489,6 +510,7 @@ class ChatService:
             },
             _finish=finish,
             _checkpoint=self._checkpoint if save else None,
+            _previous_version=previous_version,
         )
         if plan is None:
             answer.stats = GenerationStats(finish_reason="error", error=notices[-1])
@@ -512,6 +534,11 @@ class ChatService:
         """Save the assistant message with its final status (called once, however iteration ended)."""
         stats, status = self._final_stats(answer, error)
         try:
+            if answer._previous_version is not None and status != "complete" and not text.strip():
+                # a regenerated answer stopped (or failed) before its first word: nothing to keep,
+                # the version the user had is shown again
+                self.store.discard_version(answer.message_id, answer._previous_version)
+                return
             self.store.finish_message(answer.message_id, text, status, stats=stats.to_dict())
         except Exception:  # noqa: BLE001 - saving must not mask the answer; the row stays 'streaming'
             log.exception("could not save answer %s", answer.message_id)

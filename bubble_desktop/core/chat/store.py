@@ -5,6 +5,12 @@ transaction: a process killed at any moment leaves the database intact. An answe
 is stored as a row with status ``streaming``; if the process dies before it finishes, the next
 open marks that row ``error`` ("interrupted") — at most that answer is lost.
 Full-text search uses FTS5 (trigram tokenizer, so Chinese substrings are found too).
+
+An answer can have several versions (Regenerate keeps the earlier ones): the ``messages`` row always
+holds the *selected* version, so history, search and export read what the user chose; the other
+versions wait in ``message_versions`` and :meth:`ConversationStore.select_version` swaps one in.
+Notices shown with an answer (e.g. "web search failed") are saved with it (``messages.notices``).
+Databases written before these columns existed are migrated on open (``PRAGMA user_version``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +35,7 @@ EXPORT_FORMAT = "bubble-conversation"
 EXPORT_VERSION = 1
 TITLE_CHARS = 60
 INTERRUPTED = "The app closed before this answer finished."
+SCHEMA_VERSION = 2  # 1: the first release; 2: messages.notices, messages.version, message_versions
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -51,10 +58,32 @@ CREATE TABLE IF NOT EXISTS messages (
     status          TEXT NOT NULL DEFAULT 'complete',
     web_used        INTEGER NOT NULL DEFAULT 0,
     created_at      REAL NOT NULL,
+    notices         TEXT NOT NULL DEFAULT '[]',
+    version         INTEGER NOT NULL DEFAULT 1,
     UNIQUE (conversation_id, seq)
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, seq);
 """
+
+# the versions of an answer that are not selected (the selected one is in its ``messages`` row)
+_VERSIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS message_versions (
+    message_id  INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    version     INTEGER NOT NULL,
+    text        TEXT NOT NULL DEFAULT '',
+    sources     TEXT NOT NULL DEFAULT '[]',
+    sampling    TEXT,
+    stats       TEXT,
+    status      TEXT NOT NULL DEFAULT 'complete',
+    web_used    INTEGER NOT NULL DEFAULT 0,
+    notices     TEXT NOT NULL DEFAULT '[]',
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (message_id, version)
+);
+"""
+
+# what a version is made of: the same columns in ``messages`` and ``message_versions``
+_VERSION_COLUMNS = ("text", "sources", "sampling", "stats", "status", "web_used", "notices", "created_at")
 
 _TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS messages_fts_insert AFTER INSERT ON messages BEGIN
@@ -105,6 +134,9 @@ class StoredMessage:
     stats: Mapping[str, Any] | None = None
     web_used: bool = False
     created_at: float = field(default=0.0)
+    notices: tuple[str, ...] = ()  # shown with the answer (web search failed, sources left out...)
+    version: int = 1  # which version of the answer this is (1-based)
+    version_count: int = 1  # how many versions the answer has (Regenerate adds one)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +150,9 @@ class StoredMessage:
             "stats": dict(self.stats) if self.stats is not None else None,
             "web_used": self.web_used,
             "created_at": self.created_at,
+            "notices": list(self.notices),
+            "version": self.version,
+            "version_count": self.version_count,
         }
 
 
@@ -157,6 +192,7 @@ class ConversationStore:
             self._db.execute("PRAGMA busy_timeout=10000")
             with self._tx():
                 self._create_schema()
+                self._migrate()
             self._recover_interrupted()
         except sqlite3.DatabaseError as exc:
             raise ConversationError(
@@ -181,6 +217,18 @@ class ConversationStore:
             )
         for statement in _split_sql(_TRIGGERS):
             self._db.execute(statement)
+
+    def _migrate(self) -> None:
+        """Bring a database written by an older Bubble to ``SCHEMA_VERSION`` (columns are only added,
+        so an older Bubble can still read it)."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
+        if "notices" not in have:
+            self._db.execute("ALTER TABLE messages ADD COLUMN notices TEXT NOT NULL DEFAULT '[]'")
+        if "version" not in have:
+            self._db.execute("ALTER TABLE messages ADD COLUMN version INTEGER NOT NULL DEFAULT 1")
+        self._db.execute(_VERSIONS_SCHEMA)
+        if int(self._db.execute("PRAGMA user_version").fetchone()[0]) < SCHEMA_VERSION:
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     class _Tx:
         def __init__(self, store: ConversationStore) -> None:
@@ -298,6 +346,7 @@ class ConversationStore:
         sampling: Mapping[str, Any] | None = None,
         stats: Mapping[str, Any] | None = None,
         web_used: bool = False,
+        notices: Sequence[str] = (),
     ) -> int:
         """Append a message; the first user message also names an untitled conversation."""
         now = time.time()
@@ -310,7 +359,7 @@ class ConversationStore:
             ).fetchone()[0]
             cur = db.execute(
                 "INSERT INTO messages(conversation_id, seq, role, text, sources, sampling, stats, status, "
-                "web_used, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "web_used, created_at, notices) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     conversation_id,
                     seq,
@@ -322,6 +371,7 @@ class ConversationStore:
                     status,
                     int(web_used),
                     now,
+                    json.dumps(list(notices), ensure_ascii=False),
                 ),
             )
             if role == "user" and not row["title"]:
@@ -355,6 +405,120 @@ class ConversationStore:
                     (json.dumps([s.to_dict() for s in sources], ensure_ascii=False), message_id),
                 )
 
+    # -- versions of an answer ------------------------------------------------------------------
+
+    def begin_version(
+        self,
+        message_id: int,
+        *,
+        sources: Sequence[Source] = (),
+        sampling: Mapping[str, Any] | None = None,
+        web_used: bool = False,
+        notices: Sequence[str] = (),
+    ) -> int | None:
+        """Start a new version of answer ``message_id`` (Regenerate): the version shown so far is
+        kept in ``message_versions`` and the row becomes a new, selected, ``streaming`` version.
+        An empty failed or stopped version is overwritten instead of kept. Returns the number of
+        the version kept (to restore with :meth:`discard_version`), or None."""
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM messages WHERE id=?", (message_id,)).fetchone()
+            if row is None or row["role"] != "assistant":
+                raise ConversationError(f"There is no answer {message_id}.")
+            kept: int | None = None
+            number = int(row["version"])
+            if row["text"].strip() or row["status"] == "complete":
+                kept = number
+                self._archive(db, row)
+                number = (
+                    int(
+                        db.execute(
+                            "SELECT max(version) FROM message_versions WHERE message_id=?", (message_id,)
+                        ).fetchone()[0]
+                    )
+                    + 1
+                )
+            db.execute(
+                "UPDATE messages SET text='', sources=?, sampling=?, stats=NULL, status='streaming', "
+                "web_used=?, notices=?, created_at=?, version=? WHERE id=?",
+                (
+                    json.dumps([s.to_dict() for s in sources], ensure_ascii=False),
+                    _dumps(dict(sampling) if sampling is not None else None),
+                    int(web_used),
+                    json.dumps(list(notices), ensure_ascii=False),
+                    time.time(),
+                    number,
+                    message_id,
+                ),
+            )
+            db.execute(
+                "UPDATE conversations SET updated_at=? WHERE id=?", (time.time(), row["conversation_id"])
+            )
+            return kept
+
+    @staticmethod
+    def _archive(db: sqlite3.Connection, row: sqlite3.Row) -> None:
+        """Copy the version in a ``messages`` row into ``message_versions``."""
+        columns = ", ".join(_VERSION_COLUMNS)
+        db.execute(
+            f"INSERT OR REPLACE INTO message_versions(message_id, version, {columns}) "
+            f"VALUES (?, ?, {', '.join('?' * len(_VERSION_COLUMNS))})",
+            (row["id"], row["version"], *(row[c] for c in _VERSION_COLUMNS)),
+        )
+
+    def _restore(self, db: sqlite3.Connection, message_id: int, version: int) -> None:
+        """Move a kept version into the ``messages`` row (which must be archived or dropped first)."""
+        kept = db.execute(
+            "SELECT * FROM message_versions WHERE message_id=? AND version=?", (message_id, version)
+        ).fetchone()
+        if kept is None:
+            raise ConversationError(f"Answer {message_id} has no version {version}.")
+        assignments = ", ".join(f"{c}=?" for c in _VERSION_COLUMNS)
+        db.execute(
+            f"UPDATE messages SET {assignments}, version=? WHERE id=?",
+            (*(kept[c] for c in _VERSION_COLUMNS), version, message_id),
+        )
+        db.execute("DELETE FROM message_versions WHERE message_id=? AND version=?", (message_id, version))
+
+    def select_version(self, message_id: int, version: int) -> StoredMessage:
+        """Show version ``version`` of an answer: it is what history (the next turn's context),
+        search and export read from now on. Returns the message as now selected."""
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM messages WHERE id=?", (message_id,)).fetchone()
+            if row is None:
+                raise ConversationError(f"There is no message {message_id}.")
+            if row["status"] == "streaming":
+                raise ConversationError("This answer is still being written.", "Wait until it is done.")
+            if int(row["version"]) != version:
+                self._archive(db, row)
+                self._restore(db, message_id, version)
+        return self.get_message(message_id)
+
+    def discard_version(self, message_id: int, restore: int) -> None:
+        """Drop the version in the row (e.g. a regenerated answer stopped before its first word)
+        and select version ``restore`` again."""
+        with self._tx() as db:
+            self._restore(db, message_id, restore)
+
+    def versions(self, message_id: int) -> list[StoredMessage]:
+        """Every version of a message, oldest first (one item for a message never regenerated)."""
+        current = self.get_message(message_id)
+        rows = self._query("SELECT * FROM message_versions WHERE message_id=?", (message_id,))
+        kept = [replace(current, **self._version_fields(r), version=int(r["version"])) for r in rows]
+        return sorted([current, *kept], key=lambda m: m.version)
+
+    @staticmethod
+    def _version_fields(row: sqlite3.Row) -> dict[str, Any]:
+        return {
+            "text": row["text"],
+            "status": row["status"],
+            "sources": tuple(Source.from_dict(d) for d in json.loads(row["sources"] or "[]")),
+            "sampling": json.loads(row["sampling"]) if row["sampling"] else None,
+            "stats": json.loads(row["stats"]) if row["stats"] else None,
+            "web_used": bool(row["web_used"]),
+            "created_at": row["created_at"],
+            "notices": tuple(json.loads(row["notices"] or "[]")),
+        }
+
     def _message_from(self, row: sqlite3.Row) -> StoredMessage:
         return StoredMessage(
             id=row["id"],
@@ -368,14 +532,24 @@ class ConversationStore:
             stats=json.loads(row["stats"]) if row["stats"] else None,
             web_used=bool(row["web_used"]),
             created_at=row["created_at"],
+            notices=tuple(json.loads(row["notices"] or "[]")),
+            version=int(row["version"]),
+            version_count=1 + int(row["kept"]) if "kept" in row.keys() else 1,
         )
 
+    _SELECT = (
+        "SELECT m.*, (SELECT count(*) FROM message_versions v WHERE v.message_id=m.id) AS kept "
+        "FROM messages m "
+    )
+
     def messages(self, conversation_id: int) -> list[StoredMessage]:
-        rows = self._query("SELECT * FROM messages WHERE conversation_id=? ORDER BY seq", (conversation_id,))
+        """The conversation's messages in order; an answer with versions as its *selected* version
+        (what the user sees, the model gets as history, and an export should write)."""
+        rows = self._query(self._SELECT + "WHERE m.conversation_id=? ORDER BY m.seq", (conversation_id,))
         return [self._message_from(r) for r in rows]
 
     def get_message(self, message_id: int) -> StoredMessage:
-        rows = self._query("SELECT * FROM messages WHERE id=?", (message_id,))
+        rows = self._query(self._SELECT + "WHERE m.id=?", (message_id,))
         if not rows:
             raise ConversationError(f"There is no message {message_id}.")
         return self._message_from(rows[0])
@@ -417,9 +591,19 @@ class ConversationStore:
                 )
         return self.get_message(message_id)
 
+    def answer_to(self, question: StoredMessage) -> StoredMessage | None:
+        """The assistant message right after ``question``, if any."""
+        rows = self._query(
+            self._SELECT + "WHERE m.conversation_id=? AND m.seq=?",
+            (question.conversation_id, question.seq + 1),
+        )
+        if rows and rows[0]["role"] == "assistant":
+            return self._message_from(rows[0])
+        return None
+
     def last_user_message(self, conversation_id: int) -> StoredMessage:
         rows = self._query(
-            "SELECT * FROM messages WHERE conversation_id=? AND role='user' ORDER BY seq DESC LIMIT 1",
+            self._SELECT + "WHERE m.conversation_id=? AND m.role='user' ORDER BY m.seq DESC LIMIT 1",
             (conversation_id,),
         )
         if not rows:
@@ -540,7 +724,7 @@ class ConversationStore:
                 status = m.get("status", "complete")
                 db.execute(
                     "INSERT INTO messages(conversation_id, seq, role, text, sources, sampling, stats, "
-                    "status, web_used, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "status, web_used, created_at, notices) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         new_id,
                         seq,
@@ -555,6 +739,7 @@ class ConversationStore:
                         "error" if status == "streaming" else status,
                         int(bool(m.get("web_used", False))),
                         float(m.get("created_at", now)),
+                        json.dumps([str(n) for n in m.get("notices") or []], ensure_ascii=False),
                     ),
                 )
         return new_id
