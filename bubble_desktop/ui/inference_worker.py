@@ -131,6 +131,9 @@ class InferenceWorker(QObject):
         # held around each answer and unload; the local API server's owner shares it, so the chat
         # pane and API requests never run on the model at the same time
         self.model_lock = threading.Lock()
+        # set when the window closes: questions still queued for this thread are dropped unstarted
+        # (starting one would save it to a conversation that the closing window then cannot clean up)
+        self.closing = threading.Event()
 
     @property
     def model(self) -> Any:
@@ -174,6 +177,8 @@ class InferenceWorker(QObject):
     @Slot(object)
     def ask(self, job: AskJob) -> None:
         rid = job.request_id
+        if self.closing.is_set():
+            return
         self.answer_began.emit(rid)
         if self._model is None:
             self.answer_finished.emit(
@@ -420,6 +425,7 @@ class InferenceController(QObject):
 
     def forget_current(self) -> None:
         """Stop every answer and drop whatever they still send (the window closes)."""
+        self._worker.closing.set()
         for rid in list(self._jobs):
             self.forget(rid)
 
@@ -487,6 +493,7 @@ class InferenceController(QObject):
     # ---- shutdown ----------------------------------------------------------------------
     def shutdown(self, timeout_ms: int = 1800) -> bool:
         """Cancel everything, stop the thread; True when it ended within ``timeout_ms``."""
+        self._worker.closing.set()
         if self._load is not None:
             self._load.cancel.set()
         for job in self._jobs.values():
