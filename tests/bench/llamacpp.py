@@ -50,7 +50,7 @@ def now_rss_mb():
 import gguf  # the GGUF reader every mode has loaded before its model (as the app has)
 if mode == "bare":  # in our engine llama.cpp lives in the model's child process, not in the app
     import xllamacpp
-from bubble_desktop.core.llm.llamacpp_backend import physical_cores
+from bubble_desktop.core.llm.llamacpp_child import physical_cores
 from bubble_desktop.core.llm.loader import load_model
 before = now_rss_mb()
 if mode == "bare":
@@ -291,7 +291,8 @@ def main() -> int:
             "target": "tok/s >= 5x, peak RSS <= 0.25x",
         }
     sys.path.insert(0, str(ROOT))
-    from bubble_desktop.core.llm.llamacpp_backend import DEFAULT_GGUF_CONTEXT, inspect_gguf
+    from bubble_desktop.core.llm.llamacpp_backend import inspect_gguf
+    from bubble_desktop.core.llm.llamacpp_child import DEFAULT_GGUF_CONTEXT
 
     facts = inspect_gguf(gguf)
     n_ctx = min(facts.context_length or DEFAULT_GGUF_CONTEXT, DEFAULT_GGUF_CONTEXT)

@@ -9,13 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from bubble_desktop.core.llm.base import ModelInfo
-from bubble_desktop.core.llm.llamacpp_backend import (
-    GgufFacts,
-    LlamaCppChatModel,
-    gpu_weight_bytes,
-    inspect_gguf,
-    plan_gpu_layers,
-)
+from bubble_desktop.core.llm.llamacpp_backend import LlamaCppChatModel, inspect_gguf
+from bubble_desktop.core.llm.llamacpp_child import GgufFacts, gpu_weight_bytes, plan_gpu_layers
 
 MIB = 2**20
 GIB = 2**30

@@ -10,7 +10,8 @@ import pytest
 
 from bubble_desktop.core.errors import OutOfMemoryError, UserFacingError
 from bubble_desktop.core.llm.base import ChatMessage, LoadRequest
-from bubble_desktop.core.llm.llamacpp_backend import GgufFacts, check_memory, inspect_gguf
+from bubble_desktop.core.llm.llamacpp_backend import inspect_gguf
+from bubble_desktop.core.llm.llamacpp_child import GgufFacts, check_memory
 from bubble_desktop.core.llm.loader import load_model
 from bubble_desktop.core.settings import SamplingSettings
 

@@ -23,11 +23,10 @@ from __future__ import annotations
 import logging
 import os
 import random
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,40 +38,17 @@ from bubble_desktop.core.errors import (
     UserFacingError,
 )
 from bubble_desktop.core.llm.base import ChatMessage, Generation, GenerationStats, ModelInfo, ProgressCallback
+from bubble_desktop.core.llm.llamacpp_child import (  # the light module the child process imports
+    GgufFacts,
+    serve,
+)
 from bubble_desktop.core.llm.penalty import PENALTY_LAST_N  # the same window on both backends
 from bubble_desktop.core.settings import SamplingSettings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GGUF_CONTEXT = 4096
 # Architectures this build of llama.cpp loads (a subset check: an unknown name is refused before load)
 _GGUF_MAGIC = b"GGUF"
-
-
-@dataclass(frozen=True)
-class GgufFacts:
-    """What the header of a GGUF file says (read without loading the weights)."""
-
-    path: str
-    arch: str
-    name: str
-    context_length: int
-    n_layers: int
-    n_embd: int
-    n_head: int
-    n_head_kv: int
-    file_size: int
-    has_chat_template: bool
-    # bytes of the weights of each repeating block (blk.N.*) and of the output head (output.weight,
-    # or the tied token embedding), for planning how many layers fit on a GPU
-    layer_bytes: tuple[int, ...] = ()
-    output_bytes: int = 0
-
-    def kv_cache_bytes(self, n_ctx: int) -> int:
-        """f16 K and V for every layer: 2 × layers × ctx × (embd × kv_heads / heads) × 2 bytes."""
-        heads = max(self.n_head, 1)
-        kv_dim = self.n_embd * max(self.n_head_kv, 1) // heads
-        return 2 * self.n_layers * n_ctx * kv_dim * 2
 
 
 def _known_architectures() -> frozenset[str]:
@@ -179,89 +155,6 @@ def _read_facts(p: Path, size: int) -> GgufFacts:
         layer_bytes=tuple(layer_bytes),
         output_bytes=output_bytes or embd_bytes,  # tied embeddings: the head is the embedding matrix
     )
-
-
-def physical_cores() -> int:
-    try:
-        import psutil
-
-        n = psutil.cpu_count(logical=False)
-    except Exception:
-        n = None
-    return max(1, n or os.cpu_count() or 1)
-
-
-# VRAM kept free for llama.cpp's compute buffers, the driver and whatever else draws on the card
-_VRAM_RESERVE = 512 * 2**20
-_VRAM_RESERVE_SHARE = 0.08
-
-
-def plan_gpu_layers(facts: GgufFacts, n_ctx: int, free_vram: int, requested: int = -1) -> int:
-    """How many layers llama.cpp puts on the GPU (its ``n_gpu_layers``: the last N blocks, and with
-    ``n_layers + 1`` the output head too).
-
-    ``requested`` >= 0 is the user's own number (capped at the model's). -1 ("auto") offloads as many
-    blocks as fit in ``free_vram`` after a reserve, each block costing its weights plus its share of
-    the KV cache; the head goes last, once every block fits."""
-    total = facts.n_layers + 1
-    if requested >= 0:
-        return min(requested, total)
-    if free_vram <= 0 or facts.n_layers <= 0:
-        return 0
-    budget = free_vram - max(_VRAM_RESERVE, int(free_vram * _VRAM_RESERVE_SHARE))
-    budget -= facts.n_embd * n_ctx * 4  # the per-token activations of one batch, roughly
-    layer_bytes = facts.layer_bytes or (facts.file_size // facts.n_layers,) * facts.n_layers
-    kv_per_layer = facts.kv_cache_bytes(n_ctx) // facts.n_layers
-    layers = 0
-    for nbytes in reversed(layer_bytes):  # llama.cpp offloads the last blocks first
-        budget -= nbytes + kv_per_layer
-        if budget < 0:
-            return layers
-        layers += 1
-    return total if budget >= facts.output_bytes else layers
-
-
-def gpu_weight_bytes(facts: GgufFacts, gpu_layers: int, n_ctx: int) -> int:
-    """Bytes of weights and KV cache that ``gpu_layers`` move off the CPU side."""
-    blocks = min(gpu_layers, facts.n_layers)
-    layer_bytes = facts.layer_bytes or (facts.file_size // max(facts.n_layers, 1),) * facts.n_layers
-    moved = sum(layer_bytes[len(layer_bytes) - blocks :]) if blocks else 0
-    moved += facts.kv_cache_bytes(n_ctx) * blocks // max(facts.n_layers, 1)
-    if gpu_layers > facts.n_layers:
-        moved += facts.output_bytes
-    return moved
-
-
-def check_memory(facts: GgufFacts, n_ctx: int, gpu_layers: int = 0) -> None:
-    """Refuse to load when what stays in RAM (weights + KV cache of the layers not on a GPU) clearly
-    exceeds the free RAM, instead of swapping the machine to death."""
-    import psutil
-
-    need = facts.file_size + facts.kv_cache_bytes(n_ctx) + 64 * 2**20  # + compute buffers, roughly
-    need -= gpu_weight_bytes(facts, gpu_layers, n_ctx)
-    free = psutil.virtual_memory().available
-    if need > free:
-        smaller = max(512, n_ctx // 4)
-        raise OutOfMemoryError(
-            f"{Path(facts.path).name} needs about {need / 2**30:.1f} "
-            f"GB (weights {facts.file_size / 2**30:.1f} GB "
-            f"+ memory for {n_ctx:,} tokens of context) but only {free / 2**30:.1f} GB is free.",
-            f"Set the context window to {smaller:,} in Settings → Model, close other programs, "
-            "or use a smaller quantization of the model (e.g. Q4_K_M instead of Q8_0).",
-        )
-
-
-def _gpu_device() -> tuple[str, int]:
-    """('', 0) when llama.cpp has only the CPU; else the first GPU's name and its free memory."""
-    import xllamacpp
-
-    try:
-        for dev in xllamacpp.get_device_info():
-            if "CPU" not in str(dev.get("type", "")) and str(dev.get("name", "")) != "CPU":
-                return str(dev.get("name", "GPU")), int(dev.get("memory_free", 0) or 0)
-    except Exception:
-        log.debug("get_device_info failed", exc_info=True)
-    return "", 0
 
 
 class LlamaCppGeneration(Generation):
@@ -555,133 +448,6 @@ class LlamaCppChatModel:
                 proc.join(timeout=5)
 
 
-# --- the child process -------------------------------------------------------------------------
-
-
-def _peak_rss_bytes() -> int:
-    try:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(peak) * (1 if sys.platform == "darwin" else 1024)
-    except ImportError:  # Windows
-        import psutil
-
-        info = psutil.Process().memory_info()
-        return int(getattr(info, "peak_wset", info.rss))
-
-
-def serve(conn: Any, cancel_id: Any, path: str, options: dict[str, Any]) -> None:
-    """Child-process entry: load the GGUF with llama.cpp, then answer requests from ``conn``.
-
-    Messages in: ``(kind, request id, payload)`` with kind chat | complete | rss | quit. Out:
-    ``("progress", (fraction, text))`` while loading, then ``("ready", facts dict)`` or
-    ``("failed", (error class name, message, hint))``; per chat request ``("chunk", dict)``… and
-    ``("done", result)``; per other request one ``(kind, reply)`` or ``("error", text)``.
-    """
-    logging.basicConfig(level=options.get("log_level", logging.WARNING))
-    rss_start = _peak_rss_bytes()  # the interpreter and our imports, before any model
-    try:
-        server, ready = _load_in_child(conn, path, options)
-        ready["rss_start"] = rss_start
-    except UserFacingError as exc:
-        conn.send(("failed", (type(exc).__name__, exc.message, exc.hint)))
-        return
-    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises a UserFacingError
-        conn.send(
-            (
-                "failed",
-                (
-                    "ModelError",
-                    f"llama.cpp could not load {Path(path).name}: {str(exc)[:200]}",
-                    "Try a smaller context window, or another quantization of the model.",
-                ),
-            )
-        )
-        return
-    conn.send(("ready", ready))
-    while True:
-        try:
-            kind, rid, payload = conn.recv()
-        except (EOFError, OSError):
-            return  # the app has gone
-        if kind == "quit":
-            return
-        try:
-            if kind == "chat":
-
-                def callback(chunk: Any, rid: int = rid) -> bool:
-                    conn.send(("chunk", chunk))
-                    return bool(cancel_id.value >= rid)
-
-                result = server.handle_chat_completions(payload, callback)
-                conn.send(("done", result if isinstance(result, dict) and "error" in result else None))
-            elif kind == "complete":
-                conn.send(("complete", server.handle_chat_completions(payload)))
-            elif kind == "rss":
-                conn.send(("rss", _peak_rss_bytes()))
-            else:
-                conn.send(("error", f"unknown request {kind!r}"))
-        except (BrokenPipeError, EOFError):
-            return
-        except Exception as exc:  # noqa: BLE001 - one failed request must not end the model
-            log.exception("llama.cpp request failed")
-            conn.send(("done", {"error": str(exc)}) if kind == "chat" else ("error", str(exc)))
-
-
-def _load_in_child(conn: Any, path: str, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    def progress(fraction: float, text: str) -> None:
-        conn.send(("progress", (fraction, text)))
-
-    progress(0.02, "Checking the GGUF file")
-    facts = inspect_gguf(path)
-    context_window = int(options.get("context_window") or 0)
-    n_ctx = (
-        context_window
-        if context_window > 0
-        else min(facts.context_length or DEFAULT_GGUF_CONTEXT, DEFAULT_GGUF_CONTEXT)
-    )
-    progress(0.1, "Loading llama.cpp")
-    import xllamacpp
-
-    device = str(options.get("device") or "auto")
-    gpu_name, free_vram = ("", 0) if device == "cpu" else _gpu_device()
-    if device in ("cuda", "mps") and not gpu_name:
-        raise ModelError(
-            f"{device.upper()} was chosen but this llama.cpp build has no GPU support.",
-            "Set the device to Auto or CPU.",
-        )
-    requested = int(options.get("gpu_layers", -1))
-    gpu_layers = plan_gpu_layers(facts, n_ctx, free_vram, requested) if gpu_name else 0
-    check_memory(facts, n_ctx, gpu_layers)
-    threads = int(options.get("threads") or 0)
-    n_threads = threads if threads > 0 else physical_cores()
-    params = xllamacpp.CommonParams()
-    params.model.path = facts.path
-    params.n_ctx = n_ctx
-    params.n_parallel = 1
-    params.cpuparams.n_threads = n_threads
-    params.cpuparams_batch.n_threads = n_threads
-    params.n_gpu_layers = gpu_layers
-    params.fit_params = False  # our plan above decides, so the status bar names what really runs
-    params.cache_prompt = True
-    params.use_jinja = True
-    params.warmup = False
-    # llama.cpp logs every request at its default verbosity (3) to stderr; errors only unless debugging
-    params.verbosity = 3 if options.get("log_level", logging.WARNING) <= logging.DEBUG else 0
-    progress(0.2, "Mapping the weights")
-    server = xllamacpp.Server(params)
-    ready = {
-        "facts": facts,
-        "n_ctx": n_ctx,
-        "gpu_name": gpu_name,
-        "gpu_layers": gpu_layers,
-        "threads": n_threads,
-        "peak_rss": _peak_rss_bytes(),
-    }
-    return server, ready
-
-
 # --- loading (in this process) -------------------------------------------------------------------
 
 _ERRORS: dict[str, type[UserFacingError]] = {
@@ -704,12 +470,12 @@ def load_gguf(
 
     if progress:
         progress(0.0, "Starting llama.cpp")
-    if not Path(path).expanduser().exists():
-        inspect_gguf(path)  # the clear "not there" message, without starting a process
+    facts = inspect_gguf(path)  # the header here: clear errors before any process starts
     context = multiprocessing.get_context("spawn")
     parent_conn, child_conn = context.Pipe(duplex=True)
     cancel_id = context.Value("q", 0)
     options = {
+        "facts": facts,
         "context_window": context_window,
         "device": device,
         "threads": threads,
@@ -749,7 +515,6 @@ def load_gguf(
         if proc.is_alive():
             proc.kill()
         raise
-    facts: GgufFacts = payload["facts"]
     gpu_layers = int(payload["gpu_layers"])
     info = ModelInfo(
         name=Path(facts.path).stem,
