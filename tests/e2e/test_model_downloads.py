@@ -747,3 +747,50 @@ def test_the_hf_token_goes_to_hugging_face_only(hub: FakeHub, paths: Paths) -> N
     with pytest.raises(DownloadError, match="gated or private"):
         _manager(paths).download(DownloadRequest(REPO))
     assert hub.auth_seen and not any(auth for _, _, auth in hub.auth_seen)
+
+
+def test_the_live_catalog_check_reports_a_changed_size_and_a_missing_file(hub: FakeHub, paths: Paths) -> None:
+    """tests/bench/catalog_live.py (run where the hubs are reachable) against our own hub."""
+    from bubble_desktop.core.models.catalog import parse_catalog
+    from tests.bench.catalog_live import check
+
+    size = hub.repos[REPO].files["model.safetensors"].size
+    base = {
+        "family": "tiny",
+        "kind": "chat",
+        "format": "transformers",
+        "params_b": 0.001,
+        "quant": "F32",
+        "vram_gb": 0.0,
+        "context": 2048,
+        "ram_gb": 0.1,
+        "languages": ["en"],
+        "licence": "MIT",
+        "sources": {"hf": {"repo": REPO}},
+        "source_note": "the test's own hub",
+    }
+    catalog = parse_catalog(
+        {
+            "entries": [
+                {
+                    **base,
+                    "id": "good",
+                    "name": "Good",
+                    "files": [{"path": "model.safetensors", "size": size}],
+                },
+                {
+                    **base,
+                    "id": "resized",
+                    "name": "R",
+                    "files": [{"path": "model.safetensors", "size": size + 1}],
+                },
+                {**base, "id": "gone", "name": "G", "files": [{"path": "gone.safetensors", "size": 5}]},
+            ]
+        }
+    )
+    _sources(paths, ["hf"], hf=hub.url)
+    result = check(["hf"], catalog=catalog, paths=paths)
+    by_id = {r["id"]: r for r in result["rows"]}
+    assert by_id["good"]["ok"] and result["failed"] == 2
+    assert "size" in by_id["resized"]["problems"][0]
+    assert "gone.safetensors" in str(by_id["gone"].get("error", "")) + str(by_id["gone"].get("problems", ""))
