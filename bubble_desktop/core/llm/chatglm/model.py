@@ -50,6 +50,40 @@ class GccMissingError(ModelError):
     """ChatGLM int4 on the CPU compiles a small C kernel at load time and needs a C compiler."""
 
 
+class KernelCompileError(ModelError):
+    """gcc exists, but compiling ChatGLM's int4 CPU kernel failed (the remote code only asserts)."""
+
+    default_hint = (
+        "Fix the C compiler (its message above says what is wrong), or run the fp16 ChatGLM-6B on the "
+        "CPU, or the int4 model on an NVIDIA GPU."
+    )
+
+
+def kernel_compile_error(folder: Path) -> str | None:
+    """Compile the int4 CPU kernel as the model's own code does; gcc's message when it fails, else None.
+
+    THUDM's quantization.py runs ``os.system("gcc ...")`` (the compiler writes to the terminal) and
+    then ``assert cpu_kernels.load``, so all the user would see is an empty ``AssertionError``.
+    """
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bubble-kernel-") as tmp:
+        source = folder / "quantization_kernels.c"  # the plain kernel, the code's last resort
+        if not source.is_file():
+            source = Path(tmp) / "probe.c"
+            source.write_text("int probe(int x) { return x + 1; }\n", encoding="utf-8")
+        command = ["gcc", "-O3", "-fPIC", "-std=c99", str(source), "-shared", "-o", str(Path(tmp) / "k.so")]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+    if done.returncode == 0:
+        return None
+    text = (done.stderr.strip() or done.stdout.strip())[-800:]
+    return text or f"gcc exited with status {done.returncode}"
+
+
 class CpmKernelsMissingError(ModelError):
     """ChatGLM int4 on an NVIDIA GPU needs the cpm_kernels package (and a working CUDA driver)."""
 
@@ -501,6 +535,13 @@ def load_remote_code_model(
         if _is_oom(exc):
             raise OutOfMemoryError("Not enough memory to load this ChatGLM model.") from exc
         first = str(exc).splitlines()[0] if str(exc) else ""
+        if bits and device == "cpu" and isinstance(exc, AssertionError):
+            compile_error = kernel_compile_error(folder)
+            if compile_error:
+                raise KernelCompileError(
+                    f"ChatGLM int4 on the CPU compiles a small C kernel while loading, and gcc could not "
+                    f"compile it: {compile_error}"
+                ) from exc
         if "protobuf" in first.lower():
             raise ModelError(
                 f"Loading the ChatGLM tokenizer needs protobuf: {first}", "pip install protobuf sentencepiece"
