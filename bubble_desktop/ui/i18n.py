@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QLibraryInfo, QLocale, QTranslator
+from PySide6.QtCore import QT_TRANSLATE_NOOP, QCoreApplication, QLibraryInfo, QLocale, QTranslator
 
 from bubble_desktop.core.i18n import Catalog, set_translator
 from bubble_desktop.ui.resources import resource_path
@@ -24,6 +24,13 @@ from bubble_desktop.ui.resources import resource_path
 log = logging.getLogger(__name__)
 
 SUPPORTED = ("en", "zh_CN")
+# Qt 6's QFileDialog asks for "&Look in:" and "Files of &type:"; PySide6's qtbase_zh_CN.qm only has
+# the older "Look in:" / "Files of type:", so those two labels stayed English. Our .qm carries them
+# (Qt asks the translators installed later first, and qtbase_zh_CN.qm is installed after ours).
+QT_GAPS = (
+    QT_TRANSLATE_NOOP("QFileDialog", "&Look in:"),
+    QT_TRANSLATE_NOOP("QFileDialog", "Files of &type:"),
+)
 _TRANSLATOR_NAME = "bubble-translator"
 
 

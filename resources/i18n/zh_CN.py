@@ -396,7 +396,11 @@ TRANSLATIONS: dict[str, str] = {
     "%1 (%2)": "%1（%2）",
 }
 
-CONTEXT_TRANSLATIONS: dict[tuple[str, str], str] = {}
+CONTEXT_TRANSLATIONS: dict[tuple[str, str], str] = {
+    # Qt's file dialog: labels qtbase_zh_CN.qm lacks (ui/i18n.py QT_GAPS), as Qt's own Chinese words them
+    ("QFileDialog", "&Look in:"): "查找范围(&L)：",
+    ("QFileDialog", "Files of &type:"): "文件类型(&T)：",
+}
 
 
 # Messages of bubble_desktop/core (context "core"): the keys are the templates that
