@@ -16,7 +16,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QT_TRANSLATE_NOOP, QCoreApplication, QLibraryInfo, QLocale, QTranslator
+from PySide6.QtCore import (
+    QT_TRANSLATE_NOOP,
+    QCoreApplication,
+    QLibraryInfo,
+    QLocale,
+    QTranslator,
+)
 
 from bubble_desktop.core.i18n import Catalog, set_translator
 from bubble_desktop.ui.resources import resource_path
@@ -30,7 +36,11 @@ SUPPORTED = ("en", "zh_CN")
 QT_GAPS = (
     QT_TRANSLATE_NOOP("QFileDialog", "&Look in:"),
     QT_TRANSLATE_NOOP("QFileDialog", "Files of &type:"),
+    QT_TRANSLATE_NOOP("QAbstractFileIconProvider", "Drive"),
+    QT_TRANSLATE_NOOP("QAbstractFileIconProvider", "Unknown"),
 )
+# ... and the file dialog's Type column ("Folder"): Qt asks with a disambiguation, which lupdate cannot
+# read from Python, so update_translations.py adds those (zh_CN.py QT_DISAMBIGUATED) to the .ts itself.
 _TRANSLATOR_NAME = "bubble-translator"
 
 

@@ -1012,6 +1012,27 @@ Context window: %3 tokens</source>
         </message>
     </context>
     <context>
+        <name>QAbstractFileIconProvider</name>
+        <message>
+            <source>Drive</source>
+            <translation>驱动器</translation>
+        </message>
+        <message>
+            <source>Unknown</source>
+            <translation>未知</translation>
+        </message>
+        <message>
+            <source>Folder</source>
+            <comment>All other platforms</comment>
+            <translation>文件夹</translation>
+        </message>
+        <message>
+            <source>Shortcut</source>
+            <comment>All other platforms</comment>
+            <translation>快捷方式</translation>
+        </message>
+    </context>
+    <context>
         <name>QFileDialog</name>
         <message>
             <source>&amp;Look in:</source>

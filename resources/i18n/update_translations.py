@@ -263,11 +263,29 @@ def repair_contexts(root: ET.Element) -> None:
         root.remove(orphans)
 
 
+def add_disambiguated(root: ET.Element) -> None:
+    """Add zh_CN.QT_DISAMBIGUATED (Qt's texts looked up with a disambiguation) to the .ts."""
+    spec = importlib.util.spec_from_file_location("zh_CN", HERE / "zh_CN.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    contexts = {c.findtext("name") or "": c for c in root.iter("context")}
+    for (name, source, comment), text in getattr(module, "QT_DISAMBIGUATED", {}).items():
+        if name not in contexts:
+            contexts[name] = ET.SubElement(root, "context")
+            ET.SubElement(contexts[name], "name").text = name
+        message = ET.SubElement(contexts[name], "message")
+        ET.SubElement(message, "source").text = source
+        ET.SubElement(message, "comment").text = comment
+        ET.SubElement(message, "translation").text = text
+
+
 def fill(ts_path: Path) -> list[tuple[str, str]]:
     """Put our Chinese into every message; returns (context, source) pairs we have no text for."""
     plain, by_context = load_dictionary()
     tree = ET.parse(ts_path)
     repair_contexts(tree.getroot())
+    add_disambiguated(tree.getroot())
     missing = []
     for context in tree.getroot().iter("context"):
         name = context.findtext("name") or ""

@@ -400,6 +400,8 @@ CONTEXT_TRANSLATIONS: dict[tuple[str, str], str] = {
     # Qt's file dialog: labels qtbase_zh_CN.qm lacks (ui/i18n.py QT_GAPS), as Qt's own Chinese words them
     ("QFileDialog", "&Look in:"): "查找范围(&L)：",
     ("QFileDialog", "Files of &type:"): "文件类型(&T)：",
+    ("QAbstractFileIconProvider", "Drive"): "驱动器",
+    ("QAbstractFileIconProvider", "Unknown"): "未知",
 }
 
 
@@ -734,4 +736,11 @@ CORE_TRANSLATIONS: dict[str, str] = {
     "Loading the libraries": "正在加载运行库",
     "Connecting to the model server": "正在连接模型服务器",
     "Applying the LoRA adapter": "正在应用 LoRA 适配器",
+}
+
+# Qt's own texts looked up with a disambiguation (context, source, disambiguation), which lupdate cannot
+# read from Python; update_translations.py adds them to the .ts
+QT_DISAMBIGUATED: dict[tuple[str, str, str], str] = {
+    ("QAbstractFileIconProvider", "Folder", "All other platforms"): "文件夹",
+    ("QAbstractFileIconProvider", "Shortcut", "All other platforms"): "快捷方式",
 }

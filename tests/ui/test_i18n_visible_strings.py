@@ -13,6 +13,7 @@ import pytest
 from PySide6.QtGui import QAction, QTextDocumentFragment
 from PySide6.QtWidgets import (
     QAbstractButton,
+    QApplication,
     QComboBox,
     QGroupBox,
     QHeaderView,
@@ -280,5 +281,7 @@ def test_qt_file_dialog_in_chinese(qtbot: Any, chinese: Any) -> None:
     # Qt 6 asks for "&Look in:" / "Files of &type:", which qtbase_zh_CN.qm lacks: ours has them
     assert labels["lookInLabel"] == "查找范围(&L)：" and labels["fileTypeLabel"] == "文件类型(&T)："
     dialog.setViewMode(QFileDialog.ViewMode.Detail)
+    # the Type column of a folder (Qt 6 asks QAbstractFileIconProvider with a disambiguation)
+    assert QApplication.translate("QAbstractFileIconProvider", "Folder", "All other platforms") == "文件夹"
     bad = untranslated(dialog)
     assert not bad, "\n".join(bad)
