@@ -245,6 +245,20 @@ def test_knowledge_tab_in_chinese_has_no_english(
         service.close()
 
 
+def test_failed_document_tooltip_in_chinese(chinese: Any) -> None:
+    """A failure reason stored in the catalog in English is shown in the UI's language."""
+    from PySide6.QtCore import Qt
+
+    from bubble_desktop.core.kb.types import DocumentInfo
+    from bubble_desktop.ui.knowledge_model import DocumentTableModel
+
+    model = DocumentTableModel()
+    model.set_documents(
+        [DocumentInfo("d1", "/data/x.pdf", "pdf", 0, 10, 0.0, "failed", "the PDF has no pages")]
+    )
+    assert model.data(model.index(0, 5), Qt.ItemDataRole.ToolTipRole) == "这个 PDF 没有页面"
+
+
 def test_settings_dialog_in_chinese_has_no_english(qtbot: Any, chinese: Any, bubble_home: Path) -> None:
     from bubble_desktop.ui.settings_dialog import SettingsDialog
 
