@@ -259,6 +259,20 @@ def test_failed_document_tooltip_in_chinese(chinese: Any) -> None:
     assert model.data(model.index(0, 5), Qt.ItemDataRole.ToolTipRole) == "这个 PDF 没有页面"
 
 
+def test_answer_notices_in_chinese(qtbot: Any, chinese: Any) -> None:
+    """Notices are kept in English with the message and shown in the UI's language."""
+    from bubble_desktop.core.errors import WebSearchError
+    from bubble_desktop.ui.chat_view import MessageWidget
+
+    answer = MessageWidget("assistant")
+    qtbot.addWidget(answer)
+    warning = WebSearchError("Web search timed out; answered without the web.").english_message
+    answer.set_notices(("Web search found nothing for this question.", warning))
+    assert answer.notice_label.text() == (
+        "联网搜索没有找到与这个问题相关的结果。\n联网搜索超时；本次回答没有用到网络结果。"
+    )
+
+
 def test_settings_dialog_in_chinese_has_no_english(qtbot: Any, chinese: Any, bubble_home: Path) -> None:
     from bubble_desktop.ui.settings_dialog import SettingsDialog
 
