@@ -198,6 +198,10 @@ STRINGS = (
     ),
     QT_TRANSLATE_NOOP("core", "Loading the model's own code"),
     QT_TRANSLATE_NOOP("core", "Ready"),
+    QT_TRANSLATE_NOOP(
+        "core",
+        "Install a 64-bit gcc (MinGW-w64, e.g. from winlibs.com, or TDM-GCC) and put its bin folder on PATH, then restart Bubble. Or run this model on an NVIDIA GPU, or choose the non-int4 ChatGLM model.",
+    ),
     QT_TRANSLATE_NOOP("core", "Device is set to the GPU (CUDA), but no CUDA GPU is available."),
     QT_TRANSLATE_NOOP("core", "Set Device to Auto or CPU, or install a CUDA build of torch."),
     QT_TRANSLATE_NOOP("core", "ChatGLM runs on the CPU or an NVIDIA GPU, not on {device}."),
@@ -213,6 +217,14 @@ STRINGS = (
     QT_TRANSLATE_NOOP("core", "Loading the tokenizer"),
     QT_TRANSLATE_NOOP("core", "Loading the weights"),
     QT_TRANSLATE_NOOP("core", "Moving the model to {device}"),
+    QT_TRANSLATE_NOOP(
+        "core",
+        "Install the command line tools (xcode-select --install) or gcc from Homebrew. Or choose the non-int4 ChatGLM model.",
+    ),
+    QT_TRANSLATE_NOOP(
+        "core",
+        "Install gcc (e.g. sudo apt install gcc, or sudo dnf install gcc). Or run this model on an NVIDIA GPU, or choose the non-int4 ChatGLM model.",
+    ),
     QT_TRANSLATE_NOOP(
         "core",
         "ChatGLM int4 on the GPU needs the cpm_kernels package, which could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).",
@@ -421,6 +433,7 @@ STRINGS = (
         "core",
         "Name them with --file (repeatable, globs allowed); files there: {', '.join(sorted(by_path)[:12])}",
     ),
+    QT_TRANSLATE_NOOP("core", "No source to try."),
     QT_TRANSLATE_NOOP("core", "{listing.repo} has {len(ggufs)} GGUF files; say which one with --file."),
     QT_TRANSLATE_NOOP(
         "core",

@@ -1635,6 +1635,10 @@ Context window: %3 tokens</source>
             <translation>就绪</translation>
         </message>
         <message>
+            <source>Install a 64-bit gcc (MinGW-w64, e.g. from winlibs.com, or TDM-GCC) and put its bin folder on PATH, then restart Bubble. Or run this model on an NVIDIA GPU, or choose the non-int4 ChatGLM model.</source>
+            <translation>请安装 64 位 gcc（MinGW-w64，例如来自 winlibs.com，或 TDM-GCC），把它的 bin 文件夹加入 PATH，然后重新启动 Bubble。也可以在 NVIDIA 显卡上运行这个模型，或选择非 int4 的 ChatGLM 模型。</translation>
+        </message>
+        <message>
             <source>Device is set to the GPU (CUDA), but no CUDA GPU is available.</source>
             <translation>运行设备设为显卡（CUDA），但没有可用的 CUDA 显卡。</translation>
         </message>
@@ -1673,6 +1677,14 @@ Context window: %3 tokens</source>
         <message>
             <source>Moving the model to {device}</source>
             <translation>正在把模型移到 {0}</translation>
+        </message>
+        <message>
+            <source>Install the command line tools (xcode-select --install) or gcc from Homebrew. Or choose the non-int4 ChatGLM model.</source>
+            <translation>请安装命令行工具（xcode-select --install），或通过 Homebrew 安装 gcc。也可以选择非 int4 的 ChatGLM 模型。</translation>
+        </message>
+        <message>
+            <source>Install gcc (e.g. sudo apt install gcc, or sudo dnf install gcc). Or run this model on an NVIDIA GPU, or choose the non-int4 ChatGLM model.</source>
+            <translation>请安装 gcc（例如 sudo apt install gcc 或 sudo dnf install gcc）。也可以在 NVIDIA 显卡上运行这个模型，或选择非 int4 的 ChatGLM 模型。</translation>
         </message>
         <message>
             <source>ChatGLM int4 on the GPU needs the cpm_kernels package, which could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).</source>
@@ -2149,6 +2161,10 @@ Context window: %3 tokens</source>
         <message>
             <source>Name them with --file (repeatable, globs allowed); files there: {', '.join(sorted(by_path)[:12])}</source>
             <translation>请用 --file 指定这些文件（可重复，可用通配符）；那里的文件有：{0}</translation>
+        </message>
+        <message>
+            <source>No source to try.</source>
+            <translation>没有可以尝试的下载源。</translation>
         </message>
         <message>
             <source>{listing.repo} has {len(ggufs)} GGUF files; say which one with --file.</source>

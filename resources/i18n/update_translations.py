@@ -80,6 +80,8 @@ def _templates(node: ast.AST, top: bool = True) -> list[str]:
         return [a + b for a in _templates(node.left, False) for b in _templates(node.right, False)]
     if isinstance(node, ast.IfExp):
         return _templates(node.body, top) + _templates(node.orelse, top)
+    if isinstance(node, ast.BoolOp):  # "' '.join(errors) or 'No source to try.'"
+        return [t for value in node.values for t in _templates(value, top)]
     if isinstance(node, ast.Call) and _name(node.func) == "N_" and node.args:
         return _templates(node.args[0], top)
     return [] if top else ["{" + ast.unparse(node) + "}"]

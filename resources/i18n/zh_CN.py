@@ -722,6 +722,10 @@ CORE_TRANSLATIONS: dict[str, str] = {
     "Web search timed out; answered without the web.": "联网搜索超时；本次回答没有用到网络结果。",
     "Web search could not reach the search engines (no network, or the proxy refused); answered without the web.": "联网搜索无法连接搜索引擎（没有网络，或代理拒绝了连接）；本次回答没有用到网络结果。",
     "Web search did not answer within {deadline_s} s; answered without the web.": "联网搜索在 {0} 秒内没有返回；本次回答没有用到网络结果。",
+    "Install a 64-bit gcc (MinGW-w64, e.g. from winlibs.com, or TDM-GCC) and put its bin folder on PATH, then restart Bubble. Or run this model on an NVIDIA GPU, or choose the non-int4 ChatGLM model.": "请安装 64 位 gcc（MinGW-w64，例如来自 winlibs.com，或 TDM-GCC），把它的 bin 文件夹加入 PATH，然后重新启动 Bubble。也可以在 NVIDIA 显卡上运行这个模型，或选择非 int4 的 ChatGLM 模型。",
+    "Install the command line tools (xcode-select --install) or gcc from Homebrew. Or choose the non-int4 ChatGLM model.": "请安装命令行工具（xcode-select --install），或通过 Homebrew 安装 gcc。也可以选择非 int4 的 ChatGLM 模型。",
+    "Install gcc (e.g. sudo apt install gcc, or sudo dnf install gcc). Or run this model on an NVIDIA GPU, or choose the non-int4 ChatGLM model.": "请安装 gcc（例如 sudo apt install gcc 或 sudo dnf install gcc）。也可以在 NVIDIA 显卡上运行这个模型，或选择非 int4 的 ChatGLM 模型。",
+    "No source to try.": "没有可以尝试的下载源。",
     # progress while a model loads (status bar)
     "Loading the model's own code": "正在加载模型自带的代码",
     "Ready": "就绪",

@@ -29,6 +29,7 @@ from bubble_desktop.core.errors import (
     RemoteCodeConsentRequired,
     UnsupportedModelError,
 )
+from bubble_desktop.core.i18n import N_
 from bubble_desktop.core.llm.base import (
     ChatMessage,
     Generation,
@@ -131,18 +132,18 @@ def check_c_compiler(which: Any = None, platform: str | None = None) -> None:
     if which("gcc"):
         return
     if platform.startswith("win"):
-        hint = (
+        hint = N_(
             "Install a 64-bit gcc (MinGW-w64, e.g. from winlibs.com, or TDM-GCC) and put its bin folder on "
             "PATH, then restart Bubble. Or run this model on an NVIDIA GPU, or choose the non-int4 "
             "ChatGLM model."
         )
     elif platform == "darwin":
-        hint = (
+        hint = N_(
             "Install the command line tools (xcode-select --install) or gcc from Homebrew. "
             "Or choose the non-int4 ChatGLM model."
         )
     else:
-        hint = (
+        hint = N_(
             "Install gcc (e.g. sudo apt install gcc, or sudo dnf install gcc). "
             "Or run this model on an NVIDIA GPU, or choose the non-int4 ChatGLM model."
         )
