@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+from bubble_desktop.core.i18n import localize
+
 
 class UserFacingError(Exception):
     """An error whose message is shown to the user as is, with a hint on what to try.
 
     Core code raises these; workers catch them at the thread boundary and the UI or CLI shows
     ``message`` and ``hint``. Anything else that escapes is a bug and goes to the crash handler.
+    Both are in the user's language when the UI installed a translator (``core.i18n``); the
+    English text stays in ``english_message``/``english_hint`` (``to_dict``, for programs).
     """
 
     default_hint = ""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint if hint is not None else self.default_hint
+        self.english_message = message
+        self.english_hint = hint if hint is not None else self.default_hint
+        self.message = localize(message)
+        self.hint = localize(self.english_hint)
+        super().__init__(self.message)
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
     def to_dict(self) -> dict[str, str]:
-        return {"error": type(self).__name__, "message": self.message, "hint": self.hint}
+        return {"error": type(self).__name__, "message": self.english_message, "hint": self.english_hint}
 
 
 class SettingsError(UserFacingError):

@@ -18,9 +18,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bubble_desktop.core.i18n import N_, localize
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+
+
+# Kept in English in the settings file; shown and used in the UI's language while unchanged
+DEFAULT_SYSTEM_PROMPT = N_(
+    "You are O.Bubble, a helpful assistant that runs privately on the user's computer. Answer concisely."
+)
+
+
+def effective_system_prompt(text: str) -> str:
+    """``text`` as the model gets it: the default in the user's language while it is unchanged."""
+    return localize(DEFAULT_SYSTEM_PROMPT) if text.strip() == DEFAULT_SYSTEM_PROMPT else text
 
 
 class _Section(BaseModel):
@@ -173,7 +186,7 @@ class SamplingSettings(_Section):
         ),
     )
     system_prompt: str = Field(
-        "You are O.Bubble, a helpful assistant that runs privately on the user's computer. Answer concisely.",
+        DEFAULT_SYSTEM_PROMPT,
         title="System prompt",
         description="Instructions the model sees before every conversation.",
     )
@@ -441,20 +454,22 @@ def load_settings(path: Path) -> tuple[Settings, list[str]]:
             raise ValueError("not a JSON object")
         if int(raw.get("schema_version", 0)) > SCHEMA_VERSION:
             notices.append(
-                f"Settings file {path} is from a newer Bubble (schema {raw.get('schema_version')}); "
-                "unknown options are ignored."
+                N_(
+                    f"Settings file {path} is from a newer Bubble (schema {raw.get('schema_version')}); "
+                    "unknown options are ignored."
+                )
             )
         return Settings.model_validate(_migrate(raw)), notices
     except (ValueError, ValidationError, OSError, KeyError, TypeError) as exc:
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         try:
             os.replace(path, aside)
-            where = f"It was moved to {aside}."
+            where = N_(f"It was moved to {aside}.")
         except OSError:
-            where = "It could not be moved aside."
+            where = N_("It could not be moved aside.")
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         log.warning("settings file %s unreadable: %s", path, exc)
-        notices.append(f"Your settings file could not be read ({first}). Defaults are used. {where}")
+        notices.append(N_(f"Your settings file could not be read ({first}). Defaults are used. {where}"))
         return Settings(), notices
 
 

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from bubble_desktop.core.i18n import localize
 from bubble_desktop.ui.markdown_render import (
     Palette,
     StreamingMarkdown,
@@ -552,7 +553,7 @@ class MessageWidget(QFrame):
         self.sources_label.setVisible(True)
 
     def set_notices(self, notices: tuple[str, ...]) -> None:
-        self.notice_label.setText("\n".join(notices))
+        self.notice_label.setText("\n".join(localize(n) for n in notices))
         self.notice_label.setVisible(bool(notices))
 
     def set_error(self, message: str, hint: str = "") -> None:

@@ -7,7 +7,8 @@ may still be called again at run time and then affects every widget created afte
 
 Our strings: ``resources/i18n/bubble_zh_CN.qm`` (built from the .ts by
 ``resources/i18n/update_translations.py``). Qt's standard dialogs and buttons: ``qtbase_zh_CN.qm``
-from PySide6's own translations folder (bundled by PyInstaller's PySide6 hook).
+from PySide6's own translations folder (bundled by PyInstaller's PySide6 hook). Core's messages:
+their templates (``ui/core_strings.py``, generated) in context "core", matched by ``core.i18n``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,31 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QLibraryInfo, QLocale, QTranslator
+from PySide6.QtCore import (
+    QT_TRANSLATE_NOOP,
+    QCoreApplication,
+    QLibraryInfo,
+    QLocale,
+    QTranslator,
+)
 
+from bubble_desktop.core.i18n import Catalog, set_translator
 from bubble_desktop.ui.resources import resource_path
 
 log = logging.getLogger(__name__)
 
 SUPPORTED = ("en", "zh_CN")
+# Qt 6's QFileDialog asks for "&Look in:" and "Files of &type:"; PySide6's qtbase_zh_CN.qm only has
+# the older "Look in:" / "Files of type:", so those two labels stayed English. Our .qm carries them
+# (Qt asks the translators installed later first, and qtbase_zh_CN.qm is installed after ours).
+QT_GAPS = (
+    QT_TRANSLATE_NOOP("QFileDialog", "&Look in:"),
+    QT_TRANSLATE_NOOP("QFileDialog", "Files of &type:"),
+    QT_TRANSLATE_NOOP("QAbstractFileIconProvider", "Drive"),
+    QT_TRANSLATE_NOOP("QAbstractFileIconProvider", "Unknown"),
+)
+# ... and the file dialog's Type column ("Folder"): Qt asks with a disambiguation, which lupdate cannot
+# read from Python, so update_translations.py adds those (zh_CN.py QT_DISAMBIGUATED) to the .ts itself.
 _TRANSLATOR_NAME = "bubble-translator"
 
 
@@ -51,12 +70,23 @@ def _qt_translations_dirs() -> list[Path]:
     return dirs
 
 
+def _core_catalog() -> Catalog:
+    from bubble_desktop.ui.core_strings import STRINGS
+
+    return Catalog(STRINGS, _translate_core)
+
+
+def _translate_core(template: str) -> str:
+    return QCoreApplication.translate("core", template)
+
+
 def install_translator(app: QCoreApplication, language: str = "system") -> str:
     """Install translators for ``language`` (replacing earlier ones); returns the language used."""
     resolved = resolve_language(language)
     for old in app.findChildren(QTranslator, _TRANSLATOR_NAME):
         QCoreApplication.removeTranslator(old)
         old.deleteLater()
+    set_translator(None)
     if resolved == "en":
         system = QLocale.system()
         english = system.language() in (QLocale.Language.English, QLocale.Language.C)
@@ -72,6 +102,7 @@ def install_translator(app: QCoreApplication, language: str = "system") -> str:
     if own.load(str(qm)):
         QCoreApplication.installTranslator(own)
         loaded = True
+        set_translator(_core_catalog())
     else:
         log.warning("translation %s not found; the interface stays in English", qm)
         own.deleteLater()

@@ -18,6 +18,8 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor
 
+from bubble_desktop.core.i18n import localize
+
 CONTEXT = "DocumentTableModel"
 HEADERS = (
     QT_TRANSLATE_NOOP("DocumentTableModel", "Name"),
@@ -142,7 +144,7 @@ class DocumentTableModel(QAbstractTableModel):
             return doc.path
         if role == Qt.ItemDataRole.ToolTipRole:
             if col == 5 and doc.error:
-                return doc.error
+                return localize(doc.error)
             return doc.path
         if role == Qt.ItemDataRole.TextAlignmentRole:
             return _RIGHT if col in (2, 3) else None

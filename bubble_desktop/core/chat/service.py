@@ -22,6 +22,7 @@ from bubble_desktop.core.chat.prompt import PromptPlan, build_prompt
 from bubble_desktop.core.chat.sources import Source
 from bubble_desktop.core.chat.store import ConversationStore, MessageStatus, StoredMessage
 from bubble_desktop.core.errors import ConversationError, UserFacingError, WebSearchError
+from bubble_desktop.core.i18n import N_
 from bubble_desktop.core.llm.base import ChatMessage, ChatModel, Generation, GenerationStats
 from bubble_desktop.core.paths import Paths
 from bubble_desktop.core.settings import Settings
@@ -260,7 +261,7 @@ class ChatService:
 
         if kb_names:
             if self.knowledge is None:
-                notices.append("Knowledge bases are not available here; answered without them.")
+                notices.append(N_("Knowledge bases are not available here; answered without them."))
             else:
                 names = tuple(kb_names)
                 kb_future = _in_daemon_thread(
@@ -286,7 +287,7 @@ class ChatService:
                 exc = kb_future.exception()
                 log.info("knowledge-base search failed: %r", exc)
                 message = exc.message if isinstance(exc, UserFacingError) else f"{type(exc).__name__}: {exc}"
-                notices.append(f"Knowledge-base search failed ({message}); answered without it.")
+                notices.append(N_(f"Knowledge-base search failed ({message}); answered without it."))
         web_used = False
         if web_future is not None:
             web_used = True  # the question left this computer, whatever came back
@@ -294,14 +295,14 @@ class ChatService:
                 results, web_s = web_future.result()
                 sources += [web_to_source(r, 0) for r in results]
                 if not results:
-                    notices.append("Web search found nothing for this question.")
+                    notices.append(N_("Web search found nothing for this question."))
             elif web_future.done():
                 exc = web_future.exception()
                 notices.append(
-                    exc.message if isinstance(exc, WebSearchError) else f"Web search failed: {exc}"
+                    exc.message if isinstance(exc, WebSearchError) else N_(f"Web search failed: {exc}")
                 )
             elif not cancel.is_set():
-                notices.append("Web search did not answer in time; answered without the web.")
+                notices.append(N_("Web search did not answer in time; answered without the web."))
         numbered = tuple(s.renumbered(i) for i, s in enumerate(sources, start=1))
         total = time.perf_counter() - started
         return Retrieved(
@@ -465,12 +466,17 @@ class ChatService:
         sources = plan.sources if plan else ()
         if plan and plan.sources_dropped:
             notices.append(
-                f"{plan.sources_dropped} source(s) did not fit the model's context window and were left out."
+                N_(
+                    f"{plan.sources_dropped} source(s) did not fit the model's context window "
+                    "and were left out."
+                )
             )
         if plan and plan.history_turns_dropped:
             notices.append(
-                f"The {plan.history_turns_dropped} oldest turn(s) did not fit the context window "
-                "and were left out."
+                N_(
+                    f"The {plan.history_turns_dropped} oldest turn(s) did not fit the context window "
+                    "and were left out."
+                )
             )
         message_id = 0
         previous_version: int | None = None

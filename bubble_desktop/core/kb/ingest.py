@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bubble_desktop.core.errors import ParseError, UserFacingError
+from bubble_desktop.core.i18n import N_
 from bubble_desktop.core.kb.catalog import INDEXED, doc_id_for
 from bubble_desktop.core.kb.chunking import chunk_segments
 from bubble_desktop.core.kb.embedder import Embedder
@@ -199,10 +200,10 @@ class Ingestion:
                 except UserFacingError as exc:
                     item = ("failed", (key, exc.message))
                 except MemoryError:
-                    item = ("failed", (key, "not enough memory to read this file"))
+                    item = ("failed", (key, N_("not enough memory to read this file")))
                 except Exception as exc:  # noqa: BLE001 - one odd file must never stop the batch
                     log.exception("unexpected error parsing %s", key)
-                    item = ("failed", (key, f"could not be read ({type(exc).__name__}: {exc})"))
+                    item = ("failed", (key, N_(f"could not be read ({type(exc).__name__}: {exc})")))
                 if not self._put(item):
                     break
         finally:

@@ -187,6 +187,17 @@ def _build_tokenizer(base: Any) -> type:
 
         ns["__init__"] = __init__
 
+    # THUDM's tokenizer_config.json files do not set clean_up_tokenization_spaces; transformers 4.33
+    # defaulted it to True (" ." -> "."), 5.x to False (PR #31938 began the switch), which leaves a
+    # space before punctuation in every answer. Restore the old default unless the folder sets it.
+    init_before = ns.get("__init__", base.__init__)
+
+    def __init__with_clean_up(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("clean_up_tokenization_spaces", True)
+        init_before(self, *args, **kwargs)
+
+    ns["__init__"] = __init__with_clean_up
+
     pad_params = inspect.signature(base._pad).parameters
     base_pad_params = inspect.signature(PreTrainedTokenizerBase._pad).parameters
     if "padding_side" in base_pad_params and "padding_side" not in pad_params:

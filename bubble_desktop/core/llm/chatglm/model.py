@@ -29,6 +29,7 @@ from bubble_desktop.core.errors import (
     RemoteCodeConsentRequired,
     UnsupportedModelError,
 )
+from bubble_desktop.core.i18n import N_
 from bubble_desktop.core.llm.base import (
     ChatMessage,
     Generation,
@@ -48,6 +49,40 @@ _HOLD_BACK = ",!:;?\ufffd"
 
 class GccMissingError(ModelError):
     """ChatGLM int4 on the CPU compiles a small C kernel at load time and needs a C compiler."""
+
+
+class KernelCompileError(ModelError):
+    """gcc exists, but compiling ChatGLM's int4 CPU kernel failed (the remote code only asserts)."""
+
+    default_hint = (
+        "Fix the C compiler (its message above says what is wrong), or run the fp16 ChatGLM-6B on the "
+        "CPU, or the int4 model on an NVIDIA GPU."
+    )
+
+
+def kernel_compile_error(folder: Path) -> str | None:
+    """Compile the int4 CPU kernel as the model's own code does; gcc's message when it fails, else None.
+
+    THUDM's quantization.py runs ``os.system("gcc ...")`` (the compiler writes to the terminal) and
+    then ``assert cpu_kernels.load``, so all the user would see is an empty ``AssertionError``.
+    """
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bubble-kernel-") as tmp:
+        source = folder / "quantization_kernels.c"  # the plain kernel, the code's last resort
+        if not source.is_file():
+            source = Path(tmp) / "probe.c"
+            source.write_text("int probe(int x) { return x + 1; }\n", encoding="utf-8")
+        command = ["gcc", "-O3", "-fPIC", "-std=c99", str(source), "-shared", "-o", str(Path(tmp) / "k.so")]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+    if done.returncode == 0:
+        return None
+    text = (done.stderr.strip() or done.stdout.strip())[-800:]
+    return text or f"gcc exited with status {done.returncode}"
 
 
 class CpmKernelsMissingError(ModelError):
@@ -97,18 +132,18 @@ def check_c_compiler(which: Any = None, platform: str | None = None) -> None:
     if which("gcc"):
         return
     if platform.startswith("win"):
-        hint = (
+        hint = N_(
             "Install a 64-bit gcc (MinGW-w64, e.g. from winlibs.com, or TDM-GCC) and put its bin folder on "
             "PATH, then restart Bubble. Or run this model on an NVIDIA GPU, or choose the non-int4 "
             "ChatGLM model."
         )
     elif platform == "darwin":
-        hint = (
+        hint = N_(
             "Install the command line tools (xcode-select --install) or gcc from Homebrew. "
             "Or choose the non-int4 ChatGLM model."
         )
     else:
-        hint = (
+        hint = N_(
             "Install gcc (e.g. sudo apt install gcc, or sudo dnf install gcc). "
             "Or run this model on an NVIDIA GPU, or choose the non-int4 ChatGLM model."
         )
@@ -501,6 +536,13 @@ def load_remote_code_model(
         if _is_oom(exc):
             raise OutOfMemoryError("Not enough memory to load this ChatGLM model.") from exc
         first = str(exc).splitlines()[0] if str(exc) else ""
+        if bits and device == "cpu" and isinstance(exc, AssertionError):
+            compile_error = kernel_compile_error(folder)
+            if compile_error:
+                raise KernelCompileError(
+                    f"ChatGLM int4 on the CPU compiles a small C kernel while loading, and gcc could not "
+                    f"compile it: {compile_error}"
+                ) from exc
         if "protobuf" in first.lower():
             raise ModelError(
                 f"Loading the ChatGLM tokenizer needs protobuf: {first}", "pip install protobuf sentencepiece"
