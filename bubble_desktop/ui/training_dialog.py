@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -38,6 +39,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QToolButton,
@@ -313,15 +315,14 @@ class TrainingDialog(QDialog):
         for b in (self.add_files_button, self.add_conversations_button, self.remove_button):
             row.addWidget(b)
         row.addStretch(1)
-        formats = QLabel(
-            self.tr(
-                "title##answer lines (.txt), JSONL/JSON (instruction/output, prompt/response, "
-                "messages, content/summary), or CSV with question and answer columns."
-            )
+        formats = self.tr(
+            "title##answer lines (.txt), JSONL/JSON (instruction/output, prompt/response, "
+            "messages, content/summary), or CSV with question and answer columns."
         )
-        formats.setWordWrap(True)
-        formats.setProperty("role", "hint")
+        self.add_files_button.setToolTip(formats)
+        self.data_list.setToolTip(formats)
         self.preview_label = QLabel(self.tr("Add a data file to see what will be trained on."))
+        self.preview_label.setToolTip(formats)
         self.preview_label.setObjectName("trainingPreviewLabel")
         self.preview_label.setWordWrap(True)
         self.problems = QTreeWidget()
@@ -329,14 +330,14 @@ class TrainingDialog(QDialog):
         self.problems.setHeaderLabels([self.tr("Level"), self.tr("Where"), self.tr("Problem")])
         self.problems.setRootIsDecorated(False)
         self.problems.header().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        self.problems.setMaximumHeight(130)
+        self.problems.setMinimumHeight(110)
+        self.problems.setMaximumHeight(160)
         self.problems.hide()
         self.skip_bad = QCheckBox(self.tr("Skip rows that cannot be read"))
         self.skip_bad.toggled.connect(self._on_skip_bad_toggled)
         v = QVBoxLayout(data_box)
         v.addWidget(self.data_list)
         v.addLayout(row)
-        v.addWidget(formats)
         v.addWidget(self.preview_label)
         v.addWidget(self.problems)
         v.addWidget(self.skip_bad)
@@ -416,14 +417,20 @@ class TrainingDialog(QDialog):
         form.addRow(self.advanced)
         form.addRow(self.estimate_label)
 
-        left = QWidget()
-        lv = QVBoxLayout(left)
+        left_inner = QWidget()
+        lv = QVBoxLayout(left_inner)
         lv.setContentsMargins(0, 0, 6, 0)
         lv.addWidget(intro)
         lv.addWidget(data_box)
         lv.addWidget(model_box)
         lv.addWidget(settings_box)
         lv.addStretch(1)
+        left = QScrollArea()  # the left column scrolls on small screens rather than squeezing
+        left.setWidgetResizable(True)
+        left.setFrameShape(QFrame.Shape.NoFrame)
+        left.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        left.setWidget(left_inner)
+        left.setMinimumWidth(440)
 
         # the job
         self.start_button = QPushButton(self.tr("Start training"))
@@ -1066,6 +1073,7 @@ class TrainingDialog(QDialog):
                 b.show()
             self.merge_button.setEnabled(True)
             self._name_edited = False
+            self.name_edit.setText(self._default_name())  # this name is taken now: the next run's
             self._finished_in_background()
         elif kind == "cancelled":
             text = self.tr("Stopped at step %1. Resume continues from there.").replace(

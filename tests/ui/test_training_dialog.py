@@ -204,3 +204,22 @@ def test_a_gguf_base_is_refused_and_the_conversion_offered(
     finally:
         d.shutdown()
         ctx.store.close()
+
+
+def test_the_training_page_in_chinese(qtbot: Any, qapp: Any, tiny_gguf: Path) -> None:
+    from bubble_desktop.ui.i18n import install_translator
+    from bubble_desktop.ui.training_dialog import TrainingDialog
+
+    assert install_translator(qapp, "zh_CN") == "zh_CN"
+    ctx = _ctx(str(tiny_gguf))
+    try:
+        d = TrainingDialog(ctx)
+        qtbot.addWidget(d)
+        assert d.windowTitle() == "用你的数据训练（LoRA）"
+        assert d.start_button.text() == "开始训练" and d.resume_button.text() == "继续训练"
+        assert d.base_message.text().startswith("GGUF 模型无法训练")
+        assert d.epochs_spin.specialValueText() == "自动"
+        d.shutdown()
+    finally:
+        install_translator(qapp, "en")
+        ctx.store.close()
