@@ -60,6 +60,12 @@ def _fast(d: Any, epochs: float) -> None:
     d.epochs_spin.setValue(epochs)
 
 
+def _answer_close_box(button: str) -> None:
+    box = QApplication.activeModalWidget()
+    assert isinstance(box, QMessageBox) and box.objectName() == "trainingCloseBox"
+    next(b for b in box.buttons() if b.text() == button).click()
+
+
 def _wait_preview(qtbot: Any, d: Any) -> None:
     qtbot.waitUntil(lambda: d._preview_task is None and not d._preview_timer.isActive(), timeout=30_000)
     qtbot.waitUntil(lambda: d._check is not None, timeout=30_000)
@@ -120,7 +126,13 @@ def test_train_in_the_window_then_use_the_adapter(qtbot: Any, tiny_model_dir: Pa
         qtbot.waitUntil(lambda: len(d.plot.points) >= 1, timeout=60_000)
         assert d.plot.total_steps == 8 and d.progress.maximum() == 8
         assert "Step " in d.stats_label.text() and "tokens/s" in d.stats_label.text()
+
+        # closing while training asks; "keep" lets it train on hidden, and the page comes back at the end
+        QTimer.singleShot(100, lambda: _answer_close_box("Keep training in the background"))
+        d.reject()
+        assert not d.isVisible() and d.is_training
         qtbot.waitUntil(lambda: d.use_button.isVisible(), timeout=60_000)
+        assert d.isVisible()
         adapter = Path(d._adapter)
         assert adapter == Paths.default().models_dir / "lora" / f"{tiny_model_dir.name}-lora"
         assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_card.json").is_file()
@@ -135,6 +147,17 @@ def test_train_in_the_window_then_use_the_adapter(qtbot: Any, tiny_model_dir: Pa
         assert window.settings.model.lora_path == str(adapter)
         saved = json.loads(ctx.paths.settings_file.read_text(encoding="utf-8"))
         assert saved["model"]["lora_path"] == str(adapter)
+
+        # merged into a copy of the model, which loads without the adapter
+        qtbot.mouseClick(d.merge_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: d.use_merged_button.isVisible(), timeout=60_000)
+        merged = Path(d._merged)
+        assert merged.parent == ctx.paths.models_dir and (merged / "config.json").is_file()
+        assert not (merged / "adapter_config.json").exists()
+        with qtbot.waitSignal(window.model_ready, timeout=60_000) as ready:
+            qtbot.mouseClick(d.use_merged_button, Qt.MouseButton.LeftButton)
+        assert ready.args[0].lora is None and window.settings.model.path == str(merged)
+        assert window.settings.model.lora_path == ""
     finally:
         window.close()
         ctx.store.close()
@@ -164,17 +187,33 @@ def test_stop_then_resume_continues_and_closing_asks(qtbot: Any, dialog: Any, qa
     assert steps == list(range(1, steps[-1] + 1))  # continued where it stopped, nothing repeated
 
     # closing while training asks; "stop" saves a checkpoint and hides the page
-    def answer() -> None:
-        box = QApplication.activeModalWidget()
-        assert isinstance(box, QMessageBox) and box.objectName() == "trainingCloseBox"
-        stop = next(b for b in box.buttons() if b.text() == "Stop and save a checkpoint")
-        stop.click()
-
-    QTimer.singleShot(100, answer)
+    QTimer.singleShot(100, lambda: _answer_close_box("Stop and save a checkpoint"))
     d.reject()
     assert not d.isVisible()
     qtbot.waitUntil(lambda: d._job is None, timeout=60_000)
     assert "Stopped at step" in d.stats_label.text() and d.resume_button.isEnabled()
+
+
+def test_saved_conversations_become_training_data(qtbot: Any, dialog: Any) -> None:
+    store = dialog._ctx.store
+    cid = store.create_conversation("Cheese facts")
+    for role, text in (
+        ("user", "Who made the moon cheese?"),
+        ("assistant", "The blue fox made it."),
+        ("user", "When?"),
+        ("assistant", "Last Tuesday."),
+    ):
+        store.add_message(cid, role, text, status="complete")
+    assert dialog.add_conversations([cid])
+    _wait_preview(qtbot, dialog)
+    assert "2 rows understood, 2 usable" in dialog.preview_label.text()
+    item = dialog.data_list.item(0)
+    assert item.text() == "1 saved conversation(s): 2 answers"
+    path = Path(item.data(Qt.ItemDataRole.UserRole))
+    assert path.parent == dialog._ctx.paths.data_dir / "training"  # kept: Resume reads the same data
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert rows[1]["history"] == [["Who made the moon cheese?", "The blue fox made it."]]
+    assert dialog.start_button.isEnabled()
 
 
 def test_a_gguf_base_is_refused_and_the_conversion_offered(
