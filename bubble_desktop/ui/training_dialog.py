@@ -68,8 +68,17 @@ VAL_COLOR = QColor("#e08a1e")
 
 
 def is_gguf(path: str) -> bool:
+    """A .gguf file, by name or by its magic bytes (four bytes read, never the file)."""
+    if path.lower().endswith(".gguf"):
+        return True
     p = Path(path).expanduser()
-    return path.lower().endswith(".gguf") or (p.is_file() and p.read_bytes()[:4] == b"GGUF")
+    if not p.is_file():
+        return False
+    try:
+        with p.open("rb") as f:
+            return f.read(4) == b"GGUF"
+    except OSError:
+        return False
 
 
 def fmt_duration(seconds: float) -> str:
