@@ -123,7 +123,7 @@ def test_train_in_the_window_then_use_the_adapter(qtbot: Any, tiny_model_dir: Pa
         assert "8 rows understood, 8 usable" in d.preview_label.text()
         qtbot.mouseClick(d.start_button, Qt.MouseButton.LeftButton)
         assert d.is_training and not d.start_button.isEnabled() and d.cancel_button.isEnabled()
-        qtbot.waitUntil(lambda: len(d.plot.points) >= 1, timeout=60_000)
+        qtbot.waitUntil(lambda: len(d.plot.points) >= 1, timeout=120_000)
         assert d.plot.total_steps == 8 and d.progress.maximum() == 8
         assert "Step " in d.stats_label.text() and "tokens/s" in d.stats_label.text()
 
@@ -131,7 +131,7 @@ def test_train_in_the_window_then_use_the_adapter(qtbot: Any, tiny_model_dir: Pa
         QTimer.singleShot(100, lambda: _answer_close_box("Keep training in the background"))
         d.reject()
         assert not d.isVisible() and d.is_training
-        qtbot.waitUntil(lambda: d.use_button.isVisible(), timeout=60_000)
+        qtbot.waitUntil(lambda: d.use_button.isVisible(), timeout=120_000)
         assert d.isVisible()
         adapter = Path(d._adapter)
         assert adapter == Paths.default().models_dir / "lora" / f"{tiny_model_dir.name}-lora"
@@ -141,7 +141,7 @@ def test_train_in_the_window_then_use_the_adapter(qtbot: Any, tiny_model_dir: Pa
         qtbot.waitUntil(lambda: d._job is None, timeout=10_000)  # the child exited and was reaped
         assert d.start_button.isEnabled() and d.merge_button.isVisible()
 
-        with qtbot.waitSignal(window.model_ready, timeout=60_000) as ready:
+        with qtbot.waitSignal(window.model_ready, timeout=120_000) as ready:
             qtbot.mouseClick(d.use_button, Qt.MouseButton.LeftButton)
         assert ready.args[0].lora == str(adapter)
         assert window.settings.model.lora_path == str(adapter)
@@ -150,11 +150,11 @@ def test_train_in_the_window_then_use_the_adapter(qtbot: Any, tiny_model_dir: Pa
 
         # merged into a copy of the model, which loads without the adapter
         qtbot.mouseClick(d.merge_button, Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: d.use_merged_button.isVisible(), timeout=60_000)
+        qtbot.waitUntil(lambda: d.use_merged_button.isVisible(), timeout=120_000)
         merged = Path(d._merged)
         assert merged.parent == ctx.paths.models_dir and (merged / "config.json").is_file()
         assert not (merged / "adapter_config.json").exists()
-        with qtbot.waitSignal(window.model_ready, timeout=60_000) as ready:
+        with qtbot.waitSignal(window.model_ready, timeout=120_000) as ready:
             qtbot.mouseClick(d.use_merged_button, Qt.MouseButton.LeftButton)
         assert ready.args[0].lora is None and window.settings.model.path == str(merged)
         assert window.settings.model.lora_path == ""
@@ -171,9 +171,9 @@ def test_stop_then_resume_continues_and_closing_asks(qtbot: Any, dialog: Any, qa
     _wait_preview(qtbot, d)
     assert not d.resume_button.isEnabled()
     assert d.start()
-    qtbot.waitUntil(lambda: len(d.plot.points) >= 3, timeout=60_000)
+    qtbot.waitUntil(lambda: len(d.plot.points) >= 3, timeout=120_000)
     qtbot.mouseClick(d.cancel_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: d._job is None, timeout=60_000)
+    qtbot.waitUntil(lambda: d._job is None, timeout=120_000)
     stopped = d.progress.value()
     assert 3 <= stopped < 200
     assert f"Stopped at step {stopped}" in d.stats_label.text()
@@ -181,7 +181,7 @@ def test_stop_then_resume_continues_and_closing_asks(qtbot: Any, dialog: Any, qa
 
     qtbot.mouseClick(d.resume_button, Qt.MouseButton.LeftButton)
     assert [s for s, _ in d.plot.points] == list(range(1, stopped + 1))  # the history before the stop
-    qtbot.waitUntil(lambda: d.plot.points[-1][0] >= stopped + 2, timeout=60_000)
+    qtbot.waitUntil(lambda: d.plot.points[-1][0] >= stopped + 2, timeout=120_000)
     assert f"Resumed at step {stopped}." in d.log_view.toPlainText()
     steps = [s for s, _ in d.plot.points]
     assert steps == list(range(1, steps[-1] + 1))  # continued where it stopped, nothing repeated
@@ -190,7 +190,7 @@ def test_stop_then_resume_continues_and_closing_asks(qtbot: Any, dialog: Any, qa
     QTimer.singleShot(100, lambda: _answer_close_box("Stop and save a checkpoint"))
     d.reject()
     assert not d.isVisible()
-    qtbot.waitUntil(lambda: d._job is None, timeout=60_000)
+    qtbot.waitUntil(lambda: d._job is None, timeout=120_000)
     assert "Stopped at step" in d.stats_label.text() and d.resume_button.isEnabled()
 
 
