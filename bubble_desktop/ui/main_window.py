@@ -147,6 +147,7 @@ class MainWindow(QMainWindow):
         self.downloads.finished.connect(self._on_downloads_finished)
         self.downloads.failed.connect(self._on_downloads_failed)
         self.models_dialog: Any = None
+        self.training_dialog: Any = None  # ui/training_dialog.py, kept while a job runs
         self._first_run_download = ""
         self._recommended_offered = False
 
@@ -261,6 +262,9 @@ class MainWindow(QMainWindow):
         settings_action.setShortcut(QKeySequence("Ctrl+,"))
         settings_action.triggered.connect(self.open_settings)
         tools.addAction(settings_action)
+        train = QAction(self.tr("&Train on your data (LoRA)…"), self)
+        train.triggered.connect(self.open_training)
+        tools.addAction(train)
         open_data = QAction(self.tr("Open &data folder"), self)
         open_data.triggered.connect(self._on_open_data_triggered)
         tools.addAction(open_data)
@@ -505,6 +509,25 @@ class MainWindow(QMainWindow):
         self.models_dialog.refresh()
         self.models_dialog.show()
         self.models_dialog.raise_()
+
+    @Slot()
+    def open_training(self) -> None:
+        from bubble_desktop.ui.training_dialog import TrainingDialog
+
+        if self.training_dialog is None:
+            self.training_dialog = TrainingDialog(self.ctx, self)
+            self.training_dialog.use_model_requested.connect(self._on_training_dialog_use_model_requested)
+            self.training_dialog.convert_requested.connect(self.import_gguf)
+            self.model_ready.connect(self.training_dialog._on_window_model_ready)
+        self.training_dialog.show()
+        self.training_dialog.raise_()
+
+    @Slot(str, str)
+    def _on_training_dialog_use_model_requested(self, model: str, lora: str) -> None:
+        new = self.settings.model_copy(deep=True)
+        new.model.backend, new.model.path, new.model.lora_path = "transformers", model, lora
+        self._on_settings_dialog_settings_changed(new)  # reloads the model
+        self._save_settings()
 
     @Slot(str)
     def _on_first_run_catalog_entry_activated(self, entry_id: str) -> None:
@@ -1028,6 +1051,8 @@ class MainWindow(QMainWindow):
         self.inference.forget_current()
         self.api.shutdown()
         self.downloads.shutdown()
+        if self.training_dialog is not None:
+            self.training_dialog.shutdown()
         if self._gguf_task is not None:
             self._gguf_task.wait(1000)
         shutdown_tab = getattr(self.knowledge_tab, "shutdown", None)

@@ -89,6 +89,25 @@
         </message>
     </context>
     <context>
+        <name>ConversationPicker</name>
+        <message>
+            <source>Saved conversations</source>
+            <translation>已保存的对话</translation>
+        </message>
+        <message>
+            <source>Every finished answer in the checked conversations becomes a training example.</source>
+            <translation>勾选的对话中，每条已完成的回答都会成为一个训练样本。</translation>
+        </message>
+        <message>
+            <source>Untitled</source>
+            <translation>未命名</translation>
+        </message>
+        <message>
+            <source>%1 (%2 messages)</source>
+            <translation>%1（%2 条消息）</translation>
+        </message>
+    </context>
+    <context>
         <name>ConversationsSidebar</name>
         <message>
             <source>New chat</source>
@@ -583,6 +602,25 @@
         </message>
     </context>
     <context>
+        <name>LossPlot</name>
+        <message>
+            <source>The loss appears here once training starts.</source>
+            <translation>开始训练后，这里会显示损失曲线。</translation>
+        </message>
+        <message>
+            <source>step %1</source>
+            <translation>第 %1 步</translation>
+        </message>
+        <message>
+            <source>validation loss</source>
+            <translation>验证损失</translation>
+        </message>
+        <message>
+            <source>loss</source>
+            <translation>损失</translation>
+        </message>
+    </context>
+    <context>
         <name>MainWindow</name>
         <message>
             <source>Chat</source>
@@ -639,6 +677,10 @@
         <message>
             <source>&amp;Settings…</source>
             <translation>设置(&amp;S)…</translation>
+        </message>
+        <message>
+            <source>&amp;Train on your data (LoRA)…</source>
+            <translation>用你的数据训练（LoRA）(&amp;T)…</translation>
         </message>
         <message>
             <source>Open &amp;data folder</source>
@@ -1286,6 +1328,389 @@ Context window: %3 tokens</source>
         <message>
             <source>Starting %1…</source>
             <translation>正在启动 %1…</translation>
+        </message>
+    </context>
+    <context>
+        <name>TrainingDialog</name>
+        <message>
+            <source>Train on your data (LoRA)</source>
+            <translation>用你的数据训练（LoRA）</translation>
+        </message>
+        <message>
+            <source>Teach the model your own question/answer pairs. The result is a small adapter applied on top of the model; the model itself is not changed.</source>
+            <translation>用你自己的问答对教模型。训练结果是一个叠加在模型之上的小型适配器，模型本身不会被修改。</translation>
+        </message>
+        <message>
+            <source>Training data</source>
+            <translation>训练数据</translation>
+        </message>
+        <message>
+            <source>Add files…</source>
+            <translation>添加文件…</translation>
+        </message>
+        <message>
+            <source>Add saved conversations…</source>
+            <translation>添加已保存的对话…</translation>
+        </message>
+        <message>
+            <source>Remove</source>
+            <translation>移除</translation>
+        </message>
+        <message>
+            <source>title##answer lines (.txt), JSONL/JSON (instruction/output, prompt/response, messages, content/summary), or CSV with question and answer columns.</source>
+            <translation>title##answer 格式的文本行（.txt）、JSONL/JSON（instruction/output、prompt/response、messages、content/summary），或带问题和答案列的 CSV。</translation>
+        </message>
+        <message>
+            <source>Add a data file to see what will be trained on.</source>
+            <translation>添加数据文件后，这里会显示将用于训练的内容。</translation>
+        </message>
+        <message>
+            <source>Level</source>
+            <translation>级别</translation>
+        </message>
+        <message>
+            <source>Where</source>
+            <translation>位置</translation>
+        </message>
+        <message>
+            <source>Problem</source>
+            <translation>问题</translation>
+        </message>
+        <message>
+            <source>Skip rows that cannot be read</source>
+            <translation>跳过无法读取的行</translation>
+        </message>
+        <message>
+            <source>Base model</source>
+            <translation>基础模型</translation>
+        </message>
+        <message>
+            <source>Convert this GGUF…</source>
+            <translation>转换这个 GGUF…</translation>
+        </message>
+        <message>
+            <source>Choose model folder…</source>
+            <translation>选择模型文件夹…</translation>
+        </message>
+        <message>
+            <source>Use the chat model</source>
+            <translation>使用当前对话模型</translation>
+        </message>
+        <message>
+            <source>Adapter</source>
+            <translation>适配器</translation>
+        </message>
+        <message>
+            <source>Advanced</source>
+            <translation>高级</translation>
+        </message>
+        <message>
+            <source>Auto</source>
+            <translation>自动</translation>
+        </message>
+        <message>
+            <source>Epochs</source>
+            <translation>训练轮数</translation>
+        </message>
+        <message>
+            <source>Learning rate</source>
+            <translation>学习率</translation>
+        </message>
+        <message>
+            <source>LoRA rank</source>
+            <translation>LoRA 秩</translation>
+        </message>
+        <message>
+            <source>Maximum length (tokens)</source>
+            <translation>最大长度（词元）</translation>
+        </message>
+        <message>
+            <source>Auto: picked for this computer and this data.</source>
+            <translation>“自动”：根据这台电脑和这些数据选定。</translation>
+        </message>
+        <message>
+            <source>Name</source>
+            <translation>名称</translation>
+        </message>
+        <message>
+            <source>Start training</source>
+            <translation>开始训练</translation>
+        </message>
+        <message>
+            <source>Stop</source>
+            <translation>停止</translation>
+        </message>
+        <message>
+            <source>Stop after the current step and save a checkpoint</source>
+            <translation>在当前这一步完成后停止，并保存检查点</translation>
+        </message>
+        <message>
+            <source>Resume</source>
+            <translation>继续训练</translation>
+        </message>
+        <message>
+            <source>Not started.</source>
+            <translation>尚未开始。</translation>
+        </message>
+        <message>
+            <source>What the training does is logged here.</source>
+            <translation>训练过程会记录在这里。</translation>
+        </message>
+        <message>
+            <source>Use this adapter</source>
+            <translation>使用这个适配器</translation>
+        </message>
+        <message>
+            <source>Load the base model with this adapter for chatting</source>
+            <translation>加载基础模型并叠加这个适配器，用于对话</translation>
+        </message>
+        <message>
+            <source>Merge into a new model</source>
+            <translation>合并为新模型</translation>
+        </message>
+        <message>
+            <source>Fold the adapter into a copy of the base model: a model folder that needs no adapter</source>
+            <translation>把适配器合并进基础模型的副本：得到一个无需适配器的模型文件夹</translation>
+        </message>
+        <message>
+            <source>Use the merged model</source>
+            <translation>使用合并后的模型</translation>
+        </message>
+        <message>
+            <source>These conversations have no finished answers to train on.</source>
+            <translation>这些对话中没有可用于训练的已完成回答。</translation>
+        </message>
+        <message>
+            <source>%1 saved conversation(s): %2 answers</source>
+            <translation>%1 个已保存的对话：%2 条回答</translation>
+        </message>
+        <message>
+            <source>No model chosen.</source>
+            <translation>未选择模型。</translation>
+        </message>
+        <message>
+            <source>The chat model runs on a server; training needs a model folder on this computer.</source>
+            <translation>当前对话模型运行在服务器上；训练需要这台电脑上的模型文件夹。</translation>
+        </message>
+        <message>
+            <source>Choose a transformers model folder to train.</source>
+            <translation>请选择一个要训练的 transformers 模型文件夹。</translation>
+        </message>
+        <message>
+            <source>GGUF models cannot be trained: LoRA needs the full weights in transformers format. Convert the GGUF once into a new model folder, then train that.</source>
+            <translation>GGUF 模型无法训练：LoRA 需要 transformers 格式的完整权重。请先把这个 GGUF 转换成一个新的模型文件夹（只需一次），再训练它。</translation>
+        </message>
+        <message>
+            <source>Reading the data…</source>
+            <translation>正在读取数据…</translation>
+        </message>
+        <message>
+            <source>%1 rows understood, %2 usable. Tokens per row: mean %3, max %4.</source>
+            <translation>已识别 %1 行，其中 %2 行可用。每行词元数：平均 %3，最多 %4。</translation>
+        </message>
+        <message>
+            <source>%1 rows understood.</source>
+            <translation>已识别 %1 行。</translation>
+        </message>
+        <message>
+            <source>%1 rows cannot be read.</source>
+            <translation>%1 行无法读取。</translation>
+        </message>
+        <message>
+            <source>Fix them, or tick “Skip rows that cannot be read”.</source>
+            <translation>请修正它们，或勾选“跳过无法读取的行”。</translation>
+        </message>
+        <message>
+            <source>%1 warnings.</source>
+            <translation>%1 条警告。</translation>
+        </message>
+        <message>
+            <source>Error</source>
+            <translation>错误</translation>
+        </message>
+        <message>
+            <source>Warning</source>
+            <translation>警告</translation>
+        </message>
+        <message>
+            <source>Auto (%1)</source>
+            <translation>自动（%1）</translation>
+        </message>
+        <message>
+            <source>Memory: about %1 MB needed, %2 MB free on %3.</source>
+            <translation>内存：约需 %1 MB，%3 上可用 %2 MB。</translation>
+        </message>
+        <message>
+            <source>It fits.</source>
+            <translation>放得下。</translation>
+        </message>
+        <message>
+            <source>It will not fit: lower the maximum length, use a smaller model, or close other programs.</source>
+            <translation>放不下：请降低最大长度、换用更小的模型，或关闭其他程序。</translation>
+        </message>
+        <message>
+            <source>Choose training data</source>
+            <translation>选择训练数据</translation>
+        </message>
+        <message>
+            <source>Training data (%1);;All files (*)</source>
+            <translation>训练数据 (%1);;所有文件 (*)</translation>
+        </message>
+        <message>
+            <source>There are no saved conversations yet.</source>
+            <translation>还没有已保存的对话。</translation>
+        </message>
+        <message>
+            <source>Converting %1 into a transformers model folder…</source>
+            <translation>正在把 %1 转换为 transformers 模型文件夹…</translation>
+        </message>
+        <message>
+            <source>Choose the model folder to train</source>
+            <translation>选择要训练的模型文件夹</translation>
+        </message>
+        <message>
+            <source>Loading %1 with the adapter %2.</source>
+            <translation>正在加载 %1，并叠加适配器 %2。</translation>
+        </message>
+        <message>
+            <source>Loading the merged model %1.</source>
+            <translation>正在加载合并后的模型 %1。</translation>
+        </message>
+        <message>
+            <source>Merging the adapter into a copy of the model: %1…</source>
+            <translation>正在把适配器合并进模型副本：%1…</translation>
+        </message>
+        <message>
+            <source>Merged model saved in %1.</source>
+            <translation>合并后的模型已保存到 %1。</translation>
+        </message>
+        <message>
+            <source>Merging failed: %1</source>
+            <translation>合并失败：%1</translation>
+        </message>
+        <message>
+            <source>Add the data to train on first.</source>
+            <translation>请先添加训练数据。</translation>
+        </message>
+        <message>
+            <source>An adapter named “%1” already exists. Choose another name.</source>
+            <translation>名为“%1”的适配器已存在，请换一个名称。</translation>
+        </message>
+        <message>
+            <source>Unfinished training</source>
+            <translation>未完成的训练</translation>
+        </message>
+        <message>
+            <source>An unfinished training named “%1” exists. Start over (its checkpoints are deleted)? Choose No and press Resume to continue it instead.</source>
+            <translation>存在一个名为“%1”的未完成训练。要从头开始吗（它的检查点会被删除）？选择“否”，然后点“继续训练”即可接着训练。</translation>
+        </message>
+        <message>
+            <source>The training could not be started: %1</source>
+            <translation>无法开始训练：%1</translation>
+        </message>
+        <message>
+            <source>Resuming “%1”…</source>
+            <translation>正在继续“%1”…</translation>
+        </message>
+        <message>
+            <source>Starting “%1”…</source>
+            <translation>正在开始“%1”…</translation>
+        </message>
+        <message>
+            <source>Starting the training process…</source>
+            <translation>正在启动训练进程…</translation>
+        </message>
+        <message>
+            <source>Stopping after this step; a checkpoint is saved…</source>
+            <translation>这一步完成后停止；正在保存检查点…</translation>
+        </message>
+        <message>
+            <source>Data: %1 examples, %2 tokens on average (max %3).</source>
+            <translation>数据：%1 个样本，平均 %2 个词元（最多 %3）。</translation>
+        </message>
+        <message>
+            <source>Training %1 steps on %2 examples (%3 for validation) on %4.</source>
+            <translation>在 %4 上训练 %1 步，使用 %2 个样本（另有 %3 个用于验证）。</translation>
+        </message>
+        <message>
+            <source>Resumed at step %1.</source>
+            <translation>从第 %1 步继续。</translation>
+        </message>
+        <message>
+            <source>Step %1 of %2 · loss %3 · %4 tokens/s · %5 left</source>
+            <translation>第 %1 / %2 步 · 损失 %3 · %4 词元/秒 · 剩余 %5</translation>
+        </message>
+        <message>
+            <source>validation %1</source>
+            <translation>验证 %1</translation>
+        </message>
+        <message>
+            <source>Validation loss at step %1: %2</source>
+            <translation>第 %1 步的验证损失：%2</translation>
+        </message>
+        <message>
+            <source>Checkpoint saved at step %1.</source>
+            <translation>已在第 %1 步保存检查点。</translation>
+        </message>
+        <message>
+            <source>Done: loss %1 → %2, validation %3. The adapter is in %4.</source>
+            <translation>完成：损失 %1 → %2，验证损失 %3。适配器保存在 %4。</translation>
+        </message>
+        <message>
+            <source>Stopped at step %1. Resume continues from there.</source>
+            <translation>已在第 %1 步停止。点“继续训练”可从这里接着训练。</translation>
+        </message>
+        <message>
+            <source>Error: %1</source>
+            <translation>错误：%1</translation>
+        </message>
+        <message>
+            <source>Loading the model on %1</source>
+            <translation>正在 %1 上加载模型</translation>
+        </message>
+        <message>
+            <source>Reading the training data</source>
+            <translation>正在读取训练数据</translation>
+        </message>
+        <message>
+            <source>Loading the tokenizer</source>
+            <translation>正在加载分词器</translation>
+        </message>
+        <message>
+            <source>Saving the adapter</source>
+            <translation>正在保存适配器</translation>
+        </message>
+        <message>
+            <source>An unfinished training named “%1” can be resumed from step %2.</source>
+            <translation>名为“%1”的未完成训练可以从第 %2 步继续。</translation>
+        </message>
+        <message>
+            <source>An unfinished training named “%1” has no checkpoint yet: Resume starts it again with its saved settings.</source>
+            <translation>名为“%1”的未完成训练还没有检查点：“继续训练”会按它保存的设置重新开始。</translation>
+        </message>
+        <message>
+            <source>Training goes on in the background; this page opens again when it ends.</source>
+            <translation>训练在后台继续；结束时这个页面会重新打开。</translation>
+        </message>
+        <message>
+            <source>Training is running</source>
+            <translation>正在训练</translation>
+        </message>
+        <message>
+            <source>The training is still running.</source>
+            <translation>训练仍在进行。</translation>
+        </message>
+        <message>
+            <source>Keep it training in the background (this page opens again when it ends), or stop it now: a checkpoint is saved and Resume continues from it.</source>
+            <translation>可以让它在后台继续训练（结束时这个页面会重新打开），也可以现在停止：会保存检查点，之后点“继续训练”即可接着训练。</translation>
+        </message>
+        <message>
+            <source>Keep training in the background</source>
+            <translation>在后台继续训练</translation>
+        </message>
+        <message>
+            <source>Stop and save a checkpoint</source>
+            <translation>停止并保存检查点</translation>
         </message>
     </context>
     <context>

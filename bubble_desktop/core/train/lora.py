@@ -299,6 +299,95 @@ def resolve_settings(
     return s
 
 
+@dataclass(frozen=True)
+class JobPlan:
+    """What a job will run with on this machine: settings with the zeros filled in, device,
+    dtype, gradient checkpointing and the memory estimate (the GUI shows it before starting)."""
+
+    settings: LoraSettings
+    device: str
+    dtype: Any
+    checkpointing: bool
+    estimate: MemoryEstimate
+
+
+def context_window(raw_config: dict[str, Any]) -> int:
+    for key in ("max_position_embeddings", "n_positions", "seq_length"):
+        if isinstance(raw_config.get(key), int):
+            return int(raw_config[key])
+    return 0
+
+
+def plan(settings: LoraSettings, folder: Path, raw_config: dict[str, Any], n_examples: int) -> JobPlan:
+    """Resolve the defaults for this hardware and estimate the peak memory (imports torch; reads
+    only config.json and the safetensors headers). Gradient checkpointing "auto" is on on a GPU, and
+    on the CPU when the estimate without it does not fit."""
+    import torch
+
+    from bubble_desktop.core.llm.loader import resolve_device, resolve_dtype
+
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
+    bytes_per = 2 if dtype in (torch.float16, torch.bfloat16) else 4
+    free = available_memory(device)
+    s = resolve_settings(settings, device, n_examples, context_window(raw_config), free)
+    n_params = count_parameters(folder)
+    want_ckpt = s.gradient_checkpointing == "on" or (s.gradient_checkpointing == "auto" and device != "cpu")
+    est = estimate_memory(raw_config, n_params, s, device, bytes_per, want_ckpt)
+    if not est.fits and s.gradient_checkpointing == "auto" and not want_ckpt:
+        want_ckpt = True  # checkpointing trades ~30 % speed for most of the activation memory
+        est = estimate_memory(raw_config, n_params, s, device, bytes_per, want_ckpt)
+    return JobPlan(s, device, dtype, want_ckpt, est)
+
+
+@dataclass(frozen=True)
+class JobCheck:
+    """What Start would find, without starting: the rows read, their problems, the preview (token
+    lengths with the base model's chat template) and the plan; ``model_error`` when the base model
+    cannot be used (then ``preview`` and ``plan`` are None)."""
+
+    examples: int
+    problems: list[Any]
+    preview: Any  # DataPreview | None
+    plan: JobPlan | None
+    model_error: str = ""
+    model_hint: str = ""
+
+
+def check_job(settings: LoraSettings) -> JobCheck:
+    """Read the data and the base model's tokenizer as the job will, and plan it (seconds: the
+    tokenizer and torch are loaded; the weights are not). For the GUI's preview before Start."""
+    from bubble_desktop.core.train.data import load_files, preview
+
+    ds = load_files(settings.data)
+    if settings.system_prompt.strip():
+        from dataclasses import replace
+
+        system = settings.system_prompt.strip()
+        ds.examples = [e if e.system else replace(e, system=system) for e in ds.examples]
+    try:
+        from bubble_desktop.core.llm.loader import read_config
+        from bubble_desktop.core.llm.locate import resolve_model_path
+        from bubble_desktop.core.native import heavy_imports
+
+        folder = resolve_model_path(settings.model)
+        raw_config = read_config(folder)
+        with heavy_imports():
+            from transformers import AutoTokenizer
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(folder), local_files_only=True, trust_remote_code=settings.trust_remote_code
+            )
+        except Exception as exc:
+            raise TrainingError(f"The tokenizer in {str(folder)!r} could not be loaded: {exc}") from exc
+        usable = sum(1 for e in ds.examples if e.answer.strip())
+        job_plan = plan(settings, folder, raw_config, usable)
+    except UserFacingError as exc:
+        return JobCheck(len(ds.examples), ds.problems, None, None, exc.message, exc.hint)
+    pv = preview(ds.examples, tokenizer, job_plan.settings.max_len, ds.problems)
+    return JobCheck(len(ds.examples), pv.problems, pv, job_plan)
+
+
 # ---------------------------------------------------------------------------------------- the job
 
 
@@ -531,7 +620,7 @@ def train(
             ds.raise_for_errors()
     else:
         ds.raise_for_errors()
-    from bubble_desktop.core.llm.loader import read_config, resolve_device, resolve_dtype
+    from bubble_desktop.core.llm.loader import read_config
     from bubble_desktop.core.llm.locate import resolve_model_path
 
     folder = resolve_model_path(s.model)
@@ -551,30 +640,21 @@ def train(
         )
     except Exception as exc:
         raise TrainingError(f"The tokenizer in {str(folder)!r} could not be loaded: {exc}") from exc
-    device = resolve_device(s.device)
-    dtype = resolve_dtype(s.dtype, device)
-    bytes_per = 2 if dtype in (torch.float16, torch.bfloat16) else 4
     if s.system_prompt.strip():
         from dataclasses import replace
 
         ds.examples = [e if e.system else replace(e, system=s.system_prompt.strip()) for e in ds.examples]
     examples = [e for e in ds.examples if e.answer.strip()]
-    context = 0
-    for key in ("max_position_embeddings", "n_positions", "seq_length"):
-        if isinstance(raw_config.get(key), int):
-            context = raw_config[key]
-            break
-    free = available_memory(device)
-    s = resolve_settings(s, device, len(examples), context, free)
+    job_plan = plan(s, folder, raw_config, len(examples))
+    s, device, dtype, est, want_ckpt = (
+        job_plan.settings,
+        job_plan.device,
+        job_plan.dtype,
+        job_plan.estimate,
+        job_plan.checkpointing,
+    )
     pv = preview(ds.examples, tokenizer, s.max_len, ds.problems)
     emit({"event": "preview", **pv.to_dict()})
-
-    n_params = count_parameters(folder)
-    want_ckpt = s.gradient_checkpointing == "on" or (s.gradient_checkpointing == "auto" and device != "cpu")
-    est = estimate_memory(raw_config, n_params, s, device, bytes_per, want_ckpt)
-    if not est.fits and s.gradient_checkpointing == "auto" and not want_ckpt:
-        want_ckpt = True  # checkpointing trades ~30 % speed for most of the activation memory
-        est = estimate_memory(raw_config, n_params, s, device, bytes_per, want_ckpt)
     emit({"event": "estimate", **est.to_dict()})
     if not est.fits:
         raise TrainingError(
