@@ -215,6 +215,14 @@ class MainWindow(QMainWindow):
         self.new_chat_action.setShortcut(QKeySequence.StandardKey.New)
         self.new_chat_action.triggered.connect(self.new_chat)
         file_menu.addAction(self.new_chat_action)
+        self.export_markdown_action = QAction(self.tr("&Export chat as Markdown…"), self)
+        self.export_markdown_action.triggered.connect(self._on_export_markdown_triggered)
+        file_menu.addAction(self.export_markdown_action)
+        self.export_json_action = QAction(self.tr("Export chat as &JSON…"), self)
+        self.export_json_action.triggered.connect(self._on_export_json_triggered)
+        file_menu.addAction(self.export_json_action)
+        file_menu.aboutToShow.connect(self._on_file_menu_about_to_show)
+        file_menu.addSeparator()
         models = QAction(self.tr("&Models…"), self)
         models.triggered.connect(self.open_models)
         file_menu.addAction(models)
@@ -249,6 +257,22 @@ class MainWindow(QMainWindow):
         about = QAction(self.tr("&About O.Bubble"), self)
         about.triggered.connect(self._on_about_triggered)
         help_menu.addAction(about)
+
+    @Slot()
+    def _on_file_menu_about_to_show(self) -> None:
+        has_chat = self._conversation_id is not None
+        self.export_markdown_action.setEnabled(has_chat)
+        self.export_json_action.setEnabled(has_chat)
+
+    @Slot()
+    def _on_export_markdown_triggered(self) -> None:
+        if self._conversation_id is not None:
+            self.sidebar.export(self._conversation_id, "md")
+
+    @Slot()
+    def _on_export_json_triggered(self) -> None:
+        if self._conversation_id is not None:
+            self.sidebar.export(self._conversation_id, "json")
 
     @Slot()
     def finish_startup(self) -> None:
@@ -344,20 +368,29 @@ class MainWindow(QMainWindow):
                 self.inference.load_model(replace(request, trust_remote_code=True))
                 return
         self.status.show_failed(failure.message)
-        if self.chat_stack.currentWidget() is self.first_run:
-            self.first_run.show_message(f"{failure.message}\n{failure.hint}".strip(), error=True)
-        elif not self._closing:
-            box = QMessageBox(
-                QMessageBox.Icon.Warning,
-                self.tr("The model could not be loaded"),
-                failure.message,
-                QMessageBox.StandardButton.Ok,
-                self,
-            )
-            box.setInformativeText(failure.hint)
-            box.setModal(False)
-            box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
-            box.show()
+        self.report_error(self.tr("The model could not be loaded"), failure.message, failure.hint)
+
+    def first_run_visible(self) -> bool:
+        """Whether the first-run panel is what the user sees now (the Chat tab shows it)."""
+        return (
+            self.chat_stack.currentWidget() is self.first_run and self.tabs.currentWidget() is self.chat_stack
+        )
+
+    def report_error(self, title: str, message: str, hint: str = "") -> None:
+        """Tell the user about a failure where they will see it: on the first-run panel when that is on
+        screen, otherwise in a non-modal box (never only on a hidden widget)."""
+        if self.first_run_visible():
+            self.first_run.show_message(f"{message}\n{hint}".strip(), error=True)
+            return
+        if self._closing:
+            return
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
+        box.setObjectName("errorBox")
+        box.setInformativeText(hint)
+        box.setModal(False)
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.show()
+        self.last_error_box = box  # tests and the screenshot script look at it
 
     def _ask_remote_code_consent(self, path: str, failure: LoadFailure) -> bool:
         box = QMessageBox(self)
@@ -402,12 +435,31 @@ class MainWindow(QMainWindow):
         """Convert a GGUF file into a transformers model folder in the background (for LoRA work),
         then load it."""
         importer = self.ctx.import_gguf
-        if importer is None or (self._gguf_task is not None and self._gguf_task.is_running()):
+        if importer is None:
+            return
+        if self._gguf_task is not None and self._gguf_task.is_running():
+            self.report_error(
+                self.tr("A conversion is running"),
+                self.tr("Bubble is already converting a GGUF file."),
+                self.tr("Wait until it has finished, then try again."),
+            )
             return
         models_dir = self.ctx.paths.models_dir
+        from bubble_desktop.core.llm.gguf_import import default_name
+
+        existing = models_dir / default_name(Path(path))
+        options: dict[str, Any] = {}
+        if existing.is_dir() and any(existing.iterdir()):
+            choice = self._ask_about_existing_conversion(existing)
+            if choice == "use":
+                self.set_model_folder(str(existing))
+                return
+            if choice != "replace":
+                return
+            options["overwrite"] = True
 
         def run(progress: Callable[[float, str], None], _cancel: Any) -> Path:
-            return importer(path, models_dir=models_dir, progress=progress)
+            return importer(path, models_dir=models_dir, progress=progress, **options)
 
         from bubble_desktop.ui.workers import BackgroundTask
 
@@ -418,6 +470,22 @@ class MainWindow(QMainWindow):
         self._gguf_task = task
         self.first_run.show_progress(0.0, self.tr("Importing %1").replace("%1", Path(path).name))
         task.start()
+
+    def _ask_about_existing_conversion(self, folder: Path) -> str:
+        """'use' the converted model already there, 'replace' it, or '' (cancel)."""
+        box = QMessageBox(self)
+        box.setObjectName("existingConversion")
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle(self.tr("Already converted"))
+        box.setText(self.tr("This GGUF file was converted before, into %1.").replace("%1", str(folder)))
+        box.setInformativeText(self.tr("Load that model, or convert the file again and replace it?"))
+        use = box.addButton(self.tr("Load it"), QMessageBox.ButtonRole.AcceptRole)
+        again = box.addButton(self.tr("Convert again"), QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(use)
+        box.exec()
+        clicked = box.clickedButton()
+        return "use" if clicked is use else "replace" if clicked is again else ""
 
     @Slot(float, str)
     def _on_gguf_task_progressed(self, fraction: float, what: str) -> None:
@@ -433,7 +501,9 @@ class MainWindow(QMainWindow):
     @Slot(str, str)
     def _on_gguf_task_failed(self, message: str, hint: str) -> None:
         self.status.clearMessage()
-        self.first_run.show_message(f"{message}\n{hint}".strip(), error=True)
+        if not self.first_run_visible():
+            self.first_run.show_message("")  # its progress bar and disabled buttons are over too
+        self.report_error(self.tr("The GGUF file could not be converted"), message, hint)
 
     # ---- models page and downloads -------------------------------------------------------
     def _offer_recommended_model(self) -> None:
@@ -519,9 +589,15 @@ class MainWindow(QMainWindow):
         self.status.showMessage(
             self.tr("Download of %1 failed: %2").replace("%1", target).replace("%2", message)
         )
+        dialog_shown = self.models_dialog is not None and self.models_dialog.isVisible()
         if target == self._first_run_download:
             self._first_run_download = ""
-            self.first_run.show_message(f"{message}\n{hint}".strip(), error=True)
+            if not self.first_run_visible():
+                self.first_run.show_message("")
+            if self.first_run_visible() or not dialog_shown:
+                self.report_error(self.tr("The download failed"), message, hint)
+        elif not dialog_shown:  # the Models page says it itself when it is open
+            self.report_error(self.tr("The download failed"), message, hint)
 
     @Slot(str)
     def _on_models_dialog_use_for_chat(self, path: str) -> None:

@@ -119,6 +119,36 @@
             <translation>重命名…</translation>
         </message>
         <message>
+            <source>Export as Markdown…</source>
+            <translation>导出为 Markdown…</translation>
+        </message>
+        <message>
+            <source>Export as JSON…</source>
+            <translation>导出为 JSON…</translation>
+        </message>
+        <message>
+            <source>Markdown (*.md)</source>
+            <translation>Markdown（*.md）</translation>
+        </message>
+        <message>
+            <source>JSON (*.json)</source>
+            <translation>JSON（*.json）</translation>
+        </message>
+        <message>
+            <source>Export conversation</source>
+            <translation>导出对话</translation>
+        </message>
+        <message>
+            <source>Export failed</source>
+            <translation>导出失败</translation>
+        </message>
+        <message>
+            <source>The conversation could not be written to %1:
+%2</source>
+            <translation>无法把对话写入 %1：
+%2</translation>
+        </message>
+        <message>
             <source>Rename conversation</source>
             <translation>重命名对话</translation>
         </message>
@@ -203,6 +233,113 @@
         <message>
             <source>Q&amp;A</source>
             <translation>问答</translation>
+        </message>
+    </context>
+    <context>
+        <name>FirstRunPanel</name>
+        <message>
+            <source>Welcome to O.Bubble</source>
+            <translation>欢迎使用 O.Bubble</translation>
+        </message>
+        <message>
+            <source>Bubble answers with a chat model that runs on this computer. Choose a model folder (config.json + weights, e.g. downloaded from Hugging Face) or open a GGUF file. Your knowledge bases on the Knowledge tab work without a model.</source>
+            <translation>Bubble 使用在本机运行的对话模型来回答问题。请选择一个模型文件夹（包含 config.json 和权重文件，例如从 Hugging Face 下载的模型），或打开一个 GGUF 文件。没有模型时，“知识库”页面也可以正常使用。</translation>
+        </message>
+        <message>
+            <source>Download the recommended model</source>
+            <translation>下载推荐的模型</translation>
+        </message>
+        <message>
+            <source>All models…</source>
+            <translation>全部模型…</translation>
+        </message>
+        <message>
+            <source>Choose model folder…</source>
+            <translation>选择模型文件夹…</translation>
+        </message>
+        <message>
+            <source>Open GGUF file…</source>
+            <translation>打开 GGUF 文件…</translation>
+        </message>
+        <message>
+            <source>Runs the file as it is, quantized, through llama.cpp: fast on a plain CPU.</source>
+            <translation>通过 llama.cpp 直接运行该量化文件，无需转换：普通 CPU 上也很快。</translation>
+        </message>
+        <message>
+            <source>Use a model server…</source>
+            <translation>使用模型服务器…</translation>
+        </message>
+        <message>
+            <source>Point Bubble at an OpenAI-compatible server in Settings → Model.</source>
+            <translation>在“设置 → 模型”中让 Bubble 连接一个 OpenAI 兼容服务器。</translation>
+        </message>
+        <message>
+            <source>Recommended models (this computer has %1 GB of memory)</source>
+            <translation>推荐模型（本机内存 %1 GB）</translation>
+        </message>
+        <message>
+            <source>Recommended models</source>
+            <translation>推荐模型</translation>
+        </message>
+        <message>
+            <source>Model</source>
+            <translation>模型</translation>
+        </message>
+        <message>
+            <source>Memory needed</source>
+            <translation>所需内存</translation>
+        </message>
+        <message>
+            <source>Languages</source>
+            <translation>语言</translation>
+        </message>
+        <message>
+            <source>Notes</source>
+            <translation>说明</translation>
+        </message>
+        <message>
+            <source>Double-click a model to open its page; download it with its files, then choose its folder.</source>
+            <translation>双击模型可打开其主页；下载模型及其全部文件后，再选择它所在的文件夹。</translation>
+        </message>
+        <message>
+            <source>Probably too big for this computer's memory</source>
+            <translation>对本机内存来说可能太大</translation>
+        </message>
+        <message>
+            <source>(runs its own code: you will be asked first)</source>
+            <translation>（会运行模型自带的代码：运行前会先征求你的同意）</translation>
+        </message>
+        <message>
+            <source>too big</source>
+            <translation>太大</translation>
+        </message>
+        <message>
+            <source>On this computer</source>
+            <translation>在本机</translation>
+        </message>
+        <message>
+            <source>Double-click a model to see it on the Models page and download it.</source>
+            <translation>双击模型可在“模型”页面查看并下载。</translation>
+        </message>
+        <message>
+            <source>Download the recommended model: %1 (%2)</source>
+            <translation>下载推荐的模型：%1（%2）</translation>
+        </message>
+        <message>
+            <source>Nothing is downloaded until you click. It then runs on this computer.</source>
+            <translation>点击之前不会下载任何内容。下载后模型在本机运行。</translation>
+        </message>
+        <message>
+            <source>Choose a model folder</source>
+            <translation>选择模型文件夹</translation>
+        </message>
+        <message>
+            <source>Open a GGUF file</source>
+            <translation>打开 GGUF 文件</translation>
+        </message>
+        <message>
+            <source>GGUF models (*.gguf);;All files (*)</source>
+            <translation>GGUF 模型 (*.gguf);;所有文件 (*)</translation>
         </message>
     </context>
     <context>
@@ -494,6 +631,14 @@
             <translation>新对话(&amp;N)</translation>
         </message>
         <message>
+            <source>&amp;Export chat as Markdown…</source>
+            <translation>将对话导出为 Markdown(&amp;E)…</translation>
+        </message>
+        <message>
+            <source>Export chat as &amp;JSON…</source>
+            <translation>将对话导出为 JSON(&amp;J)…</translation>
+        </message>
+        <message>
             <source>&amp;Models…</source>
             <translation>模型(&amp;M)…</translation>
         </message>
@@ -570,8 +715,40 @@
             <translation>GGUF 模型 (*.gguf);;所有文件 (*)</translation>
         </message>
         <message>
+            <source>A conversion is running</source>
+            <translation>正在转换</translation>
+        </message>
+        <message>
+            <source>Bubble is already converting a GGUF file.</source>
+            <translation>Bubble 正在转换一个 GGUF 文件。</translation>
+        </message>
+        <message>
+            <source>Wait until it has finished, then try again.</source>
+            <translation>请等它完成后再试。</translation>
+        </message>
+        <message>
             <source>Importing %1</source>
             <translation>正在导入 %1</translation>
+        </message>
+        <message>
+            <source>Already converted</source>
+            <translation>已经转换过</translation>
+        </message>
+        <message>
+            <source>This GGUF file was converted before, into %1.</source>
+            <translation>这个 GGUF 文件之前已转换到 %1。</translation>
+        </message>
+        <message>
+            <source>Load that model, or convert the file again and replace it?</source>
+            <translation>加载那个模型，还是重新转换并替换它？</translation>
+        </message>
+        <message>
+            <source>Load it</source>
+            <translation>加载它</translation>
+        </message>
+        <message>
+            <source>Convert again</source>
+            <translation>重新转换</translation>
         </message>
         <message>
             <source>Importing GGUF: %1</source>
@@ -580,6 +757,10 @@
         <message>
             <source>Imported into %1</source>
             <translation>已导入到 %1</translation>
+        </message>
+        <message>
+            <source>The GGUF file could not be converted</source>
+            <translation>无法转换这个 GGUF 文件</translation>
         </message>
         <message>
             <source>runs well</source>
@@ -608,6 +789,10 @@
         <message>
             <source>Download of %1 failed: %2</source>
             <translation>%1 下载失败：%2</translation>
+        </message>
+        <message>
+            <source>The download failed</source>
+            <translation>下载失败</translation>
         </message>
         <message>
             <source>This answer failed.</source>
@@ -1514,113 +1699,6 @@ Context window: %3 tokens</source>
         <message>
             <source>Text size in points in the chat.</source>
             <translation>对话中文字的大小（磅）。</translation>
-        </message>
-    </context>
-    <context>
-        <name>FirstRunPanel</name>
-        <message>
-            <source>Welcome to O.Bubble</source>
-            <translation>欢迎使用 O.Bubble</translation>
-        </message>
-        <message>
-            <source>Bubble answers with a chat model that runs on this computer. Choose a model folder (config.json + weights, e.g. downloaded from Hugging Face) or open a GGUF file. Your knowledge bases on the Knowledge tab work without a model.</source>
-            <translation>Bubble 使用在本机运行的对话模型来回答问题。请选择一个模型文件夹（包含 config.json 和权重文件，例如从 Hugging Face 下载的模型），或打开一个 GGUF 文件。没有模型时，“知识库”页面也可以正常使用。</translation>
-        </message>
-        <message>
-            <source>Download the recommended model</source>
-            <translation>下载推荐的模型</translation>
-        </message>
-        <message>
-            <source>All models…</source>
-            <translation>全部模型…</translation>
-        </message>
-        <message>
-            <source>Choose model folder…</source>
-            <translation>选择模型文件夹…</translation>
-        </message>
-        <message>
-            <source>Open GGUF file…</source>
-            <translation>打开 GGUF 文件…</translation>
-        </message>
-        <message>
-            <source>Runs the file as it is, quantized, through llama.cpp: fast on a plain CPU.</source>
-            <translation>通过 llama.cpp 直接运行该量化文件，无需转换：普通 CPU 上也很快。</translation>
-        </message>
-        <message>
-            <source>Use a model server…</source>
-            <translation>使用模型服务器…</translation>
-        </message>
-        <message>
-            <source>Point Bubble at an OpenAI-compatible server in Settings → Model.</source>
-            <translation>在“设置 → 模型”中让 Bubble 连接一个 OpenAI 兼容服务器。</translation>
-        </message>
-        <message>
-            <source>Recommended models (this computer has %1 GB of memory)</source>
-            <translation>推荐模型（本机内存 %1 GB）</translation>
-        </message>
-        <message>
-            <source>Recommended models</source>
-            <translation>推荐模型</translation>
-        </message>
-        <message>
-            <source>Model</source>
-            <translation>模型</translation>
-        </message>
-        <message>
-            <source>Memory needed</source>
-            <translation>所需内存</translation>
-        </message>
-        <message>
-            <source>Languages</source>
-            <translation>语言</translation>
-        </message>
-        <message>
-            <source>Notes</source>
-            <translation>说明</translation>
-        </message>
-        <message>
-            <source>Double-click a model to open its page; download it with its files, then choose its folder.</source>
-            <translation>双击模型可打开其主页；下载模型及其全部文件后，再选择它所在的文件夹。</translation>
-        </message>
-        <message>
-            <source>Probably too big for this computer's memory</source>
-            <translation>对本机内存来说可能太大</translation>
-        </message>
-        <message>
-            <source>(runs its own code: you will be asked first)</source>
-            <translation>（会运行模型自带的代码：运行前会先征求你的同意）</translation>
-        </message>
-        <message>
-            <source>too big</source>
-            <translation>太大</translation>
-        </message>
-        <message>
-            <source>On this computer</source>
-            <translation>在本机</translation>
-        </message>
-        <message>
-            <source>Double-click a model to see it on the Models page and download it.</source>
-            <translation>双击模型可在“模型”页面查看并下载。</translation>
-        </message>
-        <message>
-            <source>Download the recommended model: %1 (%2)</source>
-            <translation>下载推荐的模型：%1（%2）</translation>
-        </message>
-        <message>
-            <source>Nothing is downloaded until you click. It then runs on this computer.</source>
-            <translation>点击之前不会下载任何内容。下载后模型在本机运行。</translation>
-        </message>
-        <message>
-            <source>Choose a model folder</source>
-            <translation>选择模型文件夹</translation>
-        </message>
-        <message>
-            <source>Open a GGUF file</source>
-            <translation>打开 GGUF 文件</translation>
-        </message>
-        <message>
-            <source>GGUF models (*.gguf);;All files (*)</source>
-            <translation>GGUF 模型 (*.gguf);;所有文件 (*)</translation>
         </message>
     </context>
 </TS>

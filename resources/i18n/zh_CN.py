@@ -393,6 +393,26 @@ TRANSLATIONS: dict[str, str] = {
     "Details are in the log file.": "详细信息已写入日志文件。",
     "Choose a model first.": "请先选择一个模型。",
     "Cancelled.": "已取消。",
+    # ---- issue 16: conversation export, errors shown where the user is ---------------------
+    "Export as Markdown…": "导出为 Markdown…",
+    "Export as JSON…": "导出为 JSON…",
+    "Markdown (*.md)": "Markdown（*.md）",
+    "JSON (*.json)": "JSON（*.json）",
+    "Export conversation": "导出对话",
+    "Export failed": "导出失败",
+    "The conversation could not be written to %1:\n%2": "无法把对话写入 %1：\n%2",
+    "&Export chat as Markdown…": "将对话导出为 Markdown(&E)…",
+    "Export chat as &JSON…": "将对话导出为 JSON(&J)…",
+    "A conversion is running": "正在转换",
+    "Bubble is already converting a GGUF file.": "Bubble 正在转换一个 GGUF 文件。",
+    "Wait until it has finished, then try again.": "请等它完成后再试。",
+    "Already converted": "已经转换过",
+    "This GGUF file was converted before, into %1.": "这个 GGUF 文件之前已转换到 %1。",
+    "Load that model, or convert the file again and replace it?": "加载那个模型，还是重新转换并替换它？",
+    "Load it": "加载它",
+    "Convert again": "重新转换",
+    "The GGUF file could not be converted": "无法转换这个 GGUF 文件",
+    "The download failed": "下载失败",
 }
 
 CONTEXT_TRANSLATIONS: dict[tuple[str, str], str] = {}
