@@ -34,19 +34,17 @@ STRINGS = (
     QT_TRANSLATE_NOOP(
         "settings", "Threads llama.cpp uses for GGUF models. 0 = the number of physical cores."
     ),
-    QT_TRANSLATE_NOOP("settings", "Backend"),
+    QT_TRANSLATE_NOOP("settings", "Run the model"),
     QT_TRANSLATE_NOOP(
         "settings",
-        "Run the model here (transformers), or send prompts to an OpenAI-compatible server you run yourself.",
+        "On this computer, or on a server of your own that speaks the OpenAI API (vLLM, llama.cpp server, TGI): then Bubble sends it your prompts.",
     ),
-    QT_TRANSLATE_NOOP("settings", "Server URL"),
-    QT_TRANSLATE_NOOP(
-        "settings", "OpenAI-compatible endpoint, e.g. http://gpu-box:8000/v1 (vLLM, llama.cpp server, TGI)."
-    ),
-    QT_TRANSLATE_NOOP("settings", "Server model name"),
-    QT_TRANSLATE_NOOP("settings", "The model name the server expects."),
-    QT_TRANSLATE_NOOP("settings", "Server API key"),
-    QT_TRANSLATE_NOOP("settings", "Sent to your server only."),
+    QT_TRANSLATE_NOOP("settings", "Server address"),
+    QT_TRANSLATE_NOOP("settings", "The address of your server's API, e.g. http://gpu-box:8000/v1."),
+    QT_TRANSLATE_NOOP("settings", "Model on the server"),
+    QT_TRANSLATE_NOOP("settings", "The name of the model the server should answer with."),
+    QT_TRANSLATE_NOOP("settings", "Server password (API key)"),
+    QT_TRANSLATE_NOOP("settings", "Only if your server asks for one; sent to it only."),
     # sampling
     QT_TRANSLATE_NOOP("settings", "Temperature"),
     QT_TRANSLATE_NOOP(
@@ -108,13 +106,12 @@ STRINGS = (
         "settings",
         "Combine meaning-based (dense) and keyword (BM25) search. Keeps Chinese retrieval working with English embedding models.",
     ),
-    QT_TRANSLATE_NOOP("settings", "Qdrant server URL"),
+    QT_TRANSLATE_NOOP("settings", "Knowledge server (optional)"),
     QT_TRANSLATE_NOOP(
         "settings",
-        "Empty keeps the knowledge bases on this computer. A URL (e.g. http://localhost:6333) stores them on your own Qdrant server instead.",
+        "Leave empty to keep the knowledge bases on this computer. To keep them on a Qdrant database server of your own instead, enter its address, e.g. http://localhost:6333.",
     ),
-    QT_TRANSLATE_NOOP("settings", "Qdrant API key"),
-    QT_TRANSLATE_NOOP("settings", "For a Qdrant server that needs one."),
+    QT_TRANSLATE_NOOP("settings", "Only if your knowledge server asks for one."),
     QT_TRANSLATE_NOOP("settings", "Embedding threads"),
     QT_TRANSLATE_NOOP("settings", "CPU threads used for embedding. 0 chooses automatically."),
     QT_TRANSLATE_NOOP("settings", "OCR (text recognition)"),
@@ -138,7 +135,7 @@ STRINGS = (
     QT_TRANSLATE_NOOP("settings", "Time range"),
     QT_TRANSLATE_NOOP("settings", "Only results from the past day, week, month or year."),
     QT_TRANSLATE_NOOP("settings", "Region"),
-    QT_TRANSLATE_NOOP("settings", "Search region code, e.g. wt-wt (no region), cn-zh, us-en."),
+    QT_TRANSLATE_NOOP("settings", "Prefer results from this country or region."),
     QT_TRANSLATE_NOOP("settings", "Safe search"),
     QT_TRANSLATE_NOOP("settings", "Filter explicit results."),
     QT_TRANSLATE_NOOP("settings", "Results"),

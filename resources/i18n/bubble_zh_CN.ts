@@ -1225,8 +1225,8 @@ Context window: %3 tokens</source>
             <translation>在本机运行（.gguf 用 llama.cpp，其他用 transformers）</translation>
         </message>
         <message>
-            <source>OpenAI-compatible server</source>
-            <translation>OpenAI 兼容服务器</translation>
+            <source>On a server of your own (OpenAI-compatible)</source>
+            <translation>在你自己的服务器上（OpenAI 兼容）</translation>
         </message>
         <message>
             <source>News</source>
@@ -1317,6 +1317,78 @@ Context window: %3 tokens</source>
             <translation>分块重叠必须小于分块大小</translation>
         </message>
         <message>
+            <source>Any region</source>
+            <translation>不限地区</translation>
+        </message>
+        <message>
+            <source>China</source>
+            <translation>中国</translation>
+        </message>
+        <message>
+            <source>Hong Kong</source>
+            <translation>中国香港</translation>
+        </message>
+        <message>
+            <source>Taiwan</source>
+            <translation>中国台湾</translation>
+        </message>
+        <message>
+            <source>Singapore</source>
+            <translation>新加坡</translation>
+        </message>
+        <message>
+            <source>Japan</source>
+            <translation>日本</translation>
+        </message>
+        <message>
+            <source>Korea</source>
+            <translation>韩国</translation>
+        </message>
+        <message>
+            <source>India</source>
+            <translation>印度</translation>
+        </message>
+        <message>
+            <source>United States</source>
+            <translation>美国</translation>
+        </message>
+        <message>
+            <source>Canada</source>
+            <translation>加拿大</translation>
+        </message>
+        <message>
+            <source>United Kingdom</source>
+            <translation>英国</translation>
+        </message>
+        <message>
+            <source>Germany</source>
+            <translation>德国</translation>
+        </message>
+        <message>
+            <source>France</source>
+            <translation>法国</translation>
+        </message>
+        <message>
+            <source>Spain</source>
+            <translation>西班牙</translation>
+        </message>
+        <message>
+            <source>Italy</source>
+            <translation>意大利</translation>
+        </message>
+        <message>
+            <source>Russia</source>
+            <translation>俄罗斯</translation>
+        </message>
+        <message>
+            <source>Brazil</source>
+            <translation>巴西</translation>
+        </message>
+        <message>
+            <source>Australia</source>
+            <translation>澳大利亚</translation>
+        </message>
+        <message>
             <source>Model</source>
             <translation>模型</translation>
         </message>
@@ -1397,36 +1469,36 @@ Context window: %3 tokens</source>
             <translation>llama.cpp 运行 GGUF 模型所用的线程数。0 表示使用物理核心数。</translation>
         </message>
         <message>
-            <source>Backend</source>
-            <translation>运行方式</translation>
+            <source>Run the model</source>
+            <translation>模型运行位置</translation>
         </message>
         <message>
-            <source>Run the model here (transformers), or send prompts to an OpenAI-compatible server you run yourself.</source>
-            <translation>在本机运行模型（transformers），或把提示发送到你自己运行的 OpenAI 兼容服务器。</translation>
+            <source>On this computer, or on a server of your own that speaks the OpenAI API (vLLM, llama.cpp server, TGI): then Bubble sends it your prompts.</source>
+            <translation>在本机运行，或在你自己的、提供 OpenAI 接口的服务器上运行（vLLM、llama.cpp server、TGI）：那时 Bubble 会把提问发给它。</translation>
         </message>
         <message>
-            <source>Server URL</source>
+            <source>Server address</source>
             <translation>服务器地址</translation>
         </message>
         <message>
-            <source>OpenAI-compatible endpoint, e.g. http://gpu-box:8000/v1 (vLLM, llama.cpp server, TGI).</source>
-            <translation>OpenAI 兼容的接口地址，例如 http://gpu-box:8000/v1（vLLM、llama.cpp server、TGI）。</translation>
+            <source>The address of your server's API, e.g. http://gpu-box:8000/v1.</source>
+            <translation>服务器 API 的地址，例如 http://gpu-box:8000/v1。</translation>
         </message>
         <message>
-            <source>Server model name</source>
-            <translation>服务器上的模型名</translation>
+            <source>Model on the server</source>
+            <translation>服务器上的模型</translation>
         </message>
         <message>
-            <source>The model name the server expects.</source>
-            <translation>服务器要求填写的模型名称。</translation>
+            <source>The name of the model the server should answer with.</source>
+            <translation>服务器用来回答的模型名称。</translation>
         </message>
         <message>
-            <source>Server API key</source>
-            <translation>服务器 API 密钥</translation>
+            <source>Server password (API key)</source>
+            <translation>服务器密码（API 密钥）</translation>
         </message>
         <message>
-            <source>Sent to your server only.</source>
-            <translation>只会发送给你自己的服务器。</translation>
+            <source>Only if your server asks for one; sent to it only.</source>
+            <translation>仅当你的服务器需要时填写；只发送给该服务器。</translation>
         </message>
         <message>
             <source>Temperature</source>
@@ -1541,20 +1613,20 @@ Context window: %3 tokens</source>
             <translation>结合语义（稠密向量）检索和关键词（BM25）检索。即使使用英文嵌入模型，中文检索也能正常工作。</translation>
         </message>
         <message>
-            <source>Qdrant server URL</source>
-            <translation>Qdrant 服务器地址</translation>
+            <source>Knowledge server (optional)</source>
+            <translation>知识库服务器（可选）</translation>
         </message>
         <message>
-            <source>Empty keeps the knowledge bases on this computer. A URL (e.g. http://localhost:6333) stores them on your own Qdrant server instead.</source>
-            <translation>留空则知识库保存在本机。填写地址（例如 http://localhost:6333）则改为保存在你自己的 Qdrant 服务器上。</translation>
+            <source>Leave empty to keep the knowledge bases on this computer. To keep them on a Qdrant database server of your own instead, enter its address, e.g. http://localhost:6333.</source>
+            <translation>留空则知识库保存在本机。若要改存到你自己的 Qdrant 数据库服务器，请填写它的地址，例如 http://localhost:6333。</translation>
         </message>
         <message>
-            <source>Qdrant API key</source>
-            <translation>Qdrant API 密钥</translation>
+            <source>Only if your knowledge server asks for one.</source>
+            <translation>仅当你的知识库服务器需要时填写。</translation>
         </message>
         <message>
-            <source>For a Qdrant server that needs one.</source>
-            <translation>Qdrant 服务器要求时填写。</translation>
+            <source>Prefer results from this country or region.</source>
+            <translation>优先显示来自该国家或地区的结果。</translation>
         </message>
         <message>
             <source>Embedding threads</source>
@@ -1607,10 +1679,6 @@ Context window: %3 tokens</source>
         <message>
             <source>Region</source>
             <translation>地区</translation>
-        </message>
-        <message>
-            <source>Search region code, e.g. wt-wt (no region), cn-zh, us-en.</source>
-            <translation>搜索地区代码，例如 wt-wt（不限地区）、cn-zh、us-en。</translation>
         </message>
         <message>
             <source>Safe search</source>
