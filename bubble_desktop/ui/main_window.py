@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the window's parts are imported by build(): the bare frame 
     from bubble_desktop.ui.workers import BackgroundTask
 
 log = logging.getLogger(__name__)
+WINDOW_STATE_FILE = "window.ini"
 
 
 @dataclass
@@ -72,15 +73,24 @@ class MainWindow(QMainWindow):
 
     model_ready = Signal(object)  # ModelInfo (tests and the smoke test wait on it)
 
-    def __init__(self, ctx: AppContext | None, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, ctx: AppContext | None, parent: QWidget | None = None, state_file: Path | None = None
+    ) -> None:
         """With ``ctx`` the whole window is built; with ``None`` only the frame (title, size, a
-        "Starting…" placeholder), cheap enough to show at once; ``build(ctx)`` completes it."""
+        "Starting…" placeholder), cheap enough to show at once; ``build(ctx)`` completes it.
+        ``state_file`` keeps the window's size, position and splitters (default: window.ini in the
+        config folder of ``ctx``)."""
         super().__init__(parent)
         self.setObjectName("mainWindow")
         self.setWindowTitle(APP_NAME)
         self.resize(1180, 780)
         self._closing = False
         self._built = False
+        self._state_file = state_file
+        self._geometry_restored = False
+        self._shown_once = False
+        if state_file is not None:
+            self._restore_geometry()
         if ctx is None:
             self.setCentralWidget(StartingView())
             return
@@ -172,7 +182,13 @@ class MainWindow(QMainWindow):
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([250, 930])
         splitter.setChildrenCollapsible(False)
+        self.splitter = splitter
         self.setCentralWidget(splitter)
+        if self._state_file is None:
+            self._state_file = ctx.paths.config_dir / WINDOW_STATE_FILE
+        if not self._geometry_restored:
+            self._restore_geometry()
+        self._restore_splitter(self.splitter, "main_splitter")
 
         self.status = ModelStatusBar()
         self.setStatusBar(self.status)
@@ -196,6 +212,8 @@ class MainWindow(QMainWindow):
             if KnowledgeTab is not None:
                 tab = KnowledgeTab(self.ctx.knowledge)
                 tab.bases_changed.connect(self._on_knowledge_bases_changed)
+                tab.error_shown.connect(self._on_knowledge_tab_error_shown)
+                self._restore_splitter(tab.splitter, "knowledge_splitter")
                 return tab
         placeholder = QWidget()
         layout = QVBoxLayout(placeholder)
@@ -207,6 +225,67 @@ class MainWindow(QMainWindow):
         label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         layout.addWidget(label)
         return placeholder
+
+    # ---- window state: size, position, splitters ---------------------------------------
+    def _window_state(self) -> QtCore.QSettings | None:
+        if self._state_file is None:
+            return None
+        return QtCore.QSettings(str(self._state_file), QtCore.QSettings.Format.IniFormat)
+
+    def _restore_geometry(self) -> None:
+        """The size and place of last time, kept on the screen it is on (or the primary one)."""
+        state = self._window_state()
+        self._geometry_restored = True
+        data = state.value("geometry") if state is not None else None
+        if isinstance(data, QtCore.QByteArray) and not data.isEmpty():
+            self.restoreGeometry(data)
+        self.clamp_to_screen()
+
+    def clamp_to_screen(self) -> None:
+        """Shrink and move the window so that all of it is on a screen's available area."""
+        from PySide6.QtGui import QGuiApplication
+
+        frame = self.frameGeometry()
+        screen = QGuiApplication.screenAt(frame.center()) or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        area = screen.availableGeometry()
+        extra_w = frame.width() - self.width()  # the window manager's frame
+        extra_h = frame.height() - self.height()
+        width = max(min(self.width(), area.width() - extra_w), min(900, area.width()))
+        height = max(min(self.height(), area.height() - extra_h), min(600, area.height()))
+        if (width, height) != (self.width(), self.height()):
+            self.resize(width, height)
+        frame = self.frameGeometry()
+        x = min(max(frame.x(), area.left()), max(area.left(), area.right() + 1 - frame.width()))
+        y = min(max(frame.y(), area.top()), max(area.top(), area.bottom() + 1 - frame.height()))
+        if (x, y) != (frame.x(), frame.y()):
+            self.move(x, y)
+
+    def _restore_splitter(self, splitter: QSplitter, key: str) -> None:
+        state = self._window_state()
+        data = state.value(key) if state is not None else None
+        if isinstance(data, QtCore.QByteArray) and not data.isEmpty():
+            splitter.restoreState(data)
+
+    def save_window_state(self) -> None:
+        """Remember the size, position and splitters for the next start."""
+        state = self._window_state()
+        if state is None:
+            return
+        state.setValue("geometry", self.saveGeometry())
+        if self._built:
+            state.setValue("main_splitter", self.splitter.saveState())
+            knowledge_splitter = getattr(self.knowledge_tab, "splitter", None)
+            if isinstance(knowledge_splitter, QSplitter):
+                state.setValue("knowledge_splitter", knowledge_splitter.saveState())
+        state.sync()
+
+    @Slot(str, str)
+    def _on_knowledge_tab_error_shown(self, message: str, hint: str) -> None:
+        # the tab shows it in its own label; the user may be on the Chat tab
+        if self.tabs.currentWidget() is not self.knowledge_tab:
+            self.report_error(self.tr("Knowledge bases"), message, hint)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -906,6 +985,10 @@ class MainWindow(QMainWindow):
         """Cancel everything, stop every thread, close the stores. Safe to call twice."""
         if self._closing:
             return
+        try:
+            self.save_window_state()
+        except Exception:  # a read-only config folder must not stop the shutdown
+            log.exception("the window state could not be saved")
         self._closing = True
         if not self._built:
             return
@@ -921,6 +1004,12 @@ class MainWindow(QMainWindow):
             except Exception:
                 log.exception("closing the knowledge tab failed")
         self.inference.shutdown(1500)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not self._shown_once:  # the window manager's frame is known only now
+            self._shown_once = True
+            self.clamp_to_screen()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.shutdown()

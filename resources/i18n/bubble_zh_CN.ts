@@ -322,12 +322,12 @@
             <translation>双击模型可在“模型”页面查看并下载。</translation>
         </message>
         <message>
-            <source>Download the recommended model: %1 (%2)</source>
-            <translation>下载推荐的模型：%1（%2）</translation>
+            <source>Download %1 (%2)</source>
+            <translation>下载 %1（%2）</translation>
         </message>
         <message>
-            <source>Nothing is downloaded until you click. It then runs on this computer.</source>
-            <translation>点击之前不会下载任何内容。下载后模型在本机运行。</translation>
+            <source>The model recommended for this computer. Nothing is downloaded until you click. It then runs on this computer.</source>
+            <translation>为这台电脑推荐的模型。点击之前不会下载任何内容；下载后它在本机运行。</translation>
         </message>
         <message>
             <source>Choose a model folder</source>
@@ -488,10 +488,6 @@
             <translation>还没有知识库：把文件拖到这里即可创建。</translation>
         </message>
         <message>
-            <source>%1 documents · %2 chunks</source>
-            <translation>%1 个文档 · %2 个片段</translation>
-        </message>
-        <message>
             <source>Preparing to index into “%1”…</source>
             <translation>正在准备索引到“%1”…</translation>
         </message>
@@ -510,6 +506,22 @@
         <message>
             <source>%1 chunks</source>
             <translation>%1 个片段</translation>
+        </message>
+        <message>
+            <source>Release to add them to “%1”.</source>
+            <translation>松开即可添加到“%1”。</translation>
+        </message>
+        <message>
+            <source>1 document</source>
+            <translation>1 个文档</translation>
+        </message>
+        <message>
+            <source>%1 documents</source>
+            <translation>%1 个文档</translation>
+        </message>
+        <message>
+            <source>1 chunk</source>
+            <translation>1 个片段</translation>
         </message>
         <message>
             <source>%1 chunks/s</source>
@@ -621,6 +633,10 @@
         <message>
             <source>Knowledge bases are not available.</source>
             <translation>知识库当前不可用。</translation>
+        </message>
+        <message>
+            <source>Knowledge bases</source>
+            <translation>知识库</translation>
         </message>
         <message>
             <source>&amp;File</source>

@@ -445,6 +445,13 @@ TRANSLATIONS: dict[str, str] = {
     "Leave empty to keep the knowledge bases on this computer. To keep them on a Qdrant database server of your own instead, enter its address, e.g. http://localhost:6333.": "留空则知识库保存在本机。若要改存到你自己的 Qdrant 数据库服务器，请填写它的地址，例如 http://localhost:6333。",
     "Only if your knowledge server asks for one.": "仅当你的知识库服务器需要时填写。",
     "Prefer results from this country or region.": "优先显示来自该国家或地区的结果。",
+    # ---- issue 16: window and layout ---------------------------------------------------------
+    "Download %1 (%2)": "下载 %1（%2）",
+    "The model recommended for this computer. Nothing is downloaded until you click. It then runs on this computer.": "为这台电脑推荐的模型。点击之前不会下载任何内容；下载后它在本机运行。",
+    "Release to add them to “%1”.": "松开即可添加到“%1”。",
+    "1 document": "1 个文档",
+    "%1 documents": "%1 个文档",
+    "1 chunk": "1 个片段",
 }
 
 CONTEXT_TRANSLATIONS: dict[tuple[str, str], str] = {}
