@@ -226,11 +226,6 @@ class KnowledgeTab(QWidget):
         progress_col.setContentsMargins(0, 0, 0, 0)
         progress_col.addLayout(progress_row)
         progress_col.addWidget(self.progress_label)
-        # Hidden, it keeps its place: the table must not move (or grow under the pointer) when a run
-        # starts or ends; a click meant for Cancel landed on a row.
-        policy = self.progress_box.sizePolicy()
-        policy.setRetainSizeWhenHidden(True)
-        self.progress_box.setSizePolicy(policy)
         self.progress_label.setText(" ")  # its line's height is reserved too
 
         self.result_label = QLabel()
@@ -241,23 +236,37 @@ class KnowledgeTab(QWidget):
         self.error_label.setVisible(False)
         self.failed_title = QLabel()
         self.failed_title.setProperty("role", "error")
-        self.failed_list = QListWidget()
-        self.failed_list.setMaximumHeight(110)
+        self.failed_details_button = QPushButton(self.tr("Show files…"))
+        self.failed_details_button.clicked.connect(self._on_failed_details_clicked)
+        self.failed_list = QListWidget()  # shown in a window of its own (Show files…)
         self.failed_list.setWordWrap(True)
         self.failed_box = QWidget()
-        failed_col = QVBoxLayout(self.failed_box)
-        failed_col.setContentsMargins(0, 0, 0, 0)
-        failed_col.addWidget(self.failed_title)
-        failed_col.addWidget(self.failed_list)
+        failed_row = QHBoxLayout(self.failed_box)
+        failed_row.setContentsMargins(0, 0, 0, 0)
+        failed_row.addWidget(self.failed_title, 1)
+        failed_row.addWidget(self.failed_details_button)
         self.failed_box.setVisible(False)
+        self.failures_window: QWidget | None = None
+        results = QWidget()
+        results_col = QVBoxLayout(results)
+        results_col.setContentsMargins(0, 0, 0, 0)
+        results_col.addWidget(self.result_label)
+        results_col.addWidget(self.failed_box)
+        results_col.addStretch(1)
+        self.results_box = results
+        # One place under the table for the progress of a run or the result of the last one; a stack is
+        # as tall as its tallest page, so the table never moves or grows when a run starts or ends (a
+        # click meant for Cancel landed on a row) and the window keeps fitting in 600 px.
+        self.status_stack = QStackedWidget()
+        self.status_stack.addWidget(results)
+        self.status_stack.addWidget(self.progress_box)
+        self.status_stack.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
 
         left = QWidget()
         left_col = QVBoxLayout(left)
         left_col.setContentsMargins(0, 0, 0, 0)
         left_col.addWidget(self.drop_frame, 1)
-        left_col.addWidget(self.progress_box)
-        left_col.addWidget(self.result_label)
-        left_col.addWidget(self.failed_box)
+        left_col.addWidget(self.status_stack)
 
         self.search_edit = QLineEdit()
         self.search_edit.setAcceptDrops(False)
@@ -425,7 +434,7 @@ class KnowledgeTab(QWidget):
 
     # -- state ---------------------------------------------------------------------------------
     def _set_busy(self, busy: bool) -> None:
-        self.progress_box.setVisible(busy)
+        self.status_stack.setCurrentWidget(self.progress_box if busy else self.results_box)
         self.cancel_button.setEnabled(busy)
         self.reindex_button.setEnabled(not busy and bool(self._current))
         self.delete_button.setEnabled(not busy and bool(self._current))
@@ -632,6 +641,26 @@ class KnowledgeTab(QWidget):
             )
         self.failed_title.setText(title)
         self.failed_box.setVisible(bool(failures))
+        if not failures and self.failures_window is not None:
+            self.failures_window.hide()
+
+    @Slot()
+    def _on_failed_details_clicked(self) -> None:
+        """The files of the last run that could not be indexed, with the reasons, in a small window."""
+        if self.failures_window is None:
+            from PySide6.QtWidgets import QDialog, QDialogButtonBox
+
+            window = QDialog(self)
+            window.setWindowTitle(self.tr("Files that could not be indexed"))
+            window.resize(560, 300)
+            column = QVBoxLayout(window)
+            column.addWidget(self.failed_list)
+            close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+            close.rejected.connect(window.hide)
+            column.addWidget(close)
+            self.failures_window = window
+        self.failures_window.show()
+        self.failures_window.raise_()
 
     @property
     def failures(self) -> list[tuple[str, str]]:

@@ -508,6 +508,10 @@
             <translation>%1 个片段</translation>
         </message>
         <message>
+            <source>Show files…</source>
+            <translation>查看文件…</translation>
+        </message>
+        <message>
             <source>Release to add them to “%1”.</source>
             <translation>松开即可添加到“%1”。</translation>
         </message>
@@ -558,6 +562,10 @@
         <message>
             <source>%1 files could not be indexed:</source>
             <translation>%1 个文件无法索引：</translation>
+        </message>
+        <message>
+            <source>Files that could not be indexed</source>
+            <translation>无法索引的文件</translation>
         </message>
         <message>
             <source>New knowledge base</source>

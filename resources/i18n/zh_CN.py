@@ -452,6 +452,8 @@ TRANSLATIONS: dict[str, str] = {
     "1 document": "1 个文档",
     "%1 documents": "%1 个文档",
     "1 chunk": "1 个片段",
+    "Show files…": "查看文件…",
+    "Files that could not be indexed": "无法索引的文件",
 }
 
 CONTEXT_TRANSLATIONS: dict[tuple[str, str], str] = {}

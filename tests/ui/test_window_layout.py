@@ -166,6 +166,13 @@ def test_table_does_not_move_when_a_run_starts_or_ends(qtbot: Any, tab: Any) -> 
     tab._set_busy(False)
     assert not tab.progress_box.isVisible()
     assert table_place() == idle
+    tab.result_label.setText("2 indexed, 0 unchanged, 1 failed, 32 chunks added in 58.2 s.")
+    tab._set_failures([("/x/a.pdf", "damaged"), ("/x/b.pdf", "file not found")])
+    assert tab.failed_box.isVisible()
+    assert table_place() == idle  # the result and its failures take the progress box's place
+    tab.failed_details_button.click()
+    assert tab.failures_window.isVisible() and tab.failed_list.count() == 2
+    tab.failures_window.hide()
 
 
 def test_a_new_run_hides_the_last_runs_failures(tab: Any) -> None:
