@@ -114,6 +114,7 @@ class MainWindow(QMainWindow):
         self._question: MessageWidget | None = None
         self._conversation_id: int | None = None
         self._gguf_task: BackgroundTask | None = None
+        self.last_error_box: QMessageBox | None = None  # the latest report_error box (tests look at it)
 
         self.inference = InferenceController(ctx.load_function, ctx.chat_service, self)
         self.inference.model_loading.connect(self._on_inference_model_loading)
@@ -469,7 +470,7 @@ class MainWindow(QMainWindow):
         box.setModal(False)
         box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         box.show()
-        self.last_error_box = box  # tests and the screenshot script look at it
+        self.last_error_box = box
 
     def _ask_remote_code_consent(self, path: str, failure: LoadFailure) -> bool:
         box = QMessageBox(self)

@@ -246,3 +246,23 @@ def test_dates_use_the_interface_languages_format_under_the_c_locale() -> None:
     assert interface_locale("en", british) == british
     chinese = interface_locale("zh_CN", c).toString(when, QLocale.FormatType.ShortFormat)
     assert "2026" in chinese and "2 12 2026" not in chinese
+
+
+def test_a_knowledge_error_reaches_the_user_on_another_tab(qtbot: Any, knowledge: Any) -> None:
+    """Errors of the Knowledge tab's worker are shown in its own label; on the Chat tab nobody saw them."""
+    w = make_window(qtbot, knowledge=knowledge)
+    try:
+        w.tabs.setCurrentWidget(w.knowledge_tab)
+        w.knowledge_tab._on_controller_failed("search", "The index is damaged.", "Re-index it.")
+        assert getattr(w, "last_error_box", None) is None  # the tab shows it itself
+        w.tabs.setCurrentWidget(w.chat_stack)
+        w.knowledge_tab._on_controller_failed("ingest", "The disk is full.", "Free some space.")
+        box = w.last_error_box
+        assert (
+            box.isVisible()
+            and box.text() == "The disk is full."
+            and box.informativeText() == "Free some space."
+        )
+        box.close()
+    finally:
+        close_window(w)
