@@ -136,7 +136,7 @@ SHOWN_WHEN: dict[tuple[str, str], tuple[tuple[str, str], Any]] = {
 FIRST_FIELDS = (("model", "backend"),)
 # Free-text fields edited as a list of readable choices; a value not listed is kept and shown as it is.
 # Web regions are DuckDuckGo's codes (what ddgs expects).
-LISTED_VALUES: dict[tuple[str, str], dict[str, str]] = {
+LISTED_VALUES: dict[tuple[str, str], dict[str, Any]] = {
     ("web", "region"): {
         "wt-wt": QT_TRANSLATE_NOOP("settings", "Any region"),
         "cn-zh": QT_TRANSLATE_NOOP("settings", "China"),
