@@ -114,9 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     built: dict[str, Any] = {}
     window = None
     try:
-        from bubble_desktop.ui.main_window import MainWindow
+        from bubble_desktop.ui.main_window import WINDOW_STATE_FILE, MainWindow
 
-        window = MainWindow(None)  # the frame only: it is on screen before the heavy imports
+        # the frame only: it is on screen before the heavy imports, at last time's size and place
+        window = MainWindow(None, state_file=paths.config_dir / WINDOW_STATE_FILE)
         crash.set_parent_widget(window)
         guard.activation_requested.connect(window.bring_to_front)
 

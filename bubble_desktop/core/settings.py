@@ -97,21 +97,25 @@ class ModelSettings(_Section):
     )
     backend: Literal["transformers", "openai"] = Field(
         "transformers",
-        title="Backend",
+        title="Run the model",
         description=(
-            "Run the model here (transformers), or send prompts "
-            "to an OpenAI-compatible server you run yourself."
+            "On this computer, or on a server of your own that speaks the OpenAI API "
+            "(vLLM, llama.cpp server, TGI): then Bubble sends it your prompts."
         ),
     )
     endpoint_url: str = Field(
         "",
-        title="Server URL",
-        description="OpenAI-compatible endpoint, e.g. http://gpu-box:8000/v1 (vLLM, llama.cpp server, TGI).",
+        title="Server address",
+        description="The address of your server's API, e.g. http://gpu-box:8000/v1.",
     )
     endpoint_model: str = Field(
-        "", title="Server model name", description="The model name the server expects."
+        "", title="Model on the server", description="The name of the model the server should answer with."
     )
-    endpoint_api_key: str = Field("", title="Server API key", description="Sent to your server only.")
+    endpoint_api_key: str = Field(
+        "",
+        title="Server password (API key)",
+        description="Only if your server asks for one; sent to it only.",
+    )
 
 
 class SamplingSettings(_Section):
@@ -263,13 +267,15 @@ class KnowledgeSettings(_Section):
     )
     qdrant_url: str = Field(
         "",
-        title="Qdrant server URL",
+        title="Knowledge server (optional)",
         description=(
-            "Empty keeps the knowledge bases on this computer. A URL (e.g. "
-            "http://localhost:6333) stores them on your own Qdrant server instead."
+            "Leave empty to keep the knowledge bases on this computer. To keep them on a Qdrant database "
+            "server of your own instead, enter its address, e.g. http://localhost:6333."
         ),
     )
-    qdrant_api_key: str = Field("", title="Qdrant API key", description="For a Qdrant server that needs one.")
+    qdrant_api_key: str = Field(
+        "", title="Server password (API key)", description="Only if your knowledge server asks for one."
+    )
     embed_threads: int = Field(
         0,
         ge=0,
@@ -317,9 +323,7 @@ class WebSettings(_Section):
     timelimit: Literal["d", "w", "m", "y", "any"] = Field(
         "w", title="Time range", description="Only results from the past day, week, month or year."
     )
-    region: str = Field(
-        "wt-wt", title="Region", description="Search region code, e.g. wt-wt (no region), cn-zh, us-en."
-    )
+    region: str = Field("wt-wt", title="Region", description="Prefer results from this country or region.")
     safesearch: Literal["on", "moderate", "off"] = Field(
         "moderate", title="Safe search", description="Filter explicit results."
     )

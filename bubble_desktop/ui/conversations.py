@@ -8,14 +8,18 @@ chats) shows a turning spinner; one waiting for the model a still clock.
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QPoint, QPointF, QRectF, QStandardPaths, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
     QHBoxLayout,
     QInputDialog,
     QLineEdit,
@@ -273,12 +277,49 @@ class ConversationsSidebar(QWidget):
         cid = item.data(ID_ROLE)
         menu = QMenu(self)
         rename = menu.addAction(self.tr("Rename…"))
+        export_md = menu.addAction(self.tr("Export as Markdown…"))
+        export_json = menu.addAction(self.tr("Export as JSON…"))
+        menu.addSeparator()
         delete = menu.addAction(self.tr("Delete"))
         chosen = menu.exec(self.list.viewport().mapToGlobal(pos))
         if chosen is rename:
             self.rename(cid)
+        elif chosen is export_md:
+            self.export(cid, "md")
+        elif chosen is export_json:
+            self.export(cid, "json")
         elif chosen is delete:
             self.delete(cid)
+
+    def export(self, conversation_id: int, fmt: str, path: str | None = None) -> str | None:
+        """Write the conversation as Markdown (``md``) or JSON (``json``); asks where unless ``path`` is
+        given. Returns the file written, or None when the user cancelled or writing failed (said in a box)."""
+        if path is None:
+            title = self._store.get_conversation(conversation_id).title
+            stem = re.sub(r'[\\/:*?"<>|\s]+', " ", title).strip()[:60] or "conversation"
+            folder = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
+            suggested = str(Path(folder or Path.home()) / f"{stem}.{fmt}")
+            kinds = self.tr("Markdown (*.md)") if fmt == "md" else self.tr("JSON (*.json)")
+            path, _ = QFileDialog.getSaveFileName(self, self.tr("Export conversation"), suggested, kinds)
+            if not path:
+                return None
+        try:
+            if fmt == "json":
+                data = self._store.export_json(conversation_id)
+                text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+            else:
+                text = self._store.export_markdown(conversation_id)
+            Path(path).write_text(text, encoding="utf-8")
+        except Exception as exc:  # a full disk or a read-only folder: say so, keep the window
+            QMessageBox.warning(
+                self,
+                self.tr("Export failed"),
+                self.tr("The conversation could not be written to %1:\n%2")
+                .replace("%1", path)
+                .replace("%2", str(exc)),
+            )
+            return None
+        return path
 
     def rename(self, conversation_id: int, title: str | None = None) -> None:
         """Rename; asks for the new title unless it is given."""

@@ -16,9 +16,7 @@ STRINGS = (
         "core",
         "Refusing to serve on {config.host}: any computer that can reach it could use your model and read your knowledge bases.",
     ),
-    QT_TRANSLATE_NOOP(
-        "core", "Set an API key (--api-key KEY, or BUBBLE_API_KEY), or serve on 127.0.0.1 only."
-    ),
+    QT_TRANSLATE_NOOP("core", "Set an API key, or serve on 127.0.0.1 only."),
     QT_TRANSLATE_NOOP("core", "Port {config.port} is not a port number."),
     QT_TRANSLATE_NOOP("core", "Use a port between 1024 and 65535."),
     QT_TRANSLATE_NOOP("core", "Cannot listen on {host}:{port}: {exc.strerror or exc}"),
@@ -26,7 +24,7 @@ STRINGS = (
     QT_TRANSLATE_NOOP("core", "The API server did not start."),
     QT_TRANSLATE_NOOP("core", "See the log for details."),
     QT_TRANSLATE_NOOP("core", "Port {port} on {host} is already in use."),
-    QT_TRANSLATE_NOOP("core", "Stop the other program, or choose another port (--port)."),
+    QT_TRANSLATE_NOOP("core", "Stop the other program, or choose another port."),
     QT_TRANSLATE_NOOP("core", "There is no question to answer."),
     QT_TRANSLATE_NOOP("core", "Type a question first."),
     QT_TRANSLATE_NOOP("core", "The edited message is empty."),
@@ -271,7 +269,7 @@ STRINGS = (
     ),
     QT_TRANSLATE_NOOP("core", "The GGUF file lacks weights for {still_meta[:3]}."),
     QT_TRANSLATE_NOOP("core", "A model named {name} already exists at {target}."),
-    QT_TRANSLATE_NOOP("core", "Pick another --name, or delete that folder first."),
+    QT_TRANSLATE_NOOP("core", "Convert it under another name, or delete that folder first."),
     QT_TRANSLATE_NOOP("core", "transformers cannot read this GGUF file: {_first_line(exc)}"),
     QT_TRANSLATE_NOOP(
         "core",
@@ -280,7 +278,7 @@ STRINGS = (
     QT_TRANSLATE_NOOP("core", "{model_name} is not a valid model name."),
     QT_TRANSLATE_NOOP("core", "Use a plain name without slashes."),
     QT_TRANSLATE_NOOP("core", "A model named {model_name} already exists."),
-    QT_TRANSLATE_NOOP("core", "Pass another --name."),
+    QT_TRANSLATE_NOOP("core", "Choose another name."),
     QT_TRANSLATE_NOOP(
         "core",
         "The question and system prompt take {base_tokens} tokens; with {reserve_tokens} reserved for the answer they do not fit the model's context window of {window} tokens.",

@@ -109,6 +109,7 @@ class FirstRunPanel(QWidget):
             else self.tr("Recommended models")
         )
         rec_title.setObjectName("recommendedTitle")
+        rec_title.setWordWrap(True)
         font = rec_title.font()
         font.setBold(True)
         rec_title.setFont(font)
@@ -135,7 +136,7 @@ class FirstRunPanel(QWidget):
         self._catalog_ids: list[str] = []
 
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(40, 32, 40, 24)
+        layout.setContentsMargins(24, 24, 24, 16)  # the window fits in 900 px with the sidebar
         layout.setSpacing(12)
         layout.addWidget(title)
         layout.addWidget(intro)
@@ -191,11 +192,13 @@ class FirstRunPanel(QWidget):
     def set_recommended(self, entry_id: str, name: str, size: str) -> None:
         """Offer the best fit as the one-click main action."""
         self._recommended = entry_id
-        self.download_button.setText(
-            self.tr("Download the recommended model: %1 (%2)").replace("%1", name).replace("%2", size)
-        )
+        # Short (the name can be long and the window must fit in 900 px); the tooltip says the rest.
+        self.download_button.setText(self.tr("Download %1 (%2)").replace("%1", name).replace("%2", size))
         self.download_button.setToolTip(
-            self.tr("Nothing is downloaded until you click. It then runs on this computer.")
+            self.tr(
+                "The model recommended for this computer. Nothing is downloaded until you click. "
+                "It then runs on this computer."
+            )
         )
         self.download_button.setVisible(bool(entry_id))
 

@@ -59,6 +59,18 @@ def resolve_language(setting: str, system_locale: QLocale | None = None) -> str:
     return "en"
 
 
+def interface_locale(language: str, system_locale: QLocale | None = None) -> QLocale:
+    """The locale numbers and dates are written in: the interface language's. English keeps the
+    system's English variant (en_GB dates stay British); the C/POSIX locale (C.UTF-8 on servers and
+    containers) is no language at all and wrote dates as "2 12 2026 06:14": it gets en_US."""
+    if language == "zh_CN":
+        return QLocale(QLocale.Language.Chinese, QLocale.Country.China)
+    system = system_locale or QLocale.system()
+    if system.language() == QLocale.Language.English:
+        return system
+    return QLocale(QLocale.Language.English, QLocale.Country.UnitedStates)
+
+
 def _qt_translations_dirs() -> list[Path]:
     dirs = [Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.TranslationsPath))]
     try:
@@ -87,14 +99,9 @@ def install_translator(app: QCoreApplication, language: str = "system") -> str:
         QCoreApplication.removeTranslator(old)
         old.deleteLater()
     set_translator(None)
+    QLocale.setDefault(interface_locale(resolved))
     if resolved == "en":
-        system = QLocale.system()
-        english = system.language() in (QLocale.Language.English, QLocale.Language.C)
-        QLocale.setDefault(
-            system if english else QLocale(QLocale.Language.English, QLocale.Country.UnitedStates)
-        )
         return resolved
-    QLocale.setDefault(QLocale(QLocale.Language.Chinese, QLocale.Country.China))
     loaded = False
     own = QTranslator(app)
     own.setObjectName(_TRANSLATOR_NAME)

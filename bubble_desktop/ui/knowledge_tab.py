@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QStackedWidget,
     QStyle,
@@ -107,6 +108,7 @@ class KnowledgeTab(QWidget):
     """Manage knowledge bases and their documents. ``shutdown()`` before the app closes the service."""
 
     bases_changed = Signal(object)  # list[KnowledgeBaseInfo] — the chat pane offers these per chat
+    error_shown = Signal(str, str)  # message, hint: also for whoever shows it when the tab is hidden
 
     def __init__(self, service: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -122,6 +124,7 @@ class KnowledgeTab(QWidget):
         self._ingest_name = ""
         self._last_refresh = 0.0
         self._last_report: Any = None
+        self._listed_counts: tuple[int, int] | None = None  # (documents, chunks) of the table's list
         self._build()
         self._connect()
         self._set_busy(False)
@@ -130,7 +133,7 @@ class KnowledgeTab(QWidget):
     # -- construction --------------------------------------------------------------------------
     def _build(self) -> None:
         self.base_combo = QComboBox()
-        self.base_combo.setMinimumWidth(200)
+        self.base_combo.setMinimumWidth(150)
         self.base_combo.setToolTip(self.tr("The knowledge base shown below; files you add go into it."))
         self.new_button = QPushButton(self.tr("New…"))
         self.rename_button = QPushButton(self.tr("Rename…"))
@@ -138,14 +141,16 @@ class KnowledgeTab(QWidget):
         self.delete_button.setToolTip(self.tr("Delete this knowledge base and its index (your files stay)."))
         self.base_info = QLabel()
         self.base_info.setProperty("role", "hint")
+        # one line that never sets the window's minimum width (a wrapped label's height wobbles and
+        # moved the table by a pixel); the whole text is in the tooltip
+        self.base_info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         top = QHBoxLayout()
         top.addWidget(QLabel(self.tr("Knowledge base:")))
         top.addWidget(self.base_combo)
         top.addWidget(self.new_button)
         top.addWidget(self.rename_button)
         top.addWidget(self.delete_button)
-        top.addSpacing(12)
-        top.addWidget(self.base_info, 1)
+        top.addStretch(1)
 
         self.add_files_button = QPushButton(self.tr("Add files…"))
         self.add_files_button.setProperty("primary", True)
@@ -184,12 +189,11 @@ class KnowledgeTab(QWidget):
             # row's size hint through Python, ~100 ms per refresh of 500 documents.
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
 
-        self.drop_hint = QLabel(
-            self.tr(
-                "Drag files or folders anywhere onto this tab to add "
-                "them: text, Markdown, PDF, Word, HTML, CSV, JSONL."
-            )
+        self._drop_hint_text = self.tr(
+            "Drag files or folders anywhere onto this tab to add "
+            "them: text, Markdown, PDF, Word, HTML, CSV, JSONL."
         )
+        self.drop_hint = QLabel(self._drop_hint_text)
         self.drop_hint.setProperty("role", "hint")
         self.drop_hint.setWordWrap(True)
         self.drop_frame = QFrame()
@@ -223,6 +227,7 @@ class KnowledgeTab(QWidget):
         progress_col.setContentsMargins(0, 0, 0, 0)
         progress_col.addLayout(progress_row)
         progress_col.addWidget(self.progress_label)
+        self.progress_label.setText(" ")  # its line's height is reserved too
 
         self.result_label = QLabel()
         self.result_label.setWordWrap(True)
@@ -232,23 +237,37 @@ class KnowledgeTab(QWidget):
         self.error_label.setVisible(False)
         self.failed_title = QLabel()
         self.failed_title.setProperty("role", "error")
-        self.failed_list = QListWidget()
-        self.failed_list.setMaximumHeight(110)
+        self.failed_details_button = QPushButton(self.tr("Show files…"))
+        self.failed_details_button.clicked.connect(self._on_failed_details_clicked)
+        self.failed_list = QListWidget()  # shown in a window of its own (Show files…)
         self.failed_list.setWordWrap(True)
         self.failed_box = QWidget()
-        failed_col = QVBoxLayout(self.failed_box)
-        failed_col.setContentsMargins(0, 0, 0, 0)
-        failed_col.addWidget(self.failed_title)
-        failed_col.addWidget(self.failed_list)
+        failed_row = QHBoxLayout(self.failed_box)
+        failed_row.setContentsMargins(0, 0, 0, 0)
+        failed_row.addWidget(self.failed_title, 1)
+        failed_row.addWidget(self.failed_details_button)
         self.failed_box.setVisible(False)
+        self.failures_window: QWidget | None = None
+        results = QWidget()
+        results_col = QVBoxLayout(results)
+        results_col.setContentsMargins(0, 0, 0, 0)
+        results_col.addWidget(self.result_label)
+        results_col.addWidget(self.failed_box)
+        results_col.addStretch(1)
+        self.results_box = results
+        # One place under the table for the progress of a run or the result of the last one; a stack is
+        # as tall as its tallest page, so the table never moves or grows when a run starts or ends (a
+        # click meant for Cancel landed on a row) and the window keeps fitting in 600 px.
+        self.status_stack = QStackedWidget()
+        self.status_stack.addWidget(results)
+        self.status_stack.addWidget(self.progress_box)
+        self.status_stack.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
 
         left = QWidget()
         left_col = QVBoxLayout(left)
         left_col.setContentsMargins(0, 0, 0, 0)
         left_col.addWidget(self.drop_frame, 1)
-        left_col.addWidget(self.progress_box)
-        left_col.addWidget(self.result_label)
-        left_col.addWidget(self.failed_box)
+        left_col.addWidget(self.status_stack)
 
         self.search_edit = QLineEdit()
         self.search_edit.setAcceptDrops(False)
@@ -281,6 +300,8 @@ class KnowledgeTab(QWidget):
         right_col.addWidget(self.hits_view, 1)
 
         splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.setObjectName("knowledgeSplitter")
+        self.splitter = splitter
         splitter.addWidget(left)
         splitter.addWidget(right)
         splitter.setStretchFactor(0, 3)
@@ -289,6 +310,7 @@ class KnowledgeTab(QWidget):
 
         outer = QVBoxLayout(self)
         outer.addLayout(top)
+        outer.addWidget(self.base_info)  # a line of its own: it would set the window's minimum width
         outer.addWidget(self.error_label)
         outer.addLayout(tools)
         outer.addWidget(splitter, 1)
@@ -368,16 +390,26 @@ class KnowledgeTab(QWidget):
         return self.controller.shutdown(2000)
 
     # -- drag & drop ---------------------------------------------------------------------------
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if event.mimeData().hasUrls() and local_paths(event.mimeData().urls()):
-            event.acceptProposedAction()
-            self._set_drop_active(True)
-        else:
+    @staticmethod
+    def _accept_as_copy(event: Any) -> bool:
+        """Accept a drag of local files as a copy only: indexing reads the files, a "move" would let the
+        file manager delete them. False when there is nothing to take or copying is not offered."""
+        if not (event.possibleActions() & Qt.DropAction.CopyAction):
             event.ignore()
+            return False
+        if not (event.mimeData().hasUrls() and local_paths(event.mimeData().urls())):
+            event.ignore()
+            return False
+        event.setDropAction(Qt.DropAction.CopyAction)
+        event.accept()
+        return True
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if self._accept_as_copy(event):
+            self._set_drop_active(True)
 
     def dragMoveEvent(self, event: Any) -> None:
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
+        self._accept_as_copy(event)
 
     def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:
         self._set_drop_active(False)
@@ -385,21 +417,25 @@ class KnowledgeTab(QWidget):
 
     def dropEvent(self, event: QDropEvent) -> None:
         self._set_drop_active(False)
-        paths = local_paths(event.mimeData().urls())
-        if not paths:
-            event.ignore()
+        if not self._accept_as_copy(event):
             return
-        event.acceptProposedAction()
-        self.add_paths(paths)
+        self.add_paths(local_paths(event.mimeData().urls()))
 
     def _set_drop_active(self, active: bool) -> None:
-        self.drop_frame.setProperty("active", active)
-        self.drop_frame.style().unpolish(self.drop_frame)
-        self.drop_frame.style().polish(self.drop_frame)
+        """Highlight the drop area while files are dragged over the tab, and say where they will go."""
+        if active:
+            target = self._current or DEFAULT_BASE
+            self.drop_hint.setText(self.tr("Release to add them to “%1”.").replace("%1", target))
+        else:
+            self.drop_hint.setText(self._drop_hint_text)
+        for widget in (self.drop_frame, self.drop_hint):
+            widget.setProperty("active", active)
+            widget.style().unpolish(widget)
+            widget.style().polish(widget)
 
     # -- state ---------------------------------------------------------------------------------
     def _set_busy(self, busy: bool) -> None:
-        self.progress_box.setVisible(busy)
+        self.status_stack.setCurrentWidget(self.progress_box if busy else self.results_box)
         self.cancel_button.setEnabled(busy)
         self.reindex_button.setEnabled(not busy and bool(self._current))
         self.delete_button.setEnabled(not busy and bool(self._current))
@@ -410,20 +446,32 @@ class KnowledgeTab(QWidget):
         text = message if not hint else f"{message} — {hint}"
         self.error_label.setText(text)
         self.error_label.setVisible(bool(text))
+        if message:
+            self.error_shown.emit(message, hint)
 
     def _update_base_info(self) -> None:
         info = next((b for b in self._bases if b.name == self._current), None)
         if info is None:
             self.base_info.setText(self.tr("No knowledge base yet: drop files here to create one."))
+            self.base_info.setToolTip(self.base_info.text())
             return
-        text = (
-            self.tr("%1 documents · %2 chunks")
-            .replace("%1", str(info.documents))
-            .replace("%2", str(info.chunks))
-        )
+        documents, chunks = info.documents, info.chunks
+        if self._listed_base == self._current and self._listed_counts is not None:
+            # the table's list is newer than the bases' summary while a run adds documents
+            documents, chunks = self._listed_counts
+        text = self.count_text(documents, chunks)
         if info.embedding_model:
             text += " · " + os.path.basename(str(info.embedding_model).rstrip("/\\"))
         self.base_info.setText(text)
+        self.base_info.setToolTip(text)
+
+    def count_text(self, documents: int, chunks: int) -> str:
+        """ "1 document · 12 chunks" in the interface language."""
+        docs = (
+            self.tr("1 document") if documents == 1 else self.tr("%1 documents").replace("%1", str(documents))
+        )
+        parts = self.tr("1 chunk") if chunks == 1 else self.tr("%1 chunks").replace("%1", str(chunks))
+        return f"{docs} · {parts}"
 
     # -- controller slots ----------------------------------------------------------------------
     @Slot(object)
@@ -450,6 +498,8 @@ class KnowledgeTab(QWidget):
     def _on_controller_documents_listed(self, name: str, documents: list[Any]) -> None:
         if name == self._current:
             self._set_documents_keeping_view(name, documents)
+            self._listed_counts = (len(documents), sum(int(d.chunks or 0) for d in documents))
+            self._update_base_info()
             self._set_busy(self.controller.busy)
 
     def _set_documents_keeping_view(self, name: str, documents: list[Any]) -> None:
@@ -486,6 +536,7 @@ class KnowledgeTab(QWidget):
         self._last_refresh = time.monotonic()
         self._show_error("")
         self.result_label.setText("")
+        self._set_failures([])  # the last run's failures are not this run's
         self.progress_bar.setRange(0, 0)  # busy until the first progress report
         self.progress_label.setText(self.tr("Preparing to index into “%1”…").replace("%1", name))
         self._set_busy(True)
@@ -591,6 +642,26 @@ class KnowledgeTab(QWidget):
             )
         self.failed_title.setText(title)
         self.failed_box.setVisible(bool(failures))
+        if not failures and self.failures_window is not None:
+            self.failures_window.hide()
+
+    @Slot()
+    def _on_failed_details_clicked(self) -> None:
+        """The files of the last run that could not be indexed, with the reasons, in a small window."""
+        if self.failures_window is None:
+            from PySide6.QtWidgets import QDialog, QDialogButtonBox
+
+            window = QDialog(self)
+            window.setWindowTitle(self.tr("Files that could not be indexed"))
+            window.resize(560, 300)
+            column = QVBoxLayout(window)
+            column.addWidget(self.failed_list)
+            close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+            close.rejected.connect(window.hide)
+            column.addWidget(close)
+            self.failures_window = window
+        self.failures_window.show()
+        self.failures_window.raise_()
 
     @property
     def failures(self) -> list[tuple[str, str]]:
@@ -603,6 +674,7 @@ class KnowledgeTab(QWidget):
         name = self.base_combo.itemText(index) if index >= 0 else None
         if name and name != self._current:
             self._current = name
+            self._listed_counts = None
             self._update_base_info()
             self.model.set_documents([])
             self.controller.refresh_documents(name)

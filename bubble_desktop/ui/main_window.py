@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # the window's parts are imported by build(): the bare frame 
     from bubble_desktop.ui.workers import BackgroundTask
 
 log = logging.getLogger(__name__)
+WINDOW_STATE_FILE = "window.ini"
 
 
 @dataclass
@@ -91,15 +92,24 @@ class MainWindow(QMainWindow):
 
     model_ready = Signal(object)  # ModelInfo (tests and the smoke test wait on it)
 
-    def __init__(self, ctx: AppContext | None, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, ctx: AppContext | None, parent: QWidget | None = None, state_file: Path | None = None
+    ) -> None:
         """With ``ctx`` the whole window is built; with ``None`` only the frame (title, size, a
-        "Starting…" placeholder), cheap enough to show at once; ``build(ctx)`` completes it."""
+        "Starting…" placeholder), cheap enough to show at once; ``build(ctx)`` completes it.
+        ``state_file`` keeps the window's size, position and splitters (default: window.ini in the
+        config folder of ``ctx``)."""
         super().__init__(parent)
         self.setObjectName("mainWindow")
         self.setWindowTitle(APP_NAME)
         self.resize(1180, 780)
         self._closing = False
         self._built = False
+        self._state_file = state_file
+        self._geometry_restored = False
+        self._shown_once = False
+        if state_file is not None:
+            self._restore_geometry()
         if ctx is None:
             self.setCentralWidget(StartingView())
             return
@@ -122,6 +132,7 @@ class MainWindow(QMainWindow):
         self._live: dict[int, _LiveAnswer] = {}  # answers being written, by request id
         self._conversation_id: int | None = None
         self._gguf_task: BackgroundTask | None = None
+        self.last_error_box: QMessageBox | None = None  # the latest report_error box (tests look at it)
 
         self.inference = InferenceController(ctx.load_function, ctx.chat_service, self)
         self.inference.model_loading.connect(self._on_inference_model_loading)
@@ -193,7 +204,13 @@ class MainWindow(QMainWindow):
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([250, 930])
         splitter.setChildrenCollapsible(False)
+        self.splitter = splitter
         self.setCentralWidget(splitter)
+        if self._state_file is None:
+            self._state_file = ctx.paths.config_dir / WINDOW_STATE_FILE
+        if not self._geometry_restored:
+            self._restore_geometry()
+        self._restore_splitter(self.splitter, "main_splitter")
 
         self.status = ModelStatusBar()
         self.setStatusBar(self.status)
@@ -217,6 +234,8 @@ class MainWindow(QMainWindow):
             if KnowledgeTab is not None:
                 tab = KnowledgeTab(self.ctx.knowledge)
                 tab.bases_changed.connect(self._on_knowledge_bases_changed)
+                tab.error_shown.connect(self._on_knowledge_tab_error_shown)
+                self._restore_splitter(tab.splitter, "knowledge_splitter")
                 return tab
         placeholder = QWidget()
         layout = QVBoxLayout(placeholder)
@@ -229,6 +248,67 @@ class MainWindow(QMainWindow):
         layout.addWidget(label)
         return placeholder
 
+    # ---- window state: size, position, splitters ---------------------------------------
+    def _window_state(self) -> QtCore.QSettings | None:
+        if self._state_file is None:
+            return None
+        return QtCore.QSettings(str(self._state_file), QtCore.QSettings.Format.IniFormat)
+
+    def _restore_geometry(self) -> None:
+        """The size and place of last time, kept on the screen it is on (or the primary one)."""
+        state = self._window_state()
+        self._geometry_restored = True
+        data = state.value("geometry") if state is not None else None
+        if isinstance(data, QtCore.QByteArray) and not data.isEmpty():
+            self.restoreGeometry(data)
+        self.clamp_to_screen()
+
+    def clamp_to_screen(self) -> None:
+        """Shrink and move the window so that all of it is on a screen's available area."""
+        from PySide6.QtGui import QGuiApplication
+
+        frame = self.frameGeometry()
+        screen = QGuiApplication.screenAt(frame.center()) or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        area = screen.availableGeometry()
+        extra_w = frame.width() - self.width()  # the window manager's frame
+        extra_h = frame.height() - self.height()
+        width = max(min(self.width(), area.width() - extra_w), min(900, area.width()))
+        height = max(min(self.height(), area.height() - extra_h), min(600, area.height()))
+        if (width, height) != (self.width(), self.height()):
+            self.resize(width, height)
+        frame = self.frameGeometry()
+        x = min(max(frame.x(), area.left()), max(area.left(), area.right() + 1 - frame.width()))
+        y = min(max(frame.y(), area.top()), max(area.top(), area.bottom() + 1 - frame.height()))
+        if (x, y) != (frame.x(), frame.y()):
+            self.move(x, y)
+
+    def _restore_splitter(self, splitter: QSplitter, key: str) -> None:
+        state = self._window_state()
+        data = state.value(key) if state is not None else None
+        if isinstance(data, QtCore.QByteArray) and not data.isEmpty():
+            splitter.restoreState(data)
+
+    def save_window_state(self) -> None:
+        """Remember the size, position and splitters for the next start."""
+        state = self._window_state()
+        if state is None:
+            return
+        state.setValue("geometry", self.saveGeometry())
+        if self._built:
+            state.setValue("main_splitter", self.splitter.saveState())
+            knowledge_splitter = getattr(self.knowledge_tab, "splitter", None)
+            if isinstance(knowledge_splitter, QSplitter):
+                state.setValue("knowledge_splitter", knowledge_splitter.saveState())
+        state.sync()
+
+    @Slot(str, str)
+    def _on_knowledge_tab_error_shown(self, message: str, hint: str) -> None:
+        # the tab shows it in its own label; the user may be on the Chat tab
+        if self.tabs.currentWidget() is not self.knowledge_tab:
+            self.report_error(self.tr("Knowledge bases"), message, hint)
+
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu(self.tr("&File"))
@@ -236,6 +316,14 @@ class MainWindow(QMainWindow):
         self.new_chat_action.setShortcut(QKeySequence.StandardKey.New)
         self.new_chat_action.triggered.connect(self.new_chat)
         file_menu.addAction(self.new_chat_action)
+        self.export_markdown_action = QAction(self.tr("&Export chat as Markdown…"), self)
+        self.export_markdown_action.triggered.connect(self._on_export_markdown_triggered)
+        file_menu.addAction(self.export_markdown_action)
+        self.export_json_action = QAction(self.tr("Export chat as &JSON…"), self)
+        self.export_json_action.triggered.connect(self._on_export_json_triggered)
+        file_menu.addAction(self.export_json_action)
+        file_menu.aboutToShow.connect(self._on_file_menu_about_to_show)
+        file_menu.addSeparator()
         models = QAction(self.tr("&Models…"), self)
         models.triggered.connect(self.open_models)
         file_menu.addAction(models)
@@ -273,6 +361,22 @@ class MainWindow(QMainWindow):
         about = QAction(self.tr("&About O.Bubble"), self)
         about.triggered.connect(self._on_about_triggered)
         help_menu.addAction(about)
+
+    @Slot()
+    def _on_file_menu_about_to_show(self) -> None:
+        has_chat = self._conversation_id is not None
+        self.export_markdown_action.setEnabled(has_chat)
+        self.export_json_action.setEnabled(has_chat)
+
+    @Slot()
+    def _on_export_markdown_triggered(self) -> None:
+        if self._conversation_id is not None:
+            self.sidebar.export(self._conversation_id, "md")
+
+    @Slot()
+    def _on_export_json_triggered(self) -> None:
+        if self._conversation_id is not None:
+            self.sidebar.export(self._conversation_id, "json")
 
     @Slot()
     def finish_startup(self) -> None:
@@ -368,20 +472,29 @@ class MainWindow(QMainWindow):
                 self.inference.load_model(replace(request, trust_remote_code=True))
                 return
         self.status.show_failed(failure.message)
-        if self.chat_stack.currentWidget() is self.first_run:
-            self.first_run.show_message(f"{failure.message}\n{failure.hint}".strip(), error=True)
-        elif not self._closing:
-            box = QMessageBox(
-                QMessageBox.Icon.Warning,
-                self.tr("The model could not be loaded"),
-                failure.message,
-                QMessageBox.StandardButton.Ok,
-                self,
-            )
-            box.setInformativeText(failure.hint)
-            box.setModal(False)
-            box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
-            box.show()
+        self.report_error(self.tr("The model could not be loaded"), failure.message, failure.hint)
+
+    def first_run_visible(self) -> bool:
+        """Whether the first-run panel is what the user sees now (the Chat tab shows it)."""
+        return (
+            self.chat_stack.currentWidget() is self.first_run and self.tabs.currentWidget() is self.chat_stack
+        )
+
+    def report_error(self, title: str, message: str, hint: str = "") -> None:
+        """Tell the user about a failure where they will see it: on the first-run panel when that is on
+        screen, otherwise in a non-modal box (never only on a hidden widget)."""
+        if self.first_run_visible():
+            self.first_run.show_message(f"{message}\n{hint}".strip(), error=True)
+            return
+        if self._closing:
+            return
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
+        box.setObjectName("errorBox")
+        box.setInformativeText(hint)
+        box.setModal(False)
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.show()
+        self.last_error_box = box
 
     def _ask_remote_code_consent(self, path: str, failure: LoadFailure) -> bool:
         box = QMessageBox(self)
@@ -426,12 +539,31 @@ class MainWindow(QMainWindow):
         """Convert a GGUF file into a transformers model folder in the background (for LoRA work),
         then load it."""
         importer = self.ctx.import_gguf
-        if importer is None or (self._gguf_task is not None and self._gguf_task.is_running()):
+        if importer is None:
+            return
+        if self._gguf_task is not None and self._gguf_task.is_running():
+            self.report_error(
+                self.tr("A conversion is running"),
+                self.tr("Bubble is already converting a GGUF file."),
+                self.tr("Wait until it has finished, then try again."),
+            )
             return
         models_dir = self.ctx.paths.models_dir
+        from bubble_desktop.core.llm.gguf_import import default_name
+
+        existing = models_dir / default_name(Path(path))
+        options: dict[str, Any] = {}
+        if existing.is_dir() and any(existing.iterdir()):
+            choice = self._ask_about_existing_conversion(existing)
+            if choice == "use":
+                self.set_model_folder(str(existing))
+                return
+            if choice != "replace":
+                return
+            options["overwrite"] = True
 
         def run(progress: Callable[[float, str], None], _cancel: Any) -> Path:
-            return importer(path, models_dir=models_dir, progress=progress)
+            return importer(path, models_dir=models_dir, progress=progress, **options)
 
         from bubble_desktop.ui.workers import BackgroundTask
 
@@ -442,6 +574,22 @@ class MainWindow(QMainWindow):
         self._gguf_task = task
         self.first_run.show_progress(0.0, self.tr("Importing %1").replace("%1", Path(path).name))
         task.start()
+
+    def _ask_about_existing_conversion(self, folder: Path) -> str:
+        """'use' the converted model already there, 'replace' it, or '' (cancel)."""
+        box = QMessageBox(self)
+        box.setObjectName("existingConversion")
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle(self.tr("Already converted"))
+        box.setText(self.tr("This GGUF file was converted before, into %1.").replace("%1", str(folder)))
+        box.setInformativeText(self.tr("Load that model, or convert the file again and replace it?"))
+        use = box.addButton(self.tr("Load it"), QMessageBox.ButtonRole.AcceptRole)
+        again = box.addButton(self.tr("Convert again"), QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(use)
+        box.exec()
+        clicked = box.clickedButton()
+        return "use" if clicked is use else "replace" if clicked is again else ""
 
     @Slot(float, str)
     def _on_gguf_task_progressed(self, fraction: float, what: str) -> None:
@@ -457,7 +605,9 @@ class MainWindow(QMainWindow):
     @Slot(str, str)
     def _on_gguf_task_failed(self, message: str, hint: str) -> None:
         self.status.clearMessage()
-        self.first_run.show_message(f"{message}\n{hint}".strip(), error=True)
+        if not self.first_run_visible():
+            self.first_run.show_message("")  # its progress bar and disabled buttons are over too
+        self.report_error(self.tr("The GGUF file could not be converted"), message, hint)
 
     # ---- models page and downloads -------------------------------------------------------
     def _offer_recommended_model(self) -> None:
@@ -562,9 +712,15 @@ class MainWindow(QMainWindow):
         self.status.showMessage(
             self.tr("Download of %1 failed: %2").replace("%1", target).replace("%2", message)
         )
+        dialog_shown = self.models_dialog is not None and self.models_dialog.isVisible()
         if target == self._first_run_download:
             self._first_run_download = ""
-            self.first_run.show_message(f"{message}\n{hint}".strip(), error=True)
+            if not self.first_run_visible():
+                self.first_run.show_message("")
+            if self.first_run_visible() or not dialog_shown:
+                self.report_error(self.tr("The download failed"), message, hint)
+        elif not dialog_shown:  # the Models page says it itself when it is open
+            self.report_error(self.tr("The download failed"), message, hint)
 
     @Slot(str)
     def _on_models_dialog_use_for_chat(self, path: str) -> None:
@@ -1045,6 +1201,10 @@ class MainWindow(QMainWindow):
         """Cancel everything, stop every thread, close the stores. Safe to call twice."""
         if self._closing:
             return
+        try:
+            self.save_window_state()
+        except Exception:  # a read-only config folder must not stop the shutdown
+            log.exception("the window state could not be saved")
         self._closing = True
         if not self._built:
             return
@@ -1074,6 +1234,12 @@ class MainWindow(QMainWindow):
                         self.ctx.store.delete_conversation(live.conversation_id)
                 except Exception:
                     log.exception("could not drop the unused conversation %s", live.conversation_id)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not self._shown_once:  # the window manager's frame is known only now
+            self._shown_once = True
+            self.clamp_to_screen()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.shutdown()

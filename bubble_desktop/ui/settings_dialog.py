@@ -79,7 +79,7 @@ CHOICE_LABELS: dict[str, str] = {
     "transformers": QT_TRANSLATE_NOOP(
         "settings", "On this computer (llama.cpp for .gguf, else transformers)"
     ),
-    "openai": QT_TRANSLATE_NOOP("settings", "OpenAI-compatible server"),
+    "openai": QT_TRANSLATE_NOOP("settings", "On a server of your own (OpenAI-compatible)"),
     "news": QT_TRANSLATE_NOOP("settings", "News"),
     "text": QT_TRANSLATE_NOOP("settings", "Web pages"),
     "d": QT_TRANSLATE_NOOP("settings", "Past day"),
@@ -124,8 +124,18 @@ SECRET_FIELDS = {("model", "endpoint_api_key"), ("knowledge", "qdrant_api_key"),
 MULTILINE_FIELDS = {("sampling", "system_prompt")}
 # Fields shown on the Data page instead of their own section's page.
 DATA_PAGE_FIELDS = (("knowledge", "qdrant_url"), ("knowledge", "qdrant_api_key"))
-# Fields that only matter for one value of another field: (section, field) -> ((section, field), value).
-ENABLED_WHEN = {
+# When a field applies: (section, field) -> (the field it depends on, the values for which it applies:
+# one value, a set of them, or None for "any non-empty value"). A field whose rule fails is hidden (and
+# disabled), and so is every field that depends on a hidden one. A new choice that makes fields conditional
+# (a knowledge store backend with server fields, say) is one more entry here.
+LOCAL_ENGINE = frozenset({"transformers"})
+SHOWN_WHEN: dict[tuple[str, str], tuple[tuple[str, str], Any]] = {
+    ("model", "path"): (("model", "backend"), LOCAL_ENGINE),
+    ("model", "device"): (("model", "backend"), LOCAL_ENGINE),
+    ("model", "dtype"): (("model", "backend"), LOCAL_ENGINE),
+    ("model", "quantization"): (("model", "backend"), LOCAL_ENGINE),
+    ("model", "lora_path"): (("model", "backend"), LOCAL_ENGINE),
+    ("model", "threads"): (("model", "backend"), LOCAL_ENGINE),
     ("model", "endpoint_url"): (("model", "backend"), "openai"),
     ("model", "endpoint_model"): (("model", "backend"), "openai"),
     ("model", "endpoint_api_key"): (("model", "backend"), "openai"),
@@ -138,6 +148,42 @@ AUTO_AT_MINIMUM = {
     ("model", "gpu_layers"),
     ("knowledge", "embed_threads"),
 }
+# Fields shown first on their page (the ones others depend on).
+FIRST_FIELDS = (("model", "backend"),)
+# Free-text fields edited as a list of readable choices; a value not listed is kept and shown as it is.
+# Web regions are DuckDuckGo's codes (what ddgs expects).
+LISTED_VALUES: dict[tuple[str, str], dict[str, Any]] = {
+    ("web", "region"): {
+        "wt-wt": QT_TRANSLATE_NOOP("settings", "Any region"),
+        "cn-zh": QT_TRANSLATE_NOOP("settings", "China"),
+        "hk-tzh": QT_TRANSLATE_NOOP("settings", "Hong Kong"),
+        "tw-tzh": QT_TRANSLATE_NOOP("settings", "Taiwan"),
+        "sg-en": QT_TRANSLATE_NOOP("settings", "Singapore"),
+        "jp-jp": QT_TRANSLATE_NOOP("settings", "Japan"),
+        "kr-kr": QT_TRANSLATE_NOOP("settings", "Korea"),
+        "in-en": QT_TRANSLATE_NOOP("settings", "India"),
+        "us-en": QT_TRANSLATE_NOOP("settings", "United States"),
+        "ca-en": QT_TRANSLATE_NOOP("settings", "Canada"),
+        "uk-en": QT_TRANSLATE_NOOP("settings", "United Kingdom"),
+        "de-de": QT_TRANSLATE_NOOP("settings", "Germany"),
+        "fr-fr": QT_TRANSLATE_NOOP("settings", "France"),
+        "es-es": QT_TRANSLATE_NOOP("settings", "Spain"),
+        "it-it": QT_TRANSLATE_NOOP("settings", "Italy"),
+        "ru-ru": QT_TRANSLATE_NOOP("settings", "Russia"),
+        "br-pt": QT_TRANSLATE_NOOP("settings", "Brazil"),
+        "au-en": QT_TRANSLATE_NOOP("settings", "Australia"),
+    }
+}
+
+
+def _applies(rule_value: Any, current: Any) -> bool:
+    if rule_value is None:
+        return bool(current)
+    if isinstance(rule_value, (set, frozenset, tuple, list)):
+        return current in rule_value
+    return bool(current == rule_value)
+
+
 # Sliders only where the range is small enough to be dragged meaningfully.
 MAX_SLIDER_STEPS = 40_000
 
@@ -163,6 +209,9 @@ def _page_specs() -> list[PageSpec]:
     for section, model in SECTIONS.items():
         names = tuple(
             (section, name) for name in model.model_fields if (section, name) not in DATA_PAGE_FIELDS
+        )
+        names = tuple(k for k in FIRST_FIELDS if k in names) + tuple(
+            k for k in names if k not in FIRST_FIELDS
         )
         pages.append(PageSpec(section, titles.get(section, section.replace("_", " ").title()), names))
     pages.append(PageSpec("data", QT_TRANSLATE_NOOP("settings", "Data"), DATA_PAGE_FIELDS))
@@ -209,10 +258,13 @@ class FieldEditor(QWidget):
             guessed = {bool: "boolean", int: "integer", float: "number"}.get(type(default), "string")
             info = {**info, "type": guessed}
             self.info = info
-        if info["choices"]:
+        if info["choices"] or key in LISTED_VALUES:
             self.combo = QComboBox()
-            for value in info["choices"]:
-                label = NATIVE_LABELS.get((self.name, value)) or tr(CHOICE_LABELS.get(value, value))
+            listed = LISTED_VALUES.get(key, {})
+            for value in info["choices"] or listed:
+                label = NATIVE_LABELS.get((self.name, value)) or tr(
+                    listed.get(value) or CHOICE_LABELS.get(value, value)
+                )
                 self.combo.addItem(label, value)
             self.combo.currentIndexChanged.connect(self._on_any_changed)
             layout.addWidget(self.combo, 1)
@@ -309,6 +361,9 @@ class FieldEditor(QWidget):
     def set_value(self, value: Any) -> None:
         if self._kind == "choice":
             index = self.combo.findData(value)
+            if index < 0 and (self.section, self.name) in LISTED_VALUES and value:
+                self.combo.addItem(str(value), value)  # a code set by hand: kept, shown as it is
+                index = self.combo.count() - 1
             self.combo.setCurrentIndex(max(0, index))
         elif self._kind == "bool":
             self.check.setChecked(bool(value))
@@ -384,6 +439,8 @@ class SettingsDialog(QDialog):
         self._initial_language = settings.appearance.language
         self._editors: dict[tuple[str, str], FieldEditor] = {}
         self._errors: dict[tuple[str, str], QLabel] = {}
+        self._forms: dict[tuple[str, str], QFormLayout] = {}
+        self._holders: dict[tuple[str, str], QWidget] = {}
 
         self.pages = QListWidget()
         self.pages.setObjectName("settingsPages")
@@ -489,6 +546,8 @@ class SettingsDialog(QDialog):
         box.addWidget(editor)
         box.addWidget(error)
         form.addRow(label, holder)
+        self._forms[(section, info["name"])] = form
+        self._holders[(section, info["name"])] = holder
         self._editors[(section, info["name"])] = editor
         self._errors[(section, info["name"])] = error
 
@@ -569,18 +628,44 @@ class SettingsDialog(QDialog):
                 for err in exc.errors():
                     bad += 1
                     self._show_error(section, err)
-        for key, (other, value) in ENABLED_WHEN.items():
-            if key in self._editors and other in self._editors:
-                current = self._editors[other].value()
-                self._editors[key].setEnabled(bool(current) if value is None else current == value)
+        hidden_errors = self._update_applicable_fields()
         ok = bad == 0
         self.ok_button.setEnabled(ok)
         self.apply_button.setEnabled(ok)
-        self.status.setText("" if ok else self.tr("Fix the values marked in red first."))
+        status = "" if ok else self.tr("Fix the values marked in red first.")
+        if hidden_errors:  # an error on a field that is not shown must still be readable
+            status = "\n".join([status, *hidden_errors])
+        self.status.setText(status)
         language = self._editors.get(("appearance", "language"))
         if language is not None and hasattr(self, "language_note"):
             self.language_note.setVisible(language.value() != self._initial_language)
         return self._settings.model_copy(update=update) if ok else None
+
+    def applies(self, section: str, name: str) -> bool:
+        """Whether a field matters for the values chosen now (SHOWN_WHEN, followed through)."""
+        key = (section, name)
+        seen: set[tuple[str, str]] = set()
+        while key in SHOWN_WHEN and key not in seen:
+            seen.add(key)
+            other, value = SHOWN_WHEN[key]
+            if other not in self._editors or not _applies(value, self._editors[other].value()):
+                return False
+            key = other
+        return True
+
+    def _update_applicable_fields(self) -> list[str]:
+        """Show only the fields that apply; returns the error texts of the hidden ones."""
+        hidden_errors = []
+        for key, editor in self._editors.items():
+            if key not in SHOWN_WHEN:
+                continue
+            shown = self.applies(*key)
+            editor.setEnabled(shown)
+            self._forms[key].setRowVisible(self._holders[key], shown)
+            error = self._errors[key]
+            if not shown and not error.isHidden():
+                hidden_errors.append(f"{tr(editor.info['title'])}: {error.text()}")
+        return hidden_errors
 
     def _show_error(self, section: str, err: Any) -> None:
         message = str(err.get("msg", ""))

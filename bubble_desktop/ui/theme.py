@@ -153,7 +153,8 @@ QTextBrowser#knowledgeHits {{
     border: 1px solid {colors.border}; border-radius: 5px; background: {colors.base};
 }}
 QFrame[role="dropzone"] {{ border: 2px dashed {colors.border}; border-radius: 8px; }}
-QFrame[role="dropzone"][active="true"] {{ border-color: {colors.accent}; }}
+QFrame[role="dropzone"][active="true"] {{ border: 3px solid {colors.accent}; }}
+QLabel[role="hint"][active="true"] {{ color: {colors.accent}; font-weight: 600; }}
 QHeaderView::section {{ background: {colors.alternate}; border: none;
                         border-bottom: 1px solid {colors.border}; padding: 4px 6px; }}
 QTableView {{ gridline-color: {colors.border}; border: 1px solid {colors.border}; border-radius: 5px; }}

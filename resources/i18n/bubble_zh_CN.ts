@@ -146,6 +146,36 @@
             <translation>重命名…</translation>
         </message>
         <message>
+            <source>Export as Markdown…</source>
+            <translation>导出为 Markdown…</translation>
+        </message>
+        <message>
+            <source>Export as JSON…</source>
+            <translation>导出为 JSON…</translation>
+        </message>
+        <message>
+            <source>Markdown (*.md)</source>
+            <translation>Markdown（*.md）</translation>
+        </message>
+        <message>
+            <source>JSON (*.json)</source>
+            <translation>JSON（*.json）</translation>
+        </message>
+        <message>
+            <source>Export conversation</source>
+            <translation>导出对话</translation>
+        </message>
+        <message>
+            <source>Export failed</source>
+            <translation>导出失败</translation>
+        </message>
+        <message>
+            <source>The conversation could not be written to %1:
+%2</source>
+            <translation>无法把对话写入 %1：
+%2</translation>
+        </message>
+        <message>
             <source>Rename conversation</source>
             <translation>重命名对话</translation>
         </message>
@@ -319,12 +349,12 @@
             <translation>双击模型可在“模型”页面查看并下载。</translation>
         </message>
         <message>
-            <source>Download the recommended model: %1 (%2)</source>
-            <translation>下载推荐的模型：%1（%2）</translation>
+            <source>Download %1 (%2)</source>
+            <translation>下载 %1（%2）</translation>
         </message>
         <message>
-            <source>Nothing is downloaded until you click. It then runs on this computer.</source>
-            <translation>点击之前不会下载任何内容。下载后模型在本机运行。</translation>
+            <source>The model recommended for this computer. Nothing is downloaded until you click. It then runs on this computer.</source>
+            <translation>为这台电脑推荐的模型。点击之前不会下载任何内容；下载后它在本机运行。</translation>
         </message>
         <message>
             <source>Choose a model folder</source>
@@ -485,10 +515,6 @@
             <translation>还没有知识库：把文件拖到这里即可创建。</translation>
         </message>
         <message>
-            <source>%1 documents · %2 chunks</source>
-            <translation>%1 个文档 · %2 个片段</translation>
-        </message>
-        <message>
             <source>Preparing to index into “%1”…</source>
             <translation>正在准备索引到“%1”…</translation>
         </message>
@@ -507,6 +533,26 @@
         <message>
             <source>%1 chunks</source>
             <translation>%1 个片段</translation>
+        </message>
+        <message>
+            <source>Show files…</source>
+            <translation>查看文件…</translation>
+        </message>
+        <message>
+            <source>Release to add them to “%1”.</source>
+            <translation>松开即可添加到“%1”。</translation>
+        </message>
+        <message>
+            <source>1 document</source>
+            <translation>1 个文档</translation>
+        </message>
+        <message>
+            <source>%1 documents</source>
+            <translation>%1 个文档</translation>
+        </message>
+        <message>
+            <source>1 chunk</source>
+            <translation>1 个片段</translation>
         </message>
         <message>
             <source>%1 chunks/s</source>
@@ -543,6 +589,10 @@
         <message>
             <source>%1 files could not be indexed:</source>
             <translation>%1 个文件无法索引：</translation>
+        </message>
+        <message>
+            <source>Files that could not be indexed</source>
+            <translation>无法索引的文件</translation>
         </message>
         <message>
             <source>New knowledge base</source>
@@ -639,12 +689,24 @@
             <translation>知识库当前不可用。</translation>
         </message>
         <message>
+            <source>Knowledge bases</source>
+            <translation>知识库</translation>
+        </message>
+        <message>
             <source>&amp;File</source>
             <translation>文件(&amp;F)</translation>
         </message>
         <message>
             <source>&amp;New chat</source>
             <translation>新对话(&amp;N)</translation>
+        </message>
+        <message>
+            <source>&amp;Export chat as Markdown…</source>
+            <translation>将对话导出为 Markdown(&amp;E)…</translation>
+        </message>
+        <message>
+            <source>Export chat as &amp;JSON…</source>
+            <translation>将对话导出为 JSON(&amp;J)…</translation>
         </message>
         <message>
             <source>&amp;Models…</source>
@@ -727,8 +789,40 @@
             <translation>GGUF 模型 (*.gguf);;所有文件 (*)</translation>
         </message>
         <message>
+            <source>A conversion is running</source>
+            <translation>正在转换</translation>
+        </message>
+        <message>
+            <source>Bubble is already converting a GGUF file.</source>
+            <translation>Bubble 正在转换一个 GGUF 文件。</translation>
+        </message>
+        <message>
+            <source>Wait until it has finished, then try again.</source>
+            <translation>请等它完成后再试。</translation>
+        </message>
+        <message>
             <source>Importing %1</source>
             <translation>正在导入 %1</translation>
+        </message>
+        <message>
+            <source>Already converted</source>
+            <translation>已经转换过</translation>
+        </message>
+        <message>
+            <source>This GGUF file was converted before, into %1.</source>
+            <translation>这个 GGUF 文件之前已转换到 %1。</translation>
+        </message>
+        <message>
+            <source>Load that model, or convert the file again and replace it?</source>
+            <translation>加载那个模型，还是重新转换并替换它？</translation>
+        </message>
+        <message>
+            <source>Load it</source>
+            <translation>加载它</translation>
+        </message>
+        <message>
+            <source>Convert again</source>
+            <translation>重新转换</translation>
         </message>
         <message>
             <source>Importing GGUF: %1</source>
@@ -737,6 +831,10 @@
         <message>
             <source>Imported into %1</source>
             <translation>已导入到 %1</translation>
+        </message>
+        <message>
+            <source>The GGUF file could not be converted</source>
+            <translation>无法转换这个 GGUF 文件</translation>
         </message>
         <message>
             <source>runs well</source>
@@ -765,6 +863,10 @@
         <message>
             <source>Download of %1 failed: %2</source>
             <translation>%1 下载失败：%2</translation>
+        </message>
+        <message>
+            <source>The download failed</source>
+            <translation>下载失败</translation>
         </message>
         <message>
             <source>This answer failed.</source>
@@ -1751,8 +1853,8 @@ Context window: %3 tokens</source>
             <translation>拒绝在 {0} 上提供服务：任何能访问到它的电脑都可以使用你的模型并读取你的知识库。</translation>
         </message>
         <message>
-            <source>Set an API key (--api-key KEY, or BUBBLE_API_KEY), or serve on 127.0.0.1 only.</source>
-            <translation>请设置 API 密钥（--api-key KEY 或 BUBBLE_API_KEY），或只在 127.0.0.1 上提供服务。</translation>
+            <source>Set an API key, or serve on 127.0.0.1 only.</source>
+            <translation>请设置 API 密钥，或只在 127.0.0.1 上提供服务。</translation>
         </message>
         <message>
             <source>Port {config.port} is not a port number.</source>
@@ -1783,8 +1885,8 @@ Context window: %3 tokens</source>
             <translation>{1} 上的端口 {0} 已被占用。</translation>
         </message>
         <message>
-            <source>Stop the other program, or choose another port (--port).</source>
-            <translation>请关闭占用它的程序，或换一个端口（--port）。</translation>
+            <source>Stop the other program, or choose another port.</source>
+            <translation>请关闭占用该端口的程序，或换一个端口。</translation>
         </message>
         <message>
             <source>There is no question to answer.</source>
@@ -2363,8 +2465,8 @@ Context window: %3 tokens</source>
             <translation>{1} 已有名为 {0} 的模型。</translation>
         </message>
         <message>
-            <source>Pick another --name, or delete that folder first.</source>
-            <translation>请换一个 --name，或先删除那个文件夹。</translation>
+            <source>Convert it under another name, or delete that folder first.</source>
+            <translation>请换一个名称转换，或先删除那个文件夹。</translation>
         </message>
         <message>
             <source>transformers cannot read this GGUF file: {_first_line(exc)}</source>
@@ -2387,8 +2489,8 @@ Context window: %3 tokens</source>
             <translation>已经有名为 {0} 的模型。</translation>
         </message>
         <message>
-            <source>Pass another --name.</source>
-            <translation>请换一个 --name。</translation>
+            <source>Choose another name.</source>
+            <translation>请换一个名称。</translation>
         </message>
         <message>
             <source>The question and system prompt take {base_tokens} tokens; with {reserve_tokens} reserved for the answer they do not fit the model's context window of {window} tokens.</source>
@@ -2397,14 +2499,6 @@ Context window: %3 tokens</source>
         <message>
             <source>Shorten the question or the system prompt, use fewer sources, or lower max new tokens.</source>
             <translation>请缩短问题或系统提示、减少来源，或调低最大生成词元数。</translation>
-        </message>
-        <message>
-            <source>Loading llama.cpp</source>
-            <translation>正在加载 llama.cpp</translation>
-        </message>
-        <message>
-            <source>Mapping the weights</source>
-            <translation>正在映射权重</translation>
         </message>
         <message>
             <source>The GGUF file {str(p)} is not there (moved, deleted, or on a drive that is not connected).</source>
@@ -2453,22 +2547,6 @@ Context window: %3 tokens</source>
         <message>
             <source>Update Bubble, or choose a GGUF of a supported model (Llama, Qwen, Mistral, Gemma, GLM-4, Phi …).</source>
             <translation>请更新 Bubble，或选择受支持模型的 GGUF（Llama、Qwen、Mistral、Gemma、GLM-4、Phi 等）。</translation>
-        </message>
-        <message>
-            <source>{Path(facts.path).name} needs about {need / 2 ** 30} GB (weights {facts.file_size / 2 ** 30} GB + memory for {n_ctx} tokens of context) but only {free / 2 ** 30} GB is free.</source>
-            <translation>{0} 大约需要 {1} GB（权重 {2} GB，加上 {3} 个词元上下文所需的内存），但只有 {4} GB 可用。</translation>
-        </message>
-        <message>
-            <source>Set the context window to {smaller} in Settings → Model, close other programs, or use a smaller quantization of the model (e.g. Q4_K_M instead of Q8_0).</source>
-            <translation>请在“设置 → 模型”中把上下文窗口设为 {0}、关闭其他程序，或使用更小的量化版本（例如用 Q4_K_M 代替 Q8_0）。</translation>
-        </message>
-        <message>
-            <source>{device.upper()} was chosen but this llama.cpp build has no GPU support.</source>
-            <translation>选择了 {0}，但这个 llama.cpp 版本不支持显卡。</translation>
-        </message>
-        <message>
-            <source>Set the device to Auto or CPU.</source>
-            <translation>请把运行设备设为“自动”或 CPU。</translation>
         </message>
         <message>
             <source>Starting llama.cpp</source>
@@ -2525,6 +2603,30 @@ Context window: %3 tokens</source>
         <message>
             <source>The file may be damaged or of a kind this llama.cpp cannot run: try another GGUF file.</source>
             <translation>文件可能已损坏，或是这个 llama.cpp 无法运行的类型：请换一个 GGUF 文件。</translation>
+        </message>
+        <message>
+            <source>Loading llama.cpp</source>
+            <translation>正在加载 llama.cpp</translation>
+        </message>
+        <message>
+            <source>Mapping the weights</source>
+            <translation>正在映射权重</translation>
+        </message>
+        <message>
+            <source>{Path(facts.path).name} needs about {need / 2 ** 30} GB (weights {facts.file_size / 2 ** 30} GB + memory for {n_ctx} tokens of context) but only {free / 2 ** 30} GB is free.</source>
+            <translation>{0} 大约需要 {1} GB（权重 {2} GB，加上 {3} 个词元上下文所需的内存），但只有 {4} GB 可用。</translation>
+        </message>
+        <message>
+            <source>Set the context window to {smaller} in Settings → Model, close other programs, or use a smaller quantization of the model (e.g. Q4_K_M instead of Q8_0).</source>
+            <translation>请在“设置 → 模型”中把上下文窗口设为 {0}、关闭其他程序，或使用更小的量化版本（例如用 Q4_K_M 代替 Q8_0）。</translation>
+        </message>
+        <message>
+            <source>{device.upper()} was chosen but this llama.cpp build has no GPU support.</source>
+            <translation>选择了 {0}，但这个 llama.cpp 版本不支持显卡。</translation>
+        </message>
+        <message>
+            <source>Set the device to Auto or CPU.</source>
+            <translation>请把运行设备设为“自动”或 CPU。</translation>
         </message>
         <message>
             <source>The model type {model_type} cannot generate text (it is not a causal or seq2seq language model).</source>
@@ -3106,8 +3208,8 @@ Context window: %3 tokens</source>
             <translation>在本机运行（.gguf 用 llama.cpp，其他用 transformers）</translation>
         </message>
         <message>
-            <source>OpenAI-compatible server</source>
-            <translation>OpenAI 兼容服务器</translation>
+            <source>On a server of your own (OpenAI-compatible)</source>
+            <translation>在你自己的服务器上（OpenAI 兼容）</translation>
         </message>
         <message>
             <source>News</source>
@@ -3198,6 +3300,78 @@ Context window: %3 tokens</source>
             <translation>分块重叠必须小于分块大小</translation>
         </message>
         <message>
+            <source>Any region</source>
+            <translation>不限地区</translation>
+        </message>
+        <message>
+            <source>China</source>
+            <translation>中国</translation>
+        </message>
+        <message>
+            <source>Hong Kong</source>
+            <translation>中国香港</translation>
+        </message>
+        <message>
+            <source>Taiwan</source>
+            <translation>中国台湾</translation>
+        </message>
+        <message>
+            <source>Singapore</source>
+            <translation>新加坡</translation>
+        </message>
+        <message>
+            <source>Japan</source>
+            <translation>日本</translation>
+        </message>
+        <message>
+            <source>Korea</source>
+            <translation>韩国</translation>
+        </message>
+        <message>
+            <source>India</source>
+            <translation>印度</translation>
+        </message>
+        <message>
+            <source>United States</source>
+            <translation>美国</translation>
+        </message>
+        <message>
+            <source>Canada</source>
+            <translation>加拿大</translation>
+        </message>
+        <message>
+            <source>United Kingdom</source>
+            <translation>英国</translation>
+        </message>
+        <message>
+            <source>Germany</source>
+            <translation>德国</translation>
+        </message>
+        <message>
+            <source>France</source>
+            <translation>法国</translation>
+        </message>
+        <message>
+            <source>Spain</source>
+            <translation>西班牙</translation>
+        </message>
+        <message>
+            <source>Italy</source>
+            <translation>意大利</translation>
+        </message>
+        <message>
+            <source>Russia</source>
+            <translation>俄罗斯</translation>
+        </message>
+        <message>
+            <source>Brazil</source>
+            <translation>巴西</translation>
+        </message>
+        <message>
+            <source>Australia</source>
+            <translation>澳大利亚</translation>
+        </message>
+        <message>
             <source>Model</source>
             <translation>模型</translation>
         </message>
@@ -3286,36 +3460,36 @@ Context window: %3 tokens</source>
             <translation>GGUF 模型放到显卡上运行的层数。-1 表示显存放得下多少就放多少，0 表示不用显卡（只用 CPU）。</translation>
         </message>
         <message>
-            <source>Backend</source>
-            <translation>运行方式</translation>
+            <source>Run the model</source>
+            <translation>模型运行位置</translation>
         </message>
         <message>
-            <source>Run the model here (transformers), or send prompts to an OpenAI-compatible server you run yourself.</source>
-            <translation>在本机运行模型（transformers），或把提示发送到你自己运行的 OpenAI 兼容服务器。</translation>
+            <source>On this computer, or on a server of your own that speaks the OpenAI API (vLLM, llama.cpp server, TGI): then Bubble sends it your prompts.</source>
+            <translation>在本机运行，或在你自己的、提供 OpenAI 接口的服务器上运行（vLLM、llama.cpp server、TGI）：那时 Bubble 会把提问发给它。</translation>
         </message>
         <message>
-            <source>Server URL</source>
+            <source>Server address</source>
             <translation>服务器地址</translation>
         </message>
         <message>
-            <source>OpenAI-compatible endpoint, e.g. http://gpu-box:8000/v1 (vLLM, llama.cpp server, TGI).</source>
-            <translation>OpenAI 兼容的接口地址，例如 http://gpu-box:8000/v1（vLLM、llama.cpp server、TGI）。</translation>
+            <source>The address of your server's API, e.g. http://gpu-box:8000/v1.</source>
+            <translation>服务器 API 的地址，例如 http://gpu-box:8000/v1。</translation>
         </message>
         <message>
-            <source>Server model name</source>
-            <translation>服务器上的模型名</translation>
+            <source>Model on the server</source>
+            <translation>服务器上的模型</translation>
         </message>
         <message>
-            <source>The model name the server expects.</source>
-            <translation>服务器要求填写的模型名称。</translation>
+            <source>The name of the model the server should answer with.</source>
+            <translation>服务器用来回答的模型名称。</translation>
         </message>
         <message>
-            <source>Server API key</source>
-            <translation>服务器 API 密钥</translation>
+            <source>Server password (API key)</source>
+            <translation>服务器密码（API 密钥）</translation>
         </message>
         <message>
-            <source>Sent to your server only.</source>
-            <translation>只会发送给你自己的服务器。</translation>
+            <source>Only if your server asks for one; sent to it only.</source>
+            <translation>仅当你的服务器需要时填写；只发送给该服务器。</translation>
         </message>
         <message>
             <source>Temperature</source>
@@ -3430,20 +3604,20 @@ Context window: %3 tokens</source>
             <translation>结合语义（稠密向量）检索和关键词（BM25）检索。即使使用英文嵌入模型，中文检索也能正常工作。</translation>
         </message>
         <message>
-            <source>Qdrant server URL</source>
-            <translation>Qdrant 服务器地址</translation>
+            <source>Knowledge server (optional)</source>
+            <translation>知识库服务器（可选）</translation>
         </message>
         <message>
-            <source>Empty keeps the knowledge bases on this computer. A URL (e.g. http://localhost:6333) stores them on your own Qdrant server instead.</source>
-            <translation>留空则知识库保存在本机。填写地址（例如 http://localhost:6333）则改为保存在你自己的 Qdrant 服务器上。</translation>
+            <source>Leave empty to keep the knowledge bases on this computer. To keep them on a Qdrant database server of your own instead, enter its address, e.g. http://localhost:6333.</source>
+            <translation>留空则知识库保存在本机。若要改存到你自己的 Qdrant 数据库服务器，请填写它的地址，例如 http://localhost:6333。</translation>
         </message>
         <message>
-            <source>Qdrant API key</source>
-            <translation>Qdrant API 密钥</translation>
+            <source>Only if your knowledge server asks for one.</source>
+            <translation>仅当你的知识库服务器需要时填写。</translation>
         </message>
         <message>
-            <source>For a Qdrant server that needs one.</source>
-            <translation>Qdrant 服务器要求时填写。</translation>
+            <source>Prefer results from this country or region.</source>
+            <translation>优先显示来自该国家或地区的结果。</translation>
         </message>
         <message>
             <source>Embedding threads</source>
@@ -3496,10 +3670,6 @@ Context window: %3 tokens</source>
         <message>
             <source>Region</source>
             <translation>地区</translation>
-        </message>
-        <message>
-            <source>Search region code, e.g. wt-wt (no region), cn-zh, us-en.</source>
-            <translation>搜索地区代码，例如 wt-wt（不限地区）、cn-zh、us-en。</translation>
         </message>
         <message>
             <source>Safe search</source>

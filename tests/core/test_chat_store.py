@@ -219,3 +219,40 @@ def test_sigkill_mid_answer_leaves_database_intact(tmp_path: Path) -> None:
         assert answer.stats and answer.stats["error"] == INTERRUPTED
         assert len(store.list_conversations()) >= 21
         store.add_message(cid, "user", "still writable")
+
+
+def test_export_markdown_leaves_code_alone_and_closes_an_open_fence(store: ConversationStore) -> None:
+    """Citations change in prose only; `sys.argv[1]` (block or inline) stays; a cut-off block is closed."""
+    cid = store.create_conversation()
+    store.add_message(cid, "user", "How do I read the first argument?")
+    answer = (
+        "Use `sys.argv[1]` as the docs say [1].\n\n"
+        "```python\nimport sys\nprint(sys.argv[1])\n```\n\n"
+        "Or, cut off mid-block [1]:\n\n"
+        "~~~\nname = sys.argv[1]\n"
+    )
+    store.add_message(cid, "assistant", answer, sources=[KB_SOURCE], status="stopped")
+    md = store.export_markdown(cid)
+    assert "Use `sys.argv[1]` as the docs say [^2-1]." in md
+    assert "print(sys.argv[1])\n```" in md
+    assert "Or, cut off mid-block [^2-1]:" in md
+    assert "name = sys.argv[1]\n~~~\n" in md
+    assert "[^" not in md.split("~~~")[1]
+    # The footnotes come after the closed fence, so they render as footnotes, not code.
+    fence_closed = md.index("name = sys.argv[1]\n~~~\n")
+    assert md.index("[^2-1]: notes.md") > fence_closed
+    assert md.count("~~~") == 2
+
+
+def test_footnote_rewrite_never_touches_code() -> None:
+    from bubble_desktop.core.chat.markdown_export import footnote_citations
+
+    assert footnote_citations("a [1] ``x[1]`` b [2]", 3, {1, 2}) == "a [^3-1] ``x[1]`` b [^3-2]"
+    # An unmatched backtick is literal text, not code: what follows is still prose.
+    assert footnote_citations("a ` b [1]", 1, {1}) == "a ` b [^1-1]"
+    # A fence closes only with the same character and at least the same length.
+    text = "````\n```\nx[1]\n````\nafter [1]\n"
+    assert footnote_citations(text, 1, {1}) == "````\n```\nx[1]\n````\nafter [^1-1]\n"
+    assert footnote_citations("```py\nx = a[1]", 1, {1}) == "```py\nx = a[1]\n```\n"
+    # Numbers that name no source stay as they are.
+    assert footnote_citations("see [7]", 1, {1}) == "see [7]"

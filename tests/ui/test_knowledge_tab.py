@@ -70,6 +70,8 @@ def test_drop_files_and_folder_indexes_them_and_lists_failures(qtbot, tab, tmp_p
     qtbot.waitUntil(lambda: tab.model.rowCount() >= 3, timeout=TIMEOUT)
     names = {Path(d.path).name for d in tab.model.documents() if d.status == "indexed"}
     assert {"paris.txt", "rivers.md", "beijing.txt"} <= names
+    # the combo fills when the bases are listed again after the run; the table may be listed first
+    qtbot.waitUntil(lambda: tab.base_combo.currentText() == "default", timeout=TIMEOUT)
     assert tab.current_base == "default" and tab.base_combo.currentText() == "default"
     assert [Path(p).name for p, _ in tab.failures] == ["broken.pdf"]
     assert tab.failures[0][1] and not tab.failed_box.isHidden()

@@ -566,3 +566,75 @@ def test_frame_first_then_built_in_place(qtbot: Any) -> None:
     unbuilt.show()
     unbuilt.close()  # closing before it was built: nothing to stop, no error
     unbuilt.shutdown()
+
+
+def test_gguf_conversion_error_reaches_the_user_when_a_model_is_loaded(qtbot: Any, tmp_path: Path) -> None:
+    """The failure of File → Convert GGUF shows in a box when the first-run panel is hidden (issue 16.11)."""
+    from bubble_desktop.core.errors import ModelError
+
+    def failing_import(path: str, models_dir: Path, progress: Any) -> Path:
+        raise ModelError("transformers cannot read this GGUF file.", "Try the original model.")
+
+    w = make_window(qtbot, import_gguf=failing_import)
+    try:
+        w.load_configured_model()
+        qtbot.waitUntil(lambda: w.inference.model_info is not None, timeout=5000)
+        assert not w.first_run.isVisible()
+        w.import_gguf(str(tmp_path / "x.gguf"))
+        qtbot.waitUntil(lambda: getattr(w, "last_error_box", None) is not None, timeout=5000)
+        box = w.last_error_box
+        assert box.isVisible() and "cannot read this GGUF" in box.text()
+        assert box.informativeText() == "Try the original model."
+        assert not w.first_run.progress.isVisibleTo(w.first_run)  # the hidden panel is not left "busy"
+        box.close()
+    finally:
+        close_window(w)
+
+
+def test_gguf_already_converted_offers_to_load_it(
+    qtbot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second conversion of the same file asks (load it / convert again) instead of failing."""
+    from bubble_desktop.ui.main_window import MainWindow
+
+    calls: list[dict[str, Any]] = []
+
+    def fake_import(path: str, models_dir: Path, progress: Any, **options: Any) -> Path:
+        calls.append(options)
+        return models_dir / "x"
+
+    w = make_window(qtbot, import_gguf=fake_import)
+    try:
+        existing = w.ctx.paths.models_dir / "x"
+        existing.mkdir(parents=True)
+        (existing / "config.json").write_text("{}", encoding="utf-8")
+        monkeypatch.setattr(MainWindow, "_ask_about_existing_conversion", lambda self, folder: "use")
+        w.import_gguf(str(tmp_path / "x.gguf"))
+        assert calls == [] and w.settings.model.path == str(existing)
+        monkeypatch.setattr(MainWindow, "_ask_about_existing_conversion", lambda self, folder: "replace")
+        w.import_gguf(str(tmp_path / "x.gguf"))
+        qtbot.waitUntil(lambda: calls == [{"overwrite": True}], timeout=5000)
+        qtbot.waitUntil(lambda: not w._gguf_task.is_running(), timeout=5000)
+    finally:
+        close_window(w)
+
+
+def test_export_from_the_sidebar_menu_and_the_file_menu(qtbot: Any, window: Any, tmp_path: Path) -> None:
+    """Export as Markdown/JSON is offered in the sidebar's context menu and the File menu (issue 16.10)."""
+    import json
+
+    window.send("Show code")
+    wait_idle(qtbot, window)
+    cid = window.conversation_id
+    file_menu = window.menuBar().actions()[0].menu()
+    file_menu.aboutToShow.emit()
+    texts = [a.text().replace("&", "") for a in file_menu.actions()]
+    assert "Export chat as Markdown…" in texts and "Export chat as JSON…" in texts
+    assert window.export_markdown_action.isEnabled()
+    md = window.sidebar.export(cid, "md", str(tmp_path / "chat.md"))
+    assert md and "print(1)" in Path(md).read_text(encoding="utf-8")
+    js = window.sidebar.export(cid, "json", str(tmp_path / "chat.json"))
+    assert js and json.loads(Path(js).read_text(encoding="utf-8"))["messages"][1]["text"] == ANSWER
+    window.new_chat()
+    file_menu.aboutToShow.emit()
+    assert not window.export_markdown_action.isEnabled()

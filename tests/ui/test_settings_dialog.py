@@ -144,3 +144,68 @@ def test_a_new_field_appears_without_touching_the_dialog(qtbot, paths, monkeypat
     with qtbot.waitSignal(dialog.settings_changed, timeout=2000) as blocker:
         assert dialog.apply()
     assert blocker.args[0].sampling.min_p == pytest.approx(0.2)
+
+
+def _row_shown(dialog, section, name):
+    """Whether the field's row (label and editor) is shown on its page."""
+    holder = dialog.editor(section, name).parentWidget()
+    return dialog._forms[(section, name)].isRowVisible(holder)
+
+
+def test_server_fields_are_hidden_while_the_model_runs_here(qtbot, dialog):
+    """Issue 16.13: URL, model name and key only for a server engine; the model file only for a local one."""
+    dialog.show()
+    server = [("model", "endpoint_url"), ("model", "endpoint_model"), ("model", "endpoint_api_key")]
+    assert dialog.editor("model", "backend").value() == "transformers"
+    assert not any(_row_shown(dialog, *key) for key in server)
+    assert _row_shown(dialog, "model", "path")
+    dialog.editor("model", "backend").set_value("openai")
+    assert all(_row_shown(dialog, *key) for key in server)
+    assert not _row_shown(dialog, "model", "path") and not _row_shown(dialog, "model", "quantization")
+    # the choice the others depend on comes first on its page
+    form = dialog._forms[("model", "backend")]
+    first = form.itemAt(0, form.ItemRole.FieldRole).widget()
+    assert first is dialog.editor("model", "backend").parentWidget()
+
+
+def test_knowledge_server_key_only_with_a_server_and_no_jargon(qtbot, dialog):
+    dialog.show()
+    assert not _row_shown(dialog, "knowledge", "qdrant_api_key")
+    dialog.editor("knowledge", "qdrant_url").set_value("http://localhost:6333")
+    assert _row_shown(dialog, "knowledge", "qdrant_api_key")
+    from bubble_desktop.core.settings import SECTIONS, field_info
+
+    titles = [i["title"] for s in SECTIONS.values() for i in field_info(s)]
+    assert "Qdrant server URL" not in titles and "Backend" not in titles
+
+
+def test_region_is_a_readable_list_of_ddgs_codes(qtbot, paths):
+    settings = Settings()
+    region = SettingsDialog(settings, paths)
+    qtbot.addWidget(region)
+    combo = region.editor("web", "region").combo
+    labels = [combo.itemText(i) for i in range(combo.count())]
+    assert combo.currentText() == "Any region" and region.editor("web", "region").value() == "wt-wt"
+    assert {"China", "United States"} <= set(labels) and "wt-wt" not in labels
+    combo.setCurrentIndex(labels.index("China"))
+    assert region.current_settings().web.region == "cn-zh"
+    settings.web.region = "xa-ar"  # a code set by hand is kept
+    other = SettingsDialog(settings, paths)
+    qtbot.addWidget(other)
+    assert other.editor("web", "region").value() == "xa-ar"
+
+
+def test_an_error_on_a_hidden_field_is_still_shown(qtbot, paths, monkeypatch):
+    """A rule may hide a field with an invalid value: its message goes to the status line."""
+    from bubble_desktop.ui import settings_dialog
+
+    rule = (("knowledge", "hybrid"), True)
+    monkeypatch.setitem(settings_dialog.SHOWN_WHEN, ("knowledge", "chunk_overlap"), rule)
+    d = SettingsDialog(Settings(), paths)
+    qtbot.addWidget(d)
+    d.show()
+    d.editor("knowledge", "chunk_overlap").set_value(d.editor("knowledge", "chunk_size").value() + 1)
+    assert not d.ok_button.isEnabled() and "smaller than chunk size" not in d.status.text()
+    d.editor("knowledge", "hybrid").set_value(False)
+    assert not _row_shown(d, "knowledge", "chunk_overlap")
+    assert "smaller than chunk size" in d.status.text()

@@ -57,7 +57,7 @@ def check_bind(config: ApiConfig) -> None:
         raise ApiServerError(
             f"Refusing to serve on {config.host}: any computer that can reach it could use your model "
             "and read your knowledge bases.",
-            "Set an API key (--api-key KEY, or BUBBLE_API_KEY), or serve on 127.0.0.1 only.",
+            "Set an API key, or serve on 127.0.0.1 only.",
         )
     if not 0 <= config.port <= 65535:
         raise ApiServerError(
@@ -77,7 +77,7 @@ def _bind(host: str, port: int) -> socket.socket:
         if exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
             raise ApiServerError(
                 f"Port {port} on {host} is already in use.",
-                "Stop the other program, or choose another port (--port).",
+                "Stop the other program, or choose another port.",
             ) from exc
         raise ApiServerError(
             f"Cannot listen on {host}:{port}: {exc.strerror or exc}",

@@ -656,7 +656,7 @@ class ConversationStore:
 
     def export_markdown(self, conversation_id: int) -> str:
         """Markdown with each answer's sources as footnotes (citations [n] become [^k-n])."""
-        from bubble_desktop.core.chat.prompt import CITATION
+        from bubble_desktop.core.chat.markdown_export import footnote_citations
 
         conversation = self.get_conversation(conversation_id)
         lines = [f"# {conversation.title or 'Conversation'}", ""]
@@ -668,15 +668,8 @@ class ConversationStore:
         lines += ["*" + " · ".join(meta) + "*", ""]
         for k, message in enumerate(self.messages(conversation_id), start=1):
             who = {"user": "You", "assistant": "Bubble", "system": "System"}.get(message.role, message.role)
-            text = message.text
-            numbers = {s.index for s in message.sources}
-            if numbers:
-                text = CITATION.sub(
-                    lambda m, k=k, numbers=numbers: (  # type: ignore[misc]
-                        f"[^{k}-{m.group(1)}]" if int(m.group(1)) in numbers else m.group(0)
-                    ),
-                    text,
-                )
+            # Citations become footnotes outside code only; a fence left open is closed.
+            text = footnote_citations(message.text, k, {s.index for s in message.sources})
             note = ""
             if message.status == "stopped":
                 note = " *(stopped)*"

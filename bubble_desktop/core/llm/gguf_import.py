@@ -51,7 +51,7 @@ def import_gguf(
         if not overwrite:
             raise ModelError(
                 f"A model named {name!r} already exists at {target}.",
-                "Pick another --name, or delete that folder first.",
+                "Convert it under another name, or delete that folder first.",
             )
         shutil.rmtree(target)
 

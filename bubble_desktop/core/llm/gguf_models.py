@@ -53,7 +53,7 @@ def add_gguf(
     if copy:
         target = root / f"{model_name}.gguf"
         if target.exists() and target.resolve() != src:
-            raise ModelError(f"A model named {model_name!r} already exists.", "Pass another --name.")
+            raise ModelError(f"A model named {model_name!r} already exists.", "Choose another name.")
         if target.resolve() != src:
             tmp = target.with_suffix(".gguf.part")
             shutil.copyfile(src, tmp)
