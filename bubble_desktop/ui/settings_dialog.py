@@ -136,6 +136,7 @@ SHOWN_WHEN: dict[tuple[str, str], tuple[tuple[str, str], Any]] = {
     ("model", "quantization"): (("model", "backend"), LOCAL_ENGINE),
     ("model", "lora_path"): (("model", "backend"), LOCAL_ENGINE),
     ("model", "threads"): (("model", "backend"), LOCAL_ENGINE),
+    ("model", "gpu_layers"): (("model", "backend"), LOCAL_ENGINE),
     ("model", "endpoint_url"): (("model", "backend"), "openai"),
     ("model", "endpoint_model"): (("model", "backend"), "openai"),
     ("model", "endpoint_api_key"): (("model", "backend"), "openai"),

@@ -162,6 +162,7 @@ def test_server_fields_are_hidden_while_the_model_runs_here(qtbot, dialog):
     dialog.editor("model", "backend").set_value("openai")
     assert all(_row_shown(dialog, *key) for key in server)
     assert not _row_shown(dialog, "model", "path") and not _row_shown(dialog, "model", "quantization")
+    assert not _row_shown(dialog, "model", "gpu_layers") and not _row_shown(dialog, "model", "threads")
     # the choice the others depend on comes first on its page
     form = dialog._forms[("model", "backend")]
     first = form.itemAt(0, form.ItemRole.FieldRole).widget()
