@@ -136,6 +136,7 @@ class SourceViewer(QWidget):
         self._document = 0  # bumps per source: locate results for an older one are dropped
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
+        self._shut_down = False
         self._results = _Results(self)
         self._results.page_rendered.connect(self._on_worker_page_rendered)
         self._results.passage_located.connect(self._on_worker_passage_located)
@@ -347,7 +348,9 @@ class SourceViewer(QWidget):
         """Stop the worker (waits for a render in progress; a page takes well under a second)."""
         self._request += 1
         self._document += 1
+        self._refit.stop()
         with self._lock:
+            self._shut_down = True  # for good: a late resize or click must not start a new worker
             ex, self._executor = self._executor, None
         if ex is not None:
             ex.shutdown(wait=True, cancel_futures=True)
@@ -355,6 +358,8 @@ class SourceViewer(QWidget):
     # ---- worker ------------------------------------------------------------------------
     def _submit(self, fn: Any, *args: Any) -> None:
         with self._lock:
+            if self._shut_down:
+                return
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="bubble-viewer")
             fut: Future[None] = self._executor.submit(fn, *args)

@@ -240,3 +240,39 @@ def test_a_web_source_shows_its_snippet(qtbot: Any, viewer: SourceViewer) -> Non
     wait_shown(qtbot, viewer, src)
     assert viewer.mode == "passage" and viewer.passage_view.toPlainText() == "Snip."
     assert viewer.open_button.isEnabled()
+
+
+# ---- end to end: a real knowledge base, a real answer, a click in the main window --------------------
+@needs_cjk
+def test_a_source_of_a_real_answer_opens_at_its_page_in_the_main_window(qtbot: Any, manual_pdf: Path) -> None:
+    from bubble_desktop.core.settings import KnowledgeSettings
+    from tests.e2e.test_kb_service import make_service
+    from tests.ui.test_main_window import close_window, make_window, wait_idle
+
+    svc = make_service(KnowledgeSettings())
+    w = None
+    try:
+        svc.create_base("docs")
+        assert svc.add_paths("docs", [manual_pdf]).ok
+        w = make_window(qtbot)
+        w.ctx.chat_service.knowledge = svc
+        w.load_configured_model()
+        with qtbot.waitSignal(w.model_ready, timeout=5000):
+            pass
+        w.chat.set_knowledge_bases(["docs"])
+        w.chat.kb_menu.actions()[0].setChecked(True)
+        w.send("Which marker appears on page three, KW-9047?")
+        wait_idle(qtbot, w, timeout=60_000)
+        answer = w.chat.view.messages[-1]
+        assert answer.role == "assistant" and answer.sources
+        cited = next(s for s in answer.sources if s.page == 3)
+        assert f"[{cited.number}] manual.pdf · p. 3" in answer.sources_label.text()
+        answer.sources_label.linkActivated.emit(f"source:{cited.number}")
+        viewer = w.source_viewer()
+        qtbot.waitUntil(lambda: viewer.located and viewer.page_info is not None, timeout=TIMEOUT)
+        assert viewer.isVisible() and viewer.page == 3
+        assert viewer.highlight_rects() and viewer.boxes.coverage > 0.9
+    finally:
+        if w is not None:
+            close_window(w)
+        svc.close()
