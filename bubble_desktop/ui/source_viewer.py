@@ -48,7 +48,6 @@ from bubble_desktop.ui.knowledge_tab import position_text
 
 log = logging.getLogger(__name__)
 
-CONTEXT = "SourceViewer"
 TOOLTIP_CHARS = 700
 HIGHLIGHT_FILL = QColor(255, 214, 0, 110)
 HIGHLIGHT_EDGE = QColor(230, 140, 0)
@@ -56,8 +55,9 @@ ZOOM_STEP = 1.25
 ZOOM_RANGE = (0.15, 8.0)  # pixels per PDF point (before the screen's device pixel ratio)
 
 
-def _tr(text: str) -> str:
-    return QCoreApplication.translate(CONTEXT, text)
+def _excerpt(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def _file_name(source: SourceView) -> str:
@@ -71,7 +71,7 @@ def source_location(source: SourceView) -> str:
     if source.kind != "kb":
         return ""
     if source.page:
-        return _tr("p. %1").replace("%1", str(source.page))
+        return QCoreApplication.translate("SourceViewer", "p. %1").replace("%1", str(source.page))
     return position_text(source.position) if source.position else ""
 
 
@@ -84,15 +84,18 @@ def source_label(source: SourceView) -> str:
 
 def source_tooltip(source: SourceView) -> str:
     """Rich text: the source's name and place, then the cited passage (cut to a readable length)."""
-    passage = " ".join(source.text.split())
-    if len(passage) > TOOLTIP_CHARS:
-        passage = passage[:TOOLTIP_CHARS].rsplit(" ", 1)[0] + " …"
+    passage = _excerpt(source.text, TOOLTIP_CHARS)
     head = html.escape(source_label(source))
     target = html.escape(source.target)
-    body = html.escape(passage) if passage else html.escape(_tr("(no passage stored)"))
+    body = (
+        html.escape(passage)
+        if passage
+        else html.escape(QCoreApplication.translate("SourceViewer", "(no passage stored)"))
+    )
+    click = html.escape(QCoreApplication.translate("SourceViewer", "Click to open the passage."))
     return (
         f"<qt><b>[{source.number}] {head}</b><br><span style='color: gray'>{target}</span>"
-        f"<p>{body}</p><i>{html.escape(_tr('Click to open the passage.'))}</i></qt>"
+        f"<p>{body}</p><i>{click}</i></qt>"
     )
 
 
@@ -470,9 +473,10 @@ class SourceViewer(QWidget):
             self._set_note(
                 self.tr(
                     "The passage could not be found on page %1 (the file may have changed since it was "
-                    "indexed). The page is shown without a highlight; the passage is in the tooltip of "
-                    "the source."
-                ).replace("%1", str(self.cited_page))
+                    "indexed); the page is shown without a highlight. The passage reads: %2"
+                )
+                .replace("%1", str(self.cited_page))
+                .replace("%2", _excerpt(self.source.text if self.source else "", 400))
             )
         self._paint_page()
         self._scroll_to_highlight()
@@ -503,7 +507,7 @@ class SourceViewer(QWidget):
                     self.tr(
                         "The passage was not found in the file as it is now (changed since it was indexed?). "
                         "It reads: %1"
-                    ).replace("%1", " ".join(self.source.text.split())[:400])
+                    ).replace("%1", _excerpt(self.source.text, 400))
                 )
         self.text_range = (start, end)
         if start >= 0:

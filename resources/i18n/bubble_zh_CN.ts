@@ -206,6 +206,113 @@
         </message>
     </context>
     <context>
+        <name>FirstRunPanel</name>
+        <message>
+            <source>Welcome to O.Bubble</source>
+            <translation>欢迎使用 O.Bubble</translation>
+        </message>
+        <message>
+            <source>Bubble answers with a chat model that runs on this computer. Choose a model folder (config.json + weights, e.g. downloaded from Hugging Face) or open a GGUF file. Your knowledge bases on the Knowledge tab work without a model.</source>
+            <translation>Bubble 使用在本机运行的对话模型来回答问题。请选择一个模型文件夹（包含 config.json 和权重文件，例如从 Hugging Face 下载的模型），或打开一个 GGUF 文件。没有模型时，“知识库”页面也可以正常使用。</translation>
+        </message>
+        <message>
+            <source>Download the recommended model</source>
+            <translation>下载推荐的模型</translation>
+        </message>
+        <message>
+            <source>All models…</source>
+            <translation>全部模型…</translation>
+        </message>
+        <message>
+            <source>Choose model folder…</source>
+            <translation>选择模型文件夹…</translation>
+        </message>
+        <message>
+            <source>Open GGUF file…</source>
+            <translation>打开 GGUF 文件…</translation>
+        </message>
+        <message>
+            <source>Runs the file as it is, quantized, through llama.cpp: fast on a plain CPU.</source>
+            <translation>通过 llama.cpp 直接运行该量化文件，无需转换：普通 CPU 上也很快。</translation>
+        </message>
+        <message>
+            <source>Use a model server…</source>
+            <translation>使用模型服务器…</translation>
+        </message>
+        <message>
+            <source>Point Bubble at an OpenAI-compatible server in Settings → Model.</source>
+            <translation>在“设置 → 模型”中让 Bubble 连接一个 OpenAI 兼容服务器。</translation>
+        </message>
+        <message>
+            <source>Recommended models (this computer has %1 GB of memory)</source>
+            <translation>推荐模型（本机内存 %1 GB）</translation>
+        </message>
+        <message>
+            <source>Recommended models</source>
+            <translation>推荐模型</translation>
+        </message>
+        <message>
+            <source>Model</source>
+            <translation>模型</translation>
+        </message>
+        <message>
+            <source>Memory needed</source>
+            <translation>所需内存</translation>
+        </message>
+        <message>
+            <source>Languages</source>
+            <translation>语言</translation>
+        </message>
+        <message>
+            <source>Notes</source>
+            <translation>说明</translation>
+        </message>
+        <message>
+            <source>Double-click a model to open its page; download it with its files, then choose its folder.</source>
+            <translation>双击模型可打开其主页；下载模型及其全部文件后，再选择它所在的文件夹。</translation>
+        </message>
+        <message>
+            <source>Probably too big for this computer's memory</source>
+            <translation>对本机内存来说可能太大</translation>
+        </message>
+        <message>
+            <source>(runs its own code: you will be asked first)</source>
+            <translation>（会运行模型自带的代码：运行前会先征求你的同意）</translation>
+        </message>
+        <message>
+            <source>too big</source>
+            <translation>太大</translation>
+        </message>
+        <message>
+            <source>On this computer</source>
+            <translation>在本机</translation>
+        </message>
+        <message>
+            <source>Double-click a model to see it on the Models page and download it.</source>
+            <translation>双击模型可在“模型”页面查看并下载。</translation>
+        </message>
+        <message>
+            <source>Download the recommended model: %1 (%2)</source>
+            <translation>下载推荐的模型：%1（%2）</translation>
+        </message>
+        <message>
+            <source>Nothing is downloaded until you click. It then runs on this computer.</source>
+            <translation>点击之前不会下载任何内容。下载后模型在本机运行。</translation>
+        </message>
+        <message>
+            <source>Choose a model folder</source>
+            <translation>选择模型文件夹</translation>
+        </message>
+        <message>
+            <source>Open a GGUF file</source>
+            <translation>打开 GGUF 文件</translation>
+        </message>
+        <message>
+            <source>GGUF models (*.gguf);;All files (*)</source>
+            <translation>GGUF 模型 (*.gguf);;所有文件 (*)</translation>
+        </message>
+    </context>
+    <context>
         <name>InferenceWorker</name>
         <message>
             <source>Loading was cancelled.</source>
@@ -988,6 +1095,113 @@ Context window: %3 tokens</source>
         </message>
     </context>
     <context>
+        <name>SourceViewer</name>
+        <message>
+            <source>Source</source>
+            <translation>来源</translation>
+        </message>
+        <message>
+            <source>Open in system viewer</source>
+            <translation>用系统程序打开</translation>
+        </message>
+        <message>
+            <source>Previous page</source>
+            <translation>上一页</translation>
+        </message>
+        <message>
+            <source>Next page</source>
+            <translation>下一页</translation>
+        </message>
+        <message>
+            <source>Cited page</source>
+            <translation>引用页</translation>
+        </message>
+        <message>
+            <source>Back to the page the answer cites</source>
+            <translation>回到回答所引用的那一页</translation>
+        </message>
+        <message>
+            <source>Zoom out</source>
+            <translation>缩小</translation>
+        </message>
+        <message>
+            <source>Zoom in</source>
+            <translation>放大</translation>
+        </message>
+        <message>
+            <source>Fit page</source>
+            <translation>整页</translation>
+        </message>
+        <message>
+            <source>Fit width</source>
+            <translation>适合宽度</translation>
+        </message>
+        <message>
+            <source>Open in browser</source>
+            <translation>在浏览器中打开</translation>
+        </message>
+        <message>
+            <source>This file is no longer where it was indexed (moved, renamed or deleted). Below is the passage as it was stored in the knowledge base; add the file again to see it in place.</source>
+            <translation>这个文件已不在建立索引时的位置（被移动、重命名或删除）。下面是知识库中保存的这段原文；重新添加该文件即可在原处查看。</translation>
+        </message>
+        <message>
+            <source>Opening the document…</source>
+            <translation>正在打开文档…</translation>
+        </message>
+        <message>
+            <source>This kind of file cannot be shown here; the passage is below.</source>
+            <translation>这种文件无法在这里显示；下面是这段原文。</translation>
+        </message>
+        <message>
+            <source>Rendering page %1…</source>
+            <translation>正在渲染第 %1 页…</translation>
+        </message>
+        <message>
+            <source>of %1</source>
+            <translation>/ 共 %1 页</translation>
+        </message>
+        <message>
+            <source>Finding the passage on the page…</source>
+            <translation>正在页面上查找这段原文…</translation>
+        </message>
+        <message>
+            <source>The passage was not found in the file as it is now (changed since it was indexed?); showing %1, where it was.</source>
+            <translation>在当前文件中找不到这段原文（建立索引后被修改过？）；显示它原来所在的%1。</translation>
+        </message>
+        <message>
+            <source>The passage was not found in the file as it is now (changed since it was indexed?). It reads: %1</source>
+            <translation>在当前文件中找不到这段原文（建立索引后被修改过？）。原文为：%1</translation>
+        </message>
+        <message>
+            <source>This file cannot be shown here: %1. The passage is below.</source>
+            <translation>无法在这里显示这个文件：%1。下面是这段原文。</translation>
+        </message>
+        <message>
+            <source>(no passage stored)</source>
+            <translation>（没有保存段落）</translation>
+        </message>
+        <message>
+            <source>p. %1</source>
+            <translation>第 %1 页</translation>
+        </message>
+        <message>
+            <source>Click to open the passage.</source>
+            <translation>点击打开这段原文。</translation>
+        </message>
+        <message>
+            <source>The passage could not be found on page %1 (the file may have changed since it was indexed); the page is shown without a highlight. The passage reads: %2</source>
+            <translation>在第 %1 页上找不到这段原文（文件可能在建立索引后被修改过），页面显示时没有高亮。原文为：%2</translation>
+        </message>
+        <message>
+            <source>No application on this computer opens this kind of file; it is shown here instead.</source>
+            <translation>这台电脑上没有能打开这种文件的程序；已改为在这里显示。</translation>
+        </message>
+        <message>
+            <source>No web browser could be started.</source>
+            <translation>无法启动网页浏览器。</translation>
+        </message>
+    </context>
+    <context>
         <name>StartingView</name>
         <message>
             <source>Starting %1…</source>
@@ -1514,113 +1728,6 @@ Context window: %3 tokens</source>
         <message>
             <source>Text size in points in the chat.</source>
             <translation>对话中文字的大小（磅）。</translation>
-        </message>
-    </context>
-    <context>
-        <name>FirstRunPanel</name>
-        <message>
-            <source>Welcome to O.Bubble</source>
-            <translation>欢迎使用 O.Bubble</translation>
-        </message>
-        <message>
-            <source>Bubble answers with a chat model that runs on this computer. Choose a model folder (config.json + weights, e.g. downloaded from Hugging Face) or open a GGUF file. Your knowledge bases on the Knowledge tab work without a model.</source>
-            <translation>Bubble 使用在本机运行的对话模型来回答问题。请选择一个模型文件夹（包含 config.json 和权重文件，例如从 Hugging Face 下载的模型），或打开一个 GGUF 文件。没有模型时，“知识库”页面也可以正常使用。</translation>
-        </message>
-        <message>
-            <source>Download the recommended model</source>
-            <translation>下载推荐的模型</translation>
-        </message>
-        <message>
-            <source>All models…</source>
-            <translation>全部模型…</translation>
-        </message>
-        <message>
-            <source>Choose model folder…</source>
-            <translation>选择模型文件夹…</translation>
-        </message>
-        <message>
-            <source>Open GGUF file…</source>
-            <translation>打开 GGUF 文件…</translation>
-        </message>
-        <message>
-            <source>Runs the file as it is, quantized, through llama.cpp: fast on a plain CPU.</source>
-            <translation>通过 llama.cpp 直接运行该量化文件，无需转换：普通 CPU 上也很快。</translation>
-        </message>
-        <message>
-            <source>Use a model server…</source>
-            <translation>使用模型服务器…</translation>
-        </message>
-        <message>
-            <source>Point Bubble at an OpenAI-compatible server in Settings → Model.</source>
-            <translation>在“设置 → 模型”中让 Bubble 连接一个 OpenAI 兼容服务器。</translation>
-        </message>
-        <message>
-            <source>Recommended models (this computer has %1 GB of memory)</source>
-            <translation>推荐模型（本机内存 %1 GB）</translation>
-        </message>
-        <message>
-            <source>Recommended models</source>
-            <translation>推荐模型</translation>
-        </message>
-        <message>
-            <source>Model</source>
-            <translation>模型</translation>
-        </message>
-        <message>
-            <source>Memory needed</source>
-            <translation>所需内存</translation>
-        </message>
-        <message>
-            <source>Languages</source>
-            <translation>语言</translation>
-        </message>
-        <message>
-            <source>Notes</source>
-            <translation>说明</translation>
-        </message>
-        <message>
-            <source>Double-click a model to open its page; download it with its files, then choose its folder.</source>
-            <translation>双击模型可打开其主页；下载模型及其全部文件后，再选择它所在的文件夹。</translation>
-        </message>
-        <message>
-            <source>Probably too big for this computer's memory</source>
-            <translation>对本机内存来说可能太大</translation>
-        </message>
-        <message>
-            <source>(runs its own code: you will be asked first)</source>
-            <translation>（会运行模型自带的代码：运行前会先征求你的同意）</translation>
-        </message>
-        <message>
-            <source>too big</source>
-            <translation>太大</translation>
-        </message>
-        <message>
-            <source>On this computer</source>
-            <translation>在本机</translation>
-        </message>
-        <message>
-            <source>Double-click a model to see it on the Models page and download it.</source>
-            <translation>双击模型可在“模型”页面查看并下载。</translation>
-        </message>
-        <message>
-            <source>Download the recommended model: %1 (%2)</source>
-            <translation>下载推荐的模型：%1（%2）</translation>
-        </message>
-        <message>
-            <source>Nothing is downloaded until you click. It then runs on this computer.</source>
-            <translation>点击之前不会下载任何内容。下载后模型在本机运行。</translation>
-        </message>
-        <message>
-            <source>Choose a model folder</source>
-            <translation>选择模型文件夹</translation>
-        </message>
-        <message>
-            <source>Open a GGUF file</source>
-            <translation>打开 GGUF 文件</translation>
-        </message>
-        <message>
-            <source>GGUF models (*.gguf);;All files (*)</source>
-            <translation>GGUF 模型 (*.gguf);;所有文件 (*)</translation>
         </message>
     </context>
 </TS>
