@@ -138,7 +138,10 @@ class SourceViewer(QWidget):
         self._request = 0
         self._document = 0  # bumps per source: locate results for an older one are dropped
         self._lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
+        # two lanes: pages and text on one, passage locating (OCR for scans: seconds) on the other,
+        # so turning pages never waits behind OCR
+        self._executors: dict[str, ThreadPoolExecutor] = {}
+        self._last_fit: tuple[Any, ...] = ()
         self._shut_down = False
         self._results = _Results(self)
         self._results.page_rendered.connect(self._on_worker_page_rendered)
@@ -314,14 +317,15 @@ class SourceViewer(QWidget):
             self.cited_page = source.page or 1
             self.page = self.cited_page
             self._update_zoom_buttons()
+            self.show_and_raise()  # first, so the fit is computed for the laid-out viewport
             self._render()
-            self._submit(self._locate_job, self._document, str(path), self.cited_page, source.text)
+            self._submit("locate", self._locate_job, self._document, str(path), self.cited_page, source.text)
         elif preview_kind(str(path)) == "text":
             self.mode = "text"
             self.stack.setCurrentWidget(self.text_view)
             self.text_view.setPlainText("")
             self._busy(self.tr("Opening the document…"))
-            self._submit(self._text_job, self._request, str(path), source.text)
+            self._submit("view", self._text_job, self._request, str(path), source.text)
         else:
             self._set_note(self.tr("This kind of file cannot be shown here; the passage is below."))
             self._show_passage()
@@ -354,25 +358,24 @@ class SourceViewer(QWidget):
         self._refit.stop()
         with self._lock:
             self._shut_down = True  # for good: a late resize or click must not start a new worker
-            ex, self._executor = self._executor, None
-        if ex is not None:
-            ex.shutdown(wait=True, cancel_futures=True)
+            executors, self._executors = list(self._executors.values()), {}
+        for ex in executors:
+            ex.shutdown(wait=False, cancel_futures=True)
+        for ex in executors:
+            ex.shutdown(wait=True)
 
     # ---- worker ------------------------------------------------------------------------
-    def _submit(self, fn: Any, *args: Any) -> None:
+    def _submit(self, lane: str, fn: Any, *args: Any) -> None:
         with self._lock:
             if self._shut_down:
                 return
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="bubble-viewer")
-            fut: Future[None] = self._executor.submit(fn, *args)
+            ex = self._executors.get(lane)
+            if ex is None:
+                ex = self._executors[lane] = ThreadPoolExecutor(1, thread_name_prefix=f"bubble-viewer-{lane}")
+            fut: Future[None] = ex.submit(fn, *args)
         fut.add_done_callback(_log_unexpected)
 
-    def _render(self) -> None:
-        if not self.source:
-            return
-        self._request += 1
-        self._busy(self.tr("Rendering page %1…").replace("%1", str(self.page)))
+    def _fit_request(self) -> tuple[Any, ...]:
         dpr = self._dpr()
         vp = self.page_scroll.viewport().size()
         margin = 16
@@ -382,7 +385,16 @@ class SourceViewer(QWidget):
             fit = ((vp.width() - margin - self.page_scroll.verticalScrollBar().sizeHint().width()) * dpr, 0.0)
         else:
             fit = None
-        self._submit(self._render_job, self._request, self.source.target, self.page, self.zoom * dpr, fit)
+        return (self.page, self.zoom * dpr, fit)
+
+    def _render(self) -> None:
+        if not self.source:
+            return
+        self._request += 1
+        self._busy(self.tr("Rendering page %1…").replace("%1", str(self.page)))
+        self._last_fit = self._fit_request()
+        page, scale, fit = self._last_fit
+        self._submit("view", self._render_job, self._request, self.source.target, page, scale, fit)
 
     def _render_job(
         self, rid: int, path: str, page: int, scale: float, fit: tuple[float, float] | None
@@ -512,7 +524,7 @@ class SourceViewer(QWidget):
         self.text_range = (start, end)
         if start >= 0:
             fmt = QTextCharFormat()
-            fmt.setBackground(QBrush(QColor(255, 214, 0, 150)))
+            fmt.setBackground(QBrush(QColor(255, 214, 0, 200)))
             fmt.setForeground(QBrush(QColor(0, 0, 0)))
             sel = QTextEdit.ExtraSelection()
             cursor = QTextCursor(self.text_view.document())
@@ -620,7 +632,8 @@ class SourceViewer(QWidget):
     # ---- slots -------------------------------------------------------------------------
     @Slot()
     def _on_refit_timeout(self) -> None:
-        if self.mode == "page" and self.isVisible():
+        # the resize that comes with showing the window changes nothing: no second render
+        if self.mode == "page" and self.isVisible() and self._fit_request() != self._last_fit:
             self._render()
 
     @Slot()

@@ -6,6 +6,7 @@ thread; the viewer calls these from its worker and converts the pixels to a QIma
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,16 +138,29 @@ def _safe_scale(w: float, h: float, scale: float) -> float:
     return scale
 
 
+FUZZY_MAX_CHARS = 300_000  # difflib over a longer text takes seconds; beyond it only exact matches
+
+
 def find_passage(text: str, passage: str) -> tuple[int, int, float] | None:
-    """[start, end) of the best-matching run of ``passage`` in ``text`` (whitespace ignored), coverage."""
-    hay, hay_idx = _squeeze(text)
-    needle, _ = _squeeze(passage)
+    """[start, end) of ``passage`` in ``text`` and the share of it matched.
+
+    Exact first, then with any whitespace (a chunk's line breaks may differ from the file's), then, for
+    a file edited since it was indexed, the best-matching run (difflib, on texts up to FUZZY_MAX_CHARS).
+    """
+    needle = passage.strip()
     if not needle:
         return None
-    at = hay.find(needle)  # the usual case, and linear; difflib is for a file edited since indexing
+    at = text.find(needle)
     if at >= 0:
-        return hay_idx[at], hay_idx[at + len(needle) - 1] + 1, 1.0
-    found = _match_range(hay, needle)
+        return at, at + len(needle), 1.0
+    chars = [c for c in needle if not c.isspace()]
+    m = re.search(r"\s*".join(re.escape(c) for c in chars), text)
+    if m is not None:
+        return m.start(), m.end(), 1.0
+    if len(text) > FUZZY_MAX_CHARS:
+        return None
+    hay, hay_idx = _squeeze(text)
+    found = _match_range(hay, "".join(chars))
     if found is None:
         return None
     lo, hi, coverage = found
