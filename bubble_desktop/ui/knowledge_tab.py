@@ -117,6 +117,7 @@ class KnowledgeTab(QWidget):
         self._listed_base: str | None = None  # the base whose documents the table shows
         self._reindex_job: int | None = None  # the job id of the last re-index (another cancel message)
         self._failures: list[tuple[str, str]] = []
+        self.warnings: list[tuple[str, str]] = []  # (path, note) of the last run
         self._ingest_started_at = 0.0
         self._ingest_name = ""
         self._last_refresh = 0.0
@@ -225,6 +226,11 @@ class KnowledgeTab(QWidget):
 
         self.result_label = QLabel()
         self.result_label.setWordWrap(True)
+        # indexed files with something to know (a page OCR found nothing on)
+        self.warnings_label = QLabel()
+        self.warnings_label.setObjectName("ingestWarnings")
+        self.warnings_label.setWordWrap(True)
+        self.warnings_label.setVisible(False)
         self.error_label = QLabel()
         self.error_label.setProperty("role", "error")
         self.error_label.setWordWrap(True)
@@ -247,6 +253,7 @@ class KnowledgeTab(QWidget):
         left_col.addWidget(self.drop_frame, 1)
         left_col.addWidget(self.progress_box)
         left_col.addWidget(self.result_label)
+        left_col.addWidget(self.warnings_label)
         left_col.addWidget(self.failed_box)
 
         self.search_edit = QLineEdit()
@@ -485,6 +492,7 @@ class KnowledgeTab(QWidget):
         self._last_refresh = time.monotonic()
         self._show_error("")
         self.result_label.setText("")
+        self._set_warnings([])
         self.progress_bar.setRange(0, 0)  # busy until the first progress report
         self.progress_label.setText(self.tr("Preparing to index into “%1”…").replace("%1", name))
         self._set_busy(True)
@@ -496,6 +504,14 @@ class KnowledgeTab(QWidget):
         self.progress_bar.setValue(min(int(p.files_done), total))
         self.progress_bar.setFormat(self.tr("%v of %m files") if total != 1 else self.tr("%v of 1 file"))
         parts = []
+        pages_total = int(getattr(p, "pages_total", 0) or 0)
+        if pages_total > 1 and getattr(p, "parsing_file", ""):
+            parts.append(
+                self.tr("Reading %1: page %2 of %3")
+                .replace("%1", os.path.basename(p.parsing_file))
+                .replace("%2", str(p.pages_done))
+                .replace("%3", str(pages_total))
+            )
         if p.current_file:
             parts.append(self.tr("Indexing %1").replace("%1", os.path.basename(p.current_file)))
         parts.append(self.tr("%1 chunks").replace("%1", str(p.chunks_done)))
@@ -532,6 +548,7 @@ class KnowledgeTab(QWidget):
                 summary = self.tr("Cancelled — what was indexed so far is kept.") + " " + summary
             self.result_label.setText(summary)
             self._set_failures([(f.path, f.reason) for f in report.failed])
+            self._set_warnings([(w.path, w.reason) for w in getattr(report, "warnings", ())])
         self.controller.refresh_bases()
 
     @Slot(str, object)
@@ -590,6 +607,19 @@ class KnowledgeTab(QWidget):
             )
         self.failed_title.setText(title)
         self.failed_box.setVisible(bool(failures))
+
+    def _set_warnings(self, warnings: list[tuple[str, str]], shown: int = 6) -> None:
+        """Per-file notes of the last run, one line each: "scan.pdf — page 5: no text found, even by OCR"."""
+        self.warnings = list(warnings)
+        lines = [
+            f"⚠ {html.escape(os.path.basename(path))} — {html.escape(reason)}" for path, reason in warnings
+        ]
+        if len(lines) > shown:
+            more = self.tr("…and %1 more").replace("%1", str(len(lines) - shown + 1))
+            lines = [*lines[: shown - 1], html.escape(more)]
+        self.warnings_label.setText("<br>".join(lines))
+        self.warnings_label.setToolTip("\n".join(f"{path}: {reason}" for path, reason in warnings))
+        self.warnings_label.setVisible(bool(warnings))
 
     @property
     def failures(self) -> list[tuple[str, str]]:

@@ -474,6 +474,10 @@
             <translation>%v / 1 个文件</translation>
         </message>
         <message>
+            <source>Reading %1: page %2 of %3</source>
+            <translation>正在读取 %1：第 %2 页，共 %3 页</translation>
+        </message>
+        <message>
             <source>Indexing %1</source>
             <translation>正在索引 %1</translation>
         </message>
@@ -516,6 +520,10 @@
         <message>
             <source>%1 files could not be indexed:</source>
             <translation>%1 个文件无法索引：</translation>
+        </message>
+        <message>
+            <source>…and %1 more</source>
+            <translation>…还有 %1 条</translation>
         </message>
         <message>
             <source>New knowledge base</source>

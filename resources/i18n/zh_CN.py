@@ -417,6 +417,9 @@ TRANSLATIONS: dict[str, str] = {
     "No application on this computer opens this kind of file; it is shown here instead.": "这台电脑上没有能打开"
     "这种文件的程序；已改为在这里显示。",
     "No web browser could be started.": "无法启动网页浏览器。",
+    # ---- knowledge tab: pages and per-file notes ----------------------------------------------------
+    "Reading %1: page %2 of %3": "正在读取 %1：第 %2 页，共 %3 页",
+    "…and %1 more": "…还有 %1 条",
     "Model: not loaded": "模型：未加载",
     "Loading %1…": "正在加载 %1…",
     "%1 · ready on %2": "%1 · 已就绪（%2）",
