@@ -118,6 +118,7 @@ class KnowledgeTab(QWidget):
         self._reindex_job: int | None = None  # the job id of the last re-index (another cancel message)
         self._failures: list[tuple[str, str]] = []
         self.warnings: list[tuple[str, str]] = []  # (path, note) of the last run
+        self._viewer: Any = None  # the source viewer a clicked search hit opens in
         self._ingest_started_at = 0.0
         self._ingest_name = ""
         self._last_refresh = 0.0
@@ -371,6 +372,8 @@ class KnowledgeTab(QWidget):
 
     def shutdown(self) -> bool:
         """Cancel indexing and stop the worker threads (within 2 s). The app closes the service after."""
+        if self._viewer is not None:
+            self._viewer.shutdown()
         return self.controller.shutdown(2000)
 
     # -- drag & drop ---------------------------------------------------------------------------
@@ -563,12 +566,12 @@ class KnowledgeTab(QWidget):
         )
         muted = self.palette().color(self.palette().ColorRole.PlaceholderText).name()
         blocks = []
-        for hit in hits:
+        for number, hit in enumerate(hits):
             snippet = " ".join(str(hit.text).split())
             if len(snippet) > 300:
                 snippet = snippet[:300] + "…"
             where = position_text(hit.position)
-            url = QUrl.fromLocalFile(str(hit.path)).toString()
+            url = f"hit:{number}"
             blocks.append(
                 f"<p style='margin:0 0 8px 0'><b>{hit.score:.3f}</b>&nbsp;&nbsp;"
                 f"<a href='{html.escape(url, quote=True)}'>{html.escape(os.path.basename(hit.path))}</a>"
@@ -712,7 +715,18 @@ class KnowledgeTab(QWidget):
 
     @Slot(QUrl)
     def _on_hits_view_anchor_clicked(self, url: QUrl) -> None:
-        QDesktopServices.openUrl(url)
+        """A hit opens in the in-app viewer at its page or line, the passage highlighted."""
+        text = url.toString()
+        if not text.startswith("hit:") or not text[4:].isdigit() or int(text[4:]) >= len(self.hits):
+            QDesktopServices.openUrl(url)
+            return
+        from bubble_desktop.ui.chat_view import source_view
+        from bubble_desktop.ui.source_viewer import SourceViewer
+
+        number = int(text[4:])
+        if self._viewer is None:
+            self._viewer = SourceViewer(self)
+        self._viewer.show_source(source_view(number + 1, self.hits[number]))
 
     @Slot()
     def _on_table_double_clicked(self, index: Any) -> None:

@@ -303,3 +303,23 @@ def test_pages_are_shown_while_a_pdf_is_read_and_a_blank_page_is_reported(qtbot,
     assert tab.warnings == [(str(pdf), "page 2: no text found, even by OCR")]
     assert tab.warnings_label.isVisible()
     assert "gappy.pdf — page 2: no text found, even by OCR" in tab.warnings_label.text()
+
+
+def test_a_search_hit_opens_in_the_viewer_at_its_passage(qtbot, tab, tmp_path):
+    lines = [f"Filler line {i} about nothing in particular." for i in range(1, 301)]
+    lines[249] = "The observatory dome opens only when the humidity is below sixty percent."
+    notes = tmp_path / "observatory.txt"
+    notes.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with qtbot.waitSignal(tab.controller.ingest_finished, timeout=TIMEOUT):
+        tab.add_paths([notes])
+    tab.search_edit.setText("when does the observatory dome open humidity")
+    tab.search_button.click()
+    qtbot.waitUntil(lambda: len(tab.hits) > 0, timeout=TIMEOUT)
+    assert "observatory dome" in tab.hits[0].text
+    tab.hits_view.anchorClicked.emit(QUrl("hit:0"))
+    viewer = tab._viewer
+    qtbot.waitUntil(lambda: viewer.text_range[0] >= 0, timeout=TIMEOUT)
+    assert viewer.isVisible() and viewer.mode == "text"
+    start, end = viewer.text_range
+    assert "The observatory dome opens only when" in viewer.text_view.toPlainText()[start:end]
+    assert viewer.title_label.text().startswith("[1] observatory.txt · ")
