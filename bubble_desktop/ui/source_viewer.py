@@ -70,7 +70,7 @@ def source_location(source: SourceView) -> str:
     """Where in its document a source sits: "p. 12" for pages, "line 40" / "row 7" otherwise."""
     if source.kind != "kb":
         return ""
-    if source.page:
+    if source.page and not source.position.startswith("slide "):
         return QCoreApplication.translate("SourceViewer", "p. %1").replace("%1", str(source.page))
     return position_text(source.position) if source.position else ""
 

@@ -91,6 +91,7 @@ def test_sources_of_one_file_are_told_apart_and_the_tooltip_shows_the_passage(qt
     assert "Apache-2.0 · line 1<" in shown and "Apache-2.0 · line 66<" in shown
     assert "report.pdf · p. 12" in shown
     assert source_label(sources[2]) == "report.pdf · p. 12"
+    assert source_label(kb_source(Path("/d/deck.pptx"), "x", "slide 2", page=2)) == "deck.pptx · slide 2"
 
     widget.sources_label.linkHovered.emit("source:3")
     qtbot.waitUntil(QToolTip.isVisible, timeout=3000)
