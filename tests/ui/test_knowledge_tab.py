@@ -312,9 +312,17 @@ def test_a_search_hit_opens_in_the_viewer_at_its_passage(qtbot, tab, tmp_path):
     notes.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with qtbot.waitSignal(tab.controller.ingest_finished, timeout=TIMEOUT):
         tab.add_paths([notes])
+    assert tab._last_report.indexed, tab.error_label.text()
+    # the listing asked for when the tab opened may land after add_paths and clear the current base;
+    # the listing after the run sets it again
+    qtbot.waitUntil(lambda: tab.current_base == "default" and tab.model.rowCount() == 1, timeout=TIMEOUT)
     tab.search_edit.setText("when does the observatory dome open humidity")
+    answered: list[object] = []
+    tab.controller.search_finished.connect(lambda *a: answered.append(a))
+    tab.controller.failed.connect(lambda *a: answered.append(a))
     tab.search_button.click()
-    qtbot.waitUntil(lambda: len(tab.hits) > 0, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: bool(answered), timeout=TIMEOUT)
+    assert tab.hits, (tab.error_label.text(), tab.hits_status.text(), tab.current_base)
     assert "observatory dome" in tab.hits[0].text
     tab.hits_view.anchorClicked.emit(QUrl("hit:0"))
     viewer = tab._viewer
