@@ -64,6 +64,9 @@ class SourceView:
     target: str  # file path or url
     text: str = ""  # the chunk text, shown when the file cannot be opened
     score: float | None = None
+    position: str = ""  # "line 40", "page 3", "row 7" as the knowledge base stored it
+    page: int | None = None  # 1-based page of a PDF/image/slide: the viewer opens it
+    kb: str = ""
 
 
 def source_view(number: int, source: Any) -> SourceView:
@@ -88,6 +91,9 @@ def source_view(number: int, source: Any) -> SourceView:
         target,
         str(get("text") or get("snippet") or get("body") or ""),
         get("score"),
+        str(get("position") or ""),
+        page if isinstance(page := get("page"), int) and not isinstance(page, bool) else None,
+        str(get("kb") or ""),
     )
 
 
@@ -454,6 +460,7 @@ class MessageWidget(QFrame):
         self.sources_label.setTextFormat(Qt.TextFormat.RichText)
         self.sources_label.setVisible(False)
         self.sources_label.linkActivated.connect(self._on_source_link_activated)
+        self.sources_label.linkHovered.connect(self._on_source_link_hovered)
         layout.addWidget(self.sources_label)
 
         self.stats_label = QLabel()
@@ -542,11 +549,13 @@ class MessageWidget(QFrame):
         if not sources:
             self.sources_label.setVisible(False)
             return
+        from bubble_desktop.ui.source_viewer import source_label
+
         links = []
         for s in sources:
             where = self.tr("web") if s.kind == "web" else self.tr("file")
             links.append(
-                f'<a href="source:{s.number}">[{s.number}] {html.escape(s.title)}</a>'
+                f'<a href="source:{s.number}">[{s.number}] {html.escape(source_label(s))}</a>'
                 f' <span style="color: gray">({where})</span>'
             )
         self.sources_label.setText(self.tr("Sources:") + " " + " &nbsp; ".join(links))
@@ -607,16 +616,32 @@ class MessageWidget(QFrame):
         if self.version < self.version_count:
             self.version_requested.emit(self, self.version + 1)
 
-    @Slot(str)
-    def _on_source_link_activated(self, link: str) -> None:
+    def _source_for_link(self, link: str) -> SourceView | None:
         try:
             number = int(link.split(":", 1)[1])
         except (IndexError, ValueError):
+            return None
+        return next((s for s in self.sources if s.number == number), None)
+
+    @Slot(str)
+    def _on_source_link_activated(self, link: str) -> None:
+        source = self._source_for_link(link)
+        if source is not None:
+            self.source_activated.emit(source)
+
+    @Slot(str)
+    def _on_source_link_hovered(self, link: str) -> None:
+        """The passage in a tooltip: a QLabel has no tooltip per link, so show it while one is hovered."""
+        from PySide6.QtGui import QCursor
+        from PySide6.QtWidgets import QToolTip
+
+        from bubble_desktop.ui.source_viewer import source_tooltip
+
+        source = self._source_for_link(link) if link else None
+        if source is None:
+            QToolTip.hideText()
             return
-        for s in self.sources:
-            if s.number == number:
-                self.source_activated.emit(s)
-                return
+        QToolTip.showText(QCursor.pos(), source_tooltip(source), self.sources_label)
 
 
 class ChatView(QScrollArea):

@@ -156,6 +156,7 @@ STRINGS = (
     QT_TRANSLATE_NOOP("core", "not a valid .docx file (no word/document.xml inside)"),
     QT_TRANSLATE_NOOP("core", "not a valid {label} file (no {required} inside)"),
     QT_TRANSLATE_NOOP("core", "broken {enc} text: {exc.reason}"),
+    QT_TRANSLATE_NOOP("core", "this kind of file cannot be shown here"),
     QT_TRANSLATE_NOOP("core", "'{name}' is not a usable knowledge base name."),
     QT_TRANSLATE_NOOP("core", "Use 1 to {MAX_NAME} characters, without control characters."),
     QT_TRANSLATE_NOOP("core", "The knowledge service was closed."),

@@ -120,6 +120,8 @@ class KnowledgeTab(QWidget):
         self._listed_base: str | None = None  # the base whose documents the table shows
         self._reindex_job: int | None = None  # the job id of the last re-index (another cancel message)
         self._failures: list[tuple[str, str]] = []
+        self.warnings: list[tuple[str, str]] = []  # (path, note) of the last run
+        self._viewer: Any = None  # the source viewer a clicked search hit opens in
         self._ingest_started_at = 0.0
         self._ingest_name = ""
         self._last_refresh = 0.0
@@ -231,6 +233,18 @@ class KnowledgeTab(QWidget):
 
         self.result_label = QLabel()
         self.result_label.setWordWrap(True)
+        # indexed files with something to know (a page OCR found nothing on)
+        self.warnings_label = QLabel()
+        self.warnings_label.setObjectName("ingestWarnings")
+        self.warnings_label.setTextFormat(Qt.TextFormat.RichText)
+        # one line of a fixed height (a fallback font's ⚠ is taller): the status area keeps its height
+        # and the table its place; every note is in the tooltip and in the Show files… window
+        self.warnings_label.setWordWrap(False)
+        self.warnings_label.setSizePolicy(
+            QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed
+        )  # never widens
+        self.warnings_label.setFixedHeight(self.warnings_label.fontMetrics().lineSpacing() + 2)
+        self.warnings_label.setVisible(False)
         self.error_label = QLabel()
         self.error_label.setProperty("role", "error")
         self.error_label.setWordWrap(True)
@@ -252,6 +266,7 @@ class KnowledgeTab(QWidget):
         results_col = QVBoxLayout(results)
         results_col.setContentsMargins(0, 0, 0, 0)
         results_col.addWidget(self.result_label)
+        results_col.addWidget(self.warnings_label)
         results_col.addWidget(self.failed_box)
         results_col.addStretch(1)
         self.results_box = results
@@ -387,6 +402,8 @@ class KnowledgeTab(QWidget):
 
     def shutdown(self) -> bool:
         """Cancel indexing and stop the worker threads (within 2 s). The app closes the service after."""
+        if self._viewer is not None:
+            self._viewer.shutdown()
         return self.controller.shutdown(2000)
 
     # -- drag & drop ---------------------------------------------------------------------------
@@ -537,6 +554,7 @@ class KnowledgeTab(QWidget):
         self._show_error("")
         self.result_label.setText("")
         self._set_failures([])  # the last run's failures are not this run's
+        self._set_warnings([])
         self.progress_bar.setRange(0, 0)  # busy until the first progress report
         self.progress_label.setText(self.tr("Preparing to index into “%1”…").replace("%1", name))
         self._set_busy(True)
@@ -548,6 +566,14 @@ class KnowledgeTab(QWidget):
         self.progress_bar.setValue(min(int(p.files_done), total))
         self.progress_bar.setFormat(self.tr("%v of %m files") if total != 1 else self.tr("%v of 1 file"))
         parts = []
+        pages_total = int(getattr(p, "pages_total", 0) or 0)
+        if pages_total > 1 and getattr(p, "parsing_file", ""):
+            parts.append(
+                self.tr("Reading %1: page %2 of %3")
+                .replace("%1", os.path.basename(p.parsing_file))
+                .replace("%2", str(p.pages_done))
+                .replace("%3", str(pages_total))
+            )
         if p.current_file:
             parts.append(self.tr("Indexing %1").replace("%1", os.path.basename(p.current_file)))
         parts.append(self.tr("%1 chunks").replace("%1", str(p.chunks_done)))
@@ -584,6 +610,7 @@ class KnowledgeTab(QWidget):
                 summary = self.tr("Cancelled — what was indexed so far is kept.") + " " + summary
             self.result_label.setText(summary)
             self._set_failures([(f.path, f.reason) for f in report.failed])
+            self._set_warnings([(w.path, w.reason) for w in getattr(report, "warnings", ())])
         self.controller.refresh_bases()
 
     @Slot(str, object)
@@ -598,12 +625,12 @@ class KnowledgeTab(QWidget):
         )
         muted = self.palette().color(self.palette().ColorRole.PlaceholderText).name()
         blocks = []
-        for hit in hits:
+        for number, hit in enumerate(hits):
             snippet = " ".join(str(hit.text).split())
             if len(snippet) > 300:
                 snippet = snippet[:300] + "…"
             where = position_text(hit.position)
-            url = QUrl.fromLocalFile(str(hit.path)).toString()
+            url = f"hit:{number}"
             blocks.append(
                 f"<p style='margin:0 0 8px 0'><b>{hit.score:.3f}</b>&nbsp;&nbsp;"
                 f"<a href='{html.escape(url, quote=True)}'>{html.escape(os.path.basename(hit.path))}</a>"
@@ -627,9 +654,26 @@ class KnowledgeTab(QWidget):
 
     def _set_failures(self, failures: list[tuple[str, str]]) -> None:
         self._failures = failures
+        self._refresh_results()
+
+    def _set_warnings(self, warnings: list[tuple[str, str]]) -> None:
+        """Per-file notes of the last run: "scan.pdf — page 5: no text found, even by OCR"."""
+        self.warnings = list(warnings)
+        self._refresh_results()
+
+    def _refresh_results(self) -> None:
+        """Failures and notes of the last run in the status area's fixed height: with failures, one
+        line and "Show files…" (the window lists both); with notes only, the first note on its line
+        and all of them in its tooltip."""
+        failures = getattr(self, "_failures", [])
+        warnings = getattr(self, "warnings", [])
         self.failed_list.clear()
         for path, reason in failures:
             item = QListWidgetItem(f"{os.path.basename(path)} — {localize(reason)}")
+            item.setToolTip(path)
+            self.failed_list.addItem(item)
+        for path, reason in warnings:
+            item = QListWidgetItem(f"⚠ {os.path.basename(path)} — {localize(reason)}")
             item.setToolTip(path)
             self.failed_list.addItem(item)
         if len(failures) == 1:
@@ -640,10 +684,18 @@ class KnowledgeTab(QWidget):
                 if failures
                 else ""
             )
+        if failures and warnings:
+            title += " " + self.tr("(and %1 notes)").replace("%1", str(len(warnings)))
         self.failed_title.setText(title)
         self.failed_box.setVisible(bool(failures))
         if not failures and self.failures_window is not None:
             self.failures_window.hide()
+        lines = [f"⚠ {html.escape(os.path.basename(p))} — {html.escape(localize(r))}" for p, r in warnings]
+        if len(lines) > 1:
+            lines = [lines[0], html.escape(self.tr("…and %1 more").replace("%1", str(len(lines) - 1)))]
+        self.warnings_label.setText(" ".join(lines))
+        self.warnings_label.setToolTip("\n".join(f"{p}: {localize(r)}" for p, r in warnings))
+        self.warnings_label.setVisible(bool(warnings) and not failures)
 
     @Slot()
     def _on_failed_details_clicked(self) -> None:
@@ -755,7 +807,18 @@ class KnowledgeTab(QWidget):
 
     @Slot(QUrl)
     def _on_hits_view_anchor_clicked(self, url: QUrl) -> None:
-        QDesktopServices.openUrl(url)
+        """A hit opens in the in-app viewer at its page or line, the passage highlighted."""
+        text = url.toString()
+        if not text.startswith("hit:") or not text[4:].isdigit() or int(text[4:]) >= len(self.hits):
+            QDesktopServices.openUrl(url)
+            return
+        from bubble_desktop.ui.chat_view import source_view
+        from bubble_desktop.ui.source_viewer import SourceViewer
+
+        number = int(text[4:])
+        if self._viewer is None:
+            self._viewer = SourceViewer(self)
+        self._viewer.show_source(source_view(number + 1, self.hits[number]))
 
     @Slot()
     def _on_table_double_clicked(self, index: Any) -> None:

@@ -110,6 +110,7 @@ class MainWindow(QMainWindow):
         self._shown_once = False
         if state_file is not None:
             self._restore_geometry()
+        self._source_viewer: Any = None
         if ctx is None:
             self.setCentralWidget(StartingView())
             return
@@ -1095,23 +1096,18 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_chat_source_activated(self, source: SourceView) -> None:
-        if source.kind == "web" and source.target:
-            QDesktopServices.openUrl(QUrl(source.target))
+        """A knowledge source opens in the in-app viewer at its page; a web source in the browser."""
+        if source.kind == "web" and source.target and QDesktopServices.openUrl(QUrl(source.target)):
             return
-        path = Path(source.target) if source.target else None
-        if path is not None and path.exists():
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
-            return
-        box = QMessageBox(
-            QMessageBox.Icon.Information,
-            source.title,
-            source.text or source.target,
-            QMessageBox.StandardButton.Ok,
-            self,
-        )
-        box.setModal(False)
-        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.show()
+        self.source_viewer().show_source(source)
+
+    def source_viewer(self) -> Any:
+        """The one source viewer window, made on first use."""
+        if self._source_viewer is None:
+            from bubble_desktop.ui.source_viewer import SourceViewer
+
+            self._source_viewer = SourceViewer(self)
+        return self._source_viewer
 
     # ---- settings ----------------------------------------------------------------------
     @Slot()
@@ -1209,6 +1205,8 @@ class MainWindow(QMainWindow):
         if not self._built:
             return
         self.inference.forget_current()
+        if self._source_viewer is not None:
+            self._source_viewer.shutdown()
         self.api.shutdown()
         self.downloads.shutdown()
         if self.training_dialog is not None:

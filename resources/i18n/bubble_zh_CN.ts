@@ -527,6 +527,10 @@
             <translation>%v / 1 个文件</translation>
         </message>
         <message>
+            <source>Reading %1: page %2 of %3</source>
+            <translation>正在读取 %1：第 %2 页，共 %3 页</translation>
+        </message>
+        <message>
             <source>Indexing %1</source>
             <translation>正在索引 %1</translation>
         </message>
@@ -591,8 +595,16 @@
             <translation>%1 个文件无法索引：</translation>
         </message>
         <message>
+            <source>(and %1 notes)</source>
+            <translation>（另有 %1 条提示）</translation>
+        </message>
+        <message>
             <source>Files that could not be indexed</source>
             <translation>无法索引的文件</translation>
+        </message>
+        <message>
+            <source>…and %1 more</source>
+            <translation>…还有 %1 条</translation>
         </message>
         <message>
             <source>New knowledge base</source>
@@ -1360,6 +1372,113 @@ Context window: %3 tokens</source>
         <message>
             <source>Point at a setting to see what it does.</source>
             <translation>把鼠标指向某个设置，即可查看它的作用。</translation>
+        </message>
+    </context>
+    <context>
+        <name>SourceViewer</name>
+        <message>
+            <source>Source</source>
+            <translation>来源</translation>
+        </message>
+        <message>
+            <source>Open in system viewer</source>
+            <translation>用系统程序打开</translation>
+        </message>
+        <message>
+            <source>Previous page</source>
+            <translation>上一页</translation>
+        </message>
+        <message>
+            <source>Next page</source>
+            <translation>下一页</translation>
+        </message>
+        <message>
+            <source>Cited page</source>
+            <translation>引用页</translation>
+        </message>
+        <message>
+            <source>Back to the page the answer cites</source>
+            <translation>回到回答所引用的那一页</translation>
+        </message>
+        <message>
+            <source>Zoom out</source>
+            <translation>缩小</translation>
+        </message>
+        <message>
+            <source>Zoom in</source>
+            <translation>放大</translation>
+        </message>
+        <message>
+            <source>Fit page</source>
+            <translation>整页</translation>
+        </message>
+        <message>
+            <source>Fit width</source>
+            <translation>适合宽度</translation>
+        </message>
+        <message>
+            <source>Open in browser</source>
+            <translation>在浏览器中打开</translation>
+        </message>
+        <message>
+            <source>This file is no longer where it was indexed (moved, renamed or deleted). Below is the passage as it was stored in the knowledge base; add the file again to see it in place.</source>
+            <translation>这个文件已不在建立索引时的位置（被移动、重命名或删除）。下面是知识库中保存的这段原文；重新添加该文件即可在原处查看。</translation>
+        </message>
+        <message>
+            <source>Opening the document…</source>
+            <translation>正在打开文档…</translation>
+        </message>
+        <message>
+            <source>This kind of file cannot be shown here; the passage is below.</source>
+            <translation>这种文件无法在这里显示；下面是这段原文。</translation>
+        </message>
+        <message>
+            <source>Rendering page %1…</source>
+            <translation>正在渲染第 %1 页…</translation>
+        </message>
+        <message>
+            <source>of %1</source>
+            <translation>/ 共 %1 页</translation>
+        </message>
+        <message>
+            <source>Finding the passage on the page…</source>
+            <translation>正在页面上查找这段原文…</translation>
+        </message>
+        <message>
+            <source>The passage was not found in the file as it is now (changed since it was indexed?); showing %1, where it was.</source>
+            <translation>在当前文件中找不到这段原文（建立索引后被修改过？）；显示它原来所在的%1。</translation>
+        </message>
+        <message>
+            <source>The passage was not found in the file as it is now (changed since it was indexed?). It reads: %1</source>
+            <translation>在当前文件中找不到这段原文（建立索引后被修改过？）。原文为：%1</translation>
+        </message>
+        <message>
+            <source>This file cannot be shown here: %1. The passage is below.</source>
+            <translation>无法在这里显示这个文件：%1。下面是这段原文。</translation>
+        </message>
+        <message>
+            <source>(no passage stored)</source>
+            <translation>（没有保存段落）</translation>
+        </message>
+        <message>
+            <source>p. %1</source>
+            <translation>第 %1 页</translation>
+        </message>
+        <message>
+            <source>Click to open the passage.</source>
+            <translation>点击打开这段原文。</translation>
+        </message>
+        <message>
+            <source>The passage could not be found on page %1 (the file may have changed since it was indexed); the page is shown without a highlight. The passage reads: %2</source>
+            <translation>在第 %1 页上找不到这段原文（文件可能在建立索引后被修改过），页面显示时没有高亮。原文为：%2</translation>
+        </message>
+        <message>
+            <source>No application on this computer opens this kind of file; it is shown here instead.</source>
+            <translation>这台电脑上没有能打开这种文件的程序；已改为在这里显示。</translation>
+        </message>
+        <message>
+            <source>No web browser could be started.</source>
+            <translation>无法启动网页浏览器。</translation>
         </message>
     </context>
     <context>
@@ -2239,6 +2358,10 @@ Context window: %3 tokens</source>
         <message>
             <source>broken {enc} text: {exc.reason}</source>
             <translation>{0} 文本已损坏：{1}</translation>
+        </message>
+        <message>
+            <source>this kind of file cannot be shown here</source>
+            <translation>这种文件无法在这里显示</translation>
         </message>
         <message>
             <source>'{name}' is not a usable knowledge base name.</source>

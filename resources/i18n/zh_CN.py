@@ -422,6 +422,44 @@ TRANSLATIONS: dict[str, str] = {
     "web": "网页",
     "file": "文件",
     "Sources:": "来源：",
+    # ---- source viewer ---------------------------------------------------------------------------------
+    "Source": "来源",
+    "p. %1": "第 %1 页",
+    "(no passage stored)": "（没有保存段落）",
+    "Click to open the passage.": "点击打开这段原文。",
+    "Open in system viewer": "用系统程序打开",
+    "Previous page": "上一页",
+    "Next page": "下一页",
+    "Cited page": "引用页",
+    "Back to the page the answer cites": "回到回答所引用的那一页",
+    "Zoom out": "缩小",
+    "Zoom in": "放大",
+    "Fit page": "整页",
+    "Fit width": "适合宽度",
+    "Open in browser": "在浏览器中打开",
+    "This file is no longer where it was indexed (moved, renamed or deleted). Below is the passage as it was "
+    "stored in the knowledge base; add the file again to see it in place.": "这个文件已不在建立索引时的位置（被移动、"
+    "重命名或删除）。下面是知识库中保存的这段原文；重新添加该文件即可在原处查看。",
+    "Opening the document…": "正在打开文档…",
+    "This kind of file cannot be shown here; the passage is below.": "这种文件无法在这里显示；下面是这段原文。",
+    "Rendering page %1…": "正在渲染第 %1 页…",
+    "of %1": "/ 共 %1 页",
+    "Finding the passage on the page…": "正在页面上查找这段原文…",
+    "The passage could not be found on page %1 (the file may have changed since it was indexed); the page is "
+    "shown without a highlight. The passage reads: %2": "在第 %1 页上找不到这段原文（文件可能在建立索引后被修改过），"
+    "页面显示时没有高亮。原文为：%2",
+    "The passage was not found in the file as it is now (changed since it was indexed?); showing %1, where it "
+    "was.": "在当前文件中找不到这段原文（建立索引后被修改过？）；显示它原来所在的%1。",
+    "The passage was not found in the file as it is now (changed since it was indexed?). It reads: %1": "在当前"
+    "文件中找不到这段原文（建立索引后被修改过？）。原文为：%1",
+    "This file cannot be shown here: %1. The passage is below.": "无法在这里显示这个文件：%1。下面是这段原文。",
+    "No application on this computer opens this kind of file; it is shown here instead.": "这台电脑上没有能打开"
+    "这种文件的程序；已改为在这里显示。",
+    "No web browser could be started.": "无法启动网页浏览器。",
+    # ---- knowledge tab: pages and per-file notes ----------------------------------------------------
+    "Reading %1: page %2 of %3": "正在读取 %1：第 %2 页，共 %3 页",
+    "…and %1 more": "…还有 %1 条",
+    "(and %1 notes)": "（另有 %1 条提示）",
     "Model: not loaded": "模型：未加载",
     "Loading %1…": "正在加载 %1…",
     "%1 · ready on %2": "%1 · 已就绪（%2）",
@@ -608,6 +646,7 @@ CONTEXT_TRANSLATIONS: dict[tuple[str, str], str] = {
 # update_translations.py collects from the source (f-string fields kept as {expression}); in the
 # Chinese, {0} is the template's first field, {1} the second, ... (see bubble_desktop/core/i18n.py).
 CORE_TRANSLATIONS: dict[str, str] = {
+    "this kind of file cannot be shown here": "这种文件无法在这里显示",
     "Set an API key, or serve on 127.0.0.1 only.": "请设置 API 密钥，或只在 127.0.0.1 上提供服务。",
     "Stop the other program, or choose another port.": "请关闭占用该端口的程序，或换一个端口。",
     "Convert it under another name, or delete that folder first.": "请换一个名称转换，或先删除那个文件夹。",

@@ -284,3 +284,52 @@ def test_one_failed_file_is_not_called_files(tab):
     assert tab.failed_title.text() == "1 file could not be indexed:"
     tab._set_failures([("/x/a.pdf", "damaged"), ("/x/b.pdf", "damaged")])
     assert tab.failed_title.text() == "2 files could not be indexed:"
+
+
+def test_pages_are_shown_while_a_pdf_is_read_and_a_blank_page_is_reported(qtbot, tab, tmp_path):
+    """Per-page progress during a long PDF (OCR included) and the per-file notes after the run."""
+    from tests.e2e import doc_fixtures as F
+
+    if F.cjk_font() is None:
+        pytest.skip("no CJK font on this machine")
+    pages = [F.PAGES[0], [], F.PAGES[2], F.PAGES[1]]  # page 2 blank: no text layer, nothing to OCR
+    pdf = F.text_pdf(tmp_path / "gappy.pdf", pages=pages, header=False)
+    tab.create_base("scans")
+    qtbot.waitUntil(lambda: tab.current_base == "scans", timeout=TIMEOUT)
+    seen: list[str] = []
+    tab.controller.ingest_progress.connect(lambda *_: seen.append(tab.progress_label.text()))
+    with qtbot.waitSignal(tab.controller.ingest_finished, timeout=TIMEOUT):
+        tab.add_paths([pdf])
+    assert any("Reading gappy.pdf: page " in t and " of 4" in t for t in seen), seen
+    assert tab._last_report.indexed and not tab._last_report.failed
+    assert tab.warnings == [(str(pdf), "page 2: no text found, even by OCR")]
+    assert tab.warnings_label.isVisible()
+    assert "gappy.pdf — page 2: no text found, even by OCR" in tab.warnings_label.text()
+
+
+def test_a_search_hit_opens_in_the_viewer_at_its_passage(qtbot, tab, tmp_path):
+    lines = [f"Filler line {i} about nothing in particular." for i in range(1, 301)]
+    lines[249] = "The observatory dome opens only when the humidity is below sixty percent."
+    notes = tmp_path / "observatory.txt"
+    notes.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with qtbot.waitSignal(tab.controller.ingest_finished, timeout=TIMEOUT):
+        tab.add_paths([notes])
+    assert tab._last_report.indexed, tab.error_label.text()
+    # the listing asked for when the tab opened may land after add_paths and clear the current base;
+    # the listing after the run sets it again
+    qtbot.waitUntil(lambda: tab.current_base == "default" and tab.model.rowCount() == 1, timeout=TIMEOUT)
+    tab.search_edit.setText("when does the observatory dome open humidity")
+    answered: list[object] = []
+    tab.controller.search_finished.connect(lambda *a: answered.append(a))
+    tab.controller.failed.connect(lambda *a: answered.append(a))
+    tab.search_button.click()
+    qtbot.waitUntil(lambda: bool(answered), timeout=TIMEOUT)
+    assert tab.hits, (tab.error_label.text(), tab.hits_status.text(), tab.current_base)
+    assert "observatory dome" in tab.hits[0].text
+    tab.hits_view.anchorClicked.emit(QUrl("hit:0"))
+    viewer = tab._viewer
+    qtbot.waitUntil(lambda: viewer.text_range[0] >= 0, timeout=TIMEOUT)
+    assert viewer.isVisible() and viewer.mode == "text"
+    start, end = viewer.text_range
+    assert "The observatory dome opens only when" in viewer.text_view.toPlainText()[start:end]
+    assert viewer.title_label.text().startswith("[1] observatory.txt · ")

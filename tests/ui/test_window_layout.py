@@ -266,3 +266,21 @@ def test_a_knowledge_error_reaches_the_user_on_another_tab(qtbot: Any, knowledge
         box.close()
     finally:
         close_window(w)
+
+
+def test_notes_and_failures_together_keep_the_table_in_place(qtbot: Any, tab: Any) -> None:
+    def table_place() -> Any:
+        QApplication.processEvents()
+        tab.layout().activate()
+        return tab.drop_frame.geometry(), tab.drop_frame.mapTo(tab, QPoint(0, 0))
+
+    tab.result_label.setText("2 indexed, 0 unchanged, 1 failed, 32 chunks added in 58.2 s.")
+    table_place()
+    idle = table_place()
+    tab._set_warnings([("/x/scan.pdf", "page 2: no text found, even by OCR")])
+    assert tab.warnings_label.isVisible() and "scan.pdf" in tab.warnings_label.text()
+    assert table_place() == idle
+    tab._set_failures([("/x/a.pdf", "damaged")])
+    assert tab.failed_box.isVisible() and not tab.warnings_label.isVisible()
+    assert "1" in tab.failed_title.text() and tab.failed_list.count() == 2  # the note is in the window
+    assert table_place() == idle
