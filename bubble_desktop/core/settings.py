@@ -238,6 +238,14 @@ class KnowledgeSettings(_Section):
             "Keeps Chinese retrieval working with English embedding models."
         ),
     )
+    vector_store: Literal["edge", "qdrant", "milvus-lite", "milvus"] = Field(
+        "edge",
+        title="Vector database",
+        description=(
+            "Where new knowledge bases keep their vectors: Qdrant Edge or Milvus Lite on this computer, "
+            "or your own Qdrant or Milvus server. Each knowledge base stays where it was created."
+        ),
+    )
     qdrant_url: str = Field(
         "",
         title="Qdrant server URL",
@@ -247,6 +255,18 @@ class KnowledgeSettings(_Section):
         ),
     )
     qdrant_api_key: str = Field("", title="Qdrant API key", description="For a Qdrant server that needs one.")
+    milvus_url: str = Field(
+        "",
+        title="Milvus server URL",
+        description=(
+            "A Milvus standalone or cluster (e.g. http://localhost:19530), or a Zilliz Cloud endpoint."
+        ),
+    )
+    milvus_token: str = Field(
+        "",
+        title="Milvus token",
+        description="For a Milvus server that needs one: user:password or an API key.",
+    )
     embed_threads: int = Field(
         0,
         ge=0,
@@ -272,10 +292,26 @@ class KnowledgeSettings(_Section):
         ),
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _qdrant_url_means_qdrant(cls, data: Any) -> Any:
+        """Settings from before ``vector_store``: a Qdrant URL meant "use that server"."""
+        if (
+            isinstance(data, dict)
+            and "vector_store" not in data
+            and str(data.get("qdrant_url") or "").strip()
+        ):
+            return {**data, "vector_store": "qdrant"}
+        return data
+
     @model_validator(mode="after")
     def _overlap_below_size(self) -> KnowledgeSettings:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("chunk overlap must be smaller than chunk size")
+        if self.vector_store == "qdrant" and not self.qdrant_url.strip():
+            raise ValueError("a Qdrant server needs its qdrant URL")
+        if self.vector_store == "milvus" and not self.milvus_url.strip():
+            raise ValueError("a Milvus server needs its milvus URL")
         return self
 
 
