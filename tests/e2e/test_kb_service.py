@@ -60,7 +60,18 @@ def svc():
     s.close()
 
 
-def test_add_and_search_with_bad_files_reported(svc: KnowledgeService, tmp_path: Path) -> None:
+@pytest.fixture(params=["edge", "milvus-lite"])
+def any_svc(request: pytest.FixtureRequest):
+    """The same service over each embedded vector database (Qdrant Edge, Milvus Lite)."""
+    if request.param == "milvus-lite":
+        pytest.importorskip("milvus_lite")
+    s = make_service(KnowledgeSettings(vector_store=request.param))
+    yield s
+    s.close()
+
+
+def test_add_and_search_with_bad_files_reported(any_svc: KnowledgeService, tmp_path: Path) -> None:
+    svc = any_svc
     corpus = write_corpus(tmp_path / "docs")
     svc.create_base("notes")
     events: list[IngestProgress] = []
@@ -107,7 +118,8 @@ def test_add_and_search_with_bad_files_reported(svc: KnowledgeService, tmp_path:
     }
 
 
-def test_search_options(svc: KnowledgeService, tmp_path: Path) -> None:
+def test_search_options(any_svc: KnowledgeService, tmp_path: Path) -> None:
+    svc = any_svc
     corpus = write_corpus(tmp_path / "docs")
     svc.create_base("kb")
     svc.add_paths("kb", [corpus])
@@ -124,7 +136,8 @@ def test_search_options(svc: KnowledgeService, tmp_path: Path) -> None:
     assert svc.last_search_stats is not None
 
 
-def test_incremental_changed_and_removed(svc: KnowledgeService, tmp_path: Path) -> None:
+def test_incremental_changed_and_removed(any_svc: KnowledgeService, tmp_path: Path) -> None:
+    svc = any_svc
     corpus = write_corpus(tmp_path / "docs")
     svc.create_base("kb")
     svc.add_paths("kb", [corpus])
@@ -145,7 +158,8 @@ def test_incremental_changed_and_removed(svc: KnowledgeService, tmp_path: Path) 
         svc.remove_document("kb", corpus / "france.txt")
 
 
-def test_manage_bases_rename_delete_reindex(svc: KnowledgeService, tmp_path: Path) -> None:
+def test_manage_bases_rename_delete_reindex(any_svc: KnowledgeService, tmp_path: Path) -> None:
+    svc = any_svc
     corpus = write_corpus(tmp_path / "docs")
     svc.create_base("a")
     with pytest.raises(KnowledgeBaseError, match="already exists"):
@@ -175,7 +189,10 @@ def test_embedding_model_mismatch_is_refused(tmp_path: Path) -> None:
             svc.add_paths("kb", [corpus / "python.md"])
 
 
-def test_cancel_between_batches_leaves_only_whole_documents(svc: KnowledgeService, tmp_path: Path) -> None:
+def test_cancel_between_batches_leaves_only_whole_documents(
+    any_svc: KnowledgeService, tmp_path: Path
+) -> None:
+    svc = any_svc
     root = tmp_path / "many"
     root.mkdir()
     for i in range(6):

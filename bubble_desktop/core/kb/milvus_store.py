@@ -70,11 +70,12 @@ def guess_analyzer(texts: Sequence[str]) -> str:
     return CHINESE if letters and cjk * 10 >= letters else STANDARD
 
 
-def _analyzer_params(analyzer: str, lite: bool) -> dict[str, Any]:
+def _analyzer_choices(analyzer: str, lite: bool) -> list[dict[str, Any]]:
+    """Analyzer parameters to try, best first: Milvus' built-in ``chinese`` analyzer is jieba plus a
+    filter; Milvus Lite (embedded or serving) knows only the ``jieba`` tokenizer."""
     if analyzer == CHINESE:
-        # Milvus' built-in "chinese" analyzer is jieba plus a filter; Lite knows only the tokenizer
-        return {"tokenizer": "jieba"} if lite else {"type": "chinese"}
-    return {"tokenizer": "standard"} if lite else {"type": "standard"}
+        return [{"tokenizer": "jieba"}] if lite else [{"type": "chinese"}, {"tokenizer": "jieba"}]
+    return [{"tokenizer": "standard"}] if lite else [{"type": "standard"}]
 
 
 def _quote(value: str) -> str:
@@ -189,11 +190,11 @@ class MilvusStore:
         client = self._client
         lite = self._lite is not None
 
-        def schema(analyzer: str | None) -> Any:
+        def schema(params: dict[str, Any] | None) -> Any:
             s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
             s.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
             s.add_field(DENSE, DataType.FLOAT_VECTOR, dim=self.dim)
-            if analyzer is None:
+            if params is None:
                 s.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT)
             else:
                 s.add_field(
@@ -201,7 +202,7 @@ class MilvusStore:
                     DataType.VARCHAR,
                     max_length=MAX_TEXT,
                     enable_analyzer=True,
-                    analyzer_params=_analyzer_params(analyzer, lite),
+                    analyzer_params=params,
                 )
                 s.add_field(SPARSE, DataType.SPARSE_FLOAT_VECTOR)
                 s.add_function(
@@ -217,30 +218,35 @@ class MilvusStore:
             s.add_field("payload", DataType.JSON)
             index = client.prepare_index_params()
             index.add_index(field_name=DENSE, index_type="AUTOINDEX", metric_type="COSINE")
-            if analyzer is not None:
+            if params is not None:
                 index.add_index(field_name=SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
             index.add_index(field_name="doc_id", index_type="INVERTED")
             return s, index
 
-        tries: list[tuple[str | None, str]] = [(self.analyzer, "")]
+        tries: list[tuple[str | None, dict[str, Any] | None, str]] = [
+            (self.analyzer, p, "") for p in _analyzer_choices(self.analyzer, lite)
+        ]
         if self.analyzer == CHINESE:
-            tries.append(
+            tries += [
                 (
                     STANDARD,
+                    p,
                     "This Milvus has no Chinese analyzer (jieba): keyword search splits Chinese text "
                     "poorly in this knowledge base.",
                 )
-            )
+                for p in _analyzer_choices(STANDARD, lite)
+            ]
         tries.append(
             (
+                None,
                 None,
                 "This Milvus has no BM25 full-text function: this knowledge base is searched by "
                 "meaning only (no keyword search).",
             )
         )
         last: Exception | None = None
-        for analyzer, notice in tries:
-            s, index = schema(analyzer)
+        for analyzer, params, notice in tries:
+            s, index = schema(params)
             try:
                 client.create_collection(
                     self.collection, schema=s, index_params=index, timeout=CALL_TIMEOUT_S
@@ -248,7 +254,7 @@ class MilvusStore:
             except Exception as exc:  # noqa: BLE001 - an unsupported analyzer/function: try the next
                 if _is_connection_error(exc):
                     raise
-                log.warning("Milvus refused the %s layout: %s", analyzer or "dense-only", exc)
+                log.info("Milvus refused the layout with analyzer %s: %s", params, exc)
                 last = exc
                 continue
             self.analyzer = analyzer or ""
