@@ -86,6 +86,10 @@ CHOICE_LABELS: dict[str, str] = {
     "system": QT_TRANSLATE_NOOP("settings", "System"),
     "light": QT_TRANSLATE_NOOP("settings", "Light"),
     "dark": QT_TRANSLATE_NOOP("settings", "Dark"),
+    "edge": QT_TRANSLATE_NOOP("settings", "Qdrant Edge (on this computer)"),
+    "qdrant": QT_TRANSLATE_NOOP("settings", "Qdrant server"),
+    "milvus-lite": QT_TRANSLATE_NOOP("settings", "Milvus Lite (on this computer)"),
+    "milvus": QT_TRANSLATE_NOOP("settings", "Milvus server"),
 }
 # Language names are always shown in their own language.
 NATIVE_LABELS: dict[tuple[str, str], str] = {
@@ -107,21 +111,49 @@ PRESET_TIPS: dict[str, str] = {
     ),
 }
 # Messages raised by the settings models' own validators.
-VALIDATOR_MESSAGES = (QT_TRANSLATE_NOOP("settings", "chunk overlap must be smaller than chunk size"),)
+VALIDATOR_MESSAGES = (
+    QT_TRANSLATE_NOOP("settings", "chunk overlap must be smaller than chunk size"),
+    QT_TRANSLATE_NOOP("settings", "a Qdrant server needs its qdrant URL"),
+    QT_TRANSLATE_NOOP("settings", "a Milvus server needs its milvus URL"),
+)
 
 # Editors that differ from what the type alone suggests.
 FOLDER_FIELDS = {("model", "path"), ("model", "lora_path"), ("knowledge", "embedding_model")}
-SECRET_FIELDS = {("model", "endpoint_api_key"), ("knowledge", "qdrant_api_key"), ("api", "api_key")}
+SECRET_FIELDS = {
+    ("model", "endpoint_api_key"),
+    ("knowledge", "qdrant_api_key"),
+    ("knowledge", "milvus_token"),
+    ("api", "api_key"),
+}
 MULTILINE_FIELDS = {("sampling", "system_prompt")}
 # Fields shown on the Data page instead of their own section's page.
-DATA_PAGE_FIELDS = (("knowledge", "qdrant_url"), ("knowledge", "qdrant_api_key"))
+DATA_PAGE_FIELDS = (
+    ("knowledge", "vector_store"),
+    ("knowledge", "qdrant_url"),
+    ("knowledge", "qdrant_api_key"),
+    ("knowledge", "milvus_url"),
+    ("knowledge", "milvus_token"),
+)
 # Fields that only matter for one value of another field: (section, field) -> ((section, field), value).
 ENABLED_WHEN = {
     ("model", "endpoint_url"): (("model", "backend"), "openai"),
     ("model", "endpoint_model"): (("model", "backend"), "openai"),
     ("model", "endpoint_api_key"): (("model", "backend"), "openai"),
     ("knowledge", "qdrant_api_key"): (("knowledge", "qdrant_url"), None),
+    ("knowledge", "milvus_url"): (("knowledge", "vector_store"), "milvus"),
+    ("knowledge", "milvus_token"): (("knowledge", "vector_store"), "milvus"),
 }
+
+
+def _choice_available(section: str, name: str, value: str) -> bool:
+    """Choices this install cannot run are not offered (Milvus without its optional packages)."""
+    if (section, name) == ("knowledge", "vector_store") and value in ("milvus-lite", "milvus"):
+        from bubble_desktop.core.kb.milvus_store import lite_available, server_available
+
+        return lite_available() if value == "milvus-lite" else server_available()
+    return True
+
+
 # Sliders only where the range is small enough to be dragged meaningfully.
 MAX_SLIDER_STEPS = 40_000
 
@@ -196,6 +228,8 @@ class FieldEditor(QWidget):
         if info["choices"]:
             self.combo = QComboBox()
             for value in info["choices"]:
+                if not _choice_available(self.section, self.name, value):
+                    continue
                 label = NATIVE_LABELS.get((self.name, value)) or tr(CHOICE_LABELS.get(value, value))
                 self.combo.addItem(label, value)
             self.combo.currentIndexChanged.connect(self._on_any_changed)

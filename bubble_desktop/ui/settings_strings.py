@@ -108,6 +108,11 @@ STRINGS = (
         "settings",
         "Combine meaning-based (dense) and keyword (BM25) search. Keeps Chinese retrieval working with English embedding models.",
     ),
+    QT_TRANSLATE_NOOP("settings", "Vector database"),
+    QT_TRANSLATE_NOOP(
+        "settings",
+        "Where new knowledge bases keep their vectors: Qdrant Edge or Milvus Lite on this computer, or your own Qdrant or Milvus server. Each knowledge base stays where it was created.",
+    ),
     QT_TRANSLATE_NOOP("settings", "Qdrant server URL"),
     QT_TRANSLATE_NOOP(
         "settings",
@@ -115,6 +120,13 @@ STRINGS = (
     ),
     QT_TRANSLATE_NOOP("settings", "Qdrant API key"),
     QT_TRANSLATE_NOOP("settings", "For a Qdrant server that needs one."),
+    QT_TRANSLATE_NOOP("settings", "Milvus server URL"),
+    QT_TRANSLATE_NOOP(
+        "settings",
+        "A Milvus standalone or cluster (e.g. http://localhost:19530), or a Zilliz Cloud endpoint.",
+    ),
+    QT_TRANSLATE_NOOP("settings", "Milvus token"),
+    QT_TRANSLATE_NOOP("settings", "For a Milvus server that needs one: user:password or an API key."),
     QT_TRANSLATE_NOOP("settings", "Embedding threads"),
     QT_TRANSLATE_NOOP("settings", "CPU threads used for embedding. 0 chooses automatically."),
     QT_TRANSLATE_NOOP("settings", "OCR (text recognition)"),

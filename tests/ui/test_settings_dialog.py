@@ -144,3 +144,34 @@ def test_a_new_field_appears_without_touching_the_dialog(qtbot, paths, monkeypat
     with qtbot.waitSignal(dialog.settings_changed, timeout=2000) as blocker:
         assert dialog.apply()
     assert blocker.args[0].sampling.min_p == pytest.approx(0.2)
+
+
+def test_vector_database_choice_on_the_data_page(qtbot, dialog, paths, monkeypatch):
+    store = dialog.editor("knowledge", "vector_store")
+    values = [store.combo.itemData(i) for i in range(store.combo.count())]
+    assert values == ["edge", "qdrant", "milvus-lite", "milvus"]
+    assert store.combo.itemText(2) == "Milvus Lite (on this computer)"
+    milvus_url = dialog.editor("knowledge", "milvus_url")
+    assert not milvus_url.isEnabled()
+    store.set_value("milvus")
+    assert milvus_url.isEnabled() and dialog.editor("knowledge", "milvus_token").isEnabled()
+    assert not dialog.ok_button.isEnabled()  # a Milvus server needs its URL
+    assert dialog.error_label("knowledge", "milvus_url").isVisible() or not dialog.isVisible()
+    milvus_url.set_value("http://localhost:19530")
+    assert dialog.ok_button.isEnabled()
+    assert dialog.apply()
+    loaded, _ = load_settings(paths.settings_file)
+    assert (loaded.knowledge.vector_store, loaded.knowledge.milvus_url) == (
+        "milvus",
+        "http://localhost:19530",
+    )
+
+    # where the Milvus packages are not installed, their choices are not offered
+    from bubble_desktop.core.kb import milvus_store
+
+    monkeypatch.setattr(milvus_store, "lite_available", lambda: False)
+    monkeypatch.setattr(milvus_store, "server_available", lambda: False)
+    bare = SettingsDialog(Settings(), paths)
+    qtbot.addWidget(bare)
+    combo = bare.editor("knowledge", "vector_store").combo
+    assert [combo.itemData(i) for i in range(combo.count())] == ["edge", "qdrant"]
