@@ -157,11 +157,17 @@ class MilvusStore:
         """Open (or create) the Milvus Lite data folder ``folder``; a second process is refused."""
         if not lite_available():
             raise _missing("Milvus Lite")
-        from pymilvus import MilvusClient
+        try:
+            from pymilvus import MilvusClient
+        except ImportError:  # installed but broken (e.g. a bundle without pandas)
+            raise _missing("Milvus Lite") from None
 
         folder.mkdir(parents=True, exist_ok=True)
         _quiet_jieba()
-        server = _LiteServer(folder)
+        try:
+            server = _LiteServer(folder)
+        except ImportError:
+            raise _missing("Milvus Lite") from None
         try:
             client = MilvusClient(uri=f"http://127.0.0.1:{server.port}", timeout=CONNECT_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - our own server did not answer
@@ -176,7 +182,10 @@ class MilvusStore:
         """A collection on a Milvus standalone/cluster or Zilliz Cloud at ``url``."""
         if not server_available():
             raise _missing("The Milvus client (pymilvus)")
-        from pymilvus import MilvusClient
+        try:
+            from pymilvus import MilvusClient
+        except ImportError:
+            raise _missing("The Milvus client (pymilvus)") from None
 
         try:
             client = MilvusClient(uri=url, token=token or "", timeout=CONNECT_TIMEOUT_S)
