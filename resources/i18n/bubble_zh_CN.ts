@@ -462,6 +462,18 @@
             <translation>%1 个文档 · %2 个片段</translation>
         </message>
         <message>
+            <source>Qdrant server</source>
+            <translation>Qdrant 服务器</translation>
+        </message>
+        <message>
+            <source>Milvus Lite</source>
+            <translation>Milvus Lite</translation>
+        </message>
+        <message>
+            <source>Milvus server</source>
+            <translation>Milvus 服务器</translation>
+        </message>
+        <message>
             <source>Preparing to index into “%1”…</source>
             <translation>正在准备索引到“%1”…</translation>
         </message>

@@ -105,6 +105,7 @@ TRANSLATIONS: dict[str, str] = {
     "Qdrant server": "Qdrant 服务器",
     "Milvus Lite (on this computer)": "Milvus Lite（本机）",
     "Milvus server": "Milvus 服务器",
+    "Milvus Lite": "Milvus Lite",
     "a Qdrant server needs its qdrant URL": "使用 Qdrant 服务器需要填写 Qdrant 服务器地址",
     "a Milvus server needs its milvus URL": "使用 Milvus 服务器需要填写 Milvus 服务器地址",
     "Vector database": "向量数据库",

@@ -282,3 +282,16 @@ def test_one_failed_file_is_not_called_files(tab):
     assert tab.failed_title.text() == "1 file could not be indexed:"
     tab._set_failures([("/x/a.pdf", "damaged"), ("/x/b.pdf", "damaged")])
     assert tab.failed_title.text() == "2 files could not be indexed:"
+
+
+def test_base_info_names_a_milvus_backend_and_its_notice(qtbot, tab):
+    from bubble_desktop.core.kb.types import KnowledgeBaseInfo
+
+    notice = "This Milvus has no BM25 full-text function: this knowledge base is searched by meaning only."
+    tab._on_controller_bases_listed(
+        [KnowledgeBaseInfo("remote", 3, 9, "all-MiniLM-L6-v2", 384, 0.0, "milvus", "http://m:19530", notice)]
+    )
+    text = tab.base_info.text()
+    assert "3 documents · 9 chunks" in text and "Milvus server" in text and notice in text
+    tab._on_controller_bases_listed([KnowledgeBaseInfo("local", 1, 2, "all-MiniLM-L6-v2", 384, 0.0)])
+    assert "Milvus" not in tab.base_info.text() and "Qdrant" not in tab.base_info.text()
