@@ -71,9 +71,8 @@ def test_second_process_on_the_same_lite_base_is_refused(tmp_path: Path, bubble_
         from bubble_desktop.core.paths import Paths
         from bubble_desktop.core.settings import KnowledgeSettings
         svc = KnowledgeService(Paths.default(), KnowledgeSettings(vector_store="milvus-lite"))
-        try:
-            svc.add_paths("kb", [])
-            svc.search("kb", "Paris")
+        try:  # what every search and write does first: open the base's store (no model needed)
+            svc._call(lambda: svc._store(svc._base("kb")))
             print("OPENED")
         except UserFacingError as exc:
             print(type(exc).__name__, "|", exc.message, "|", exc.hint)
