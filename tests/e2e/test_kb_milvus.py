@@ -219,3 +219,51 @@ def test_milvus_server_url_ingest_search_reindex_delete(milvus_server: str, tmp_
             assert client.list_collections() == []
         finally:
             client.close()
+
+
+def test_a_milvus_without_the_analyzer_or_bm25_falls_back_with_a_notice(tmp_path: Path, monkeypatch) -> None:
+    """Real Milvus Lite refusing the analyzers (forced: an analyzer it does not know), as a Milvus
+    without jieba or without BM25 functions would: the store says so and searches what it can."""
+    from bubble_desktop.core.kb import milvus_store
+    from bubble_desktop.core.kb.store import StoredPoint, point_id
+
+    def points() -> list[StoredPoint]:
+        texts = ["北京是中国的首都", "the cat sat on the mat"]
+        return [
+            StoredPoint(
+                point_id("d", i), [1.0 - i, float(i)], ([], []), {"doc_id": "d", "hash": "h", "text": t}
+            )
+            for i, t in enumerate(texts)
+        ]
+
+    real = milvus_store._analyzer_choices
+    monkeypatch.setattr(
+        milvus_store,
+        "_analyzer_choices",
+        lambda analyzer, lite: [{"tokenizer": "no-such"}] if analyzer == "chinese" else real(analyzer, lite),
+    )
+    store = milvus_store.MilvusStore.open_lite(tmp_path / "a" / "milvus.db", 2, "chinese")
+    try:
+        assert store.analyzer == "standard" and "no Chinese analyzer" in store.notice
+        store.upsert(points())
+        assert (
+            store.search([0.0, 1.0], ([], []), 1, None, None, text="cat")[0].payload["text"].startswith("the")
+        )
+    finally:
+        store.close()
+
+    monkeypatch.setattr(milvus_store, "_analyzer_choices", lambda analyzer, lite: [{"tokenizer": "no-such"}])
+    store = milvus_store.MilvusStore.open_lite(tmp_path / "b" / "milvus.db", 2, "chinese")
+    try:
+        assert store.analyzer == "" and "searched by meaning only" in store.notice
+        store.upsert(points())
+        hits = store.search([1.0, 0.0], ([], []), 2, None, None, text="cat")  # hybrid asked: dense only
+        assert [h.payload["text"] for h in hits] == ["北京是中国的首都", "the cat sat on the mat"]
+    finally:
+        store.close()
+    monkeypatch.undo()
+    reopened = milvus_store.MilvusStore.open_lite(tmp_path / "b" / "milvus.db", 2)
+    try:  # the collection remembers it has no BM25 field
+        assert reopened.analyzer == "" and "meaning only" in reopened.notice and reopened.count() == 2
+    finally:
+        reopened.close()
