@@ -77,7 +77,7 @@ def indexed(
     with make_service(SETTINGS) as svc:
         svc.create_base("kb")
         report = svc.add_paths("kb", [corpus])
-        assert report.ok
+        assert report.ok and svc.info("kb").backend == store_backend
         docs, points = snapshot(svc, "kb")
     assert all(s == INDEXED for s, _ in docs.values()) and len(docs) == 8
     assert points == sum(c for _, c in docs.values())

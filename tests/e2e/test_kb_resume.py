@@ -78,6 +78,7 @@ def test_sigkill_mid_ingestion_then_rerun(tmp_path: Path, bubble_home: Path, bac
         for p in sorted(corpus.iterdir())
     }
     with make_service(settings) as svc:  # the shard opens cleanly after the kill
+        assert svc.info("kb").backend == backend
         report = svc.add_paths("kb", [corpus])
         assert report.ok
         assert sorted(report.indexed + report.unchanged) == sorted(expected)

@@ -67,7 +67,10 @@ def any_svc(request: pytest.FixtureRequest):
         pytest.importorskip("milvus_lite")
     s = make_service(KnowledgeSettings(vector_store=request.param))
     yield s
-    s.close()
+    try:  # every base the test made is in that database
+        assert {b.backend for b in s.list_bases()} <= {request.param}
+    finally:
+        s.close()
 
 
 def test_add_and_search_with_bad_files_reported(any_svc: KnowledgeService, tmp_path: Path) -> None:
@@ -166,7 +169,7 @@ def test_manage_bases_rename_delete_reindex(any_svc: KnowledgeService, tmp_path:
         svc.create_base("a")
     svc.add_paths("a", [corpus / "france.txt"])
     svc.rename_base("a", "项目资料")
-    assert [b.name for b in svc.list_bases()] == ["项目资料"]
+    assert [(b.name, b.backend) for b in svc.list_bases()] == [("项目资料", svc.settings.vector_store)]
     assert svc.search("项目资料", "Eiffel", top_k=1)[0].path.endswith("france.txt")
     report = svc.reindex("项目资料")
     assert [Path(p).name for p in report.indexed] == ["france.txt"] and point_count(svc, "项目资料") == 1
