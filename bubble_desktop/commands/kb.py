@@ -24,6 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = kbsub.add_parser("create", help="create an empty knowledge base")
     p.add_argument("name")
+    p.add_argument(
+        "--backend",
+        choices=("edge", "qdrant", "milvus-lite", "milvus"),
+        default=None,
+        help="vector database (default: knowledge.vector_store; servers use the URL in the settings)",
+    )
     p.add_argument("--json", action="store_true", help="print the new knowledge base as JSON")
     p.set_defaults(func=_create)
 
@@ -101,16 +107,18 @@ def _base_json(b: Any) -> dict[str, Any]:
         "dim": b.dim,
         "created": b.created,
         "backend": b.backend,
+        "location": b.location,
+        "notice": b.notice,
     }
 
 
 def _create(args: argparse.Namespace) -> int:
     with _service() as svc:
-        info = svc.create_base(args.name)
+        info = svc.create_base(args.name, args.backend)
     if args.json:
         print(json.dumps(_base_json(info), ensure_ascii=False))
     else:
-        print(f"created knowledge base '{info.name}'")
+        print(f"created knowledge base '{info.name}' ({info.backend})")
     return EXIT_OK
 
 
@@ -123,7 +131,9 @@ def _list(args: argparse.Namespace) -> int:
     if not bases:
         print("no knowledge bases yet (bubble-cli kb create NAME)")
     for b in bases:
-        print(f"{b.name}\t{b.documents} documents\t{b.chunks} chunks\t{b.embedding_model}")
+        print(f"{b.name}\t{b.documents} documents\t{b.chunks} chunks\t{b.embedding_model}\t{b.backend}")
+        if b.notice:
+            print(f"  note: {b.notice}")
     return EXIT_OK
 
 

@@ -74,6 +74,10 @@ class StoreLockedError(KnowledgeBaseError):
     )
 
 
+class BackendMismatchError(KnowledgeBaseError):
+    """A knowledge base lives in another vector database than the one configured now."""
+
+
 class EmbeddingMismatchError(KnowledgeBaseError):
     default_hint = (
         "Re-index the knowledge base with the current embedding "

@@ -265,16 +265,36 @@ class KnowledgeSettings(_Section):
             "Keeps Chinese retrieval working with English embedding models."
         ),
     )
+    vector_store: Literal["edge", "qdrant", "milvus-lite", "milvus"] = Field(
+        "edge",
+        title="Vector database",
+        description=(
+            "Where new knowledge bases keep their vectors: Qdrant Edge or Milvus Lite on this computer, "
+            "or your own Qdrant or Milvus server. Each knowledge base stays where it was created."
+        ),
+    )
     qdrant_url: str = Field(
         "",
-        title="Knowledge server (optional)",
+        title="Qdrant server address",
         description=(
-            "Leave empty to keep the knowledge bases on this computer. To keep them on a Qdrant database "
-            "server of your own instead, enter its address, e.g. http://localhost:6333."
+            "The address of your own Qdrant database server, e.g. http://localhost:6333 "
+            "(with the vector database set to Qdrant server)."
         ),
     )
     qdrant_api_key: str = Field(
-        "", title="Server password (API key)", description="Only if your knowledge server asks for one."
+        "", title="Server password (API key)", description="Only if your Qdrant server asks for one."
+    )
+    milvus_url: str = Field(
+        "",
+        title="Milvus server address",
+        description=(
+            "A Milvus server or cluster of your own (e.g. http://localhost:19530) or a Zilliz Cloud endpoint."
+        ),
+    )
+    milvus_token: str = Field(
+        "",
+        title="Milvus password (token)",
+        description="Only if your Milvus server asks for one: user:password or an API key.",
     )
     embed_threads: int = Field(
         0,
@@ -301,10 +321,26 @@ class KnowledgeSettings(_Section):
         ),
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _qdrant_url_means_qdrant(cls, data: Any) -> Any:
+        """Settings from before ``vector_store``: a Qdrant URL meant "use that server"."""
+        if (
+            isinstance(data, dict)
+            and "vector_store" not in data
+            and str(data.get("qdrant_url") or "").strip()
+        ):
+            return {**data, "vector_store": "qdrant"}
+        return data
+
     @model_validator(mode="after")
     def _overlap_below_size(self) -> KnowledgeSettings:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("chunk overlap must be smaller than chunk size")
+        if self.vector_store == "qdrant" and not self.qdrant_url.strip():
+            raise ValueError("a Qdrant server needs its qdrant URL")
+        if self.vector_store == "milvus" and not self.milvus_url.strip():
+            raise ValueError("a Milvus server needs its milvus URL")
         return self
 
 

@@ -479,6 +479,16 @@ class KnowledgeTab(QWidget):
         text = self.count_text(documents, chunks)
         if info.embedding_model:
             text += " · " + os.path.basename(str(info.embedding_model).rstrip("/\\"))
+        backend = {
+            "qdrant": self.tr("Qdrant server"),
+            "milvus-lite": self.tr("Milvus Lite"),
+            "milvus": self.tr("Milvus server"),
+        }.get(getattr(info, "backend", "edge"))
+        if backend:  # Qdrant Edge, the default, goes unsaid
+            text += " · " + backend
+        notice = getattr(info, "notice", "")
+        if notice:  # a feature this store lacks and what search does instead (e.g. no keyword search)
+            text += "\n" + notice
         self.base_info.setText(text)
         self.base_info.setToolTip(text)
 

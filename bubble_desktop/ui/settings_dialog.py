@@ -95,6 +95,10 @@ CHOICE_LABELS: dict[str, str] = {
     "system": QT_TRANSLATE_NOOP("settings", "System"),
     "light": QT_TRANSLATE_NOOP("settings", "Light"),
     "dark": QT_TRANSLATE_NOOP("settings", "Dark"),
+    "edge": QT_TRANSLATE_NOOP("settings", "Qdrant Edge (on this computer)"),
+    "qdrant": QT_TRANSLATE_NOOP("settings", "Qdrant server"),
+    "milvus-lite": QT_TRANSLATE_NOOP("settings", "Milvus Lite (on this computer)"),
+    "milvus": QT_TRANSLATE_NOOP("settings", "Milvus server"),
 }
 # Language names are always shown in their own language.
 NATIVE_LABELS: dict[tuple[str, str], str] = {
@@ -116,14 +120,29 @@ PRESET_TIPS: dict[str, str] = {
     ),
 }
 # Messages raised by the settings models' own validators.
-VALIDATOR_MESSAGES = (QT_TRANSLATE_NOOP("settings", "chunk overlap must be smaller than chunk size"),)
+VALIDATOR_MESSAGES = (
+    QT_TRANSLATE_NOOP("settings", "chunk overlap must be smaller than chunk size"),
+    QT_TRANSLATE_NOOP("settings", "a Qdrant server needs its qdrant URL"),
+    QT_TRANSLATE_NOOP("settings", "a Milvus server needs its milvus URL"),
+)
 
 # Editors that differ from what the type alone suggests.
 FOLDER_FIELDS = {("model", "path"), ("model", "lora_path"), ("knowledge", "embedding_model")}
-SECRET_FIELDS = {("model", "endpoint_api_key"), ("knowledge", "qdrant_api_key"), ("api", "api_key")}
+SECRET_FIELDS = {
+    ("model", "endpoint_api_key"),
+    ("knowledge", "qdrant_api_key"),
+    ("knowledge", "milvus_token"),
+    ("api", "api_key"),
+}
 MULTILINE_FIELDS = {("sampling", "system_prompt")}
 # Fields shown on the Data page instead of their own section's page.
-DATA_PAGE_FIELDS = (("knowledge", "qdrant_url"), ("knowledge", "qdrant_api_key"))
+DATA_PAGE_FIELDS = (
+    ("knowledge", "vector_store"),
+    ("knowledge", "qdrant_url"),
+    ("knowledge", "qdrant_api_key"),
+    ("knowledge", "milvus_url"),
+    ("knowledge", "milvus_token"),
+)
 # When a field applies: (section, field) -> (the field it depends on, the values for which it applies:
 # one value, a set of them, or None for "any non-empty value"). A field whose rule fails is hidden (and
 # disabled), and so is every field that depends on a hidden one. A new choice that makes fields conditional
@@ -140,7 +159,10 @@ SHOWN_WHEN: dict[tuple[str, str], tuple[tuple[str, str], Any]] = {
     ("model", "endpoint_url"): (("model", "backend"), "openai"),
     ("model", "endpoint_model"): (("model", "backend"), "openai"),
     ("model", "endpoint_api_key"): (("model", "backend"), "openai"),
+    ("knowledge", "qdrant_url"): (("knowledge", "vector_store"), "qdrant"),
     ("knowledge", "qdrant_api_key"): (("knowledge", "qdrant_url"), None),
+    ("knowledge", "milvus_url"): (("knowledge", "vector_store"), "milvus"),
+    ("knowledge", "milvus_token"): (("knowledge", "vector_store"), "milvus"),
 }
 # Numbers whose lowest value means "choose for me": the spin box says "Auto" there instead of 0 / -1.
 AUTO_AT_MINIMUM = {
@@ -183,6 +205,15 @@ def _applies(rule_value: Any, current: Any) -> bool:
     if isinstance(rule_value, (set, frozenset, tuple, list)):
         return current in rule_value
     return bool(current == rule_value)
+
+
+def _choice_available(section: str, name: str, value: str) -> bool:
+    """Choices this install cannot run are not offered (Milvus without its optional packages)."""
+    if (section, name) == ("knowledge", "vector_store") and value in ("milvus-lite", "milvus"):
+        from bubble_desktop.core.kb.milvus_store import lite_available, server_available
+
+        return lite_available() if value == "milvus-lite" else server_available()
+    return True
 
 
 # Sliders only where the range is small enough to be dragged meaningfully.
@@ -263,6 +294,8 @@ class FieldEditor(QWidget):
             self.combo = QComboBox()
             listed = LISTED_VALUES.get(key, {})
             for value in info["choices"] or listed:
+                if not _choice_available(self.section, self.name, value):
+                    continue
                 label = NATIVE_LABELS.get((self.name, value)) or tr(
                     listed.get(value) or CHOICE_LABELS.get(value, value)
                 )

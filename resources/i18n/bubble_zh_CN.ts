@@ -451,6 +451,10 @@
             <translation>处理完当前这一批后停止；已索引的内容会保留。</translation>
         </message>
         <message>
+            <source>Show files…</source>
+            <translation>查看文件…</translation>
+        </message>
+        <message>
             <source>Try a question…</source>
             <translation>输入一个问题试试…</translation>
         </message>
@@ -515,6 +519,18 @@
             <translation>还没有知识库：把文件拖到这里即可创建。</translation>
         </message>
         <message>
+            <source>Qdrant server</source>
+            <translation>Qdrant 服务器</translation>
+        </message>
+        <message>
+            <source>Milvus Lite</source>
+            <translation>Milvus Lite</translation>
+        </message>
+        <message>
+            <source>Milvus server</source>
+            <translation>Milvus 服务器</translation>
+        </message>
+        <message>
             <source>Preparing to index into “%1”…</source>
             <translation>正在准备索引到“%1”…</translation>
         </message>
@@ -527,20 +543,12 @@
             <translation>%v / 1 个文件</translation>
         </message>
         <message>
-            <source>Reading %1: page %2 of %3</source>
-            <translation>正在读取 %1：第 %2 页，共 %3 页</translation>
-        </message>
-        <message>
             <source>Indexing %1</source>
             <translation>正在索引 %1</translation>
         </message>
         <message>
             <source>%1 chunks</source>
             <translation>%1 个片段</translation>
-        </message>
-        <message>
-            <source>Show files…</source>
-            <translation>查看文件…</translation>
         </message>
         <message>
             <source>Release to add them to “%1”.</source>
@@ -557,6 +565,10 @@
         <message>
             <source>1 chunk</source>
             <translation>1 个片段</translation>
+        </message>
+        <message>
+            <source>Reading %1: page %2 of %3</source>
+            <translation>正在读取 %1：第 %2 页，共 %3 页</translation>
         </message>
         <message>
             <source>%1 chunks/s</source>
@@ -599,12 +611,12 @@
             <translation>（另有 %1 条提示）</translation>
         </message>
         <message>
-            <source>Files that could not be indexed</source>
-            <translation>无法索引的文件</translation>
-        </message>
-        <message>
             <source>…and %1 more</source>
             <translation>…还有 %1 条</translation>
+        </message>
+        <message>
+            <source>Files that could not be indexed</source>
+            <translation>无法索引的文件</translation>
         </message>
         <message>
             <source>New knowledge base</source>
@@ -1377,6 +1389,18 @@ Context window: %3 tokens</source>
     <context>
         <name>SourceViewer</name>
         <message>
+            <source>p. %1</source>
+            <translation>第 %1 页</translation>
+        </message>
+        <message>
+            <source>(no passage stored)</source>
+            <translation>（没有保存段落）</translation>
+        </message>
+        <message>
+            <source>Click to open the passage.</source>
+            <translation>点击打开这段原文。</translation>
+        </message>
+        <message>
             <source>Source</source>
             <translation>来源</translation>
         </message>
@@ -1445,6 +1469,10 @@ Context window: %3 tokens</source>
             <translation>正在页面上查找这段原文…</translation>
         </message>
         <message>
+            <source>The passage could not be found on page %1 (the file may have changed since it was indexed); the page is shown without a highlight. The passage reads: %2</source>
+            <translation>在第 %1 页上找不到这段原文（文件可能在建立索引后被修改过），页面显示时没有高亮。原文为：%2</translation>
+        </message>
+        <message>
             <source>The passage was not found in the file as it is now (changed since it was indexed?); showing %1, where it was.</source>
             <translation>在当前文件中找不到这段原文（建立索引后被修改过？）；显示它原来所在的%1。</translation>
         </message>
@@ -1455,22 +1483,6 @@ Context window: %3 tokens</source>
         <message>
             <source>This file cannot be shown here: %1. The passage is below.</source>
             <translation>无法在这里显示这个文件：%1。下面是这段原文。</translation>
-        </message>
-        <message>
-            <source>(no passage stored)</source>
-            <translation>（没有保存段落）</translation>
-        </message>
-        <message>
-            <source>p. %1</source>
-            <translation>第 %1 页</translation>
-        </message>
-        <message>
-            <source>Click to open the passage.</source>
-            <translation>点击打开这段原文。</translation>
-        </message>
-        <message>
-            <source>The passage could not be found on page %1 (the file may have changed since it was indexed); the page is shown without a highlight. The passage reads: %2</source>
-            <translation>在第 %1 页上找不到这段原文（文件可能在建立索引后被修改过），页面显示时没有高亮。原文为：%2</translation>
         </message>
         <message>
             <source>No application on this computer opens this kind of file; it is shown here instead.</source>
@@ -2192,6 +2204,26 @@ Context window: %3 tokens</source>
             <translation>不是可读取的图片</translation>
         </message>
         <message>
+            <source>{what} is not installed in this copy of Bubble.</source>
+            <translation>这份 Bubble 没有安装 {0}。</translation>
+        </message>
+        <message>
+            <source>Install the Milvus extra (pip install 'bubble-desktop[milvus]'), or use a knowledge base stored in Qdrant.</source>
+            <translation>请安装 Milvus 扩展（pip install 'bubble-desktop[milvus]'），或使用存放在 Qdrant 中的知识库。</translation>
+        </message>
+        <message>
+            <source>The Milvus server{where} could not be used: {detail}</source>
+            <translation>无法使用 Milvus 服务器{0}：{1}</translation>
+        </message>
+        <message>
+            <source>Check the Milvus URL and token in Settings → Knowledge (is the server running?), or keep knowledge bases on this computer.</source>
+            <translation>请检查“设置 → 知识库”中的 Milvus 地址和令牌（服务器是否在运行？），或者把知识库放在本机。</translation>
+        </message>
+        <message>
+            <source>Another Bubble is using this knowledge base ({folder.parent.name}).</source>
+            <translation>另一个 Bubble 正在使用这个知识库（{0}）。</translation>
+        </message>
+        <message>
             <source>the OCR process stopped unexpectedly</source>
             <translation>OCR 进程意外停止</translation>
         </message>
@@ -2364,6 +2396,14 @@ Context window: %3 tokens</source>
             <translation>这种文件无法在这里显示</translation>
         </message>
         <message>
+            <source>Knowledge base '{base.name}' is stored on the {BACKEND_NAMES[kind]} at {location}, but Settings → Knowledge points at {configured}.</source>
+            <translation>知识库“{0}”存放在位于 {2} 的{1}上，但“设置 → 知识库”指向的是 {3}。</translation>
+        </message>
+        <message>
+            <source>Set the {BACKEND_NAMES[kind]} URL back to {location} to use it, or create a new knowledge base on the new server and add the documents to it.</source>
+            <translation>要使用它，请把{0}地址改回 {1}；或者在新服务器上新建一个知识库，再把文档添加进去。</translation>
+        </message>
+        <message>
             <source>'{name}' is not a usable knowledge base name.</source>
             <translation>“{0}”不能用作知识库名称。</translation>
         </message>
@@ -2396,12 +2436,28 @@ Context window: %3 tokens</source>
             <translation>请用当前模型重建索引（bubble-cli kb reindex {0}），或在“设置 → 知识库”中把嵌入模型改回去。</translation>
         </message>
         <message>
+            <source>'{backend}' is not a vector database Bubble knows.</source>
+            <translation>Bubble 不认识向量数据库“{0}”。</translation>
+        </message>
+        <message>
+            <source>Use one of: {', '.join(BACKENDS)}.</source>
+            <translation>请使用以下之一：{0}。</translation>
+        </message>
+        <message>
             <source>A knowledge base called '{name}' already exists.</source>
             <translation>已经有名为“{0}”的知识库。</translation>
         </message>
         <message>
             <source>Pick another name.</source>
             <translation>请换一个名称。</translation>
+        </message>
+        <message>
+            <source>There is no {BACKEND_NAMES[kind]} URL in the settings.</source>
+            <translation>设置中没有{0}的地址。</translation>
+        </message>
+        <message>
+            <source>Set it first in Settings → Data.</source>
+            <translation>请先在“设置 → 数据”中填写。</translation>
         </message>
         <message>
             <source>A knowledge base called '{new}' already exists.</source>
@@ -3395,6 +3451,22 @@ Context window: %3 tokens</source>
             <translation>深色</translation>
         </message>
         <message>
+            <source>Qdrant Edge (on this computer)</source>
+            <translation>Qdrant Edge（本机）</translation>
+        </message>
+        <message>
+            <source>Qdrant server</source>
+            <translation>Qdrant 服务器</translation>
+        </message>
+        <message>
+            <source>Milvus Lite (on this computer)</source>
+            <translation>Milvus Lite（本机）</translation>
+        </message>
+        <message>
+            <source>Milvus server</source>
+            <translation>Milvus 服务器</translation>
+        </message>
+        <message>
             <source>Precise</source>
             <translation>精确</translation>
         </message>
@@ -3421,6 +3493,14 @@ Context window: %3 tokens</source>
         <message>
             <source>chunk overlap must be smaller than chunk size</source>
             <translation>分块重叠必须小于分块大小</translation>
+        </message>
+        <message>
+            <source>a Qdrant server needs its qdrant URL</source>
+            <translation>使用 Qdrant 服务器需要填写 Qdrant 服务器地址</translation>
+        </message>
+        <message>
+            <source>a Milvus server needs its milvus URL</source>
+            <translation>使用 Milvus 服务器需要填写 Milvus 服务器地址</translation>
         </message>
         <message>
             <source>Any region</source>
@@ -3727,16 +3807,36 @@ Context window: %3 tokens</source>
             <translation>结合语义（稠密向量）检索和关键词（BM25）检索。即使使用英文嵌入模型，中文检索也能正常工作。</translation>
         </message>
         <message>
-            <source>Knowledge server (optional)</source>
-            <translation>知识库服务器（可选）</translation>
+            <source>Vector database</source>
+            <translation>向量数据库</translation>
         </message>
         <message>
-            <source>Leave empty to keep the knowledge bases on this computer. To keep them on a Qdrant database server of your own instead, enter its address, e.g. http://localhost:6333.</source>
-            <translation>留空则知识库保存在本机。若要改存到你自己的 Qdrant 数据库服务器，请填写它的地址，例如 http://localhost:6333。</translation>
+            <source>Where new knowledge bases keep their vectors: Qdrant Edge or Milvus Lite on this computer, or your own Qdrant or Milvus server. Each knowledge base stays where it was created.</source>
+            <translation>新建知识库的向量保存位置：本机的 Qdrant Edge 或 Milvus Lite，或你自己的 Qdrant、Milvus 服务器。已有的知识库留在创建时的位置。</translation>
         </message>
         <message>
-            <source>Only if your knowledge server asks for one.</source>
-            <translation>仅当你的知识库服务器需要时填写。</translation>
+            <source>Qdrant server address</source>
+            <translation>Qdrant 服务器地址</translation>
+        </message>
+        <message>
+            <source>The address of your own Qdrant database server, e.g. http://localhost:6333 (with the vector database set to Qdrant server).</source>
+            <translation>您自己的 Qdrant 数据库服务器地址，例如 http://localhost:6333（向量数据库选择“Qdrant 服务器”时使用）。</translation>
+        </message>
+        <message>
+            <source>Only if your Qdrant server asks for one.</source>
+            <translation>仅当您的 Qdrant 服务器要求时填写。</translation>
+        </message>
+        <message>
+            <source>Milvus server address</source>
+            <translation>Milvus 服务器地址</translation>
+        </message>
+        <message>
+            <source>Milvus password (token)</source>
+            <translation>Milvus 密码（令牌）</translation>
+        </message>
+        <message>
+            <source>Only if your Milvus server asks for one: user:password or an API key.</source>
+            <translation>仅当您的 Milvus 服务器要求时填写：用户名:密码 或 API 密钥。</translation>
         </message>
         <message>
             <source>Prefer results from this country or region.</source>
@@ -3745,6 +3845,10 @@ Context window: %3 tokens</source>
         <message>
             <source>Embedding threads</source>
             <translation>嵌入线程数</translation>
+        </message>
+        <message>
+            <source>A Milvus server or cluster of your own (e.g. http://localhost:19530) or a Zilliz Cloud endpoint.</source>
+            <translation>您自己的 Milvus 服务器或集群（例如 http://localhost:19530），或 Zilliz Cloud 端点。</translation>
         </message>
         <message>
             <source>CPU threads used for embedding. 0 chooses automatically.</source>

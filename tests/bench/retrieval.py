@@ -1,6 +1,12 @@
-"""Retrieval latency (excluding the query embedding) and reopen time, Qdrant Edge vs qdrant-client local mode.
+"""Retrieval latency (excluding the query embedding) and reopen time: Qdrant Edge, Milvus Lite,
+qdrant-client local mode.
 
     .venv/bin/python tests/bench/retrieval.py --sizes 10000 100000 --local-max 10000
+    .venv/bin/python tests/bench/retrieval.py --sizes 10000 --backend edge milvus-lite
+
+``--backend`` picks the stores (default: edge and qdrant-local, as before; ``service_edge`` runs with
+edge). Milvus Lite gets the same points through :class:`MilvusStore` (its BM25 function analyzes the
+text itself; the "optimize" step is its flush).
 
 Random unit vectors (384-d, like MiniLM) with real BM25 sparse vectors of synthetic ~300-character
 chunk texts and the real payload shape. For each size: upsert, optimize, query p50/p95 (dense only and
@@ -83,14 +89,18 @@ def make_queries(count: int, seed: int = 2):
     q = rng.standard_normal((count, DIM), dtype=np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     r = random.Random(seed)
-    return [(q[i].tolist(), sparse_query(" ".join(r.choice(WORDS) for _ in range(4)))) for i in range(count)]
+    out = []
+    for i in range(count):
+        text = " ".join(r.choice(WORDS) for _ in range(4))
+        out.append((q[i].tolist(), sparse_query(text), text))
+    return out
 
 
 def time_queries(store, queries, hybrid: bool, k: int = 4) -> dict[str, float]:
     lat = []
-    for dense, sparse in queries:
+    for dense, sparse, text in queries:
         t = time.perf_counter()
-        store.search(dense, sparse if hybrid else None, k, None, None)
+        store.search(dense, sparse if hybrid else None, k, None, None, text=text)
         lat.append(time.perf_counter() - t)
     return {"p50_ms": ms(statistics.median(lat)), "p95_ms": ms(pct(lat, 0.95))}
 
@@ -145,7 +155,7 @@ def bench_service(queries, work: Path) -> dict[str, object]:
         out = {}
         for hybrid in (False, True):
             lat = []
-            for dense, _ in queries:
+            for dense, _, _ in queries:
                 t = time.perf_counter()
                 svc.search("bench", "index search query", top_k=4, hybrid=hybrid, query_vector=dense)
                 lat.append(time.perf_counter() - t)
@@ -156,6 +166,33 @@ def bench_service(queries, work: Path) -> dict[str, object]:
         return out
     finally:
         svc.close()
+
+
+def bench_milvus_lite(points, queries, work: Path) -> dict[str, object]:
+    from bubble_desktop.core.kb.milvus_store import MilvusStore
+
+    path = work / "milvus.db"
+    store = MilvusStore.open_lite(path, DIM, "standard")
+    out: dict[str, object] = {"upsert_s": round(upsert_all(store, points, 1000), 3)}
+    t = time.perf_counter()
+    store.flush()
+    out["optimize_s"] = round(time.perf_counter() - t, 3)
+    # Lite builds a flushed segment's HNSW index after the flush: the first queries pay for it
+    out["first_pass"] = {
+        "dense": time_queries(store, queries, hybrid=False),
+        "hybrid": time_queries(store, queries, hybrid=True),
+    }
+    out["dense"] = time_queries(store, queries, hybrid=False)
+    out["hybrid"] = time_queries(store, queries, hybrid=True)
+    store.close()
+    t = time.perf_counter()
+    store = MilvusStore.open_lite(path, DIM)
+    store.search(queries[0][0], queries[0][1], 4, None, None, text=queries[0][2])
+    out["reopen_s"] = round(time.perf_counter() - t, 3)
+    out["count_after_reopen"] = store.count()
+    store.close()
+    out["disk_mb"] = round(du(path) / 1e6, 1)
+    return out
 
 
 def bench_local(points, queries, work: Path) -> dict[str, object]:
@@ -181,6 +218,13 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--local-max", type=int, default=10_000, help="cap for qdrant-client local mode")
+    ap.add_argument(
+        "--backend",
+        nargs="+",
+        choices=("edge", "milvus-lite", "qdrant-local"),
+        default=["edge", "qdrant-local"],
+        help="stores to measure, side by side on the same data",
+    )
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     queries = make_queries(args.queries)
@@ -191,9 +235,14 @@ def main() -> None:
             t = time.perf_counter()
             points = make_data(n)
             row: dict[str, object] = {"points": n, "make_data_s": round(time.perf_counter() - t, 1)}
-            row["edge"] = bench_edge(points, queries, work)
-            row["service_edge"] = bench_service(queries, work)
-            if n <= args.local_max:
+            if "edge" in args.backend:
+                row["edge"] = bench_edge(points, queries, work)
+                row["service_edge"] = bench_service(queries, work)
+            if "milvus-lite" in args.backend:
+                row["milvus_lite"] = bench_milvus_lite(points, queries, work)
+            if "qdrant-local" not in args.backend:
+                pass
+            elif n <= args.local_max:
                 row["qdrant_client_local"] = bench_local(points, queries, work)
             else:
                 row["qdrant_client_local"] = f"skipped above {args.local_max} points (too slow to run here)"

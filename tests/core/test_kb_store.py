@@ -1,4 +1,4 @@
-"""Stores: the Qdrant Edge shard and the Qdrant-server layout (via qdrant-client's local mode)."""
+"""Stores: the Qdrant Edge shard, the Qdrant-server layout (qdrant-client local mode), Milvus Lite."""
 
 from __future__ import annotations
 
@@ -48,9 +48,14 @@ def _points() -> list[StoredPoint]:
     return out
 
 
-@pytest.fixture(params=["edge", "edge-created-in-child", "server-local"])
+@pytest.fixture(params=["edge", "edge-created-in-child", "server-local", "milvus-lite"])
 def store(request: pytest.FixtureRequest, tmp_path: Path):
-    if request.param == "edge":
+    if request.param == "milvus-lite":
+        pytest.importorskip("milvus_lite")
+        from bubble_desktop.core.kb.milvus_store import MilvusStore
+
+        s = MilvusStore.open_lite(tmp_path / "milvus.db", DIM, "chinese")
+    elif request.param == "edge":
         s = EdgeStore(tmp_path / "shard", DIM)
     elif request.param == "edge-created-in-child":
         s = EdgeStore(tmp_path / "shard", DIM, create_in_child=True)
@@ -82,7 +87,8 @@ def test_dense_search_threshold_and_filter(store) -> None:
 def test_bm25_finds_chinese_through_hybrid(store) -> None:
     store.upsert(_points())
     # the dense vector points at "the cat" but the words are about Beijing: BM25 must bring it up
-    hits = store.search(_vec(1), sparse_query("中国的首都在哪里"), 2, None, None)
+    query = "中国的首都在哪里"
+    hits = store.search(_vec(1), sparse_query(query), 2, None, None, text=query)
     assert "北京是中国的首都，也是一座历史名城。" in [h.payload["text"] for h in hits]
 
 
@@ -91,6 +97,32 @@ def test_delete_document(store) -> None:
     store.delete_document("d1")
     assert store.count() == 2
     assert {h.payload["doc_id"] for h in store.search(_vec(0), None, 10, None, None)} == {"d2"}
+
+
+def test_delete_by_version_keeps_or_removes_one_hash(store) -> None:
+    """What re-index safety relies on: a new version is written beside the old one, then
+    ``keep_hash`` drops the old; a cancelled write is undone with ``only_hash``."""
+    old = [
+        StoredPoint(point_id("d", i, "h1"), _vec(i), ([], []), {"doc_id": "d", "hash": "h1", "text": "a"})
+        for i in range(3)
+    ]
+    new = [
+        StoredPoint(point_id("d", i, "h2"), _vec(i), ([], []), {"doc_id": "d", "hash": "h2", "text": "b"})
+        for i in range(2)
+    ]
+    other = [
+        StoredPoint(point_id("e", 0, "h1"), _vec(5), ([], []), {"doc_id": "e", "hash": "h1", "text": "c"})
+    ]
+    store.upsert(old + new + other)
+    assert store.count() == 6
+    store.delete_document("d", only_hash="h2")  # the unfinished new version goes, the old one stays
+    assert store.count() == 4 and len(store.export_document("d")) == 3
+    store.upsert(new)
+    store.delete_document("d", keep_hash="h2")  # the new version is complete: the old one goes
+    exported = store.export_document("d")
+    assert sorted(p.id for p in exported) == sorted(p.id for p in new)
+    assert {p.payload["hash"] for p in exported} == {"h2"} and len(exported[0].dense) == DIM
+    assert store.count() == 3  # the other document was never touched
 
 
 def test_shard_created_in_a_child_process(tmp_path: Path) -> None:

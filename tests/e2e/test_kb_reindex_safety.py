@@ -56,19 +56,35 @@ def assert_all_searchable(svc: KnowledgeService, name: str, markers: dict[str, s
 
 
 @pytest.fixture
-def indexed(tmp_path: Path) -> tuple[Path, dict[str, str], dict[str, tuple[str, int]], int]:
+def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The vector database of the test's bases: Qdrant Edge unless a test is parametrized
+    (indirect) over more; SETTINGS follows it."""
+    backend = getattr(request, "param", "edge")
+    if backend != "edge":
+        pytest.importorskip("milvus_lite")
+        monkeypatch.setattr(
+            sys.modules[__name__], "SETTINGS", SETTINGS.model_copy(update={"vector_store": backend})
+        )
+    return backend
+
+
+@pytest.fixture
+def indexed(
+    tmp_path: Path, store_backend: str
+) -> tuple[Path, dict[str, str], dict[str, tuple[str, int]], int]:
     corpus = tmp_path / "corpus"
     markers = write_docs(corpus)
     with make_service(SETTINGS) as svc:
         svc.create_base("kb")
         report = svc.add_paths("kb", [corpus])
-        assert report.ok
+        assert report.ok and svc.info("kb").backend == store_backend
         docs, points = snapshot(svc, "kb")
     assert all(s == INDEXED for s, _ in docs.values()) and len(docs) == 8
     assert points == sum(c for _, c in docs.values())
     return corpus, markers, docs, points
 
 
+@pytest.mark.parametrize("store_backend", ["edge", "milvus-lite"], indirect=True)
 def test_cancelled_reindex_keeps_everything_and_search_answers_meanwhile(indexed) -> None:
     corpus, markers, clean_docs, clean_points = indexed
     with make_service(SETTINGS) as svc:

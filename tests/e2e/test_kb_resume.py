@@ -23,7 +23,8 @@ CHILD = textwrap.dedent(
     from bubble_desktop.core.paths import Paths
     from bubble_desktop.core.settings import KnowledgeSettings
 
-    svc = KnowledgeService(Paths.default(), KnowledgeSettings(chunk_size=200, chunk_overlap=20))
+    settings = KnowledgeSettings(chunk_size=200, chunk_overlap=20, vector_store=sys.argv[2])
+    svc = KnowledgeService(Paths.default(), settings)
     svc.batch_chunks = 8
     svc.create_base("kb")
     def progress(p):
@@ -36,7 +37,10 @@ CHILD = textwrap.dedent(
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
-def test_sigkill_mid_ingestion_then_rerun(tmp_path: Path, bubble_home: Path) -> None:
+@pytest.mark.parametrize("backend", ["edge", "milvus-lite"])
+def test_sigkill_mid_ingestion_then_rerun(tmp_path: Path, bubble_home: Path, backend: str) -> None:
+    if backend == "milvus-lite":
+        pytest.importorskip("milvus_lite")
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for i in range(8):
@@ -45,7 +49,7 @@ def test_sigkill_mid_ingestion_then_rerun(tmp_path: Path, bubble_home: Path) -> 
         )
     env = {**os.environ, "BUBBLE_HOME": str(bubble_home)}
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(corpus)],
+        [sys.executable, "-c", CHILD, str(corpus), backend],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -68,12 +72,13 @@ def test_sigkill_mid_ingestion_then_rerun(tmp_path: Path, bubble_home: Path) -> 
     assert killed_at is not None, "the child finished before it could be killed"
     assert child.returncode == -signal.SIGKILL
 
-    settings = KnowledgeSettings(chunk_size=200, chunk_overlap=20)
+    settings = KnowledgeSettings(chunk_size=200, chunk_overlap=20, vector_store=backend)
     expected = {
         str(p): len(chunk_segments(parse_file(p).segments, settings.chunk_size, settings.chunk_overlap))
         for p in sorted(corpus.iterdir())
     }
     with make_service(settings) as svc:  # the shard opens cleanly after the kill
+        assert svc.info("kb").backend == backend
         report = svc.add_paths("kb", [corpus])
         assert report.ok
         assert sorted(report.indexed + report.unchanged) == sorted(expected)

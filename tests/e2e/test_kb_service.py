@@ -60,7 +60,21 @@ def svc():
     s.close()
 
 
-def test_add_and_search_with_bad_files_reported(svc: KnowledgeService, tmp_path: Path) -> None:
+@pytest.fixture(params=["edge", "milvus-lite"])
+def any_svc(request: pytest.FixtureRequest):
+    """The same service over each embedded vector database (Qdrant Edge, Milvus Lite)."""
+    if request.param == "milvus-lite":
+        pytest.importorskip("milvus_lite")
+    s = make_service(KnowledgeSettings(vector_store=request.param))
+    yield s
+    try:  # every base the test made is in that database
+        assert {b.backend for b in s.list_bases()} <= {request.param}
+    finally:
+        s.close()
+
+
+def test_add_and_search_with_bad_files_reported(any_svc: KnowledgeService, tmp_path: Path) -> None:
+    svc = any_svc
     corpus = write_corpus(tmp_path / "docs")
     svc.create_base("notes")
     events: list[IngestProgress] = []
@@ -107,7 +121,8 @@ def test_add_and_search_with_bad_files_reported(svc: KnowledgeService, tmp_path:
     }
 
 
-def test_search_options(svc: KnowledgeService, tmp_path: Path) -> None:
+def test_search_options(any_svc: KnowledgeService, tmp_path: Path) -> None:
+    svc = any_svc
     corpus = write_corpus(tmp_path / "docs")
     svc.create_base("kb")
     svc.add_paths("kb", [corpus])
@@ -124,7 +139,8 @@ def test_search_options(svc: KnowledgeService, tmp_path: Path) -> None:
     assert svc.last_search_stats is not None
 
 
-def test_incremental_changed_and_removed(svc: KnowledgeService, tmp_path: Path) -> None:
+def test_incremental_changed_and_removed(any_svc: KnowledgeService, tmp_path: Path) -> None:
+    svc = any_svc
     corpus = write_corpus(tmp_path / "docs")
     svc.create_base("kb")
     svc.add_paths("kb", [corpus])
@@ -145,14 +161,15 @@ def test_incremental_changed_and_removed(svc: KnowledgeService, tmp_path: Path) 
         svc.remove_document("kb", corpus / "france.txt")
 
 
-def test_manage_bases_rename_delete_reindex(svc: KnowledgeService, tmp_path: Path) -> None:
+def test_manage_bases_rename_delete_reindex(any_svc: KnowledgeService, tmp_path: Path) -> None:
+    svc = any_svc
     corpus = write_corpus(tmp_path / "docs")
     svc.create_base("a")
     with pytest.raises(KnowledgeBaseError, match="already exists"):
         svc.create_base("a")
     svc.add_paths("a", [corpus / "france.txt"])
     svc.rename_base("a", "项目资料")
-    assert [b.name for b in svc.list_bases()] == ["项目资料"]
+    assert [(b.name, b.backend) for b in svc.list_bases()] == [("项目资料", svc.settings.vector_store)]
     assert svc.search("项目资料", "Eiffel", top_k=1)[0].path.endswith("france.txt")
     report = svc.reindex("项目资料")
     assert [Path(p).name for p in report.indexed] == ["france.txt"] and point_count(svc, "项目资料") == 1
@@ -175,7 +192,10 @@ def test_embedding_model_mismatch_is_refused(tmp_path: Path) -> None:
             svc.add_paths("kb", [corpus / "python.md"])
 
 
-def test_cancel_between_batches_leaves_only_whole_documents(svc: KnowledgeService, tmp_path: Path) -> None:
+def test_cancel_between_batches_leaves_only_whole_documents(
+    any_svc: KnowledgeService, tmp_path: Path
+) -> None:
+    svc = any_svc
     root = tmp_path / "many"
     root.mkdir()
     for i in range(6):

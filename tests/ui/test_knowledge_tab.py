@@ -333,3 +333,16 @@ def test_a_search_hit_opens_in_the_viewer_at_its_passage(qtbot, tab, tmp_path):
     start, end = viewer.text_range
     assert "The observatory dome opens only when" in viewer.text_view.toPlainText()[start:end]
     assert viewer.title_label.text().startswith("[1] observatory.txt · ")
+
+
+def test_base_info_names_a_milvus_backend_and_its_notice(qtbot, tab):
+    from bubble_desktop.core.kb.types import KnowledgeBaseInfo
+
+    notice = "This Milvus has no BM25 full-text function: this knowledge base is searched by meaning only."
+    tab._on_controller_bases_listed(
+        [KnowledgeBaseInfo("remote", 3, 9, "all-MiniLM-L6-v2", 384, 0.0, "milvus", "http://m:19530", notice)]
+    )
+    text = tab.base_info.text()
+    assert "3 documents · 9 chunks" in text and "Milvus server" in text and notice in text
+    tab._on_controller_bases_listed([KnowledgeBaseInfo("local", 1, 2, "all-MiniLM-L6-v2", 384, 0.0)])
+    assert "Milvus" not in tab.base_info.text() and "Qdrant" not in tab.base_info.text()

@@ -172,6 +172,11 @@ def test_server_fields_are_hidden_while_the_model_runs_here(qtbot, dialog):
 def test_knowledge_server_key_only_with_a_server_and_no_jargon(qtbot, dialog):
     dialog.show()
     assert not _row_shown(dialog, "knowledge", "qdrant_api_key")
+    assert not _row_shown(dialog, "knowledge", "qdrant_url")  # Qdrant Edge, on this computer
+    dialog.editor("knowledge", "vector_store").set_value("qdrant")
+    assert _row_shown(dialog, "knowledge", "qdrant_url") and not _row_shown(
+        dialog, "knowledge", "qdrant_api_key"
+    )
     dialog.editor("knowledge", "qdrant_url").set_value("http://localhost:6333")
     assert _row_shown(dialog, "knowledge", "qdrant_api_key")
     from bubble_desktop.core.settings import SECTIONS, field_info
@@ -210,3 +215,34 @@ def test_an_error_on_a_hidden_field_is_still_shown(qtbot, paths, monkeypatch):
     d.editor("knowledge", "hybrid").set_value(False)
     assert not _row_shown(d, "knowledge", "chunk_overlap")
     assert "smaller than chunk size" in d.status.text()
+
+
+def test_vector_database_choice_on_the_data_page(qtbot, dialog, paths, monkeypatch):
+    store = dialog.editor("knowledge", "vector_store")
+    values = [store.combo.itemData(i) for i in range(store.combo.count())]
+    assert values == ["edge", "qdrant", "milvus-lite", "milvus"]
+    assert store.combo.itemText(2) == "Milvus Lite (on this computer)"
+    milvus_url = dialog.editor("knowledge", "milvus_url")
+    assert not milvus_url.isEnabled()
+    store.set_value("milvus")
+    assert milvus_url.isEnabled() and dialog.editor("knowledge", "milvus_token").isEnabled()
+    assert not dialog.ok_button.isEnabled()  # a Milvus server needs its URL
+    assert dialog.error_label("knowledge", "milvus_url").isVisible() or not dialog.isVisible()
+    milvus_url.set_value("http://localhost:19530")
+    assert dialog.ok_button.isEnabled()
+    assert dialog.apply()
+    loaded, _ = load_settings(paths.settings_file)
+    assert (loaded.knowledge.vector_store, loaded.knowledge.milvus_url) == (
+        "milvus",
+        "http://localhost:19530",
+    )
+
+    # where the Milvus packages are not installed, their choices are not offered
+    from bubble_desktop.core.kb import milvus_store
+
+    monkeypatch.setattr(milvus_store, "lite_available", lambda: False)
+    monkeypatch.setattr(milvus_store, "server_available", lambda: False)
+    bare = SettingsDialog(Settings(), paths)
+    qtbot.addWidget(bare)
+    combo = bare.editor("knowledge", "vector_store").combo
+    assert [combo.itemData(i) for i in range(combo.count())] == ["edge", "qdrant"]

@@ -23,7 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bubble_desktop.core.errors import EmbeddingMismatchError, KnowledgeBaseError, StoreLockedError
+from bubble_desktop.core.errors import (
+    BackendMismatchError,
+    EmbeddingMismatchError,
+    KnowledgeBaseError,
+    StoreLockedError,
+)
 from bubble_desktop.core.kb.catalog import INDEXED, Catalog, doc_id_for
 from bubble_desktop.core.kb.embedder import (
     DEFAULT_MODEL_NAME,
@@ -32,6 +37,7 @@ from bubble_desktop.core.kb.embedder import (
     model_identity,
 )
 from bubble_desktop.core.kb.ingest import DocState, Ingestion
+from bubble_desktop.core.kb.milvus_store import LITE_DIR, MilvusStore, guess_analyzer
 from bubble_desktop.core.kb.parsers import detect_type
 from bubble_desktop.core.kb.store import (
     EdgeStore,
@@ -63,6 +69,14 @@ OPTIMIZE_MIN_UNINDEXED = 20_000
 ROTATE_POINTS = 25_000
 REINDEX_DIR = "reindex"  # beside the shard: the index a re-index builds until it is swapped in
 MAX_NAME = 100
+BACKENDS = ("edge", "qdrant", "milvus-lite", "milvus")
+BACKEND_NAMES = {
+    "edge": "Qdrant Edge",
+    "qdrant": "Qdrant server",
+    "milvus-lite": "Milvus Lite",
+    "milvus": "Milvus server",
+}
+LOCAL_DIRS = {"edge": "shard", "milvus-lite": LITE_DIR}  # backends whose store is a folder in the base
 _BAD_NAME = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -250,23 +264,66 @@ class KnowledgeService:
                 return None
             base.catalog.set(dim=str(dim))
             known = dim
-        backend = base.catalog.get("backend") or "edge"
-        if backend == "edge":
+        kind, location = _recorded(base)
+        if kind == "edge":
             if base.kb_id not in self._optimizers:
                 recover_shard_folder(base.folder / "shard")
             base.store = EdgeStore(base.folder / "shard", known, create_in_child=True)
+        elif kind == "milvus-lite":
+            base.store = MilvusStore.open_lite(
+                base.folder / LITE_DIR, known, base.catalog.get("analyzer") or ""
+            )
+        elif kind == "milvus":
+            base.store = MilvusStore.connect(
+                location,
+                self._settings.milvus_token,
+                base.catalog.get("collection") or f"bubble_{base.kb_id}",
+                known,
+                base.catalog.get("analyzer") or "",
+            )
         else:
             base.store = ServerStore.connect(
-                backend,
+                location,
                 self._settings.qdrant_api_key,
                 base.catalog.get("collection") or f"bubble_{base.kb_id}",
                 known,
             )
+        if isinstance(base.store, MilvusStore):
+            base.catalog.set(analyzer=base.store.analyzer, notice=base.store.notice or None)
         return base.store
+
+    def _configured(self) -> tuple[str, str]:
+        """(kind, location) of the backend the settings choose for new knowledge bases."""
+        s = self._settings
+        kind = s.vector_store
+        if kind == "qdrant":
+            return kind, s.qdrant_url.strip()
+        if kind == "milvus":
+            return kind, s.milvus_url.strip()
+        return kind, ""
+
+    def _check_backend(self, base: _Base) -> None:
+        """Refuse a base whose server is not the one the settings point at.
+
+        Each base is opened in the backend it was created in (its catalog says which), whatever
+        backend new bases get now. But the token or API key in the settings belongs to the server
+        URL in the settings: a base recorded on another server of the same kind is refused rather
+        than sent that token (or left to time out on a server that moved).
+        """
+        kind, location = _recorded(base)
+        configured = {"qdrant": self._settings.qdrant_url, "milvus": self._settings.milvus_url}.get(kind, "")
+        configured = configured.strip()
+        if not configured or configured == location:
+            return
+        raise BackendMismatchError(
+            f"Knowledge base '{base.name}' is stored on the {BACKEND_NAMES[kind]} at {location}, but "
+            f"Settings → Knowledge points at {configured}.",
+            f"Set the {BACKEND_NAMES[kind]} URL back to {location} to use it, or create a new knowledge "
+            "base on the new server and add the documents to it.",
+        )
 
     def _info(self, base: _Base) -> KnowledgeBaseInfo:
         docs, chunks = base.catalog.totals()
-        backend = base.catalog.get("backend") or "edge"
         return KnowledgeBaseInfo(
             name=base.name,
             documents=docs,
@@ -274,7 +331,9 @@ class KnowledgeService:
             embedding_model=base.catalog.get("embedding_model") or "",
             dim=base.dim,
             created=float(base.catalog.get("created") or 0.0),
-            backend="edge" if backend == "edge" else "qdrant",
+            backend=_recorded(base)[0],
+            location=_recorded(base)[1],
+            notice=base.catalog.get("notice") or "",
         )
 
     def _check_model(self, base: _Base) -> None:
@@ -297,8 +356,14 @@ class KnowledgeService:
 
         return self._call(run)
 
-    def create_base(self, name: str) -> KnowledgeBaseInfo:
+    def create_base(self, name: str, backend: str | None = None) -> KnowledgeBaseInfo:
+        """A new, empty base in ``backend`` (one of BACKENDS; default: the configured one; a server
+        backend uses the configured URL)."""
         name = _check_name(name)
+        if backend is not None and backend not in BACKENDS:
+            raise KnowledgeBaseError(
+                f"'{backend}' is not a vector database Bubble knows.", f"Use one of: {', '.join(BACKENDS)}."
+            )
 
         def run() -> KnowledgeBaseInfo:
             if name in self._scan():
@@ -309,12 +374,26 @@ class KnowledgeService:
             folder = self._root / kb_id
             folder.mkdir(parents=True, exist_ok=False)
             base = self._open_id(kb_id)
-            url = self._settings.qdrant_url.strip()
+            kind, location = self._configured()
+            if backend is not None and backend != kind:
+                kind = backend
+                location = {"qdrant": self._settings.qdrant_url, "milvus": self._settings.milvus_url}.get(
+                    kind, ""
+                ).strip()
+            if kind in ("qdrant", "milvus") and not location:
+                base.catalog.close()
+                del self._bases[kb_id]
+                shutil.rmtree(folder, ignore_errors=True)
+                raise KnowledgeBaseError(
+                    f"There is no {BACKEND_NAMES[kind]} URL in the settings.",
+                    "Set it first in Settings → Data.",
+                )
             base.catalog.set(
                 name=name,
                 created=repr(time.time()),
                 embedding_model=model_identity(self._settings.embedding_model),
-                backend=url or "edge",
+                backend=location if kind == "qdrant" else kind,
+                backend_url=location if kind == "milvus" else None,
                 collection=f"bubble_{kb_id}",
             )
             return self._info(base)
@@ -462,6 +541,8 @@ class KnowledgeService:
                 created=repr(time.time()),
                 embedding_model=identity,
                 backend=base.catalog.get("backend") or "edge",
+                backend_url=base.catalog.get("backend_url"),
+                analyzer=base.catalog.get("analyzer"),
                 collection=f"bubble_{base.kb_id}_{token}",
                 token=token,
             )
@@ -518,33 +599,44 @@ class KnowledgeService:
                 base.store.close()
                 base.store = None
             base.version += 1  # an index build of the old shard still running is discarded
-            backend = base.catalog.get("backend") or "edge"
+            kind, location = _recorded(base)
+            local = LOCAL_DIRS.get(kind)  # a store in a folder of the base (else on a server)
             old_collection = base.catalog.get("collection") or f"bubble_{base.kb_id}"
             if base.catalog.get("reindex_applied") != token:
-                shard, old, new = base.folder / "shard", base.folder / "shard.old", folder / "shard"
-                if backend == "edge" and (new.exists() or staged.get("has_shard") != "1"):
-                    if shard.exists():
-                        shutil.rmtree(old, ignore_errors=True)
-                        shard.rename(old)
-                    if new.exists():
-                        new.rename(shard)
+                if local is not None:
+                    shard, old, new = base.folder / local, base.folder / f"{local}.old", folder / local
+                    if new.exists() or staged.get("has_shard") != "1":
+                        if shard.exists():
+                            shutil.rmtree(old, ignore_errors=True)
+                            shard.rename(old)
+                        if new.exists():
+                            new.rename(shard)
+                old_dim = base.dim
                 base.catalog.replace_all(
                     staged.rows(),
                     dim=staged.get("dim"),
                     embedding_model=staged.get("embedding_model"),
-                    collection=staged.get("collection") if backend != "edge" else old_collection,
+                    collection=staged.get("collection") if local is None else old_collection,
+                    analyzer=staged.get("analyzer"),
+                    notice=staged.get("notice"),
                     reindex_applied=token,
                 )
-                if backend != "edge" and base.dim is not None:
+                if local is None and old_dim is not None:
                     try:  # the old collection on the server; best effort
-                        ServerStore.connect(
-                            backend, self._settings.qdrant_api_key, old_collection, base.dim
-                        ).drop()
+                        if kind == "milvus":
+                            MilvusStore.connect(
+                                location, self._settings.milvus_token, old_collection, old_dim
+                            ).drop()
+                        else:
+                            ServerStore.connect(
+                                location, self._settings.qdrant_api_key, old_collection, old_dim
+                            ).drop()
                     except Exception:  # noqa: BLE001 - an orphaned collection is only wasted space
                         log.warning("could not drop the old collection %s", old_collection, exc_info=True)
         finally:
             staged.close()
-        shutil.rmtree(base.folder / "shard.old", ignore_errors=True)
+        for local in LOCAL_DIRS.values():
+            shutil.rmtree(base.folder / f"{local}.old", ignore_errors=True)
         shutil.rmtree(folder, ignore_errors=True)
 
     def _recover(self, base: _Base) -> None:
@@ -614,6 +706,7 @@ class KnowledgeService:
         optimize: bool = True,
     ) -> IngestReport:
         def prepare() -> None:
+            self._check_backend(base)
             if base.dim is not None:
                 self._check_model(base)
             else:  # empty base: it takes the current model
@@ -645,6 +738,9 @@ class KnowledgeService:
         # an indexed document keeps its row and old chunks until the new version is complete
 
     def _write(self, base: _Base, dim: int, points: list[StoredPoint], finished: list[DocState]) -> None:
+        if base.store is None and base.catalog.get("analyzer") is None and _recorded(base)[0] != "edge":
+            # a new Milvus collection's BM25 analyzer is chosen by the language of its first chunks
+            base.catalog.set(analyzer=guess_analyzer([str(p.payload.get("text", "")) for p in points]))
         store = self._store(base, dim)
         assert store is not None
         store.upsert(points)
@@ -820,6 +916,7 @@ class KnowledgeService:
                 if base.kb_id in self._reindexing and recorded != model_identity(settings.embedding_model):
                     out.append((n, recorded))  # being re-indexed for a new model: the old one answers
                     continue
+                self._check_backend(base)
                 self._check_model(base)
                 out.append((n, ""))
             return out
@@ -856,7 +953,9 @@ class KnowledgeService:
                 if store is None:
                     continue
                 dense, dense_weight = queries[identity]
-                for h in store.search(dense, sparse, top_k, threshold or None, doc_ids, dense_weight):
+                for h in store.search(
+                    dense, sparse, top_k, threshold or None, doc_ids, dense_weight, text=query
+                ):
                     p = h.payload
                     hits.append(
                         Hit(
@@ -877,6 +976,16 @@ class KnowledgeService:
         hits = self._call(run)
         self.last_search_stats = SearchStats(t1 - t0, time.perf_counter() - t1)
         return hits
+
+
+def _recorded(base: _Base) -> tuple[str, str]:
+    """(kind, location) of the backend a base was created in: what its catalog says."""
+    backend = base.catalog.get("backend") or "edge"
+    if backend in ("edge", "milvus-lite"):
+        return backend, ""
+    if backend == "milvus":
+        return backend, base.catalog.get("backend_url") or ""
+    return "qdrant", backend  # a Qdrant URL (or qdrant-client's local folder)
 
 
 def _check_name(name: str) -> str:

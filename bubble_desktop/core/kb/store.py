@@ -1,4 +1,5 @@
-"""Vector stores: a Qdrant Edge shard per knowledge base, or a collection on a Qdrant server.
+"""Vector stores: a Qdrant Edge shard per knowledge base, or a collection on a Qdrant server
+(Milvus, the other engine, is in milvus_store.py).
 
 Both use the same layout: a named dense vector ``dense`` (cosine) and a sparse vector ``bm25``
 (Edge's ``Bm25`` with the multilingual tokenizer, which segments Chinese) with the IDF modifier.
@@ -100,7 +101,11 @@ class VectorStore(Protocol):
         score_threshold: float | None,
         doc_ids: Sequence[str] | None,
         dense_weight: float = 1.0,
-    ) -> list[StoredHit]: ...
+        text: str | None = None,
+    ) -> list[StoredHit]:
+        """``sparse`` given: hybrid. ``text`` is the query itself (for stores that analyze it)."""
+        ...
+
     def count(self) -> int: ...
     def flush(self) -> None: ...
     def optimize(self) -> None: ...
@@ -201,6 +206,7 @@ class EdgeStore:
         score_threshold: float | None,
         doc_ids: Sequence[str] | None,
         dense_weight: float = 1.0,
+        text: str | None = None,
     ) -> list[StoredHit]:
         from qdrant_edge import (
             FieldCondition,
@@ -411,6 +417,7 @@ class ServerStore:
         score_threshold: float | None,
         doc_ids: Sequence[str] | None,
         dense_weight: float = 1.0,
+        text: str | None = None,
     ) -> list[StoredHit]:
         from qdrant_client import models
 

@@ -15,7 +15,9 @@ class KnowledgeBaseInfo:
     embedding_model: str
     dim: int | None
     created: float
-    backend: str = "edge"
+    backend: str = "edge"  # edge, qdrant, milvus-lite or milvus
+    location: str = ""  # the server URL of a server backend
+    notice: str = ""  # a missing feature the store falls back from (e.g. no BM25 on this Milvus)
 
 
 @dataclass(frozen=True)
