@@ -206,6 +206,113 @@
         </message>
     </context>
     <context>
+        <name>FirstRunPanel</name>
+        <message>
+            <source>Welcome to O.Bubble</source>
+            <translation>欢迎使用 O.Bubble</translation>
+        </message>
+        <message>
+            <source>Bubble answers with a chat model that runs on this computer. Choose a model folder (config.json + weights, e.g. downloaded from Hugging Face) or open a GGUF file. Your knowledge bases on the Knowledge tab work without a model.</source>
+            <translation>Bubble 使用在本机运行的对话模型来回答问题。请选择一个模型文件夹（包含 config.json 和权重文件，例如从 Hugging Face 下载的模型），或打开一个 GGUF 文件。没有模型时，“知识库”页面也可以正常使用。</translation>
+        </message>
+        <message>
+            <source>Download the recommended model</source>
+            <translation>下载推荐的模型</translation>
+        </message>
+        <message>
+            <source>All models…</source>
+            <translation>全部模型…</translation>
+        </message>
+        <message>
+            <source>Choose model folder…</source>
+            <translation>选择模型文件夹…</translation>
+        </message>
+        <message>
+            <source>Open GGUF file…</source>
+            <translation>打开 GGUF 文件…</translation>
+        </message>
+        <message>
+            <source>Runs the file as it is, quantized, through llama.cpp: fast on a plain CPU.</source>
+            <translation>通过 llama.cpp 直接运行该量化文件，无需转换：普通 CPU 上也很快。</translation>
+        </message>
+        <message>
+            <source>Use a model server…</source>
+            <translation>使用模型服务器…</translation>
+        </message>
+        <message>
+            <source>Point Bubble at an OpenAI-compatible server in Settings → Model.</source>
+            <translation>在“设置 → 模型”中让 Bubble 连接一个 OpenAI 兼容服务器。</translation>
+        </message>
+        <message>
+            <source>Recommended models (this computer has %1 GB of memory)</source>
+            <translation>推荐模型（本机内存 %1 GB）</translation>
+        </message>
+        <message>
+            <source>Recommended models</source>
+            <translation>推荐模型</translation>
+        </message>
+        <message>
+            <source>Model</source>
+            <translation>模型</translation>
+        </message>
+        <message>
+            <source>Memory needed</source>
+            <translation>所需内存</translation>
+        </message>
+        <message>
+            <source>Languages</source>
+            <translation>语言</translation>
+        </message>
+        <message>
+            <source>Notes</source>
+            <translation>说明</translation>
+        </message>
+        <message>
+            <source>Double-click a model to open its page; download it with its files, then choose its folder.</source>
+            <translation>双击模型可打开其主页；下载模型及其全部文件后，再选择它所在的文件夹。</translation>
+        </message>
+        <message>
+            <source>Probably too big for this computer's memory</source>
+            <translation>对本机内存来说可能太大</translation>
+        </message>
+        <message>
+            <source>(runs its own code: you will be asked first)</source>
+            <translation>（会运行模型自带的代码：运行前会先征求你的同意）</translation>
+        </message>
+        <message>
+            <source>too big</source>
+            <translation>太大</translation>
+        </message>
+        <message>
+            <source>On this computer</source>
+            <translation>在本机</translation>
+        </message>
+        <message>
+            <source>Double-click a model to see it on the Models page and download it.</source>
+            <translation>双击模型可在“模型”页面查看并下载。</translation>
+        </message>
+        <message>
+            <source>Download the recommended model: %1 (%2)</source>
+            <translation>下载推荐的模型：%1（%2）</translation>
+        </message>
+        <message>
+            <source>Nothing is downloaded until you click. It then runs on this computer.</source>
+            <translation>点击之前不会下载任何内容。下载后模型在本机运行。</translation>
+        </message>
+        <message>
+            <source>Choose a model folder</source>
+            <translation>选择模型文件夹</translation>
+        </message>
+        <message>
+            <source>Open a GGUF file</source>
+            <translation>打开 GGUF 文件</translation>
+        </message>
+        <message>
+            <source>GGUF models (*.gguf);;All files (*)</source>
+            <translation>GGUF 模型 (*.gguf);;所有文件 (*)</translation>
+        </message>
+    </context>
+    <context>
         <name>InferenceWorker</name>
         <message>
             <source>Loading was cancelled.</source>
@@ -1348,6 +1455,14 @@ Context window: %3 tokens</source>
             <translation>得分低于此值的片段不会被使用。0 表示无论得分如何都保留最相关的片段。</translation>
         </message>
         <message>
+            <source>Minimum relevance</source>
+            <translation>最低相关度</translation>
+        </message>
+        <message>
+            <source>Pieces that match the question less than this are not used or listed as sources, so a question your documents cannot answer gets none. 0 always uses the best pieces.</source>
+            <translation>与问题的相关度低于此值的片段不会被使用，也不会列为来源；因此文档无法回答的问题不会附带来源。0 表示总是使用最相关的片段。</translation>
+        </message>
+        <message>
             <source>Hybrid search</source>
             <translation>混合检索</translation>
         </message>
@@ -1514,113 +1629,6 @@ Context window: %3 tokens</source>
         <message>
             <source>Text size in points in the chat.</source>
             <translation>对话中文字的大小（磅）。</translation>
-        </message>
-    </context>
-    <context>
-        <name>FirstRunPanel</name>
-        <message>
-            <source>Welcome to O.Bubble</source>
-            <translation>欢迎使用 O.Bubble</translation>
-        </message>
-        <message>
-            <source>Bubble answers with a chat model that runs on this computer. Choose a model folder (config.json + weights, e.g. downloaded from Hugging Face) or open a GGUF file. Your knowledge bases on the Knowledge tab work without a model.</source>
-            <translation>Bubble 使用在本机运行的对话模型来回答问题。请选择一个模型文件夹（包含 config.json 和权重文件，例如从 Hugging Face 下载的模型），或打开一个 GGUF 文件。没有模型时，“知识库”页面也可以正常使用。</translation>
-        </message>
-        <message>
-            <source>Download the recommended model</source>
-            <translation>下载推荐的模型</translation>
-        </message>
-        <message>
-            <source>All models…</source>
-            <translation>全部模型…</translation>
-        </message>
-        <message>
-            <source>Choose model folder…</source>
-            <translation>选择模型文件夹…</translation>
-        </message>
-        <message>
-            <source>Open GGUF file…</source>
-            <translation>打开 GGUF 文件…</translation>
-        </message>
-        <message>
-            <source>Runs the file as it is, quantized, through llama.cpp: fast on a plain CPU.</source>
-            <translation>通过 llama.cpp 直接运行该量化文件，无需转换：普通 CPU 上也很快。</translation>
-        </message>
-        <message>
-            <source>Use a model server…</source>
-            <translation>使用模型服务器…</translation>
-        </message>
-        <message>
-            <source>Point Bubble at an OpenAI-compatible server in Settings → Model.</source>
-            <translation>在“设置 → 模型”中让 Bubble 连接一个 OpenAI 兼容服务器。</translation>
-        </message>
-        <message>
-            <source>Recommended models (this computer has %1 GB of memory)</source>
-            <translation>推荐模型（本机内存 %1 GB）</translation>
-        </message>
-        <message>
-            <source>Recommended models</source>
-            <translation>推荐模型</translation>
-        </message>
-        <message>
-            <source>Model</source>
-            <translation>模型</translation>
-        </message>
-        <message>
-            <source>Memory needed</source>
-            <translation>所需内存</translation>
-        </message>
-        <message>
-            <source>Languages</source>
-            <translation>语言</translation>
-        </message>
-        <message>
-            <source>Notes</source>
-            <translation>说明</translation>
-        </message>
-        <message>
-            <source>Double-click a model to open its page; download it with its files, then choose its folder.</source>
-            <translation>双击模型可打开其主页；下载模型及其全部文件后，再选择它所在的文件夹。</translation>
-        </message>
-        <message>
-            <source>Probably too big for this computer's memory</source>
-            <translation>对本机内存来说可能太大</translation>
-        </message>
-        <message>
-            <source>(runs its own code: you will be asked first)</source>
-            <translation>（会运行模型自带的代码：运行前会先征求你的同意）</translation>
-        </message>
-        <message>
-            <source>too big</source>
-            <translation>太大</translation>
-        </message>
-        <message>
-            <source>On this computer</source>
-            <translation>在本机</translation>
-        </message>
-        <message>
-            <source>Double-click a model to see it on the Models page and download it.</source>
-            <translation>双击模型可在“模型”页面查看并下载。</translation>
-        </message>
-        <message>
-            <source>Download the recommended model: %1 (%2)</source>
-            <translation>下载推荐的模型：%1（%2）</translation>
-        </message>
-        <message>
-            <source>Nothing is downloaded until you click. It then runs on this computer.</source>
-            <translation>点击之前不会下载任何内容。下载后模型在本机运行。</translation>
-        </message>
-        <message>
-            <source>Choose a model folder</source>
-            <translation>选择模型文件夹</translation>
-        </message>
-        <message>
-            <source>Open a GGUF file</source>
-            <translation>打开 GGUF 文件</translation>
-        </message>
-        <message>
-            <source>GGUF models (*.gguf);;All files (*)</source>
-            <translation>GGUF 模型 (*.gguf);;所有文件 (*)</translation>
         </message>
     </context>
 </TS>

@@ -33,6 +33,7 @@ from bubble_desktop.core.kb.embedder import (
 )
 from bubble_desktop.core.kb.ingest import DocState, Ingestion
 from bubble_desktop.core.kb.parsers import detect_type
+from bubble_desktop.core.kb.relevance import cosine, keyword_share, query_terms, relevance
 from bubble_desktop.core.kb.store import (
     EdgeStore,
     ServerStore,
@@ -794,16 +795,20 @@ class KnowledgeService:
         hybrid: bool | None = None,
         doc_filter: Sequence[str] | None = None,
         query_vector: Sequence[float] | None = None,
+        min_relevance: float | None = None,
     ) -> list[Hit]:
         """The best chunks for ``query`` across ``names``, best first.
 
         Dense only: scores are cosine similarities and ``score_threshold`` applies to them. Hybrid
         (default): dense candidates (threshold applied) and BM25 candidates are fused by RRF and the
-        score is the RRF score. ``doc_filter`` takes document paths or ids.
+        score is the RRF score. ``doc_filter`` takes document paths or ids. Chunks whose relevance
+        (core/kb/relevance.py) is below ``min_relevance`` (default: the setting) are left out, so
+        a question the knowledge base cannot answer gets no chunks.
         """
         settings = self._settings
         top_k = top_k or settings.top_k
         threshold = settings.score_threshold if score_threshold is None else score_threshold
+        floor = settings.min_relevance if min_relevance is None else min_relevance
         hybrid = settings.hybrid if hybrid is None else hybrid
         kb_names = [names] if isinstance(names, str) else list(names)
         if not kb_names or not query.strip():
@@ -829,16 +834,20 @@ class KnowledgeService:
             self.last_search_stats = SearchStats(0.0, 0.0)
             return []
         t0 = time.perf_counter()
-        sparse = sparse_query(query) if hybrid else None
+        query_sparse = sparse_query(query)
+        sparse = query_sparse if hybrid else None
+        keywords = query_terms(query_sparse[0])
         queries: dict[str, tuple[list[float], float]] = {}  # model identity ("" = current) -> vector, weight
+        coverage_of: dict[str, Callable[[str], float] | None] = {}
         for identity in dict.fromkeys(i for _, i in usable):
             embedder = self.embedder if not identity else self._old_embedder(identity)
+            coverage_of[identity] = getattr(embedder, "coverage", None)
             if query_vector is not None and not identity:
-                dense = list(query_vector)
+                dense = [float(x) for x in query_vector]
             else:
-                dense = list(embedder.embed([query])[0])
+                dense = [float(x) for x in embedder.embed([query])[0]]
             dense_weight = 1.0
-            if hybrid and (query_vector is None or identity):
+            if query_vector is None or identity:
                 coverage = getattr(embedder, "coverage", None)
                 if coverage is not None:
                     dense_weight = max(0.01, min(1.0, float(coverage(query)) ** 2))
@@ -856,8 +865,20 @@ class KnowledgeService:
                 if store is None:
                     continue
                 dense, dense_weight = queries[identity]
-                for h in store.search(dense, sparse, top_k, threshold or None, doc_ids, dense_weight):
+                fuse_weight = dense_weight if hybrid else 1.0
+                for h in store.search(dense, sparse, top_k, threshold or None, doc_ids, fuse_weight):
                     p = h.payload
+                    similarity = cosine(dense, h.dense)
+                    keyword = keyword_share(keywords, h.terms) if h.terms else None
+                    weight = dense_weight
+                    chunk_coverage = coverage_of[identity]
+                    if chunk_coverage is not None:
+                        # a chunk the model cannot read (Chinese under MiniLM) gets a vector close
+                        # to every other such chunk: its similarity says little either
+                        weight = min(weight, chunk_coverage(str(p.get("text", ""))) ** 2)
+                    score = relevance(similarity, keyword, weight)
+                    if score < floor:
+                        continue
                     hits.append(
                         Hit(
                             score=h.score,
@@ -869,6 +890,9 @@ class KnowledgeService:
                             title=p.get("title"),
                             heading=p.get("heading"),
                             page=p.get("page") if isinstance(p.get("page"), int) else None,
+                            similarity=similarity,
+                            keyword=keyword,
+                            relevance=score,
                         )
                     )
             hits.sort(key=lambda h: h.score, reverse=True)
