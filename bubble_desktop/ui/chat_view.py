@@ -156,6 +156,7 @@ class _Streaming:
         "tail_start",
         "tail_shown",
         "tail_exact",
+        "tail_blanks",
         "at_end",
         "tail_block",
     )
@@ -168,6 +169,7 @@ class _Streaming:
         self.tail_shown = ""  # the source of the tail shown: the stream's open tail after every flush
         # plain text appended at the end of the rendered tail shows as rendering it would
         self.tail_exact = False
+        self.tail_blanks = ""  # blanks at the tail's end that its render leaves out
         self.at_end = False  # whether ``cursor`` is known to be at the document's end
         self.tail_block: tuple[QTextBlockFormat, QTextCharFormat, bool] = (
             cursor.blockFormat(),
@@ -264,10 +266,10 @@ class MessageBody(QTextBrowser):
             st.tail_start = cursor.position()
             st.tail_block = (cursor.blockFormat(), cursor.blockCharFormat(), cursor.currentList() is not None)
             self.codes = stream.codes
-        st.tail_exact = False
+        st.tail_exact, st.tail_blanks = False, ""
         if tail:
             # the open block rendered as it stands (issue 16: raw ** and ``` until it closed)
-            rendered, st.tail_exact = stream.render_tail()
+            rendered, st.tail_exact, st.tail_blanks = stream.render_tail()
             if rendered.html:
                 _append_html(cursor, rendered.html, first=not st.frozen_any)
                 st.at_end = True
@@ -290,7 +292,11 @@ class MessageBody(QTextBrowser):
             cursor.movePosition(_END)
             st.at_end = True
         cursor.beginEditBlock()  # in an edit block Qt does not place the cursor on an unlaid line
-        cursor.insertText(text)
+        if st.tail_blanks:
+            cursor.insertText(st.tail_blanks + text)
+            st.tail_blanks = ""
+        else:
+            cursor.insertText(text)
         cursor.endEditBlock()
         st.tail_shown += text
 

@@ -271,8 +271,10 @@ def render_markdown(text: str, palette: Palette = LIGHT) -> Rendered:
 # appended to such a line cannot turn it into another kind of block.
 _SETTLED = re.compile(r"^ {0,3}(?:(?:[-+*]|\d{1,9}[.)])[ \t]+|>[ \t]?|#{1,6}[ \t]+)*[^\W\d_]")
 _LINE_MARKERS = re.compile(r"^ {0,3}(?:(?:[-+*]|\d{1,9}[.)])[ \t]+|>[ \t]?|#{1,6}[ \t]+)*")
-# Characters that can change how the text before them renders (emphasis, code, links, escapes).
-_INLINE_SPECIAL = frozenset("*_`~[]()<>!#|\\&=-")
+# Characters that can change how the text before them renders on a settled line (emphasis, code,
+# links, escapes, a heading's closing #s, table cells). "-", "=", "+", "!" and "(" only matter at a
+# line's start or right after one of these, which a settled line is past.
+_INLINE_SPECIAL = frozenset("*_`~[]<>)#|\\&")
 
 
 def plain_extends(text: str) -> bool:
@@ -336,9 +338,10 @@ def _close_inline(line: str) -> tuple[str, bool]:
     return body, exact
 
 
-def open_tail_source(tail: str) -> tuple[str, bool]:
-    """The still-open block as it should be shown while it streams, and whether the shown end is
-    the source's end (see ``StreamingMarkdown.render_tail``).
+def open_tail_source(tail: str) -> tuple[str, bool, str]:
+    """The still-open block as it should be shown while it streams; whether plain text appended
+    to it shows as a render would (see ``StreamingMarkdown.render_tail``); and the blanks at its
+    end that the shown text leaves out (to be put back before the next plain text).
 
     An unclosed code fence already renders as a code block to the end; a fence line still being
     typed inside it is left out. Outside code the last line gets its open emphasis closed.
@@ -366,13 +369,17 @@ def open_tail_source(tail: str) -> tuple[str, bool]:
     if fence is not None:
         stripped = last.strip()
         if last and stripped and set(stripped) <= {fence[0]} and tail.endswith(last):
-            return tail[: len(tail) - len(last)], False  # a closing fence on its way
-        return tail, False  # plain text appended would land after the code block
+            return tail[: len(tail) - len(last)], False, ""  # a closing fence on its way
+        return tail, False, ""  # plain text appended would land after the code block
     if not last:
-        return tail, False
-    closed, exact = _close_inline(last)
-    exact = exact and bool(_SETTLED.match(last)) and not last[-1].isspace()
-    return tail[: len(tail) - len(last)] + closed, exact
+        return tail, False, ""
+    core = last.rstrip(" \t")
+    if not core:
+        return tail, False, ""
+    closed, exact = _close_inline(core)
+    exact = exact and bool(_SETTLED.match(core))
+    # trailing blanks render as nothing: they are left out and given back with the next plain text
+    return tail[: len(tail) - len(last)] + closed, exact, last[len(core) :] if exact else ""
 
 
 @dataclass(frozen=True)
@@ -472,15 +479,16 @@ class StreamingMarkdown:
             self._cutter.drop(last)
         return StreamUpdate("".join(new_parts), self._pending)
 
-    def render_tail(self) -> tuple[RenderedBlock, bool]:
+    def render_tail(self) -> tuple[RenderedBlock, bool, str]:
         """The still-open block rendered as it stands (``open_tail_source``: open fences shown as
-        code, unfinished emphasis closed), its code blocks numbered after the frozen ones; and
+        code, unfinished emphasis closed), its code blocks numbered after the frozen ones;
         whether plain text appended to it by ``take_plain``/``extend_line`` shows as a render
-        would (False inside a code block, or when something at the end was left out)."""
-        source, exact = open_tail_source(self._pending)
+        would (False inside a code block, or when something at the end was left out); and the
+        trailing blanks the render leaves out, to insert before that plain text."""
+        source, exact, blanks = open_tail_source(self._pending)
         if not source.strip():
-            return RenderedBlock("", ()), False
-        return render_block(source, len(self._codes), self.palette), exact
+            return RenderedBlock("", ()), False, ""
+        return render_block(source, len(self._codes), self.palette), exact, blanks
 
     @property
     def html(self) -> str:
