@@ -189,7 +189,7 @@ def apply_preset(sampling: SamplingSettings, name: str) -> SamplingSettings:
 
 
 # calibrated by tests/bench/relevance.py (see core/kb/relevance.py)
-DEFAULT_MIN_RELEVANCE = 0.25
+DEFAULT_MIN_RELEVANCE = 0.3
 
 
 class KnowledgeSettings(_Section):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bubble_desktop.core.chat.prompt import user_turn
 from bubble_desktop.core.chat.service import ChatService
 from bubble_desktop.core.kb.embedder import SentenceTransformerEmbedder
 from bubble_desktop.core.kb.service import KnowledgeService
@@ -59,6 +60,8 @@ def test_chat_retrieval_injects_nothing_when_nothing_is_relevant(
         settings = Settings()
         off = chat.retrieve("Write me an essay about autumn.", settings, kb_names=["kb"])
         assert off.sources == () and off.notices == ()
+        # and the prompt is the bare question: no "Sources:" block, no citing instruction
+        assert user_turn("Write me an essay about autumn.", off.sources) == "Write me an essay about autumn."
         on = chat.retrieve("How much salt goes into the sourdough?", settings, kb_names=["kb"])
         assert [Path(s.path).name for s in on.sources] == ["sourdough.md"]
     finally:
@@ -72,3 +75,10 @@ def test_minimum_relevance_is_a_setting(kb: KnowledgeService) -> None:
         assert len(kb.search("kb", "Write me an essay about autumn.")) == before.top_k
     finally:
         kb.update_settings(before)
+
+
+def test_a_rare_word_searched_alone_is_kept(kb: KnowledgeService) -> None:
+    """A name or code on its own has a low similarity to the sentence it is in: the keyword keeps it."""
+    hits = kb.search("kb", "patsub_replacement")
+    assert hits and Path(hits[0].path).name == "bash_news.txt"
+    assert hits[0].keyword == 1.0

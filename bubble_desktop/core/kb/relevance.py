@@ -11,15 +11,21 @@ signals that do carry an absolute meaning are combined here:
   dropped by the tokenizer, common Chinese function words here), which keeps Chinese questions
   working when the embedding model does not know Chinese.
 
-They are weighted by the dense weight the search already uses (the share of the question's
-tokens the embedding model knows, squared): an English question is judged by its similarity, a
-Chinese question under the English MiniLM by its keywords.
+They are weighted by how much of the question and the chunk the embedding model can read (the
+share of their tokens it knows, squared): an English question over English text is judged by its
+similarity, a Chinese question under the English MiniLM by its keywords. A chunk holding most of
+the question's keywords is kept whatever its similarity (``KEYWORD_ALONE`` x the share): a rare
+name or code searched for on its own has a low similarity to the sentence it is in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+
+# What the keyword share alone is worth (calibrated with the default minimum relevance 0.3 by
+# tests/bench/relevance.py: all keywords -> 0.4, kept; three of four -> 0.3, kept; half -> 0.2, not).
+KEYWORD_ALONE = 0.4
 
 # Chinese function words and generic request words: the multilingual tokenizer keeps them as terms
 # (it drops English stop words), and nearly every Chinese chunk contains some of them.
@@ -75,4 +81,4 @@ def relevance(similarity: float | None, keyword: float | None, dense_weight: flo
         return keyword or 0.0
     if keyword is None:
         return sim
-    return w * sim + (1.0 - w) * keyword
+    return max(w * sim + (1.0 - w) * keyword, KEYWORD_ALONE * keyword)

@@ -37,6 +37,7 @@ from bubble_desktop.core.kb.relevance import cosine, keyword_share, query_terms,
 from bubble_desktop.core.kb.store import (
     EdgeStore,
     ServerStore,
+    StoredHit,
     StoredPoint,
     VectorStore,
     recover_shard_folder,
@@ -857,8 +858,8 @@ class KnowledgeService:
         if doc_filter:
             doc_ids = sorted({doc_id_for(p) for p in doc_filter} | set(doc_filter))
 
-        def run() -> list[Hit]:
-            hits: list[Hit] = []
+        def run() -> list[tuple[str, str, StoredHit]]:
+            found: list[tuple[str, str, StoredHit]] = []
             for n, identity in usable:
                 base = self._base(n)
                 store = self._store(base)
@@ -866,41 +867,49 @@ class KnowledgeService:
                     continue
                 dense, dense_weight = queries[identity]
                 fuse_weight = dense_weight if hybrid else 1.0
-                for h in store.search(dense, sparse, top_k, threshold or None, doc_ids, fuse_weight):
-                    p = h.payload
-                    similarity = cosine(dense, h.dense)
-                    keyword = keyword_share(keywords, h.terms) if h.terms else None
-                    weight = dense_weight
-                    chunk_coverage = coverage_of[identity]
-                    if chunk_coverage is not None:
-                        # a chunk the model cannot read (Chinese under MiniLM) gets a vector close
-                        # to every other such chunk: its similarity says little either
-                        weight = min(weight, chunk_coverage(str(p.get("text", ""))) ** 2)
-                    score = relevance(similarity, keyword, weight)
-                    if score < floor:
-                        continue
-                    hits.append(
-                        Hit(
-                            score=h.score,
-                            path=str(p.get("path", "")),
-                            text=str(p.get("text", "")),
-                            position=str(p.get("position", "")),
-                            kb=n,
-                            doc_id=str(p.get("doc_id", "")),
-                            title=p.get("title"),
-                            heading=p.get("heading"),
-                            page=p.get("page") if isinstance(p.get("page"), int) else None,
-                            similarity=similarity,
-                            keyword=keyword,
-                            relevance=score,
-                        )
-                    )
-            hits.sort(key=lambda h: h.score, reverse=True)
-            return hits[:top_k]
+                found.extend(
+                    (n, identity, h)
+                    for h in store.search(dense, sparse, top_k, threshold or None, doc_ids, fuse_weight)
+                )
+            return found
 
-        hits = self._call(run)
+        found = self._call(run)
+        # judged here, not on the owner thread: a chunk's coverage takes the embedder's lock, which an
+        # ingestion's batch may hold for a while
+        hits: list[Hit] = []
+        for n, identity, h in found:
+            p = h.payload
+            dense, dense_weight = queries[identity]
+            similarity = cosine(dense, h.dense)
+            keyword = keyword_share(keywords, h.terms) if h.terms else None
+            weight = dense_weight
+            chunk_coverage = coverage_of[identity]
+            if chunk_coverage is not None and similarity is not None:
+                # a chunk the model cannot read (Chinese under MiniLM) gets a vector close to every
+                # other such chunk: its similarity says little either
+                weight = min(weight, chunk_coverage(str(p.get("text", ""))) ** 2)
+            score = relevance(similarity, keyword, weight)
+            if score < floor:
+                continue
+            hits.append(
+                Hit(
+                    score=h.score,
+                    path=str(p.get("path", "")),
+                    text=str(p.get("text", "")),
+                    position=str(p.get("position", "")),
+                    kb=n,
+                    doc_id=str(p.get("doc_id", "")),
+                    title=p.get("title"),
+                    heading=p.get("heading"),
+                    page=p.get("page") if isinstance(p.get("page"), int) else None,
+                    similarity=similarity,
+                    keyword=keyword,
+                    relevance=score,
+                )
+            )
+        hits.sort(key=lambda h: h.score, reverse=True)
         self.last_search_stats = SearchStats(t1 - t0, time.perf_counter() - t1)
-        return hits
+        return hits[:top_k]
 
 
 def _check_name(name: str) -> str:
