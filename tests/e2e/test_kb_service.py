@@ -139,7 +139,8 @@ def test_incremental_changed_and_removed(svc: KnowledgeService, tmp_path: Path) 
     (corpus / "france.txt").write_text("Lyon is a city in France known for its food.\n" * 3)
     changed = svc.add_paths("kb", [corpus])
     assert [Path(p).name for p in changed.indexed] == ["france.txt"]
-    texts = [h.text for h in svc.search("kb", "Eiffel Tower Paris", top_k=10)]
+    # every chunk, related or not (min_relevance=0): the old version is gone, the new one is there
+    texts = [h.text for h in svc.search("kb", "Eiffel Tower Paris", top_k=10, min_relevance=0.0)]
     assert not any("Eiffel" in t for t in texts) and any("Lyon" in t for t in texts)
     assert point_count(svc, "kb") == 5
 
