@@ -76,6 +76,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("query")
     p.add_argument("-k", "--top-k", type=int, default=None, help="number of hits (default: settings)")
     p.add_argument("--threshold", type=float, default=None, help="minimum cosine score of dense hits")
+    p.add_argument(
+        "--min-relevance",
+        type=float,
+        default=None,
+        help="leave out hits less relevant than this (0-1; default: the setting, 0 keeps the best hits)",
+    )
     hy = p.add_mutually_exclusive_group()
     hy.add_argument(
         "--hybrid", dest="hybrid", action="store_true", default=None, help="dense + BM25 (default)"
@@ -269,6 +275,7 @@ def _search(args: argparse.Namespace) -> int:
                     q,
                     top_k=args.top_k,
                     score_threshold=args.threshold,
+                    min_relevance=args.min_relevance,
                     hybrid=args.hybrid,
                     doc_filter=args.doc,
                 )

@@ -215,6 +215,10 @@ def apply_preset(sampling: SamplingSettings, name: str) -> SamplingSettings:
     return sampling.model_copy(update=PRESETS[name])
 
 
+# calibrated by tests/bench/relevance.py (see core/kb/relevance.py)
+DEFAULT_MIN_RELEVANCE = 0.3
+
+
 class KnowledgeSettings(_Section):
     embedding_model: str = Field(
         "",
@@ -256,6 +260,17 @@ class KnowledgeSettings(_Section):
         title="Minimum score",
         description="Pieces scoring below this are not used. 0 keeps the best ones whatever their score.",
         json_schema_extra={"step": 0.01},
+    )
+    min_relevance: float = Field(
+        DEFAULT_MIN_RELEVANCE,
+        ge=0.0,
+        le=1.0,
+        title="Minimum relevance",
+        description=(
+            "Pieces that match the question less than this are not used or listed as sources, so a "
+            "question your documents cannot answer gets none. 0 always uses the best pieces."
+        ),
+        json_schema_extra={"step": 0.05},
     )
     hybrid: bool = Field(
         True,

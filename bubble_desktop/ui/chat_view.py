@@ -156,14 +156,27 @@ class _Streaming:
     (~0.3 µs each), and a long answer makes thousands of flushes.
     """
 
-    __slots__ = ("markdown", "cursor", "frozen_any", "tail_start", "tail_shown", "at_end", "tail_block")
+    __slots__ = (
+        "markdown",
+        "cursor",
+        "frozen_any",
+        "tail_start",
+        "tail_shown",
+        "tail_exact",
+        "tail_blanks",
+        "at_end",
+        "tail_block",
+    )
 
     def __init__(self, markdown: StreamingMarkdown, cursor: QTextCursor) -> None:
         self.markdown = markdown
         self.cursor = cursor  # the one cursor every edit goes through (none created per flush)
         self.frozen_any = False
         self.tail_start = 0  # where the plain open tail starts (after the frozen blocks)
-        self.tail_shown = ""  # the tail as shown: the stream's open tail after every flush
+        self.tail_shown = ""  # the source of the tail shown: the stream's open tail after every flush
+        # plain text appended at the end of the rendered tail shows as rendering it would
+        self.tail_exact = False
+        self.tail_blanks = ""  # blanks at the tail's end that its render leaves out
         self.at_end = False  # whether ``cursor`` is known to be at the document's end
         self.tail_block: tuple[QTextBlockFormat, QTextCharFormat, bool] = (
             cursor.blockFormat(),
@@ -223,7 +236,7 @@ class MessageBody(QTextBrowser):
         st = self._streaming
         if st is None or not text:
             return
-        if st.tail_shown and st.markdown.extend_line(text):
+        if st.tail_exact and st.markdown.extend_line(text):
             self._append_to_tail(st, text)
             return
         st.markdown.feed(text)
@@ -236,7 +249,7 @@ class MessageBody(QTextBrowser):
             return
         stream = st.markdown
         cursor = st.cursor
-        if not final and st.tail_shown:
+        if not final and st.tail_exact:
             # the common case: a few more characters on the open block's last line; no
             # StreamUpdate, no scan, just append them at the end
             added = stream.take_plain()
@@ -245,33 +258,29 @@ class MessageBody(QTextBrowser):
                     self._append_to_tail(st, added)
                 return
         update = stream.update(final=final)
-        tail, shown = update.tail, st.tail_shown
+        tail = update.tail
         if final:
             self._streaming = None
-        if not update.frozen_html:
-            if tail == shown:
-                return
-            if shown and tail.startswith(shown):
-                # a few more characters of the open block (with new lines)
-                self._append_to_tail(st, tail[len(shown) :])
-                return
+        if not update.frozen_html and tail == st.tail_shown:
+            return
         st.at_end = False
         cursor.beginEditBlock()
+        # the closed blocks' source is the start of the tail shown: replace it all
+        self._remove_tail(st)
         if update.frozen_html:
-            # the closed blocks' source is the start of the tail shown: replace it all
-            self._remove_tail(st)
             _append_html(cursor, update.frozen_html, first=not st.frozen_any)
             st.frozen_any = True
             st.tail_start = cursor.position()
             st.tail_block = (cursor.blockFormat(), cursor.blockCharFormat(), cursor.currentList() is not None)
             self.codes = stream.codes
-        elif tail != st.tail_shown:
-            self._remove_tail(st)
+        st.tail_exact, st.tail_blanks = False, ""
         if tail:
-            if cursor.position() > 0:
-                cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
-            cursor.insertText(tail, QTextCharFormat())
-            st.at_end = True
+            # the open block rendered as it stands (issue 16: raw ** and ``` until it closed)
+            rendered, st.tail_exact, st.tail_blanks = stream.render_tail()
+            if rendered.html:
+                _append_html(cursor, rendered.html, first=not st.frozen_any)
+                st.at_end = True
+            self.codes = stream.codes + list(rendered.codes)
         st.tail_shown = tail
         cursor.endEditBlock()
         if update.frozen_html:
@@ -290,7 +299,11 @@ class MessageBody(QTextBrowser):
             cursor.movePosition(_END)
             st.at_end = True
         cursor.beginEditBlock()  # in an edit block Qt does not place the cursor on an unlaid line
-        cursor.insertText(text)
+        if st.tail_blanks:
+            cursor.insertText(st.tail_blanks + text)
+            st.tail_blanks = ""
+        else:
+            cursor.insertText(text)
         cursor.endEditBlock()
         st.tail_shown += text
 

@@ -267,14 +267,128 @@ def render_markdown(text: str, palette: Palette = LIGHT) -> Rendered:
     return Rendered("".join(parts), codes)
 
 
+# The start of a line whose kind is settled: block markers (if any) and then a letter. Text
+# appended to such a line cannot turn it into another kind of block.
+_SETTLED = re.compile(r"^ {0,3}(?:(?:[-+*]|\d{1,9}[.)])[ \t]+|>[ \t]?|#{1,6}[ \t]+)*[^\W\d_]")
+_LINE_MARKERS = re.compile(r"^ {0,3}(?:(?:[-+*]|\d{1,9}[.)])[ \t]+|>[ \t]?|#{1,6}[ \t]+)*")
+# Characters that can change how the text before them renders on a settled line (emphasis, code,
+# links, escapes, a heading's closing #s, table cells). "-", "=", "+", "!" and "(" only matter at a
+# line's start or right after one of these, which a settled line is past.
+_INLINE_SPECIAL = frozenset("*_`~[]<>)#|\\&")
+
+
+def plain_extends(text: str) -> bool:
+    """Whether ``text`` appended to a settled line of the shown tail renders as itself."""
+    return "\n" not in text and _INLINE_SPECIAL.isdisjoint(text)
+
+
+def _close_inline(line: str) -> tuple[str, bool]:
+    """``line`` (the open tail's last line) with unfinished emphasis, strike-through and code spans
+    closed, and delimiters at its very end (an opener with nothing after it yet) left out.
+
+    Returns the text to render and whether its rendered end is the source's end (so text appended
+    later shows as a render would). A heuristic: left-flanking runs open, right-flanking ones close.
+    """
+    start = _LINE_MARKERS.match(line)
+    i = start.end() if start else 0
+    n = len(line)
+    stack: list[str] = []
+    code_run = 0
+    cut = n  # where a dangling delimiter run at the end starts
+    while i < n:
+        c = line[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c not in "`*_~":
+            i += 1
+            continue
+        j = i
+        while j < n and line[j] == c:
+            j += 1
+        run = j - i
+        prev = line[i - 1] if i > 0 else " "
+        nxt = line[j] if j < n else ""
+        if c == "`":
+            if code_run == 0:
+                if not nxt:
+                    cut = i
+                code_run = run
+            elif run == code_run:
+                code_run = 0
+        elif code_run == 0:
+            delim = c * min(run, 3) if c != "~" else "~~"
+            if c == "~" and run < 2:
+                pass
+            elif stack and stack[-1] == delim and not prev.isspace():
+                stack.pop()
+            elif not nxt:
+                cut = i
+            elif not nxt.isspace() and (c != "_" or not prev.isalnum()):
+                stack.append(delim)
+        i = j
+    exact = cut == n
+    body = line[:cut]
+    if code_run and cut < n:
+        code_run = 0  # the dangling run was the code span's opener
+    if stack or code_run:
+        stripped = body.rstrip()
+        exact = exact and stripped == body
+        body = stripped + "`" * code_run + "".join(reversed(stack))
+    return body, exact
+
+
+def open_tail_source(tail: str) -> tuple[str, bool, str]:
+    """The still-open block as it should be shown while it streams; whether plain text appended
+    to it shows as a render would (see ``StreamingMarkdown.render_tail``); and the blanks at its
+    end that the shown text leaves out (to be put back before the next plain text).
+
+    An unclosed code fence already renders as a code block to the end; a fence line still being
+    typed inside it is left out. Outside code the last line gets its open emphasis closed.
+    """
+    fence: str | None = None
+    pos = 0
+    n = len(tail)
+    last_start = 0
+    while pos < n:
+        end = tail.find("\n", pos)
+        if end < 0:
+            end = n
+        line = tail[pos:end]
+        last_start = pos
+        if fence is None:
+            m = _FENCE_OPEN.match(line)
+            if m and not (m.group(1)[0] == "`" and "`" in m.group(2)):
+                fence = m.group(1)
+        else:
+            stripped = line.strip()
+            if stripped and set(stripped) == {fence[0]} and len(stripped) >= len(fence):
+                fence = None
+        pos = end + 1
+    last = tail[last_start:] if not tail.endswith("\n") else ""
+    if fence is not None:
+        stripped = last.strip()
+        if last and stripped and set(stripped) <= {fence[0]} and tail.endswith(last):
+            return tail[: len(tail) - len(last)], False, ""  # a closing fence on its way
+        return tail, False, ""  # plain text appended would land after the code block
+    if not last:
+        return tail, False, ""
+    core = last.rstrip(" \t")
+    if not core:
+        return tail, False, ""
+    closed, exact = _close_inline(core)
+    exact = exact and bool(_SETTLED.match(core))
+    # trailing blanks render as nothing: they are left out and given back with the next plain text
+    return tail[: len(tail) - len(last)] + closed, exact, last[len(core) :] if exact else ""
+
+
 @dataclass(frozen=True)
 class StreamUpdate:
     """What changed since the last update.
 
     ``frozen_html``: blocks that just closed, rendered once and appended for good.
-    ``tail``: the source text of the still-open block, shown as plain text until it closes
-    (rendering it as Markdown on every update costs a fixed ~1 ms per call: thousands of calls
-    per long answer; see tests/bench/gui_responsiveness.py).
+    ``tail``: the source text of the still-open block; the view shows it rendered
+    (``StreamingMarkdown.render_tail``) and appends plain text to it while that renders the same.
     """
 
     frozen_html: str
@@ -309,14 +423,15 @@ class StreamingMarkdown:
 
     def take_plain(self) -> str | None:
         """The text fed since the last update when it only extends the open tail's last line
-        (no new line, so no new cut is possible): it is added to the tail and returned, and the
-        caller appends it as plain text. ``None`` when a full ``update`` is needed."""
+        with characters that render as themselves (no new line, so no new cut is possible, and
+        no Markdown syntax): it is added to the tail and returned, and the caller appends it as
+        plain text. ``None`` when a full ``update`` is needed."""
         pending = self._pending
         if not pending or pending[-1] == "\n":
             return None
         chunks = self._chunks
         new = chunks[0] if len(chunks) == 1 else "".join(chunks)
-        if "\n" in new:
+        if not plain_extends(new):
             return None
         chunks.clear()
         self._pending = pending + new
@@ -326,7 +441,7 @@ class StreamingMarkdown:
         """Add ``text`` if it only extends the open tail's last line (nothing else waiting, no
         new line, so no new cut is possible); the caller then appends it as plain text."""
         pending = self._pending
-        if self._chunks or not pending or pending[-1] == "\n" or "\n" in text:
+        if self._chunks or not pending or pending[-1] == "\n" or not plain_extends(text):
             return False
         self._pending = pending + text
         return True
@@ -363,6 +478,17 @@ class StreamingMarkdown:
         else:
             self._cutter.drop(last)
         return StreamUpdate("".join(new_parts), self._pending)
+
+    def render_tail(self) -> tuple[RenderedBlock, bool, str]:
+        """The still-open block rendered as it stands (``open_tail_source``: open fences shown as
+        code, unfinished emphasis closed), its code blocks numbered after the frozen ones;
+        whether plain text appended to it by ``take_plain``/``extend_line`` shows as a render
+        would (False inside a code block, or when something at the end was left out); and the
+        trailing blanks the render leaves out, to insert before that plain text."""
+        source, exact, blanks = open_tail_source(self._pending)
+        if not source.strip():
+            return RenderedBlock("", ()), False, ""
+        return render_block(source, len(self._codes), self.palette), exact, blanks
 
     @property
     def html(self) -> str:

@@ -106,6 +106,11 @@ STRINGS = (
     QT_TRANSLATE_NOOP(
         "settings", "Pieces scoring below this are not used. 0 keeps the best ones whatever their score."
     ),
+    QT_TRANSLATE_NOOP("settings", "Minimum relevance"),
+    QT_TRANSLATE_NOOP(
+        "settings",
+        "Pieces that match the question less than this are not used or listed as sources, so a question your documents cannot answer gets none. 0 always uses the best pieces.",
+    ),
     QT_TRANSLATE_NOOP("settings", "Hybrid search"),
     QT_TRANSLATE_NOOP(
         "settings",

@@ -519,18 +519,6 @@
             <translation>还没有知识库：把文件拖到这里即可创建。</translation>
         </message>
         <message>
-            <source>Qdrant server</source>
-            <translation>Qdrant 服务器</translation>
-        </message>
-        <message>
-            <source>Milvus Lite</source>
-            <translation>Milvus Lite</translation>
-        </message>
-        <message>
-            <source>Milvus server</source>
-            <translation>Milvus 服务器</translation>
-        </message>
-        <message>
             <source>Preparing to index into “%1”…</source>
             <translation>正在准备索引到“%1”…</translation>
         </message>
@@ -553,6 +541,18 @@
         <message>
             <source>Release to add them to “%1”.</source>
             <translation>松开即可添加到“%1”。</translation>
+        </message>
+        <message>
+            <source>Qdrant server</source>
+            <translation>Qdrant 服务器</translation>
+        </message>
+        <message>
+            <source>Milvus Lite</source>
+            <translation>Milvus Lite</translation>
+        </message>
+        <message>
+            <source>Milvus server</source>
+            <translation>Milvus 服务器</translation>
         </message>
         <message>
             <source>1 document</source>
@@ -3799,6 +3799,14 @@ Context window: %3 tokens</source>
             <translation>得分低于此值的片段不会被使用。0 表示无论得分如何都保留最相关的片段。</translation>
         </message>
         <message>
+            <source>Minimum relevance</source>
+            <translation>最低相关度</translation>
+        </message>
+        <message>
+            <source>Pieces that match the question less than this are not used or listed as sources, so a question your documents cannot answer gets none. 0 always uses the best pieces.</source>
+            <translation>与问题的相关度低于此值的片段不会被使用，也不会列为来源；因此文档无法回答的问题不会附带来源。0 表示总是使用最相关的片段。</translation>
+        </message>
+        <message>
             <source>Hybrid search</source>
             <translation>混合检索</translation>
         </message>
@@ -3831,6 +3839,10 @@ Context window: %3 tokens</source>
             <translation>Milvus 服务器地址</translation>
         </message>
         <message>
+            <source>A Milvus server or cluster of your own (e.g. http://localhost:19530) or a Zilliz Cloud endpoint.</source>
+            <translation>您自己的 Milvus 服务器或集群（例如 http://localhost:19530），或 Zilliz Cloud 端点。</translation>
+        </message>
+        <message>
             <source>Milvus password (token)</source>
             <translation>Milvus 密码（令牌）</translation>
         </message>
@@ -3845,10 +3857,6 @@ Context window: %3 tokens</source>
         <message>
             <source>Embedding threads</source>
             <translation>嵌入线程数</translation>
-        </message>
-        <message>
-            <source>A Milvus server or cluster of your own (e.g. http://localhost:19530) or a Zilliz Cloud endpoint.</source>
-            <translation>您自己的 Milvus 服务器或集群（例如 http://localhost:19530），或 Zilliz Cloud 端点。</translation>
         </message>
         <message>
             <source>CPU threads used for embedding. 0 chooses automatically.</source>

@@ -130,6 +130,10 @@ TRANSLATIONS: dict[str, str] = {
     "How many pieces of your documents are given to the model with each question.": "每个问题会把多少个文档片段交给模型参考。",
     "Minimum score": "最低得分",
     "Pieces scoring below this are not used. 0 keeps the best ones whatever their score.": "得分低于此值的片段不会被使用。0 表示无论得分如何都保留最相关的片段。",
+    "Minimum relevance": "最低相关度",
+    "Pieces that match the question less than this are not used or listed as sources, so a question "
+    "your documents cannot answer gets none. 0 always uses the best pieces.": "与问题的相关度低于此值的片段不会被使用，也不会列为来源；"
+    "因此文档无法回答的问题不会附带来源。0 表示总是使用最相关的片段。",
     "Hybrid search": "混合检索",
     "Combine meaning-based (dense) and keyword (BM25) search. Keeps Chinese retrieval working with "
     "English embedding models.": "结合语义（稠密向量）检索和关键词（BM25）检索。即使使用英文嵌入模型，中文检索也能正常工作。",

@@ -56,7 +56,9 @@ def test_kb_cli_round_trip(
         "dim": 384,
     }
 
-    code, out, _ = run(capsys, "kb", "search", "notes", "Who created Python?", "-k", "2", "--json")
+    code, out, _ = run(
+        capsys, "kb", "search", "notes", "Who created Python?", "-k", "2", "--min-relevance", "0", "--json"
+    )
     hits = json.loads(out)
     assert code == 0 and len(hits) == 2
     assert {"score", "path", "text", "position"} <= set(hits[0]) and hits[0]["path"].endswith("python.md")

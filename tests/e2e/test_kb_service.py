@@ -131,10 +131,15 @@ def test_search_options(any_svc: KnowledgeService, tmp_path: Path) -> None:
     assert all(
         h.score >= 0.3 for h in svc.search("kb", "capital city of France", hybrid=False, score_threshold=0.3)
     )
-    only = svc.search("kb", "capital city of France", doc_filter=[str(corpus / "python.md")])
+    # the filters, whatever the relevance (min_relevance=0: an unrelated document is all there is)
+    only = svc.search(
+        "kb", "capital city of France", doc_filter=[str(corpus / "python.md")], min_relevance=0.0
+    )
     assert {Path(h.path).name for h in only} == {"python.md"}
-    by_id = svc.search("kb", "capital", doc_filter=[doc_id_for(corpus / "zh.txt")])
+    by_id = svc.search("kb", "capital", doc_filter=[doc_id_for(corpus / "zh.txt")], min_relevance=0.0)
     assert {Path(h.path).name for h in by_id} == {"zh.txt"}
+    # with the default minimum relevance the unrelated document is not returned at all
+    assert svc.search("kb", "capital city of France", doc_filter=[str(corpus / "python.md")]) == []
     assert svc.search("kb", "   ") == []
     assert svc.last_search_stats is not None
 
@@ -150,7 +155,8 @@ def test_incremental_changed_and_removed(any_svc: KnowledgeService, tmp_path: Pa
     (corpus / "france.txt").write_text("Lyon is a city in France known for its food.\n" * 3)
     changed = svc.add_paths("kb", [corpus])
     assert [Path(p).name for p in changed.indexed] == ["france.txt"]
-    texts = [h.text for h in svc.search("kb", "Eiffel Tower Paris", top_k=10)]
+    # every chunk, related or not (min_relevance=0): the old version is gone, the new one is there
+    texts = [h.text for h in svc.search("kb", "Eiffel Tower Paris", top_k=10, min_relevance=0.0)]
     assert not any("Eiffel" in t for t in texts) and any("Lyon" in t for t in texts)
     assert point_count(svc, "kb") == 5
 

@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from bubble_desktop.core.errors import KnowledgeBaseError, StoreLockedError
-from bubble_desktop.core.kb.store import DENSE, PREFETCH_FACTOR, RRF_K, SPARSE, StoredHit, StoredPoint
+from bubble_desktop.core.kb.store import (
+    DENSE,
+    PREFETCH_FACTOR,
+    RRF_K,
+    SPARSE,
+    StoredHit,
+    StoredPoint,
+    sparse_query,
+)
 
 log = logging.getLogger(__name__)
 
@@ -361,7 +369,7 @@ class MilvusStore:
         flt = ""
         if doc_ids:
             flt = "doc_id in [" + ", ".join(_quote(d) for d in doc_ids) + "]"
-        fields = [*_FIELDS, "payload"]
+        fields = [*_FIELDS, "payload", DENSE]  # the vectors: the service judges relevance by them
         hybrid = sparse is not None and bool(text and text.strip()) and bool(self.analyzer)
         n = max(limit * PREFETCH_FACTOR, 20) if hybrid else limit
         res = self._client.search(
@@ -380,7 +388,7 @@ class MilvusStore:
             if score_threshold is None or float(h["distance"]) >= score_threshold
         ]
         if not hybrid:
-            return [StoredHit(score, _payload(e)) for _, score, e in dense_hits[:limit]]
+            return [_hit(score, e) for _, score, e in dense_hits[:limit]]
         res = self._client.search(
             self.collection,
             data=[text],
@@ -401,7 +409,7 @@ class MilvusStore:
             scores[id_] = scores.get(id_, 0.0) + 1.0 / (RRF_K + rank + 1)
             entities.setdefault(id_, entity)
         best = sorted(scores, key=lambda i: scores[i], reverse=True)[:limit]
-        return [StoredHit(scores[i], _payload(entities[i])) for i in best]
+        return [_hit(scores[i], entities[i]) for i in best]
 
     # --------------------------------------------------------------------------- the rest
     def count(self) -> int:
@@ -443,6 +451,17 @@ def _quiet_jieba() -> None:
     except ImportError:
         return
     jieba.setLogLevel(logging.WARNING)
+
+
+def _hit(score: float, entity: Any) -> StoredHit:
+    """A StoredHit with what the service's relevance rule reads: the dense vector, and the chunk's BM25
+    term ids from our own tokenizer (Milvus keeps its BM25 terms to itself; ours are what the
+    question's keywords are matched with, as on the Qdrant stores)."""
+    payload = _payload(entity)
+    vector = entity.get(DENSE)
+    text = str(payload.get("text", ""))
+    terms = frozenset(int(i) for i in sparse_query(text)[0]) if text.strip() else frozenset()
+    return StoredHit(score, payload, [float(x) for x in vector] if vector is not None else None, terms)
 
 
 def _payload(entity: Any) -> dict[str, Any]:

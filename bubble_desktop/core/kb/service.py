@@ -39,9 +39,11 @@ from bubble_desktop.core.kb.embedder import (
 from bubble_desktop.core.kb.ingest import DocState, Ingestion
 from bubble_desktop.core.kb.milvus_store import LITE_DIR, MilvusStore, guess_analyzer
 from bubble_desktop.core.kb.parsers import detect_type
+from bubble_desktop.core.kb.relevance import cosine, keyword_share, query_terms, relevance
 from bubble_desktop.core.kb.store import (
     EdgeStore,
     ServerStore,
+    StoredHit,
     StoredPoint,
     VectorStore,
     recover_shard_folder,
@@ -890,16 +892,20 @@ class KnowledgeService:
         hybrid: bool | None = None,
         doc_filter: Sequence[str] | None = None,
         query_vector: Sequence[float] | None = None,
+        min_relevance: float | None = None,
     ) -> list[Hit]:
         """The best chunks for ``query`` across ``names``, best first.
 
         Dense only: scores are cosine similarities and ``score_threshold`` applies to them. Hybrid
         (default): dense candidates (threshold applied) and BM25 candidates are fused by RRF and the
-        score is the RRF score. ``doc_filter`` takes document paths or ids.
+        score is the RRF score. ``doc_filter`` takes document paths or ids. Chunks whose relevance
+        (core/kb/relevance.py) is below ``min_relevance`` (default: the setting) are left out, so
+        a question the knowledge base cannot answer gets no chunks.
         """
         settings = self._settings
         top_k = top_k or settings.top_k
         threshold = settings.score_threshold if score_threshold is None else score_threshold
+        floor = settings.min_relevance if min_relevance is None else min_relevance
         hybrid = settings.hybrid if hybrid is None else hybrid
         kb_names = [names] if isinstance(names, str) else list(names)
         if not kb_names or not query.strip():
@@ -926,16 +932,20 @@ class KnowledgeService:
             self.last_search_stats = SearchStats(0.0, 0.0)
             return []
         t0 = time.perf_counter()
-        sparse = sparse_query(query) if hybrid else None
+        query_sparse = sparse_query(query)
+        sparse = query_sparse if hybrid else None
+        keywords = query_terms(query_sparse[0])
         queries: dict[str, tuple[list[float], float]] = {}  # model identity ("" = current) -> vector, weight
+        coverage_of: dict[str, Callable[[str], float] | None] = {}
         for identity in dict.fromkeys(i for _, i in usable):
             embedder = self.embedder if not identity else self._old_embedder(identity)
+            coverage_of[identity] = getattr(embedder, "coverage", None)
             if query_vector is not None and not identity:
-                dense = list(query_vector)
+                dense = [float(x) for x in query_vector]
             else:
-                dense = list(embedder.embed([query])[0])
+                dense = [float(x) for x in embedder.embed([query])[0]]
             dense_weight = 1.0
-            if hybrid and (query_vector is None or identity):
+            if query_vector is None or identity:
                 coverage = getattr(embedder, "coverage", None)
                 if coverage is not None:
                     dense_weight = max(0.01, min(1.0, float(coverage(query)) ** 2))
@@ -945,37 +955,60 @@ class KnowledgeService:
         if doc_filter:
             doc_ids = sorted({doc_id_for(p) for p in doc_filter} | set(doc_filter))
 
-        def run() -> list[Hit]:
-            hits: list[Hit] = []
+        def run() -> list[tuple[str, str, StoredHit]]:
+            found: list[tuple[str, str, StoredHit]] = []
             for n, identity in usable:
                 base = self._base(n)
                 store = self._store(base)
                 if store is None:
                     continue
                 dense, dense_weight = queries[identity]
-                for h in store.search(
-                    dense, sparse, top_k, threshold or None, doc_ids, dense_weight, text=query
-                ):
-                    p = h.payload
-                    hits.append(
-                        Hit(
-                            score=h.score,
-                            path=str(p.get("path", "")),
-                            text=str(p.get("text", "")),
-                            position=str(p.get("position", "")),
-                            kb=n,
-                            doc_id=str(p.get("doc_id", "")),
-                            title=p.get("title"),
-                            heading=p.get("heading"),
-                            page=p.get("page") if isinstance(p.get("page"), int) else None,
-                        )
+                fuse_weight = dense_weight if hybrid else 1.0
+                found.extend(
+                    (n, identity, h)
+                    for h in store.search(
+                        dense, sparse, top_k, threshold or None, doc_ids, fuse_weight, text=query
                     )
-            hits.sort(key=lambda h: h.score, reverse=True)
-            return hits[:top_k]
+                )
+            return found
 
-        hits = self._call(run)
+        found = self._call(run)
+        # judged here, not on the owner thread: a chunk's coverage takes the embedder's lock, which an
+        # ingestion's batch may hold for a while
+        hits: list[Hit] = []
+        for n, identity, h in found:
+            p = h.payload
+            dense, dense_weight = queries[identity]
+            similarity = cosine(dense, h.dense)
+            keyword = keyword_share(keywords, h.terms) if h.terms else None
+            weight = dense_weight
+            chunk_coverage = coverage_of[identity]
+            if chunk_coverage is not None and similarity is not None:
+                # a chunk the model cannot read (Chinese under MiniLM) gets a vector close to every
+                # other such chunk: its similarity says little either
+                weight = min(weight, chunk_coverage(str(p.get("text", ""))) ** 2)
+            score = relevance(similarity, keyword, weight)
+            if score < floor:
+                continue
+            hits.append(
+                Hit(
+                    score=h.score,
+                    path=str(p.get("path", "")),
+                    text=str(p.get("text", "")),
+                    position=str(p.get("position", "")),
+                    kb=n,
+                    doc_id=str(p.get("doc_id", "")),
+                    title=p.get("title"),
+                    heading=p.get("heading"),
+                    page=p.get("page") if isinstance(p.get("page"), int) else None,
+                    similarity=similarity,
+                    keyword=keyword,
+                    relevance=score,
+                )
+            )
+        hits.sort(key=lambda h: h.score, reverse=True)
         self.last_search_stats = SearchStats(t1 - t0, time.perf_counter() - t1)
-        return hits
+        return hits[:top_k]
 
 
 def _recorded(base: _Base) -> tuple[str, str]:

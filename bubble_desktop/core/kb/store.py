@@ -74,8 +74,12 @@ class StoredPoint:
 
 @dataclass(frozen=True)
 class StoredHit:
+    """A search result; ``dense`` and ``terms`` (its BM25 term ids) let the service judge relevance."""
+
     score: float
     payload: dict[str, Any]
+    dense: Sequence[float] | None = None
+    terms: frozenset[int] = frozenset()
 
 
 class VectorStore(Protocol):
@@ -223,7 +227,12 @@ class EdgeStore:
         dense_q = Query.Nearest([float(x) for x in dense], using=DENSE)
         if sparse is None:
             req = QueryRequest(
-                limit=limit, query=dense_q, filter=flt, score_threshold=score_threshold, with_payload=True
+                limit=limit,
+                query=dense_q,
+                filter=flt,
+                score_threshold=score_threshold,
+                with_payload=True,
+                with_vector=[DENSE, SPARSE],
             )
         else:
             sq = Query.Nearest(SparseVector(list(sparse[0]), list(sparse[1])), using=SPARSE)
@@ -239,8 +248,9 @@ class EdgeStore:
                 ),
                 filter=flt,
                 with_payload=True,
+                with_vector=[DENSE, SPARSE],
             )
-        return [StoredHit(float(p.score), dict(p.payload or {})) for p in self._shard.query(req)]
+        return [_stored_hit(p.score, p.vector, p.payload) for p in self._shard.query(req)]
 
     def count(self) -> int:
         from qdrant_edge import CountRequest
@@ -438,6 +448,7 @@ class ServerStore:
                 query_filter=flt,
                 score_threshold=score_threshold,
                 with_payload=True,
+                with_vectors=[DENSE, SPARSE],
             )
         else:
             n = max(limit * PREFETCH_FACTOR, 20)
@@ -460,8 +471,9 @@ class ServerStore:
                 limit=limit,
                 query_filter=flt,
                 with_payload=True,
+                with_vectors=[DENSE, SPARSE],
             )
-        return [StoredHit(float(p.score), dict(p.payload or {})) for p in res.points]
+        return [_stored_hit(p.score, p.vector, p.payload) for p in res.points]
 
     def count(self) -> int:
         return int(self._client.count(self.collection, exact=True).count)
@@ -482,6 +494,15 @@ class ServerStore:
             self._client.delete_collection(self.collection)
         finally:
             self.close()
+
+
+def _stored_hit(score: Any, vector: Any, payload: Any) -> StoredHit:
+    """A scored point (Edge or qdrant-client) with its dense vector and BM25 term ids."""
+    vectors = vector if isinstance(vector, dict) else {DENSE: vector} if vector is not None else {}
+    dense = vectors.get(DENSE)
+    sparse = vectors.get(SPARSE)
+    terms = frozenset(int(i) for i in (getattr(sparse, "indices", None) or ()))
+    return StoredHit(float(score), dict(payload or {}), list(dense) if dense is not None else None, terms)
 
 
 def _stored_point(id_: Any, vector: Any, payload: Any) -> StoredPoint:

@@ -86,6 +86,12 @@ class Hit:
     title: str | None = None
     heading: str | None = None
     page: int | None = None
+    # how well the chunk matches the question, whatever its rank: the cosine similarity of the dense
+    # vectors, the share of the question's keywords the chunk contains, and the two combined
+    # (core/kb/relevance.py) — what the "minimum relevance" setting is compared with
+    similarity: float | None = None
+    keyword: float | None = None
+    relevance: float | None = None
 
     def to_json(self) -> dict[str, object]:
         """The stable ``--json`` shape of a hit (extra keys may be added, never removed)."""
@@ -99,6 +105,9 @@ class Hit:
             "title": self.title,
             "heading": self.heading,
             "page": self.page,
+            "similarity": None if self.similarity is None else round(self.similarity, 6),
+            "keyword": None if self.keyword is None else round(self.keyword, 6),
+            "relevance": None if self.relevance is None else round(self.relevance, 6),
         }
 
 
