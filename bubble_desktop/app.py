@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     built: dict[str, Any] = {}
     window = None
     try:
-        from bubble_desktop.ui.main_window import WINDOW_STATE_FILE, MainWindow
+        from bubble_desktop.ui.main_window import WINDOW_STATE_FILE, MainWindow, StartingView
 
         # the frame only: it is on screen before the heavy imports, at last time's size and place
         window = MainWindow(None, state_file=paths.config_dir / WINDOW_STATE_FILE)
@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
         # (no Qt.* enum before the window shows: the first one costs ~25 ms, see ui/theme.py)
         starting = window.centralWidget()
-        starting.painted.connect(lambda: QTimer.singleShot(0, complete))  # type: ignore[attr-defined]
+        if isinstance(starting, StartingView):  # what MainWindow shows until it is built
+            starting.painted.connect(lambda: QTimer.singleShot(0, complete))
         QTimer.singleShot(100, complete)  # in case no paint comes (e.g. started minimized)
         window.show()
         return int(app.exec())

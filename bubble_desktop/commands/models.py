@@ -183,15 +183,18 @@ def _gb(n: float) -> str:
 
 
 def run_catalog(args: argparse.Namespace) -> int:
-    from bubble_desktop.core.models.catalog import shipped_catalog
+    from bubble_desktop.core.models.catalog import CatalogEntry, Kind, shipped_catalog
     from bubble_desktop.core.models.machine import detect, fit, fit_reason, recommend
     from bubble_desktop.core.paths import Paths
 
     catalog = shipped_catalog()
     machine = detect(Paths.default().models_dir)
     language = args.language or _ui_language()
-    kinds = (args.kind,) if args.kind else ("chat", "embedding")
-    best = {k: (recommend(catalog, machine, k, language) or [None])[0] for k in kinds}
+    kinds: tuple[Kind, ...] = (args.kind,) if args.kind else ("chat", "embedding")
+    best: dict[str, CatalogEntry | None] = {}
+    for k in kinds:
+        picks = recommend(catalog, machine, k, language)
+        best[k] = picks[0] if picks else None
     entries = [e for e in catalog.entries if e.kind in kinds]
     if args.json:
         print(

@@ -17,7 +17,6 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import (
-    QT_TRANSLATE_NOOP,
     QCoreApplication,
     QLibraryInfo,
     QLocale,
@@ -26,6 +25,13 @@ from PySide6.QtCore import (
 
 from bubble_desktop.core.i18n import Catalog, set_translator
 from bubble_desktop.ui.resources import resource_path
+
+
+def QT_TRANSLATE_NOOP(context: str, source_text: str) -> str:  # noqa: N802 - Qt's marker, by name
+    """Qt's QT_TRANSLATE_NOOP, typed (PySide6's stub says it returns ``object``): marks a text for
+    pyside6-lupdate, which finds the calls by their name, and returns it unchanged."""
+    return source_text
+
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +91,7 @@ def _qt_translations_dirs() -> list[Path]:
 def _core_catalog() -> Catalog:
     from bubble_desktop.ui.core_strings import STRINGS
 
-    return Catalog(STRINGS, _translate_core)
+    return Catalog([str(s) for s in STRINGS], _translate_core)  # generated with Qt's untyped marker
 
 
 def _translate_core(template: str) -> str:

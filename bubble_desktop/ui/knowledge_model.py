@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from PySide6.QtCore import (
-    QT_TRANSLATE_NOOP,
     QAbstractTableModel,
     QCoreApplication,
     QDateTime,
@@ -19,6 +18,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor
 
 from bubble_desktop.core.i18n import localize
+from bubble_desktop.ui.i18n import QT_TRANSLATE_NOOP
 
 CONTEXT = "DocumentTableModel"
 HEADERS = (

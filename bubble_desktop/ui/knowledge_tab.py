@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
-    QT_TRANSLATE_NOOP,
     QCoreApplication,
     QItemSelection,
     QItemSelectionModel,
@@ -51,6 +50,7 @@ from PySide6.QtWidgets import (
 )
 
 from bubble_desktop.core.i18n import localize
+from bubble_desktop.ui.i18n import QT_TRANSLATE_NOOP
 from bubble_desktop.ui.knowledge_controller import KnowledgeController
 from bubble_desktop.ui.knowledge_model import PATH_ROLE, DocumentTableModel
 
@@ -577,10 +577,11 @@ class KnowledgeTab(QWidget):
         self.progress_bar.setFormat(self.tr("%v of %m files") if total != 1 else self.tr("%v of 1 file"))
         parts = []
         pages_total = int(getattr(p, "pages_total", 0) or 0)
-        if pages_total > 1 and getattr(p, "parsing_file", ""):
+        parsing_file = str(getattr(p, "parsing_file", "") or "")
+        if pages_total > 1 and parsing_file:
             parts.append(
                 self.tr("Reading %1: page %2 of %3")
-                .replace("%1", os.path.basename(p.parsing_file))
+                .replace("%1", os.path.basename(parsing_file))
                 .replace("%2", str(p.pages_done))
                 .replace("%3", str(pages_total))
             )

@@ -231,8 +231,8 @@ class MainWindow(QMainWindow):
             try:
                 from bubble_desktop.ui.knowledge_tab import KnowledgeTab
             except ImportError:
-                KnowledgeTab = None  # noqa: N806
-            if KnowledgeTab is not None:
+                log.exception("the knowledge tab cannot be built")
+            else:
                 tab = KnowledgeTab(self.ctx.knowledge)
                 tab.bases_changed.connect(self._on_knowledge_bases_changed)
                 tab.error_shown.connect(self._on_knowledge_tab_error_shown)
@@ -620,7 +620,7 @@ class MainWindow(QMainWindow):
             from bubble_desktop.core.models.machine import detect, recommend
 
             machine = self.ctx.machine or detect(self.ctx.paths.models_dir, gpu=False)
-            ui_language = self.settings.appearance.language
+            ui_language: str = self.settings.appearance.language
             if ui_language == "system":
                 from PySide6.QtCore import QLocale
 

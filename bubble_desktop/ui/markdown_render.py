@@ -131,10 +131,11 @@ def _markdown(palette: Palette) -> Any:
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
     md.enable("table")
     md.enable("strikethrough")
-    md.renderer.rules["fence"] = _render_fence
-    md.renderer.rules["code_block"] = _render_fence
-    md.renderer.rules["table_open"] = _render_table_open
-    md.renderer.rules["code_inline"] = _render_code_inline
+    rules = md.renderer.rules  # type: ignore[attr-defined]  # RendererHTML has them; the protocol does not say
+    rules["fence"] = _render_fence
+    rules["code_block"] = _render_fence
+    rules["table_open"] = _render_table_open
+    rules["code_inline"] = _render_code_inline
     md.options["bubble_palette"] = palette
     return md
 

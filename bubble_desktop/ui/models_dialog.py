@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QT_TRANSLATE_NOOP, QCoreApplication, QObject, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from bubble_desktop.core.errors import UserFacingError
+from bubble_desktop.ui.i18n import QT_TRANSLATE_NOOP
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from PySide6.QtCore import QT_TRANSLATE_NOOP, QCoreApplication, QEvent, QObject, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractButton,
@@ -58,6 +58,7 @@ from bubble_desktop.core.settings import (
     field_info,
     save_settings,
 )
+from bubble_desktop.ui.i18n import QT_TRANSLATE_NOOP
 
 CONTEXT = "settings"
 
@@ -410,12 +411,16 @@ class FieldEditor(QWidget):
             self.line.setText(str(value))
 
     def focus_widget(self) -> QWidget:
-        return {
-            "choice": lambda: self.combo,
-            "bool": lambda: self.check,
-            "number": lambda: self.spin,
-            "multiline": lambda: self.plain,
-        }.get(self._kind, lambda: self.line)()
+        kind = self._kind
+        if kind == "choice":
+            return self.combo
+        if kind == "bool":
+            return self.check
+        if kind == "number":
+            return self.spin
+        if kind == "multiline":
+            return self.plain
+        return self.line
 
     # -- slots ---------------------------------------------------------------------------------
     @Slot()
@@ -426,7 +431,10 @@ class FieldEditor(QWidget):
     def _on_slider_value_changed(self, position: int) -> None:
         value = self._lo + position * self._step
         if abs(self.spin.value() - value) >= self._step / 2:
-            self.spin.setValue(value)
+            if isinstance(self.spin, QSpinBox):
+                self.spin.setValue(round(value))
+            else:
+                self.spin.setValue(float(value))
 
     @Slot()
     def _on_spin_value_changed(self) -> None:

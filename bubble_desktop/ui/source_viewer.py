@@ -530,8 +530,8 @@ class SourceViewer(QWidget):
             cursor = QTextCursor(self.text_view.document())
             cursor.setPosition(start)
             cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
-            sel.cursor = cursor  # type: ignore[attr-defined]
-            sel.format = fmt  # type: ignore[attr-defined]
+            sel.cursor = cursor
+            sel.format = fmt
             self.text_view.setExtraSelections([sel])
             # the end first, then the start: the passage's first line lands in view, centred
             at = QTextCursor(self.text_view.document())
