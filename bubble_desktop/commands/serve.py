@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from bubble_desktop.commands.ask import load_for_args, load_user_settings
     from bubble_desktop.core.api.app import ApiConfig
     from bubble_desktop.core.api.owner import InferenceOwner
-    from bubble_desktop.core.api.server import ApiServer, check_bind
+    from bubble_desktop.core.api.server import ApiServer, ApiServerError, check_bind, is_loopback
     from bubble_desktop.core.errors import SettingsError
 
     settings = load_user_settings()
@@ -146,7 +146,14 @@ def run(args: argparse.Namespace) -> int:
         model_id=args.model_id or "",
         settings=settings.snapshot(),
     )
-    check_bind(config)  # refuse an unprotected public bind before loading anything
+    try:
+        check_bind(config)  # refuse an unprotected public bind before loading anything
+    except ApiServerError as exc:
+        if not key and not is_loopback(config.host):  # the hint in the words of the command line
+            raise ApiServerError(
+                exc.message, f"Pass --api-key KEY (or set {KEY_ENV}), or serve on --host 127.0.0.1."
+            ) from exc
+        raise
     paths = _paths(args)
     knowledge: Any = None
     chat_service: Any = None

@@ -8,7 +8,6 @@ so the work per update is proportional to the tail, not to the whole answer.
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QEvent, QSizeF, Qt, QTimer, QUrl, Signal, Slot
@@ -43,6 +42,7 @@ from bubble_desktop.ui.markdown_render import (
 from bubble_desktop.ui.markdown_render import (
     copy_label as _copy_label,
 )
+from bubble_desktop.ui.source_text import SourceView
 
 
 def is_dark(widget: QWidget | None = None) -> bool:
@@ -51,49 +51,6 @@ def is_dark(widget: QWidget | None = None) -> bool:
     return (
         pal.color(QPalette.ColorRole.Window).lightness()
         < pal.color(QPalette.ColorRole.WindowText).lightness()
-    )
-
-
-@dataclass(frozen=True)
-class SourceView:
-    """A source shown under an answer: a knowledge chunk (file) or a web page (url)."""
-
-    number: int
-    title: str
-    kind: str  # "kb" or "web"
-    target: str  # file path or url
-    text: str = ""  # the chunk text, shown when the file cannot be opened
-    score: float | None = None
-    position: str = ""  # "line 40", "page 3", "row 7" as the knowledge base stored it
-    page: int | None = None  # 1-based page of a PDF/image/slide: the viewer opens it
-    kb: str = ""
-
-
-def source_view(number: int, source: Any) -> SourceView:
-    """Adapt whatever the chat service returns as a source (dataclass or dict) for display."""
-
-    def get(name: str, default: Any = None) -> Any:
-        if isinstance(source, dict):
-            return source.get(name, default)
-        return getattr(source, name, default)
-
-    url = get("url") or ""
-    path = get("path") or get("source") or ""
-    kind = get("kind") or ("web" if url else "kb")
-    if kind not in ("kb", "web"):
-        kind = "web" if url else "kb"
-    target = str(url or path)
-    title = str(get("title") or (path.rsplit("/", 1)[-1] if path else url) or f"[{number}]")
-    return SourceView(
-        int(get("number", number) or number),
-        title,
-        kind,
-        target,
-        str(get("text") or get("snippet") or get("body") or ""),
-        get("score"),
-        str(get("position") or ""),
-        page if isinstance(page := get("page"), int) and not isinstance(page, bool) else None,
-        str(get("kb") or ""),
     )
 
 
@@ -562,7 +519,7 @@ class MessageWidget(QFrame):
         if not sources:
             self.sources_label.setVisible(False)
             return
-        from bubble_desktop.ui.source_viewer import source_label
+        from bubble_desktop.ui.source_text import source_label
 
         links = []
         for s in sources:
@@ -648,7 +605,7 @@ class MessageWidget(QFrame):
         from PySide6.QtGui import QCursor
         from PySide6.QtWidgets import QToolTip
 
-        from bubble_desktop.ui.source_viewer import source_tooltip
+        from bubble_desktop.ui.source_text import source_tooltip
 
         source = self._source_for_link(link) if link else None
         if source is None:

@@ -50,9 +50,9 @@ from PySide6.QtWidgets import (
 )
 
 from bubble_desktop.core.i18n import localize
-from bubble_desktop.ui.i18n import QT_TRANSLATE_NOOP
 from bubble_desktop.ui.knowledge_controller import KnowledgeController
 from bubble_desktop.ui.knowledge_model import PATH_ROLE, DocumentTableModel
+from bubble_desktop.ui.source_text import position_text
 
 DEFAULT_BASE = "default"
 
@@ -73,25 +73,6 @@ def format_eta(seconds: float | None) -> str:
     if s < 3600:
         return tr("%1 min").replace("%1", str(s // 60))
     return tr("%1 h %2 min").replace("%1", str(s // 3600)).replace("%2", str((s % 3600) // 60))
-
-
-_POSITION_UNITS = {
-    "page": QT_TRANSLATE_NOOP("KnowledgeTab", "page %1"),
-    "line": QT_TRANSLATE_NOOP("KnowledgeTab", "line %1"),
-    "row": QT_TRANSLATE_NOOP("KnowledgeTab", "row %1"),
-    "paragraph": QT_TRANSLATE_NOOP("KnowledgeTab", "paragraph %1"),
-    "item": QT_TRANSLATE_NOOP("KnowledgeTab", "item %1"),
-    "section": QT_TRANSLATE_NOOP("KnowledgeTab", "section %1"),
-}
-
-
-def position_text(position: str) -> str:
-    """A hit's position ("line 12") in the interface language."""
-    unit, _, number = str(position).partition(" ")
-    label = _POSITION_UNITS.get(unit)
-    if label and number.isdigit():
-        return QCoreApplication.translate("KnowledgeTab", label).replace("%1", number)
-    return str(position)
 
 
 def local_paths(urls: Sequence[QUrl]) -> list[Path]:
@@ -823,7 +804,7 @@ class KnowledgeTab(QWidget):
         if not text.startswith("hit:") or not text[4:].isdigit() or int(text[4:]) >= len(self.hits):
             QDesktopServices.openUrl(url)
             return
-        from bubble_desktop.ui.chat_view import source_view
+        from bubble_desktop.ui.source_text import source_view
         from bubble_desktop.ui.source_viewer import SourceViewer
 
         number = int(text[4:])

@@ -38,8 +38,9 @@ if TYPE_CHECKING:  # the window's parts are imported by build(): the bare frame 
     from bubble_desktop.core.llm.base import LoadRequest, ModelInfo
     from bubble_desktop.core.paths import Paths
     from bubble_desktop.core.settings import Settings
-    from bubble_desktop.ui.chat_view import MessageWidget, SourceView
+    from bubble_desktop.ui.chat_view import MessageWidget
     from bubble_desktop.ui.inference_worker import AnswerMeta, AnswerResult, LoadFailure
+    from bubble_desktop.ui.source_text import SourceView
     from bubble_desktop.ui.workers import BackgroundTask
 
 log = logging.getLogger(__name__)
@@ -1245,7 +1246,7 @@ class MainWindow(QMainWindow):
 
 
 def _source_views(sources: Any) -> tuple[SourceView, ...]:
-    from bubble_desktop.ui.chat_view import source_view
+    from bubble_desktop.ui.source_text import source_view
 
     return tuple(source_view(i, s) for i, s in enumerate(sources, start=1))
 

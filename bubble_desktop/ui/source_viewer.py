@@ -8,14 +8,13 @@ id, and stale ones are dropped.
 
 from __future__ import annotations
 
-import html
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QObject, QRectF, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtCore import QObject, QRectF, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -43,60 +42,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bubble_desktop.ui.chat_view import SourceView
-from bubble_desktop.ui.knowledge_tab import position_text
+from bubble_desktop.ui.source_text import (
+    TOOLTIP_CHARS,
+    SourceView,
+    position_text,
+    source_label,
+    source_location,
+    source_tooltip,
+)
+from bubble_desktop.ui.source_text import excerpt as _excerpt
 
 log = logging.getLogger(__name__)
 
-TOOLTIP_CHARS = 700
 HIGHLIGHT_FILL = QColor(255, 214, 0, 110)
 HIGHLIGHT_EDGE = QColor(230, 140, 0)
 ZOOM_STEP = 1.25
 ZOOM_RANGE = (0.15, 8.0)  # pixels per PDF point (before the screen's device pixel ratio)
-
-
-def _excerpt(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[:limit].rsplit(" ", 1)[0] + " …"
-
-
-def _file_name(source: SourceView) -> str:
-    if source.kind == "kb" and source.target:
-        return source.target.replace("\\", "/").rsplit("/", 1)[-1] or source.title
-    return source.title
-
-
-def source_location(source: SourceView) -> str:
-    """Where in its document a source sits: "p. 12" for pages, "line 40" / "row 7" otherwise."""
-    if source.kind != "kb":
-        return ""
-    if source.page and not source.position.startswith("slide "):
-        return QCoreApplication.translate("SourceViewer", "p. %1").replace("%1", str(source.page))
-    return position_text(source.position) if source.position else ""
-
-
-def source_label(source: SourceView) -> str:
-    """A source as listed under an answer: "report.pdf · p. 12", "LICENSE · line 40"."""
-    where = source_location(source)
-    name = _file_name(source)
-    return f"{name} · {where}" if where else name
-
-
-def source_tooltip(source: SourceView) -> str:
-    """Rich text: the source's name and place, then the cited passage (cut to a readable length)."""
-    passage = _excerpt(source.text, TOOLTIP_CHARS)
-    head = html.escape(source_label(source))
-    target = html.escape(source.target)
-    body = (
-        html.escape(passage)
-        if passage
-        else html.escape(QCoreApplication.translate("SourceViewer", "(no passage stored)"))
-    )
-    click = html.escape(QCoreApplication.translate("SourceViewer", "Click to open the passage."))
-    return (
-        f"<qt><b>[{source.number}] {head}</b><br><span style='color: gray'>{target}</span>"
-        f"<p>{body}</p><i>{click}</i></qt>"
-    )
 
 
 class _Results(QObject):
@@ -688,4 +649,4 @@ def _log_unexpected(fut: Future[None]) -> None:
         log.error("source viewer job failed", exc_info=fut.exception())
 
 
-__all__ = ["SourceViewer", "source_label", "source_location", "source_tooltip"]
+__all__ = ["TOOLTIP_CHARS", "SourceViewer", "source_label", "source_location", "source_tooltip"]

@@ -67,7 +67,7 @@ def _gui_stall(scan: Path) -> dict[str, float]:
     from PySide6.QtWidgets import QApplication
 
     from bubble_desktop.core.chat.sources import Source
-    from bubble_desktop.ui.chat_view import source_view
+    from bubble_desktop.ui.source_text import source_view
     from bubble_desktop.ui.source_viewer import SourceViewer
     from tests.e2e import doc_fixtures as F
 

@@ -14,7 +14,8 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QToolTip
 
 from bubble_desktop.core.chat.sources import Source
-from bubble_desktop.ui.chat_view import MessageWidget, SourceView, source_view
+from bubble_desktop.ui.chat_view import MessageWidget
+from bubble_desktop.ui.source_text import SourceView, source_view
 from bubble_desktop.ui.source_viewer import SourceViewer, source_label
 from tests.e2e import doc_fixtures as F
 
