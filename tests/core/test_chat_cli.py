@@ -13,12 +13,14 @@ from bubble_desktop.core.paths import Paths
 from bubble_desktop.core.settings import Settings, save_settings
 
 
-def _ask(capsys: pytest.CaptureFixture[str], model: Path, *extra: str) -> dict:
+def _ask(
+    capsys: pytest.CaptureFixture[str], model: Path, *extra: str, question: str = "What is Bubble?"
+) -> dict:
     capsys.readouterr()
     code = main(
         [
             "ask",
-            "What is Bubble?",
+            question,
             "--model",
             str(model),
             "--temperature",
@@ -91,7 +93,8 @@ def test_ask_with_kb_returns_sources(
     )
     assert main(["kb", "create", "notes"]) == 0
     assert main(["kb", "add", "notes", str(doc), "--quiet"]) == 0
-    result = _ask(capsys, tiny_model_dir, "--kb", "notes")
+    # a question the document answers: unrelated chunks are no longer cited (issue 16.6)
+    result = _ask(capsys, tiny_model_dir, "--kb", "notes", question="When is the Zorblat festival held?")
     assert result["sources"], result
     top = result["sources"][0]
     assert (top["index"], top["kind"], top["kb"]) == (1, "kb", "notes")

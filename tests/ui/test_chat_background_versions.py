@@ -62,7 +62,8 @@ def test_switch_back_to_an_answer_still_being_written(qtbot: Any) -> None:
         answer = w.chat.view.messages[-1]
         assert [m.role for m in w.chat.view.messages] == ["user", "assistant"]
         assert answer.text == so_far and answer.body.is_streaming
-        assert answer.body.toPlainText() == so_far
+        # the streaming renderer holds back the open tail's trailing blanks until more text comes
+        assert answer.body.toPlainText() == so_far.rstrip()
         assert w.chat.busy and w.chat.stop_button.isVisibleTo(w)
         gate.set()
         wait_idle(qtbot, w)
