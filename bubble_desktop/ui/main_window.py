@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 import bubble_desktop
 from bubble_desktop import APP_NAME
 from bubble_desktop.core.i18n import localize
+from bubble_desktop.ui.dialogs import ask
 
 if TYPE_CHECKING:  # the window's parts are imported by build(): the bare frame shows first
     from bubble_desktop.core.llm.base import LoadRequest, ModelInfo
@@ -499,26 +500,24 @@ class MainWindow(QMainWindow):
         self.last_error_box = box
 
     def _ask_remote_code_consent(self, path: str, failure: LoadFailure) -> bool:
-        box = QMessageBox(self)
-        box.setObjectName("remoteCodeConsent")
-        box.setIcon(QMessageBox.Icon.Warning)
-        box.setWindowTitle(self.tr("Run this model's own code?"))
-        box.setText(
-            self.tr(
-                "The model in %1 ships its own Python code (for example ChatGLM). Running it gives that "
-                "code the same access to your computer as Bubble has."
-            ).replace("%1", path)
-        )
-        box.setInformativeText(
-            self.tr(
-                "Only allow this for models from publishers you trust. "
-                "Bubble remembers your choice for this folder."
+        return (
+            ask(
+                self,
+                name="remoteCodeConsent",
+                icon=QMessageBox.Icon.Warning,
+                title=self.tr("Run this model's own code?"),
+                text=self.tr(
+                    "The model in %1 ships its own Python code (for example ChatGLM). Running it gives that "
+                    "code the same access to your computer as Bubble has."
+                ).replace("%1", path),
+                informative=self.tr(
+                    "Only allow this for models from publishers you trust. "
+                    "Bubble remembers your choice for this folder."
+                ),
+                choices=[("allow", self.tr("Allow and load"), QMessageBox.ButtonRole.AcceptRole)],
             )
+            == "allow"
         )
-        allow = box.addButton(self.tr("Allow and load"), QMessageBox.ButtonRole.AcceptRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        return box.clickedButton() is allow
 
     # ---- first run ---------------------------------------------------------------------
     @Slot(str)
@@ -579,19 +578,18 @@ class MainWindow(QMainWindow):
 
     def _ask_about_existing_conversion(self, folder: Path) -> str:
         """'use' the converted model already there, 'replace' it, or '' (cancel)."""
-        box = QMessageBox(self)
-        box.setObjectName("existingConversion")
-        box.setIcon(QMessageBox.Icon.Question)
-        box.setWindowTitle(self.tr("Already converted"))
-        box.setText(self.tr("This GGUF file was converted before, into %1.").replace("%1", str(folder)))
-        box.setInformativeText(self.tr("Load that model, or convert the file again and replace it?"))
-        use = box.addButton(self.tr("Load it"), QMessageBox.ButtonRole.AcceptRole)
-        again = box.addButton(self.tr("Convert again"), QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(use)
-        box.exec()
-        clicked = box.clickedButton()
-        return "use" if clicked is use else "replace" if clicked is again else ""
+        return ask(
+            self,
+            name="existingConversion",
+            title=self.tr("Already converted"),
+            text=self.tr("This GGUF file was converted before, into %1.").replace("%1", str(folder)),
+            informative=self.tr("Load that model, or convert the file again and replace it?"),
+            choices=[
+                ("use", self.tr("Load it"), QMessageBox.ButtonRole.AcceptRole),
+                ("replace", self.tr("Convert again"), QMessageBox.ButtonRole.DestructiveRole),
+            ],
+            default="use",
+        )
 
     @Slot(float, str)
     def _on_gguf_task_progressed(self, fraction: float, what: str) -> None:

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from bubble_desktop.core.errors import UserFacingError
+from bubble_desktop.ui.dialogs import ask
 from bubble_desktop.ui.i18n import QT_TRANSLATE_NOOP
 
 log = logging.getLogger(__name__)
@@ -423,14 +424,14 @@ class ModelsDialog(QDialog):
         info = self._downloaded.get(entry_id)
         if info is None:
             return
-        box = QMessageBox(self)
-        box.setIcon(QMessageBox.Icon.Warning)
-        box.setWindowTitle(self.tr("Delete model"))
-        box.setText(self.tr("Delete the downloaded files of %1?").replace("%1", entry_id))
-        delete = box.addButton(self.tr("Delete"), QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        if box.clickedButton() is not delete:
+        answer = ask(
+            self,
+            icon=QMessageBox.Icon.Warning,
+            title=self.tr("Delete model"),
+            text=self.tr("Delete the downloaded files of %1?").replace("%1", entry_id),
+            choices=[("delete", self.tr("Delete"), QMessageBox.ButtonRole.DestructiveRole)],
+        )
+        if answer != "delete":
             return
         try:
             self.downloads.remove(str(info.get("name") or entry_id))

@@ -58,6 +58,7 @@ from bubble_desktop.core.train.lora import (
     latest_checkpoint,
     partial_dir,
 )
+from bubble_desktop.ui.dialogs import ask
 
 log = logging.getLogger(__name__)
 
@@ -1183,24 +1184,22 @@ class TrainingDialog(QDialog):
         super().reject()
 
     def _ask_keep_or_stop(self) -> str:
-        box = QMessageBox(self)
-        box.setObjectName("trainingCloseBox")
-        box.setIcon(QMessageBox.Icon.Question)
-        box.setWindowTitle(self.tr("Training is running"))
-        box.setText(self.tr("The training is still running."))
-        box.setInformativeText(
-            self.tr(
+        answer = ask(
+            self,
+            name="trainingCloseBox",
+            title=self.tr("Training is running"),
+            text=self.tr("The training is still running."),
+            informative=self.tr(
                 "Keep it training in the background (this page opens again when it ends), or stop it now: "
                 "a checkpoint is saved and Resume continues from it."
-            )
+            ),
+            choices=[
+                ("keep", self.tr("Keep training in the background"), QMessageBox.ButtonRole.AcceptRole),
+                ("stop", self.tr("Stop and save a checkpoint"), QMessageBox.ButtonRole.DestructiveRole),
+            ],
+            default="keep",
         )
-        keep = box.addButton(self.tr("Keep training in the background"), QMessageBox.ButtonRole.AcceptRole)
-        stop = box.addButton(self.tr("Stop and save a checkpoint"), QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(keep)
-        box.exec()
-        clicked = box.clickedButton()
-        return "keep" if clicked is keep else "stop" if clicked is stop else "back"
+        return answer or "back"
 
     def shutdown(self, wait_s: float = 5.0) -> None:
         """The app is quitting: stop the job with a checkpoint (waiting up to ``wait_s``; the last
