@@ -369,19 +369,9 @@ class MilvusStore:
         flt = ""
         if doc_ids:
             flt = "doc_id in [" + ", ".join(_quote(d) for d in doc_ids) + "]"
-        fields = [*_FIELDS, "payload", DENSE]  # the vectors: the service judges relevance by them
         hybrid = sparse is not None and bool(text and text.strip()) and bool(self.analyzer)
         n = max(limit * PREFETCH_FACTOR, 20) if hybrid else limit
-        res = self._client.search(
-            self.collection,
-            data=[[float(x) for x in dense]],
-            anns_field=DENSE,
-            limit=n,
-            filter=flt,
-            output_fields=fields,
-            search_params={"metric_type": "COSINE"},
-            timeout=CALL_TIMEOUT_S,
-        )[0]
+        res = self._search([float(x) for x in dense], DENSE, "COSINE", n, flt)
         dense_hits = [
             (str(h["id"]), float(h["distance"]), h["entity"])
             for h in res
@@ -389,16 +379,7 @@ class MilvusStore:
         ]
         if not hybrid:
             return [_hit(score, e) for _, score, e in dense_hits[:limit]]
-        res = self._client.search(
-            self.collection,
-            data=[text],
-            anns_field=SPARSE,
-            limit=n,
-            filter=flt,
-            output_fields=fields,
-            search_params={"metric_type": "BM25"},
-            timeout=CALL_TIMEOUT_S,
-        )[0]
+        res = self._search(text, SPARSE, "BM25", n, flt)
         sparse_hits = [(str(h["id"]), h["entity"]) for h in res]
         scores: dict[str, float] = {}
         entities: dict[str, Any] = {}
@@ -410,6 +391,21 @@ class MilvusStore:
             entities.setdefault(id_, entity)
         best = sorted(scores, key=lambda i: scores[i], reverse=True)[:limit]
         return [_hit(scores[i], entities[i]) for i in best]
+
+    def _search(self, query: Any, field: str, metric: str, limit: int, flt: str) -> list[Any]:
+        """One search of ``field`` (dense vector or BM25 text) with the fields a hit is built from."""
+        res = self._client.search(
+            self.collection,
+            data=[query],
+            anns_field=field,
+            limit=limit,
+            filter=flt,
+            # the vectors too: the service judges relevance by them
+            output_fields=[*_FIELDS, "payload", DENSE],
+            search_params={"metric_type": metric},
+            timeout=CALL_TIMEOUT_S,
+        )
+        return list(res[0])
 
     # --------------------------------------------------------------------------- the rest
     def count(self) -> int:
