@@ -536,7 +536,11 @@ class ModelsDialog(QDialog):
                 self.hub_table.setItem(row, col, item)
         if hits:
             self.message.setText(
-                self.tr("%1 models on %2 match “%3”.")
+                (
+                    self.tr("%1 models on %2 match “%3”.")
+                    if len(hits) != 1
+                    else self.tr("1 model on %2 matches “%3”.")
+                )
                 .replace("%1", str(len(hits)))
                 .replace("%2", where)
                 .replace("%3", query)

@@ -1247,6 +1247,10 @@ Context window: %3 tokens</source>
             <translation>%2 上有 %1 个模型与“%3”匹配。</translation>
         </message>
         <message>
+            <source>1 model on %2 matches “%3”.</source>
+            <translation>%2 上有 1 个模型与“%3”匹配。</translation>
+        </message>
+        <message>
             <source>Nothing on %1 matches “%2”.</source>
             <translation>%1 上没有与“%2”匹配的模型。</translation>
         </message>

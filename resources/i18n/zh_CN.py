@@ -32,6 +32,7 @@ TRANSLATIONS: dict[str, str] = {
     "File:": "文件：",
     "Searching for “%1”…": "正在搜索“%1”…",
     "%1 models on %2 match “%3”.": "%2 上有 %1 个模型与“%3”匹配。",
+    "1 model on %2 matches “%3”.": "%2 上有 1 个模型与“%3”匹配。",
     "Nothing on %1 matches “%2”.": "%1 上没有与“%2”匹配的模型。",
     "Reading the file list…": "正在读取文件列表…",
     "The whole model (%1)": "完整模型（%1）",

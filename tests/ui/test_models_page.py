@@ -169,6 +169,7 @@ def test_hub_search_lists_gguf_files_downloads_the_chosen_one_and_uses_it(
             qtbot.mouseClick(page.hub_search_button, Qt.MouseButton.LeftButton)
         assert page.hub_table.rowCount() == 1 and page.hub_repo() == "someone/Tiny-Chat-GGUF"
         assert page.hub_table.item(0, 2).text() == "GGUF"
+        assert page.message.text().startswith("1 model on ")  # not "1 models"
         qtbot.waitUntil(lambda: page.hub_files.count() == 2 and page.hub_files.isEnabled(), timeout=10_000)
         assert page.hub_files.currentText().startswith("tiny-chat.Q4_K_M.gguf")  # Q4_K_M first
         assert not page.hub_chat_button.isEnabled()
