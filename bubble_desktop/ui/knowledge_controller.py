@@ -78,9 +78,8 @@ class KnowledgeWorker(QObject):
             kwargs["cancel"] = job.cancel
         try:
             if job.op == "add_paths" and kwargs.pop("create_missing", False):
-                name = job.args[0]
-                if name not in {b.name for b in self._service.list_bases()}:
-                    self._service.create_base(name)
+                # one step in the service: a "New" on the query thread may have created it meanwhile
+                self._service.create_base(job.args[0], exist_ok=True)
             if job.op == "remove_documents":
                 name, paths = job.args
                 self._service.remove_documents(name, paths)  # one step: a kill cannot split it
@@ -155,8 +154,8 @@ class KnowledgeController(QObject):
     def refresh_documents(self, name: str) -> int:
         return self._query("documents", name)
 
-    def create_base(self, name: str) -> int:
-        return self._query("create_base", name)
+    def create_base(self, name: str, exist_ok: bool = False) -> int:
+        return self._query("create_base", name, exist_ok=exist_ok)
 
     def rename_base(self, old: str, new: str) -> int:
         return self._query("rename_base", old, new)

@@ -345,7 +345,10 @@ class KnowledgeTab(QWidget):
         name = name.strip()
         if name:
             self._current = name
-            self.controller.create_base(name)
+            # A name the last listing has gets the service's "already exists"; a new one may be made
+            # first by files dropped right after (their create-if-missing runs on the ingest thread).
+            known = any(b.name == name for b in self._bases)
+            self.controller.create_base(name, exist_ok=not known)
 
     def rename_current_base(self, new_name: str) -> None:
         new_name = new_name.strip()

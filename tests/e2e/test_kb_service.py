@@ -173,6 +173,8 @@ def test_manage_bases_rename_delete_reindex(any_svc: KnowledgeService, tmp_path:
     svc.create_base("a")
     with pytest.raises(KnowledgeBaseError, match="already exists"):
         svc.create_base("a")
+    # exist_ok: the existing base comes back untouched (the knowledge tab's "New" then a drop of files)
+    assert svc.create_base("a", exist_ok=True).name == "a" and len(svc.list_bases()) == 1
     svc.add_paths("a", [corpus / "france.txt"])
     svc.rename_base("a", "项目资料")
     assert [(b.name, b.backend) for b in svc.list_bases()] == [("项目资料", svc.settings.vector_store)]

@@ -286,6 +286,21 @@ def test_one_failed_file_is_not_called_files(tab):
     assert tab.failed_title.text() == "2 files could not be indexed:"
 
 
+def test_files_dropped_right_after_new_base_are_indexed(qtbot, tab, tmp_path):
+    """The "New" button runs on the query thread, a drop's create-if-missing on the ingest thread; the second used
+    to see no base, then fail with "already exists" when the first had made it meanwhile (CI, stop 20)."""
+    errors: list[str] = []
+    tab.controller.failed.connect(lambda _op, msg, _hint: errors.append(msg))
+    for i in range(6):
+        doc = tmp_path / f"note{i}.txt"
+        doc.write_text(f"Note number {i} is about the lighthouse keeper.\n", encoding="utf-8")
+        tab.create_base(f"fresh{i}")
+        with qtbot.waitSignal(tab.controller.ingest_finished, timeout=TIMEOUT) as blocker:
+            tab.add_paths([doc])
+        assert blocker.args[2] is not None and blocker.args[2].indexed == (str(doc),), errors
+        assert not errors
+
+
 def test_pages_are_shown_while_a_pdf_is_read_and_a_blank_page_is_reported(qtbot, tab, tmp_path):
     """Per-page progress during a long PDF (OCR included) and the per-file notes after the run."""
     from tests.e2e import doc_fixtures as F

@@ -358,9 +358,11 @@ class KnowledgeService:
 
         return self._call(run)
 
-    def create_base(self, name: str, backend: str | None = None) -> KnowledgeBaseInfo:
+    def create_base(self, name: str, backend: str | None = None, exist_ok: bool = False) -> KnowledgeBaseInfo:
         """A new, empty base in ``backend`` (one of BACKENDS; default: the configured one; a server
-        backend uses the configured URL)."""
+        backend uses the configured URL). With ``exist_ok`` an existing base of that name is returned
+        as it is: the check and the creation are one step on the store's thread, so two callers that
+        both want the base (the knowledge tab's "New" and a drop of files right after) cannot race."""
         name = _check_name(name)
         if backend is not None and backend not in BACKENDS:
             raise KnowledgeBaseError(
@@ -368,7 +370,10 @@ class KnowledgeService:
             )
 
         def run() -> KnowledgeBaseInfo:
-            if name in self._scan():
+            existing = self._scan()
+            if name in existing and exist_ok:
+                return self._info(self._bases[existing[name]])
+            if name in existing:
                 raise KnowledgeBaseError(
                     f"A knowledge base called '{name}' already exists.", "Pick another name."
                 )
