@@ -30,6 +30,7 @@ from bubble_desktop.core.errors import (
     UnsupportedModelError,
 )
 from bubble_desktop.core.i18n import N_
+from bubble_desktop.core.llm.adapters import Adapter, inspect_adapter, load_prefix_encoder
 from bubble_desktop.core.llm.base import (
     ChatMessage,
     Generation,
@@ -443,6 +444,16 @@ def _silence_remote_loggers() -> None:
     logging.getLogger("transformers_modules").setLevel(logging.ERROR)
 
 
+def _apply_adapter(model: Any, adapter: Adapter, half: bool, bits: int) -> Any:
+    """The model with its P-tuning v2 prefix or its LoRA adapter (merged unless the weights are int4/int8)."""
+    if adapter.kind == "ptuning":
+        load_prefix_encoder(model, adapter, half=half)
+        return model
+    from bubble_desktop.core.llm.loader import _apply_lora
+
+    return _apply_lora(model, str(adapter.folder), merge=not bits)
+
+
 def load_remote_code_model(
     request: LoadRequest, progress: ProgressCallback | None = None
 ) -> ChatGLMChatModel:
@@ -479,6 +490,9 @@ def load_remote_code_model(
             f"The model in {str(folder)!r} ships its own Python code, which runs with your user's rights."
         )
 
+    adapter = None
+    if request.lora_path:  # a peft LoRA adapter or a P-tuning v2 checkpoint: checked before loading
+        adapter = inspect_adapter(request.lora_path)
     variant = detect_variant(folder)
     bits = quantization_bits(folder)
     device = _resolve_device(request.device)
@@ -521,7 +535,10 @@ def load_remote_code_model(
         redirect.__enter__()
         config_cls, tokenizer_cls, model_cls = resolve_compat_classes(str(folder), cfg["auto_map"], tok_ref)
         report(0.15, "Loading the tokenizer")
-        config = config_cls.from_pretrained(str(folder))
+        ptuning: dict[str, Any] = {}
+        if adapter is not None and adapter.kind == "ptuning":  # THUDM's README: the prefix in the config
+            ptuning = {"pre_seq_len": adapter.pre_seq_len, "prefix_projection": adapter.prefix_projection}
+        config = config_cls.from_pretrained(str(folder), **ptuning)
         tokenizer = tokenizer_cls.from_pretrained(str(folder))
         report(0.3, "Loading the weights")
         model = model_cls.from_pretrained(str(folder), config=config)
@@ -529,6 +546,9 @@ def load_remote_code_model(
         report(0.85, f"Moving the model to {device}")
         # the weights ship as fp16: CPUs want float32, GPUs half precision
         model = model.float() if device == "cpu" else model.half().to(device)
+        if adapter is not None:
+            report(0.95, "Applying the adapter")
+            model = _apply_adapter(model, adapter, half=device != "cpu", bits=bits)
         model.eval()
     except ModelError:
         raise
@@ -575,6 +595,7 @@ def load_remote_code_model(
         # so the system prompt is put before the first question instead
         ignored_settings=("min_p",),  # stream_chat has no min_p
         remote_code=True,
+        lora=str(adapter.folder) if adapter is not None else None,
     )
     report(1.0, "Ready")
     return ChatGLMChatModel(model, tokenizer, info, variant)
