@@ -139,3 +139,33 @@ def test_ptuning_for_a_model_without_a_prefix_encoder(
     )
     with pytest.raises(UnsupportedModelError, match="no prefix encoder"):
         _load(old, ckpt)
+
+
+def test_a_lora_adapter_applies_on_the_chatglm_path(base: Path, tmp_path: Path) -> None:
+    """lora_path was ignored for ChatGLM's own code; a peft adapter now changes its answers."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    source = _load(base)
+    peft_model = get_peft_model(source.model, LoraConfig(r=4, lora_alpha=8, target_modules=["qkv"]))
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:  # peft starts B at zero (a no-op adapter): make it do something
+                param.copy_(torch.randn(param.shape, generator=gen))
+    peft_model.save_pretrained(str(tmp_path / "lora"))
+    ids = torch.tensor([list(source.tokenizer([QUERY])["input_ids"][0])])
+    with torch.no_grad():
+        expected = peft_model(input_ids=ids, use_cache=False).logits
+
+    plain = _load(base)
+    tuned = _load(base, tmp_path / "lora")
+    assert tuned.info.lora == str(tmp_path / "lora")
+    with torch.no_grad():
+        got = tuned.model(ids, use_cache=False).logits
+        untuned = plain.model(ids, use_cache=False).logits
+    assert torch.allclose(got, expected, atol=1e-4)
+    assert not torch.allclose(got, untuned, atol=1e-3)
+    assert _answer(tuned) != _answer(plain)
+    for m in (source, plain, tuned):
+        m.unload()
