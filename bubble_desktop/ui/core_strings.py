@@ -266,6 +266,7 @@ STRINGS = (
     QT_TRANSLATE_NOOP("core", "Set Device to Auto or CPU, or install a CUDA build of torch."),
     QT_TRANSLATE_NOOP("core", "ChatGLM runs on the CPU or an NVIDIA GPU, not on {device}."),
     QT_TRANSLATE_NOOP("core", "Set Device to Auto or CPU."),
+    QT_TRANSLATE_NOOP("core", "The conversation must end with a question from the user."),
     QT_TRANSLATE_NOOP("core", "{str(folder)} is not a model folder: it has no config.json."),
     QT_TRANSLATE_NOOP(
         "core",
@@ -293,7 +294,6 @@ STRINGS = (
         "core",
         'Install it with pip install cpm_kernels (or pip install -e ".[gpu-int4]"), or set Device to CPU.',
     ),
-    QT_TRANSLATE_NOOP("core", "The conversation must end with a question from the user."),
     QT_TRANSLATE_NOOP(
         "core", "The model in {str(folder)} ships its own Python code, which runs with your user's rights."
     ),
