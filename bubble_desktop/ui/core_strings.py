@@ -214,6 +214,40 @@ STRINGS = (
         "Check the Qdrant URL and API key in Settings → Knowledge, or clear the URL to keep knowledge bases on this computer.",
     ),
     QT_TRANSLATE_NOOP("core", "Another Bubble is using this knowledge base ({path.parent.name})."),
+    QT_TRANSLATE_NOOP("core", "The adapter folder {str(folder)} does not exist."),
+    QT_TRANSLATE_NOOP(
+        "core",
+        "Choose the folder of a LoRA adapter or of a P-tuning v2 checkpoint, or clear the LoRA setting.",
+    ),
+    QT_TRANSLATE_NOOP(
+        "core",
+        "{str(folder)} is neither a LoRA adapter (no adapter_config.json) nor a P-tuning v2 checkpoint (no config.json with pre_seq_len).",
+    ),
+    QT_TRANSLATE_NOOP(
+        "core",
+        "Choose a folder saved by peft, or a checkpoint folder of ChatGLM's P-tuning v2 training (config.json + pytorch_model.bin), or clear the LoRA setting.",
+    ),
+    QT_TRANSLATE_NOOP("core", "The P-tuning v2 checkpoint {str(folder)} has no {PTUNING_WEIGHTS}."),
+    QT_TRANSLATE_NOOP(
+        "core", "Choose the checkpoint folder the training saved (config.json + pytorch_model.bin)."
+    ),
+    QT_TRANSLATE_NOOP(
+        "core",
+        "{adapter.folder.name} is a P-tuning v2 checkpoint, which needs a model with a prefix encoder (ChatGLM-6B, ChatGLM2-6B); {model_name} has none.",
+    ),
+    QT_TRANSLATE_NOOP("core", "Use it with the ChatGLM model it was trained on, or choose a LoRA adapter."),
+    QT_TRANSLATE_NOOP("core", "{str(path)} holds no weights (it is not a state dict)."),
+    QT_TRANSLATE_NOOP("core", "{str(path)} holds no prefix encoder weights (transformer.prefix_encoder.*)."),
+    QT_TRANSLATE_NOOP("core", "Choose the checkpoint folder of a P-tuning v2 training."),
+    QT_TRANSLATE_NOOP(
+        "core",
+        "{adapter.folder.name} is a P-tuning v2 checkpoint, but this model's code has no prefix encoder (pre_seq_len).",
+    ),
+    QT_TRANSLATE_NOOP(
+        "core", "The P-tuning v2 weights {str(path)} could not be read: {type(exc).__name__}: {exc}"
+    ),
+    QT_TRANSLATE_NOOP("core", "The P-tuning v2 checkpoint does not fit this model: {first}"),
+    QT_TRANSLATE_NOOP("core", "Use a checkpoint trained for this base model."),
     QT_TRANSLATE_NOOP(
         "core",
         "Fix the C compiler (its message above says what is wrong), or run the fp16 ChatGLM-6B on the CPU, or the int4 model on an NVIDIA GPU.",
@@ -232,6 +266,7 @@ STRINGS = (
     QT_TRANSLATE_NOOP("core", "Set Device to Auto or CPU, or install a CUDA build of torch."),
     QT_TRANSLATE_NOOP("core", "ChatGLM runs on the CPU or an NVIDIA GPU, not on {device}."),
     QT_TRANSLATE_NOOP("core", "Set Device to Auto or CPU."),
+    QT_TRANSLATE_NOOP("core", "The conversation must end with a question from the user."),
     QT_TRANSLATE_NOOP("core", "{str(folder)} is not a model folder: it has no config.json."),
     QT_TRANSLATE_NOOP(
         "core",
@@ -259,10 +294,10 @@ STRINGS = (
         "core",
         'Install it with pip install cpm_kernels (or pip install -e ".[gpu-int4]"), or set Device to CPU.',
     ),
-    QT_TRANSLATE_NOOP("core", "The conversation must end with a question from the user."),
     QT_TRANSLATE_NOOP(
         "core", "The model in {str(folder)} ships its own Python code, which runs with your user's rights."
     ),
+    QT_TRANSLATE_NOOP("core", "Applying the adapter"),
     QT_TRANSLATE_NOOP(
         "core",
         "The ChatGLM model could not be loaded on transformers {transformers.__version__}: {type(exc).__name__}: {first}",

@@ -2496,6 +2496,66 @@ Context window: %3 tokens</source>
             <translation>另一个 Bubble 正在使用这个知识库（{0}）。</translation>
         </message>
         <message>
+            <source>The adapter folder {str(folder)} does not exist.</source>
+            <translation>适配器文件夹 {0} 不存在。</translation>
+        </message>
+        <message>
+            <source>Choose the folder of a LoRA adapter or of a P-tuning v2 checkpoint, or clear the LoRA setting.</source>
+            <translation>请选择 LoRA 适配器或 P-tuning v2 检查点所在的文件夹，或清空 LoRA 设置。</translation>
+        </message>
+        <message>
+            <source>{str(folder)} is neither a LoRA adapter (no adapter_config.json) nor a P-tuning v2 checkpoint (no config.json with pre_seq_len).</source>
+            <translation>{0} 既不是 LoRA 适配器（没有 adapter_config.json），也不是 P-tuning v2 检查点（没有含 pre_seq_len 的 config.json）。</translation>
+        </message>
+        <message>
+            <source>Choose a folder saved by peft, or a checkpoint folder of ChatGLM's P-tuning v2 training (config.json + pytorch_model.bin), or clear the LoRA setting.</source>
+            <translation>请选择由 peft 保存的文件夹，或 ChatGLM P-tuning v2 训练保存的检查点文件夹（config.json 和 pytorch_model.bin），或清空 LoRA 设置。</translation>
+        </message>
+        <message>
+            <source>The P-tuning v2 checkpoint {str(folder)} has no {PTUNING_WEIGHTS}.</source>
+            <translation>P-tuning v2 检查点 {0} 中没有 {1}。</translation>
+        </message>
+        <message>
+            <source>Choose the checkpoint folder the training saved (config.json + pytorch_model.bin).</source>
+            <translation>请选择训练保存的检查点文件夹（config.json 和 pytorch_model.bin）。</translation>
+        </message>
+        <message>
+            <source>{adapter.folder.name} is a P-tuning v2 checkpoint, which needs a model with a prefix encoder (ChatGLM-6B, ChatGLM2-6B); {model_name} has none.</source>
+            <translation>{0} 是 P-tuning v2 检查点，需要带前缀编码器的模型（ChatGLM-6B、ChatGLM2-6B）；{1} 没有前缀编码器。</translation>
+        </message>
+        <message>
+            <source>Use it with the ChatGLM model it was trained on, or choose a LoRA adapter.</source>
+            <translation>请配合训练它时所用的 ChatGLM 模型使用，或选择 LoRA 适配器。</translation>
+        </message>
+        <message>
+            <source>{str(path)} holds no weights (it is not a state dict).</source>
+            <translation>{0} 中没有权重（不是 state dict）。</translation>
+        </message>
+        <message>
+            <source>{str(path)} holds no prefix encoder weights (transformer.prefix_encoder.*).</source>
+            <translation>{0} 中没有前缀编码器的权重（transformer.prefix_encoder.*）。</translation>
+        </message>
+        <message>
+            <source>Choose the checkpoint folder of a P-tuning v2 training.</source>
+            <translation>请选择 P-tuning v2 训练的检查点文件夹。</translation>
+        </message>
+        <message>
+            <source>{adapter.folder.name} is a P-tuning v2 checkpoint, but this model's code has no prefix encoder (pre_seq_len).</source>
+            <translation>{0} 是 P-tuning v2 检查点，但这个模型的代码没有前缀编码器（pre_seq_len）。</translation>
+        </message>
+        <message>
+            <source>The P-tuning v2 weights {str(path)} could not be read: {type(exc).__name__}: {exc}</source>
+            <translation>无法读取 P-tuning v2 权重 {0}：{1}：{2}</translation>
+        </message>
+        <message>
+            <source>The P-tuning v2 checkpoint does not fit this model: {first}</source>
+            <translation>这个 P-tuning v2 检查点与此模型不匹配：{0}</translation>
+        </message>
+        <message>
+            <source>Use a checkpoint trained for this base model.</source>
+            <translation>请使用为这个基础模型训练的检查点。</translation>
+        </message>
+        <message>
             <source>Fix the C compiler (its message above says what is wrong), or run the fp16 ChatGLM-6B on the CPU, or the int4 model on an NVIDIA GPU.</source>
             <translation>请修好 C 编译器（上面的信息说明了问题所在），或在 CPU 上运行 fp16 版 ChatGLM-6B，或在 NVIDIA 显卡上运行 int4 模型。</translation>
         </message>
@@ -2578,6 +2638,10 @@ Context window: %3 tokens</source>
         <message>
             <source>The model in {str(folder)} ships its own Python code, which runs with your user's rights.</source>
             <translation>{0} 中的模型自带 Python 代码，这些代码会以你的用户权限运行。</translation>
+        </message>
+        <message>
+            <source>Applying the adapter</source>
+            <translation>正在应用适配器</translation>
         </message>
         <message>
             <source>The ChatGLM model could not be loaded on transformers {transformers.__version__}: {type(exc).__name__}: {first}</source>

@@ -1020,6 +1020,22 @@ CORE_TRANSLATIONS: dict[str, str] = {
     "Loading the libraries": "正在加载运行库",
     "Connecting to the model server": "正在连接模型服务器",
     "Applying the LoRA adapter": "正在应用 LoRA 适配器",
+    "The adapter folder {str(folder)} does not exist.": "适配器文件夹 {0} 不存在。",
+    "Choose the folder of a LoRA adapter or of a P-tuning v2 checkpoint, or clear the LoRA setting.": "请选择 LoRA 适配器或 P-tuning v2 检查点所在的文件夹，或清空 LoRA 设置。",
+    "{str(folder)} is neither a LoRA adapter (no adapter_config.json) nor a P-tuning v2 checkpoint (no config.json with pre_seq_len).": "{0} 既不是 LoRA 适配器（没有 adapter_config.json），也不是 P-tuning v2 检查点（没有含 pre_seq_len 的 config.json）。",
+    "Choose a folder saved by peft, or a checkpoint folder of ChatGLM's P-tuning v2 training (config.json + pytorch_model.bin), or clear the LoRA setting.": "请选择由 peft 保存的文件夹，或 ChatGLM P-tuning v2 训练保存的检查点文件夹（config.json 和 pytorch_model.bin），或清空 LoRA 设置。",
+    "The P-tuning v2 checkpoint {str(folder)} has no {PTUNING_WEIGHTS}.": "P-tuning v2 检查点 {0} 中没有 {1}。",
+    "Choose the checkpoint folder the training saved (config.json + pytorch_model.bin).": "请选择训练保存的检查点文件夹（config.json 和 pytorch_model.bin）。",
+    "{adapter.folder.name} is a P-tuning v2 checkpoint, which needs a model with a prefix encoder (ChatGLM-6B, ChatGLM2-6B); {model_name} has none.": "{0} 是 P-tuning v2 检查点，需要带前缀编码器的模型（ChatGLM-6B、ChatGLM2-6B）；{1} 没有前缀编码器。",
+    "Use it with the ChatGLM model it was trained on, or choose a LoRA adapter.": "请配合训练它时所用的 ChatGLM 模型使用，或选择 LoRA 适配器。",
+    "{str(path)} holds no weights (it is not a state dict).": "{0} 中没有权重（不是 state dict）。",
+    "{str(path)} holds no prefix encoder weights (transformer.prefix_encoder.*).": "{0} 中没有前缀编码器的权重（transformer.prefix_encoder.*）。",
+    "Choose the checkpoint folder of a P-tuning v2 training.": "请选择 P-tuning v2 训练的检查点文件夹。",
+    "{adapter.folder.name} is a P-tuning v2 checkpoint, but this model's code has no prefix encoder (pre_seq_len).": "{0} 是 P-tuning v2 检查点，但这个模型的代码没有前缀编码器（pre_seq_len）。",
+    "The P-tuning v2 weights {str(path)} could not be read: {type(exc).__name__}: {exc}": "无法读取 P-tuning v2 权重 {0}：{1}：{2}",
+    "The P-tuning v2 checkpoint does not fit this model: {first}": "这个 P-tuning v2 检查点与此模型不匹配：{0}",
+    "Use a checkpoint trained for this base model.": "请使用为这个基础模型训练的检查点。",
+    "Applying the adapter": "正在应用适配器",
 }
 
 # Qt's own texts looked up with a disambiguation (context, source, disambiguation), which lupdate cannot

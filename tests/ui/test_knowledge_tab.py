@@ -287,8 +287,9 @@ def test_one_failed_file_is_not_called_files(tab):
 
 
 def test_files_dropped_right_after_new_base_are_indexed(qtbot, tab, tmp_path):
-    """The "New" button runs on the query thread, a drop's create-if-missing on the ingest thread; the second used
-    to see no base, then fail with "already exists" when the first had made it meanwhile (CI, stop 20)."""
+    """The "New" button runs on the query thread, a drop's create-if-missing on the ingest thread; the
+    second used to see no base, then fail with "already exists" when the first had made it meanwhile
+    (CI, stop 20)."""
     errors: list[str] = []
     tab.controller.failed.connect(lambda _op, msg, _hint: errors.append(msg))
     for i in range(6):

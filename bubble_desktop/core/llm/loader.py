@@ -20,6 +20,7 @@ from bubble_desktop.core.errors import (
     OutOfMemoryError,
     UnsupportedModelError,
 )
+from bubble_desktop.core.llm.adapters import inspect_adapter, refuse_ptuning
 from bubble_desktop.core.llm.base import ChatModel, LoadRequest, ModelInfo, ProgressCallback
 
 # where a model path points; its own module, so chatglm/ can use it without importing the loader
@@ -301,6 +302,8 @@ def _load_transformers(
     from bubble_desktop.core.llm.transformers_backend import TransformersChatModel
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # progress goes through our callback, not tqdm on stderr
+    if request.lora_path:  # checked before the weights load: a wrong folder fails at once
+        refuse_ptuning(inspect_adapter(request.lora_path), folder.name)
     device = resolve_device(request.device)
     dtype = resolve_dtype(request.dtype, device)
     quant = _quantization_config(request.quantization, dtype)

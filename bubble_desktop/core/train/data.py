@@ -21,7 +21,7 @@ import csv
 import io
 import json
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -501,15 +501,25 @@ class Encoded:
         return sum(1 for x in self.labels if x != -100)
 
 
-def encode_example(tokenizer: Any, example: Example, max_len: int = 0) -> Encoded:
+def encode_example(
+    tokenizer: Any,
+    example: Example,
+    max_len: int = 0,
+    prompt_ids_of: Callable[[list[ChatMessage]], list[int]] | None = None,
+) -> Encoded:
     """Token ids as at inference: the prompt rendered by the backend's chat template (generation
     prompt added), then the answer as the template closes an assistant turn (its end-of-turn token
-    included, so the model learns to stop). Over ``max_len``: the prompt is cut from the left first."""
+    included, so the model learns to stop). Over ``max_len``: the prompt is cut from the left first.
+
+    ``prompt_ids_of``: the prompt ids of a model that builds its prompts itself (ChatGLM's own code);
+    the answer follows them with the end-of-sequence token, as THUDM's fine-tuning scripts encode it."""
     from bubble_desktop.core.llm.transformers_backend import render_chat
 
     prompt_msgs = example.prompt_messages()
-    prompt_text = render_chat(tokenizer, prompt_msgs, add_generation_prompt=True)
-    has_template = bool(getattr(tokenizer, "chat_template", None))
+    has_template = bool(getattr(tokenizer, "chat_template", None)) and prompt_ids_of is None
+    prompt_text = (
+        "" if prompt_ids_of is not None else render_chat(tokenizer, prompt_msgs, add_generation_prompt=True)
+    )
     answer_text = ""
     if has_template:
         full = render_chat(
@@ -518,7 +528,10 @@ def encode_example(tokenizer: Any, example: Example, max_len: int = 0) -> Encode
         if full.startswith(prompt_text) and example.answer in full[len(prompt_text) :]:
             answer_text = full[len(prompt_text) :]
     add_special = not has_template
-    prompt_ids = list(tokenizer(prompt_text, add_special_tokens=add_special)["input_ids"])
+    if prompt_ids_of is not None:
+        prompt_ids = list(prompt_ids_of(list(prompt_msgs)))
+    else:
+        prompt_ids = list(tokenizer(prompt_text, add_special_tokens=add_special)["input_ids"])
     if answer_text:
         answer_ids = list(tokenizer(answer_text, add_special_tokens=False)["input_ids"])
     else:

@@ -635,9 +635,15 @@ def train(
     if s.threads > 0:
         torch.set_num_threads(s.threads)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            str(folder), local_files_only=True, trust_remote_code=s.trust_remote_code
-        )
+        glm = _chatglm_classes(folder, raw_config, s.trust_remote_code)
+        if glm is not None:  # ChatGLM's own code, through the compat layer the chat uses
+            tokenizer = glm[1].from_pretrained(str(folder))
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(folder), local_files_only=True, trust_remote_code=s.trust_remote_code
+            )
+    except UserFacingError:
+        raise
     except Exception as exc:
         raise TrainingError(f"The tokenizer in {str(folder)!r} could not be loaded: {exc}") from exc
     if s.system_prompt.strip():
@@ -673,7 +679,15 @@ def train(
         n_val = max(1, round(len(order) * s.val_fraction)) if s.val_fraction > 0 else 0
         n_val = min(n_val, len(order) - 1)
         val_idx, train_idx = order[:n_val], order[n_val:]
-    encoded = [encode_example(tokenizer, e, s.max_len) for e in examples]
+    prompt_ids_of = None
+    if glm is not None:  # ChatGLM builds its prompts itself (chat/stream_chat): train on those
+        from functools import partial
+
+        from bubble_desktop.core.llm.chatglm import detect_variant
+        from bubble_desktop.core.llm.chatglm.model import prompt_ids
+
+        prompt_ids_of = partial(prompt_ids, tokenizer, detect_variant(folder))
+    encoded = [encode_example(tokenizer, e, s.max_len, prompt_ids_of) for e in examples]
     train_set = [encoded[i] for i in train_idx]
     val_set = [encoded[i] for i in val_idx]
     micro_per_step = s.grad_accum
@@ -940,6 +954,19 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _chatglm_classes(folder: Path, raw_config: dict[str, Any], trust_remote_code: bool) -> Any:
+    """ChatGLM's (config, tokenizer, model) classes made to run on this transformers, else None."""
+    if not (raw_config.get("auto_map") and trust_remote_code):
+        return None
+    from bubble_desktop.core.llm.chatglm import is_chatglm_folder
+
+    if not is_chatglm_folder(folder):
+        return None
+    from bubble_desktop.core.llm.chatglm.model import compat_classes
+
+    return compat_classes(folder)
+
+
 def _load_model(
     folder: Path, raw_config: dict[str, Any], dtype: Any, device: str, trust_remote_code: bool
 ) -> Any:
@@ -960,6 +987,13 @@ def _load_model(
         "trust_remote_code": trust_remote_code,
     }
     try:
+        glm = _chatglm_classes(folder, raw_config, trust_remote_code)
+        if glm is not None:
+            from bubble_desktop.core.llm.chatglm.compat import retie_output_embeddings
+
+            glm_model = glm[2].from_pretrained(str(folder), config=glm[0].from_pretrained(str(folder)))
+            retie_output_embeddings(glm_model)
+            return glm_model.to(dtype=dtype).to(device)
         try:
             model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
         except ValueError:

@@ -30,6 +30,7 @@ from bubble_desktop.core.errors import (
     UnsupportedModelError,
 )
 from bubble_desktop.core.i18n import N_
+from bubble_desktop.core.llm.adapters import Adapter, inspect_adapter, load_prefix_encoder
 from bubble_desktop.core.llm.base import (
     ChatMessage,
     Generation,
@@ -230,6 +231,56 @@ def _cancel_criteria(event: threading.Event, counter: list[int]) -> Any:
     return _Cancel()
 
 
+def split_messages(messages: Sequence[ChatMessage], variant: str) -> tuple[str, list[Any], str]:
+    """(query, history in the version's own shape, system text)."""
+    system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content.strip())
+    turns = [m for m in messages if m.role != "system"]
+    if not turns or turns[-1].role != "user":
+        raise GenerationError("The conversation must end with a question from the user.")
+    query = turns[-1].content
+    pairs: list[tuple[str, str]] = []
+    pending: str | None = None
+    for m in turns[:-1]:
+        if m.role == "user":
+            if pending is not None:
+                pairs.append((pending, ""))
+            pending = m.content
+        else:
+            pairs.append((pending or "", m.content))
+            pending = None
+    if pending is not None:
+        pairs.append((pending, ""))
+    if variant == "chatglm3":
+        history: list[Any] = [{"role": "system", "content": system}] if system else []
+        for q, a in pairs:
+            history.append({"role": "user", "content": q})
+            history.append({"role": "assistant", "metadata": "", "content": a})
+        return query, history, system
+    # v1/v2 have no system role: the instructions (and any retrieved sources) go before the first question
+    if system:
+        if pairs:
+            pairs[0] = (f"{system}\n\n{pairs[0][0]}", pairs[0][1])
+        else:
+            query = f"{system}\n\n{query}"
+    return query, list(pairs), system
+
+
+def prompt_ids(tokenizer: Any, variant: str, messages: Sequence[ChatMessage]) -> list[int]:
+    """The ids ChatGLM's own chat()/stream_chat() feed the model for ``messages`` (training matches them)."""
+    query, history, _ = split_messages(messages, variant)
+    tok = tokenizer
+    if variant == "chatglm3":
+        return [int(i) for i in tok.build_chat_input(query, history=history)["input_ids"][0]]
+    if variant == "chatglm2":
+        prompt = tok.build_prompt(query, history=history)
+    elif history:
+        prompt = "".join(f"[Round {i}]\n问：{q}\n答：{a}\n" for i, (q, a) in enumerate(history))
+        prompt += f"[Round {len(history)}]\n问：{query}\n答："
+    else:
+        prompt = query
+    return [int(i) for i in tok([prompt])["input_ids"][0]]
+
+
 class ChatGLMChatModel:
     """One loaded ChatGLM model; use it from one thread at a time (the inference worker)."""
 
@@ -243,51 +294,10 @@ class ChatGLMChatModel:
     # ------------------------------------------------------------------ prompt shapes
 
     def _split(self, messages: Sequence[ChatMessage]) -> tuple[str, list[Any], str]:
-        """(query, history in the version's own shape, system text)."""
-        system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content.strip())
-        turns = [m for m in messages if m.role != "system"]
-        if not turns or turns[-1].role != "user":
-            raise GenerationError("The conversation must end with a question from the user.")
-        query = turns[-1].content
-        pairs: list[tuple[str, str]] = []
-        pending: str | None = None
-        for m in turns[:-1]:
-            if m.role == "user":
-                if pending is not None:
-                    pairs.append((pending, ""))
-                pending = m.content
-            else:
-                pairs.append((pending or "", m.content))
-                pending = None
-        if pending is not None:
-            pairs.append((pending, ""))
-        if self.variant == "chatglm3":
-            history: list[Any] = [{"role": "system", "content": system}] if system else []
-            for q, a in pairs:
-                history.append({"role": "user", "content": q})
-                history.append({"role": "assistant", "metadata": "", "content": a})
-            return query, history, system
-        # v1/v2 have no system role: the instructions (and any retrieved sources) go before the first question
-        if system:
-            if pairs:
-                pairs[0] = (f"{system}\n\n{pairs[0][0]}", pairs[0][1])
-            else:
-                query = f"{system}\n\n{query}"
-        return query, list(pairs), system
+        return split_messages(messages, self.variant)
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        query, history, _ = self._split(messages)
-        tok = self.tokenizer
-        if self.variant == "chatglm3":
-            return int(tok.build_chat_input(query, history=history)["input_ids"].shape[-1])
-        if self.variant == "chatglm2":
-            prompt = tok.build_prompt(query, history=history)
-        elif history:
-            prompt = "".join(f"[Round {i}]\n问：{q}\n答：{a}\n" for i, (q, a) in enumerate(history))
-            prompt += f"[Round {len(history)}]\n问：{query}\n答："
-        else:
-            prompt = query
-        return len(tok([prompt])["input_ids"][0])
+        return len(prompt_ids(self.tokenizer, self.variant, messages))
 
     # ------------------------------------------------------------------ generation
 
@@ -443,6 +453,31 @@ def _silence_remote_loggers() -> None:
     logging.getLogger("transformers_modules").setLevel(logging.ERROR)
 
 
+def compat_classes(folder: Path) -> tuple[Any, Any, Any]:
+    """The (config, tokenizer, model) classes of a ChatGLM folder's own code, made to run here."""
+    from bubble_desktop.core.llm.chatglm.compat import resolve_compat_classes
+
+    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    try:
+        tok_cfg = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        tok_ref = tok_cfg.get("auto_map", {}).get("AutoTokenizer")
+        tok_ref = tok_ref[0] if isinstance(tok_ref, list) else tok_ref
+    except (OSError, ValueError):
+        tok_ref = cfg.get("auto_map", {}).get("AutoTokenizer")
+        tok_ref = tok_ref[0] if isinstance(tok_ref, list) else tok_ref
+    return resolve_compat_classes(str(folder), cfg["auto_map"], tok_ref)
+
+
+def _apply_adapter(model: Any, adapter: Adapter, half: bool, bits: int) -> Any:
+    """The model with its P-tuning v2 prefix or its LoRA adapter (merged unless the weights are int4/int8)."""
+    if adapter.kind == "ptuning":
+        load_prefix_encoder(model, adapter, half=half)
+        return model
+    from bubble_desktop.core.llm.loader import _apply_lora
+
+    return _apply_lora(model, str(adapter.folder), merge=not bits)
+
+
 def load_remote_code_model(
     request: LoadRequest, progress: ProgressCallback | None = None
 ) -> ChatGLMChatModel:
@@ -479,6 +514,9 @@ def load_remote_code_model(
             f"The model in {str(folder)!r} ships its own Python code, which runs with your user's rights."
         )
 
+    adapter = None
+    if request.lora_path:  # a peft LoRA adapter or a P-tuning v2 checkpoint: checked before loading
+        adapter = inspect_adapter(request.lora_path)
     variant = detect_variant(folder)
     bits = quantization_bits(folder)
     device = _resolve_device(request.device)
@@ -492,7 +530,6 @@ def load_remote_code_model(
     _silence_remote_loggers()
     from bubble_desktop.core.llm.chatglm.compat import (
         TESTED_TRANSFORMERS,
-        resolve_compat_classes,
         retie_output_embeddings,
         transformers_is_tested,
     )
@@ -506,22 +543,17 @@ def load_remote_code_model(
             transformers.__version__,
         )
 
-    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    try:
-        tok_cfg = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
-        tok_ref = tok_cfg.get("auto_map", {}).get("AutoTokenizer")
-        tok_ref = tok_ref[0] if isinstance(tok_ref, list) else tok_ref
-    except (OSError, ValueError):
-        tok_ref = cfg.get("auto_map", {}).get("AutoTokenizer")
-        tok_ref = tok_ref[0] if isinstance(tok_ref, list) else tok_ref
     # the remote code print()s progress ("Compiling kernels", "Applying quantization ..."): keep stdout
     # clean for bubble-cli ask --json by sending it to stderr while that code runs
     redirect = contextlib.redirect_stdout(sys.stderr)
     try:
         redirect.__enter__()
-        config_cls, tokenizer_cls, model_cls = resolve_compat_classes(str(folder), cfg["auto_map"], tok_ref)
+        config_cls, tokenizer_cls, model_cls = compat_classes(folder)
         report(0.15, "Loading the tokenizer")
-        config = config_cls.from_pretrained(str(folder))
+        ptuning: dict[str, Any] = {}
+        if adapter is not None and adapter.kind == "ptuning":  # THUDM's README: the prefix in the config
+            ptuning = {"pre_seq_len": adapter.pre_seq_len, "prefix_projection": adapter.prefix_projection}
+        config = config_cls.from_pretrained(str(folder), **ptuning)
         tokenizer = tokenizer_cls.from_pretrained(str(folder))
         report(0.3, "Loading the weights")
         model = model_cls.from_pretrained(str(folder), config=config)
@@ -529,6 +561,9 @@ def load_remote_code_model(
         report(0.85, f"Moving the model to {device}")
         # the weights ship as fp16: CPUs want float32, GPUs half precision
         model = model.float() if device == "cpu" else model.half().to(device)
+        if adapter is not None:
+            report(0.95, "Applying the adapter")
+            model = _apply_adapter(model, adapter, half=device != "cpu", bits=bits)
         model.eval()
     except ModelError:
         raise
@@ -575,6 +610,7 @@ def load_remote_code_model(
         # so the system prompt is put before the first question instead
         ignored_settings=("min_p",),  # stream_chat has no min_p
         remote_code=True,
+        lora=str(adapter.folder) if adapter is not None else None,
     )
     report(1.0, "Ready")
     return ChatGLMChatModel(model, tokenizer, info, variant)
