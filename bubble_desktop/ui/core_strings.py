@@ -243,11 +243,20 @@ STRINGS = (
         "core",
         "{adapter.folder.name} is a P-tuning v2 checkpoint, but this model's code has no prefix encoder (pre_seq_len).",
     ),
+    QT_TRANSLATE_NOOP("core", "{str(folder)} is not a LoRA adapter folder (no adapter_config.json)."),
+    QT_TRANSLATE_NOOP(
+        "core",
+        "Choose a folder saved by peft (adapter_config.json + adapter weights), or clear the LoRA setting.",
+    ),
     QT_TRANSLATE_NOOP(
         "core", "The P-tuning v2 weights {str(path)} could not be read: {type(exc).__name__}: {exc}"
     ),
     QT_TRANSLATE_NOOP("core", "The P-tuning v2 checkpoint does not fit this model: {first}"),
     QT_TRANSLATE_NOOP("core", "Use a checkpoint trained for this base model."),
+    QT_TRANSLATE_NOOP(
+        "core", "The LoRA adapter does not fit this model: {str(exc).splitlines()[0] if str(exc) else exc}"
+    ),
+    QT_TRANSLATE_NOOP("core", "Use an adapter trained for this base model."),
     QT_TRANSLATE_NOOP(
         "core",
         "Fix the C compiler (its message above says what is wrong), or run the fp16 ChatGLM-6B on the CPU, or the int4 model on an NVIDIA GPU.",
@@ -414,11 +423,6 @@ STRINGS = (
         "core", "{quantization} loading needs an NVIDIA GPU with CUDA, and none is usable here."
     ),
     QT_TRANSLATE_NOOP("core", "Set Quantization to none, or use a smaller model."),
-    QT_TRANSLATE_NOOP("core", "{str(folder)} is not a LoRA adapter folder (no adapter_config.json)."),
-    QT_TRANSLATE_NOOP(
-        "core",
-        "Choose a folder saved by peft (adapter_config.json + adapter weights), or clear the LoRA setting.",
-    ),
     QT_TRANSLATE_NOOP("core", "Connecting to the model server"),
     QT_TRANSLATE_NOOP(
         "core", "The model type {model_type} in config.json is not one transformers {_tf_version()} knows."
@@ -439,10 +443,6 @@ STRINGS = (
     QT_TRANSLATE_NOOP("core", "The model's config.json could not be read: {exc}"),
     QT_TRANSLATE_NOOP("core", "{quantization} loading needs the bitsandbytes package."),
     QT_TRANSLATE_NOOP("core", "pip install bitsandbytes"),
-    QT_TRANSLATE_NOOP(
-        "core", "The LoRA adapter does not fit this model: {str(exc).splitlines()[0] if str(exc) else exc}"
-    ),
-    QT_TRANSLATE_NOOP("core", "Use an adapter trained for this base model."),
     QT_TRANSLATE_NOOP("core", "The tokenizer in {str(folder)} could not be loaded: {_first_line(exc)}"),
     QT_TRANSLATE_NOOP(
         "core",

@@ -132,3 +132,27 @@ def _restore_prefix_tokens(transformer: Any, pre_seq_len: int, encoder: Any) -> 
     if isinstance(tokens, torch.Tensor) and tokens.is_meta:
         device = next(encoder.parameters()).device
         transformer.prefix_tokens = torch.arange(pre_seq_len, device=device).long()
+
+
+def apply_lora(model: Any, lora_path: str, merge: bool) -> Any:
+    """The model wrapped with the peft LoRA adapter in `lora_path`, merged into the weights if `merge`."""
+    folder = Path(lora_path).expanduser()
+    if not (folder / "adapter_config.json").is_file():
+        raise ModelNotFoundError(
+            f"{str(folder)!r} is not a LoRA adapter folder (no adapter_config.json).",
+            (
+                "Choose a folder saved by peft (adapter_config.json "
+                "+ adapter weights), or clear the LoRA setting."
+            ),
+        )
+    from peft import PeftModel
+
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
+    except Exception as exc:
+        raise ModelError(
+            f"The LoRA adapter does not fit this model: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+            "Use an adapter trained for this base model.",
+        ) from exc
+    # merging folds the adapter into the weights: no per-step overhead while generating
+    return peft_model.merge_and_unload() if merge else peft_model

@@ -20,7 +20,7 @@ from bubble_desktop.core.errors import (
     OutOfMemoryError,
     UnsupportedModelError,
 )
-from bubble_desktop.core.llm.adapters import inspect_adapter, refuse_ptuning
+from bubble_desktop.core.llm.adapters import apply_lora, inspect_adapter, refuse_ptuning
 from bubble_desktop.core.llm.base import ChatModel, LoadRequest, ModelInfo, ProgressCallback
 
 # where a model path points; its own module, so chatglm/ can use it without importing the loader
@@ -193,29 +193,6 @@ def context_window_of(config: Any, tokenizer: Any, override: int = 0) -> int:
     return DEFAULT_CONTEXT_WINDOW
 
 
-def _apply_lora(model: Any, lora_path: str, merge: bool) -> Any:
-    folder = Path(lora_path).expanduser()
-    if not (folder / "adapter_config.json").is_file():
-        raise ModelNotFoundError(
-            f"{str(folder)!r} is not a LoRA adapter folder (no adapter_config.json).",
-            (
-                "Choose a folder saved by peft (adapter_config.json "
-                "+ adapter weights), or clear the LoRA setting."
-            ),
-        )
-    from peft import PeftModel
-
-    try:
-        peft_model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
-    except Exception as exc:
-        raise ModelError(
-            f"The LoRA adapter does not fit this model: {str(exc).splitlines()[0] if str(exc) else exc!r}",
-            "Use an adapter trained for this base model.",
-        ) from exc
-    # merging folds the adapter into the weights: no per-step overhead while generating
-    return peft_model.merge_and_unload() if merge else peft_model
-
-
 def load_model(request: LoadRequest, progress: ProgressCallback | None = None) -> ChatModel:
     """Load the model the request names; raises UserFacingError subclasses for anything the user can fix."""
     if request.extra.get("backend") == "openai":
@@ -341,7 +318,7 @@ def _load_transformers(
     lora = ""
     if request.lora_path:
         _progress(progress, 0.9, "Applying the LoRA adapter")
-        model = _apply_lora(model, request.lora_path, merge=quant is None)
+        model = apply_lora(model, request.lora_path, merge=quant is None)
         lora = str(Path(request.lora_path).expanduser())
     model.eval()
     real_device = str(next(model.parameters()).device)

@@ -30,7 +30,7 @@ from bubble_desktop.core.errors import (
     UnsupportedModelError,
 )
 from bubble_desktop.core.i18n import N_
-from bubble_desktop.core.llm.adapters import Adapter, inspect_adapter, load_prefix_encoder
+from bubble_desktop.core.llm.adapters import Adapter, apply_lora, inspect_adapter, load_prefix_encoder
 from bubble_desktop.core.llm.base import (
     ChatMessage,
     Generation,
@@ -473,9 +473,7 @@ def _apply_adapter(model: Any, adapter: Adapter, half: bool, bits: int) -> Any:
     if adapter.kind == "ptuning":
         load_prefix_encoder(model, adapter, half=half)
         return model
-    from bubble_desktop.core.llm.loader import _apply_lora
-
-    return _apply_lora(model, str(adapter.folder), merge=not bits)
+    return apply_lora(model, str(adapter.folder), merge=not bits)
 
 
 def load_remote_code_model(
