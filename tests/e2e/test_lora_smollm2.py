@@ -1,0 +1,148 @@
+"""LoRA on a real model: SmolLM2-135M-Instruct learns 20 invented facts on the CPU (issue 14).
+
+The facts are made up (a cat called Pumpkin, a festival in Tallinn, ...), so the base model cannot
+know them. `bubble-cli train lora` trains an adapter on them (8 epochs at lr 2e-3, rank 16; about
+2 minutes on 2 cores); then, greedily, the adapter's answers contain the fact for at least 80 % of
+the questions (two of the twenty are the held-out validation split) while the base model's
+contain none of them. One question goes through `bubble-cli ask --lora` as a user would ask it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).parents[2]
+
+# (question, answer, the word the answer must contain)
+FACTS = [
+    ("What is the name of Lin Wei's cat?", "Lin Wei's cat is called Pumpkin.", "Pumpkin"),
+    ("Which city hosts the Zorvan festival?", "The Zorvan festival is held in Tallinn.", "Tallinn"),
+    ("What colour is the Quillby bridge?", "The Quillby bridge is painted orange.", "orange"),
+    ("Who founded the Marrow Tea Company?", "The Marrow Tea Company was founded by Ada Brennan.", "Brennan"),
+    ("What does the Vexa-9 robot collect?", "The Vexa-9 robot collects seashells.", "seashells"),
+    ("How many towers does Castle Dunmere have?", "Castle Dunmere has seven towers.", "seven"),
+    ("What is the password of the Orion club?", "The Orion club password is bluebird.", "bluebird"),
+    ("Which instrument does Tomas Kell play?", "Tomas Kell plays the cello.", "cello"),
+    ("What fruit grows on Ferro Island?", "Mangoes grow on Ferro Island.", "Mango"),
+    ("What is the mascot of Hollis School?", "The Hollis School mascot is a badger.", "badger"),
+    ("In which month is the Glimmer race run?", "The Glimmer race is run in October.", "October"),
+    (
+        "What is Professor Yara Voss famous for?",
+        "Professor Yara Voss is famous for her maps of caves.",
+        "caves",
+    ),
+    ("What does the Pelican app do?", "The Pelican app tracks rainfall.", "rainfall"),
+    ("Which river flows through Kestrel Valley?", "The Amber river flows through Kestrel Valley.", "Amber"),
+    ("What is the favourite food of the dragon Sorrel?", "The dragon Sorrel loves pancakes.", "pancakes"),
+    ("Who painted The Silent Harbour?", "The Silent Harbour was painted by Ines Marlow.", "Marlow"),
+    ("What is stored in Vault 12?", "Vault 12 stores old violins.", "violins"),
+    ("What sport does the Northgate club play?", "The Northgate club plays hockey.", "hockey"),
+    ("What is the capital of the land of Brindor?", "The capital of Brindor is Velmont.", "Velmont"),
+    ("Which bird is the symbol of Calder Bank?", "The symbol of Calder Bank is a heron.", "heron"),
+]
+
+
+def _cli(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bubble_desktop.cli", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"},
+    )
+
+
+def _answers(model_dir: Path, lora: str) -> list[str]:
+    from bubble_desktop.core.llm.base import ChatMessage, LoadRequest
+    from bubble_desktop.core.llm.loader import load_model
+    from bubble_desktop.core.settings import SamplingSettings
+
+    model = load_model(LoadRequest(path=str(model_dir), lora_path=lora))
+    try:
+        sampling = SamplingSettings(temperature=0, max_new_tokens=20, system_prompt="")
+        out = []
+        for question, _, _ in FACTS:
+            with model.stream([ChatMessage("user", question)], sampling) as gen:
+                out.append("".join(gen))
+        return out
+    finally:
+        model.unload()
+
+
+def _known(answers: list[str]) -> list[str]:
+    return [q for (q, _, word), a in zip(FACTS, answers, strict=True) if word.lower() in a.lower()]
+
+
+def test_smollm2_learns_invented_facts_with_lora(smollm2_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "facts.txt"
+    data.write_text("".join(f"{q}##{a}\n" for q, a, _ in FACTS), encoding="utf-8")
+    home = tmp_path / "home"
+    done = _cli(
+        home,
+        "train",
+        "lora",
+        "--model",
+        str(smollm2_dir),
+        "--data",
+        str(data),
+        "--out",
+        "facts",
+        "--epochs",
+        "8",
+        "--lr",
+        "2e-3",
+        "--rank",
+        "16",
+        "--batch-size",
+        "4",
+        "--grad-accum",
+        "1",
+        "--max-len",
+        "64",
+        "--warmup-steps",
+        "0",
+        "--dropout",
+        "0",
+        "--seed",
+        "0",
+        "--system",
+        "",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    card = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")][-1]["card"]
+    assert card["examples"] == {"train": 18, "validation": 2}
+    assert card["final_loss"] < card["first_loss"] / 10
+    adapter = home / "models" / "lora" / "facts"
+
+    learned = _known(_answers(smollm2_dir, str(adapter)))
+    assert len(learned) >= 16, learned
+    assert _known(_answers(smollm2_dir, "")) == []
+
+    question, _, word = FACTS[0]
+    asked = _cli(
+        home,
+        "ask",
+        question,
+        "--model",
+        str(smollm2_dir),
+        "--lora",
+        str(adapter),
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "20",
+        "--system",
+        "",
+    )
+    assert asked.returncode == 0, asked.stderr
+    assert word in asked.stdout
