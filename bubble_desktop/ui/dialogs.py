@@ -36,4 +36,5 @@ def ask(
         box.setDefaultButton(buttons[default])
     box.exec()
     clicked = box.clickedButton()
+    box.deleteLater()  # answered: not left behind as a hidden child of ``parent``
     return next((key for key, button in buttons.items() if button is clicked), "")

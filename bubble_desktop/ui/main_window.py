@@ -106,6 +106,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(APP_NAME)
         self.resize(1180, 780)
         self._closing = False
+        self._quit_confirmed = False  # File → Quit asked already
         self._built = False
         self._state_file = state_file
         self._geometry_restored = False
@@ -345,7 +346,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         quit_action = QAction(self.tr("&Quit"), self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
+        quit_action.triggered.connect(self.quit_asking)
         file_menu.addAction(quit_action)
 
         tools = bar.addMenu(self.tr("&Tools"))
@@ -1238,7 +1239,51 @@ class MainWindow(QMainWindow):
             self._shown_once = True
             self.clamp_to_screen()
 
+    def running_work(self) -> list[str]:
+        """What quitting now would stop, in the user's words ([] when nothing runs)."""
+        work = []
+        if self._built and self._live:
+            work.append(self.tr("An answer is still being written; what it has so far is saved."))
+        controller = getattr(self.knowledge_tab, "controller", None)
+        if getattr(controller, "busy", False):
+            work.append(self.tr("Documents are being indexed; what is indexed so far is kept."))
+        if self._built and self.downloads.jobs:
+            work.append(self.tr("A model is downloading; it resumes where it stopped."))
+        if self.training_dialog is not None and self.training_dialog.is_training:
+            work.append(self.tr("A model is training; it can resume from its last checkpoint."))
+        return work
+
+    def confirm_quit(self) -> bool:
+        """Ask before quitting while something runs; True when the app may quit."""
+        work = self.running_work()
+        if not work:
+            return True
+        choice = ask(
+            self,
+            title=APP_NAME,
+            text=self.tr("Quit %1 now?").replace("%1", APP_NAME),
+            informative="\n".join(f"• {w}" for w in work),
+            choices=[("quit", self.tr("Quit"), QMessageBox.ButtonRole.DestructiveRole)],
+            icon=QMessageBox.Icon.Warning,
+            name="quitWhileRunningBox",
+            default="quit",
+        )
+        return choice == "quit"
+
+    @Slot()
+    def quit_asking(self) -> None:
+        """File → Quit: ask first when something runs, then close."""
+        if self.confirm_quit():
+            self._quit_confirmed = True
+            self.close()
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        # the window manager's close button (a spontaneous event) asks as File → Quit does; a close()
+        # from code (tests, BUBBLE_AUTOQUIT_MS, the smoke test) does not
+        asked = self._quit_confirmed or self._closing
+        if event.spontaneous() and not asked and not self.confirm_quit():
+            event.ignore()
+            return
         self.shutdown()
         super().closeEvent(event)
 

@@ -943,6 +943,30 @@ A private chatbot that runs on your own computer.</source>
 在你自己电脑上运行的私人聊天助手。</translation>
         </message>
         <message>
+            <source>An answer is still being written; what it has so far is saved.</source>
+            <translation>回答还在生成中；已生成的部分会保存。</translation>
+        </message>
+        <message>
+            <source>Documents are being indexed; what is indexed so far is kept.</source>
+            <translation>文档正在建立索引；已完成的部分会保留。</translation>
+        </message>
+        <message>
+            <source>A model is downloading; it resumes where it stopped.</source>
+            <translation>模型正在下载；下次会从中断处继续。</translation>
+        </message>
+        <message>
+            <source>A model is training; it can resume from its last checkpoint.</source>
+            <translation>模型正在训练；之后可从最近的检查点继续。</translation>
+        </message>
+        <message>
+            <source>Quit %1 now?</source>
+            <translation>现在退出 %1 吗？</translation>
+        </message>
+        <message>
+            <source>Quit</source>
+            <translation>退出</translation>
+        </message>
+        <message>
             <source>%1 tokens</source>
             <translation>%1 个词元</translation>
         </message>

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 
 from bubble_desktop.core.llm.base import ChatMessage, Generation
 from bubble_desktop.core.settings import SamplingSettings
@@ -290,3 +290,59 @@ def test_quitting_while_a_new_chat_waits_leaves_no_empty_chat(qtbot: Any) -> Non
     finally:
         gate.set()
         store.close()
+
+
+def _answer_box(w: Any, role: Any, seen: list[str]) -> None:
+    """Press the button with ``role`` in the quit question once it is up (it is modal)."""
+    from PySide6.QtWidgets import QMessageBox
+
+    box = next((b for b in w.findChildren(QMessageBox, "quitWhileRunningBox") if b.isVisible()), None)
+    if box is None:
+        QTimer.singleShot(20, lambda: _answer_box(w, role, seen))
+        return
+    seen.append(box.informativeText())
+    if role is None:
+        box.reject()
+        return
+    next(b for b in box.buttons() if box.buttonRole(b) == role).click()
+
+
+def test_quitting_while_an_answer_is_written_asks_first(qtbot: Any) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    gate = threading.Event()
+    w = _ready(qtbot, GatedModel(ScriptedModel("word " * 300), gate))
+    try:
+        w.show()
+        w.send("Long one")
+        qtbot.waitUntil(lambda: len(w.chat.view.messages[-1].text) > 5, timeout=5000)
+        # File → Quit asks; Cancel keeps the window and the answer going
+        seen: list[str] = []
+        QTimer.singleShot(0, lambda: _answer_box(w, None, seen))
+        w.quit_asking()
+        assert len(seen) == 1 and "answer is still being written" in seen[0]
+        assert w.isVisible() and not w._closing and w.chat.busy
+        # Quit stops it; the answer so far is saved as stopped, not lost
+        QTimer.singleShot(0, lambda: _answer_box(w, QMessageBox.ButtonRole.DestructiveRole, seen))
+        w.quit_asking()
+        assert len(seen) == 2 and not w.isVisible() and w._closing
+        cid = w.conversation_id
+        assert cid is not None
+        saved = w.ctx.store.messages(cid)
+        assert saved[0].text == "Long one" and saved[-1].text.startswith("word ")
+    finally:
+        gate.set()
+        close_window(w)
+
+
+def test_quitting_with_nothing_running_does_not_ask(qtbot: Any) -> None:
+    w = _ready(qtbot, ScriptedModel("short"))
+    try:
+        w.show()
+        w.send("Hi")
+        wait_idle(qtbot, w)
+        assert w.running_work() == []
+        w.quit_asking()  # no box: a modal one would block here
+        assert not w.isVisible() and w._closing
+    finally:
+        close_window(w)
