@@ -30,6 +30,9 @@ def ask(
     box.setText(text)
     if informative:
         box.setInformativeText(informative)
+        # a list or a paragraph reads better than a column of a few words each (Qt sizes the box
+        # from the main text, which is often one short question)
+        box.setStyleSheet("QLabel#qt_msgbox_informativelabel { min-width: 340px; }")
     buttons = {key: box.addButton(label, role) for key, label, role in choices}
     box.addButton(QMessageBox.StandardButton.Cancel)
     if default:
