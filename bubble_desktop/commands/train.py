@@ -59,6 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     lora.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     lora.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
     lora.add_argument("--gradient-checkpointing", choices=["auto", "on", "off"])
+    lora.add_argument(
+        "--quantize",
+        dest="quantization",
+        choices=["auto", "4bit", "none"],
+        help="QLoRA: base weights in 4 bits (CUDA + bitsandbytes; auto: when 16-bit would not fit)",
+    )
     lora.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
     lora.add_argument(
         "--memory-limit-mb", type=int, metavar="MB", help="refuse when the estimate exceeds this"
@@ -110,6 +116,7 @@ _OPTION_FIELDS = (
     "device",
     "dtype",
     "gradient_checkpointing",
+    "quantization",
     "threads",
     "memory_limit_mb",
 )

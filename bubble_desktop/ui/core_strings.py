@@ -590,6 +590,8 @@ STRINGS = (
         "core", "Use letters, digits, spaces, dots, dashes or underscores (up to 80 characters)."
     ),
     QT_TRANSLATE_NOOP("core", "This model has no linear layers LoRA knows how to adapt."),
+    QT_TRANSLATE_NOOP("core", "Unknown quantization {setting}."),
+    QT_TRANSLATE_NOOP("core", "Use auto, 4bit or none."),
     QT_TRANSLATE_NOOP("core", "An adapter named {name} already exists ({out})."),
     QT_TRANSLATE_NOOP("core", "Choose another name with --out, or delete that folder."),
     QT_TRANSLATE_NOOP(
@@ -608,6 +610,9 @@ STRINGS = (
     QT_TRANSLATE_NOOP("core", "{adapter} is not a LoRA adapter folder (no adapter_config.json)."),
     QT_TRANSLATE_NOOP("core", "{str(target)} already exists and is not empty."),
     QT_TRANSLATE_NOOP("core", "Choose a new folder."),
+    QT_TRANSLATE_NOOP("core", "4-bit QLoRA training needs an NVIDIA GPU with CUDA, and none is usable here."),
+    QT_TRANSLATE_NOOP("core", "Set Quantization to none to train in full precision on this device."),
+    QT_TRANSLATE_NOOP("core", "4-bit QLoRA training needs the bitsandbytes package."),
     QT_TRANSLATE_NOOP("core", "There is no unfinished training named {name} to resume."),
     QT_TRANSLATE_NOOP("core", "Start it without resume."),
     QT_TRANSLATE_NOOP("core", "The tokenizer in {str(folder)} could not be loaded: {exc}"),

@@ -728,6 +728,8 @@ class TrainingDialog(QDialog):
                 .replace("%2", f"{est['available_mb']:,}")
                 .replace("%3", plan.device)
             )
+            if plan.qlora:
+                line += " " + self.tr("The base model loads in 4 bits (QLoRA) to fit.")
             if plan.estimate.fits:
                 line += " " + self.tr("It fits.")
             else:

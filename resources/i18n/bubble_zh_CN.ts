@@ -1802,6 +1802,10 @@ Context window: %3 tokens</source>
             <translation>内存：约需 %1 MB，%3 上可用 %2 MB。</translation>
         </message>
         <message>
+            <source>The base model loads in 4 bits (QLoRA) to fit.</source>
+            <translation>基础模型以 4 位（QLoRA）加载以便装得下。</translation>
+        </message>
+        <message>
             <source>It fits.</source>
             <translation>放得下。</translation>
         </message>
@@ -3360,6 +3364,14 @@ Context window: %3 tokens</source>
             <translation>这个模型没有 LoRA 能适配的线性层。</translation>
         </message>
         <message>
+            <source>Unknown quantization {setting}.</source>
+            <translation>未知的量化方式 {0}。</translation>
+        </message>
+        <message>
+            <source>Use auto, 4bit or none.</source>
+            <translation>请使用 auto、4bit 或 none。</translation>
+        </message>
+        <message>
             <source>An adapter named {name} already exists ({out}).</source>
             <translation>已经有名为 {0} 的适配器（{1}）。</translation>
         </message>
@@ -3398,6 +3410,18 @@ Context window: %3 tokens</source>
         <message>
             <source>Choose a new folder.</source>
             <translation>请选择一个新文件夹。</translation>
+        </message>
+        <message>
+            <source>4-bit QLoRA training needs an NVIDIA GPU with CUDA, and none is usable here.</source>
+            <translation>4 位 QLoRA 训练需要支持 CUDA 的 NVIDIA 显卡，这台电脑上没有可用的。</translation>
+        </message>
+        <message>
+            <source>Set Quantization to none to train in full precision on this device.</source>
+            <translation>把量化设为 none，即可在此设备上以全精度训练。</translation>
+        </message>
+        <message>
+            <source>4-bit QLoRA training needs the bitsandbytes package.</source>
+            <translation>4 位 QLoRA 训练需要 bitsandbytes 包。</translation>
         </message>
         <message>
             <source>There is no unfinished training named {name} to resume.</source>

@@ -14,6 +14,7 @@ from bubble_desktop.core.train.lora import (
     count_parameters,
     estimate_memory,
     find_target_modules,
+    pick_quantization,
     resolve_settings,
 )
 
@@ -71,6 +72,34 @@ def test_memory_estimate_grows_with_length_and_shrinks_with_checkpointing() -> N
     assert short.parts["weights"] == 135_000_000 * 4 and short.fits
     s.memory_limit_mb = 100
     assert not estimate_memory(cfg, 135_000_000, s, "cpu", 4, checkpointing=True).fits
+
+
+def test_qlora_is_picked_on_a_cuda_gpu_with_bitsandbytes_when_16_bit_does_not_fit() -> None:
+    assert pick_quantization("auto", "cuda:0", True, fits_unquantized=False)
+    assert not pick_quantization("auto", "cuda:0", True, fits_unquantized=True)
+    assert not pick_quantization("auto", "cuda:0", False, fits_unquantized=False)  # no bitsandbytes
+    assert not pick_quantization("auto", "cpu", True, fits_unquantized=False)
+    assert pick_quantization("4bit", "cuda", True, fits_unquantized=True)
+    assert not pick_quantization("none", "cuda", True, fits_unquantized=False)
+    with pytest.raises(TrainingError, match="NVIDIA GPU") as no_gpu:
+        pick_quantization("4bit", "cpu", True, fits_unquantized=True)
+    assert "none" in no_gpu.value.hint
+    with pytest.raises(TrainingError, match="bitsandbytes"):
+        pick_quantization("4bit", "cuda", False, fits_unquantized=True)
+    with pytest.raises(TrainingError, match="Unknown quantization"):
+        pick_quantization("3bit", "cuda", True, fits_unquantized=True)
+
+
+def test_qlora_estimate_counts_4_bit_weights() -> None:
+    """A ChatGLM-6B-size model (6.2B parameters, 28 layers of 4096): in 16 bits its weights alone
+    are 12.4 GB, over a 6 GB consumer card; with NF4 weights and checkpointing a LoRA step at 512
+    tokens fits in 6 GB."""
+    cfg = {"hidden_size": 4096, "num_hidden_layers": 28, "num_attention_heads": 32, "vocab_size": 65024}
+    s = LoraSettings(model="m", data=[], name="n", rank=8, max_len=512, memory_limit_mb=6 * 1024)
+    fp16 = estimate_memory(cfg, 6_200_000_000, s, "cuda", 2, checkpointing=True)
+    nf4 = estimate_memory(cfg, 6_200_000_000, s, "cuda", 2, checkpointing=True, weight_bytes_per_param=0.55)
+    assert not fp16.fits and fp16.parts["weights"] == 12_400_000_000
+    assert nf4.parts["weights"] == int(6_200_000_000 * 0.55) and nf4.fits, nf4.to_dict()
 
 
 @pytest.mark.parametrize("name", ["../x", "", "a/b", ".hidden"])

@@ -9,17 +9,13 @@ contain none of them. One question goes through `bubble-cli ask --lora` as a use
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from tests.e2e.test_lora_train import FAST, _cli, _events
 
-ROOT = Path(__file__).parents[2]
+pytestmark = pytest.mark.slow
 
 # (question, answer, the word the answer must contain)
 FACTS = [
@@ -48,17 +44,6 @@ FACTS = [
     ("What is the capital of the land of Brindor?", "The capital of Brindor is Velmont.", "Velmont"),
     ("Which bird is the symbol of Calder Bank?", "The symbol of Calder Bank is a heron.", "heron"),
 ]
-
-
-def _cli(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bubble_desktop.cli", "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"},
-    )
 
 
 def _answers(model_dir: Path, lora: str) -> list[str]:
@@ -96,30 +81,13 @@ def test_smollm2_learns_invented_facts_with_lora(smollm2_dir: Path, tmp_path: Pa
         str(data),
         "--out",
         "facts",
-        "--epochs",
-        "8",
-        "--lr",
-        "2e-3",
-        "--rank",
-        "16",
-        "--batch-size",
-        "4",
-        "--grad-accum",
-        "1",
-        "--max-len",
-        "64",
-        "--warmup-steps",
-        "0",
-        "--dropout",
-        "0",
-        "--seed",
-        "0",
-        "--system",
-        "",
         "--json",
+        *FAST,  # no warm-up, dropout or system prompt, seed 0, one micro-batch per step
+        *("--lr", "2e-3", "--epochs", "8", "--rank", "16", "--batch-size", "4", "--max-len", "64"),
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr
-    card = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")][-1]["card"]
+    card = _events(done.stdout)[-1]["card"]
     assert card["examples"] == {"train": 18, "validation": 2}
     assert card["final_loss"] < card["first_loss"] / 10
     adapter = home / "models" / "lora" / "facts"
@@ -143,6 +111,7 @@ def test_smollm2_learns_invented_facts_with_lora(smollm2_dir: Path, tmp_path: Pa
         "20",
         "--system",
         "",
+        timeout=300,
     )
     assert asked.returncode == 0, asked.stderr
     assert word in asked.stdout

@@ -78,6 +78,7 @@ class LoraSettings:
     device: str = "auto"
     dtype: str = "auto"
     gradient_checkpointing: str = "auto"  # auto (GPU, or when memory is tight) / on / off
+    quantization: str = "auto"  # QLoRA: 4bit (NF4 base weights, CUDA + bitsandbytes) / none / auto
     target_modules: list[str] = field(default_factory=list)
     trust_remote_code: bool = False
     skip_bad_rows: bool = False
@@ -214,8 +215,9 @@ def estimate_memory(
     n_params: int,
     settings: LoraSettings,
     device: str,
-    bytes_per_param: int,
+    bytes_per_param: float,
     checkpointing: bool,
+    weight_bytes_per_param: float = 0.0,
 ) -> MemoryEstimate:
     """Peak memory of one training step: weights + adapter (with grads and Adam state) + activations
     (Korthikanti et al.'s per-layer formula, or one hidden state per layer with checkpointing) + logits."""
@@ -226,6 +228,7 @@ def estimate_memory(
     tokens = max(1, settings.batch_size) * max(1, settings.max_len)
     seq = max(1, settings.max_len)
     act_scale = bytes_per_param / 2
+    weight_bytes = weight_bytes_per_param or bytes_per_param  # 4-bit NF4 (QLoRA): ~0.55 bytes
     full_layer = tokens * (34 * hidden + 5 * heads * seq) * act_scale
     activations = (
         layers * tokens * hidden * bytes_per_param + full_layer if checkpointing else layers * full_layer
@@ -233,7 +236,7 @@ def estimate_memory(
     n_targets = max(1, len(settings.target_modules) or 7)  # q/k/v/o + 3 MLP projections
     lora_params = layers * n_targets * 2 * settings.rank * hidden
     parts = {
-        "weights": n_params * bytes_per_param,
+        "weights": int(n_params * weight_bytes),
         "adapter_and_optimizer": lora_params * 16,  # fp32 weight + grad + 2 Adam moments
         "activations": int(activations),
         "logits": tokens * vocab * 4 * 3,
@@ -299,16 +302,49 @@ def resolve_settings(
     return s
 
 
+NF4_BYTES_PER_PARAM = 0.55  # 4-bit NF4 weights with double-quantized scales, plus the fp16 norms
+
+
+def bitsandbytes_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+def pick_quantization(setting: str, device: str, has_bitsandbytes: bool, fits_unquantized: bool) -> bool:
+    """Whether the base weights load in 4 bits (QLoRA). "4bit" insists (and says what is missing),
+    "none" never, "auto" only on a CUDA GPU with bitsandbytes when the 16-bit weights would not fit."""
+    cuda = device.startswith("cuda")
+    if setting == "4bit":
+        if not cuda:
+            raise TrainingError(
+                "4-bit QLoRA training needs an NVIDIA GPU with CUDA, and none is usable here.",
+                "Set Quantization to none to train in full precision on this device.",
+            )
+        if not has_bitsandbytes:
+            raise TrainingError(
+                "4-bit QLoRA training needs the bitsandbytes package.", "pip install bitsandbytes"
+            )
+        return True
+    if setting in ("none", ""):
+        return False
+    if setting != "auto":
+        raise TrainingError(f"Unknown quantization {setting!r}.", "Use auto, 4bit or none.")
+    return cuda and has_bitsandbytes and not fits_unquantized
+
+
 @dataclass(frozen=True)
 class JobPlan:
     """What a job will run with on this machine: settings with the zeros filled in, device,
-    dtype, gradient checkpointing and the memory estimate (the GUI shows it before starting)."""
+    dtype, gradient checkpointing, 4-bit base weights (QLoRA) or not, and the memory estimate
+    (the GUI shows it before starting)."""
 
     settings: LoraSettings
     device: str
     dtype: Any
     checkpointing: bool
     estimate: MemoryEstimate
+    qlora: bool = False
 
 
 def context_window(raw_config: dict[str, Any]) -> int:
@@ -337,7 +373,12 @@ def plan(settings: LoraSettings, folder: Path, raw_config: dict[str, Any], n_exa
     if not est.fits and s.gradient_checkpointing == "auto" and not want_ckpt:
         want_ckpt = True  # checkpointing trades ~30 % speed for most of the activation memory
         est = estimate_memory(raw_config, n_params, s, device, bytes_per, want_ckpt)
-    return JobPlan(s, device, dtype, want_ckpt, est)
+    qlora = pick_quantization(s.quantization, device, bitsandbytes_available(), est.fits)
+    if qlora:
+        if s.gradient_checkpointing == "auto":
+            want_ckpt = True  # QLoRA is for tight memory: checkpointing too, as in the QLoRA paper
+        est = estimate_memory(raw_config, n_params, s, device, bytes_per, want_ckpt, NF4_BYTES_PER_PARAM)
+    return JobPlan(s, device, dtype, want_ckpt, est, qlora)
 
 
 @dataclass(frozen=True)
@@ -652,12 +693,13 @@ def train(
         ds.examples = [e if e.system else replace(e, system=s.system_prompt.strip()) for e in ds.examples]
     examples = [e for e in ds.examples if e.answer.strip()]
     job_plan = plan(s, folder, raw_config, len(examples))
-    s, device, dtype, est, want_ckpt = (
+    s, device, dtype, est, want_ckpt, qlora = (
         job_plan.settings,
         job_plan.device,
         job_plan.dtype,
         job_plan.estimate,
         job_plan.checkpointing,
+        job_plan.qlora,
     )
     pv = preview(ds.examples, tokenizer, s.max_len, ds.problems)
     emit({"event": "preview", **pv.to_dict()})
@@ -705,13 +747,22 @@ def train(
         )
 
     emit({"event": "status", "message": f"Loading the model on {device}"})
-    model = _load_model(folder, raw_config, dtype, device, s.trust_remote_code)
+    model = _load_model(folder, raw_config, dtype, device, s.trust_remote_code, qlora)
     from peft import LoraConfig, TaskType, get_peft_model
     from peft.utils import load_peft_weights, set_peft_model_state_dict
 
     targets = s.target_modules or find_target_modules(model)
     s.target_modules = targets
-    if want_ckpt and getattr(model, "supports_gradient_checkpointing", False):
+    if qlora:  # fp32 norms and output head, input grads for checkpointing through frozen 4-bit layers
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]  # unannotated in peft
+            model,
+            use_gradient_checkpointing=want_ckpt,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+        model.config.use_cache = False
+    elif want_ckpt and getattr(model, "supports_gradient_checkpointing", False):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     else:
@@ -753,6 +804,7 @@ def train(
             "device": device,
             "dtype": str(dtype).removeprefix("torch."),
             "gradient_checkpointing": want_ckpt,
+            "qlora": qlora,
             "target_modules": targets,
             "trainable_params": sum(p.numel() for p in params),
             "settings": s.to_dict(),
@@ -968,7 +1020,12 @@ def _chatglm_classes(folder: Path, raw_config: dict[str, Any], trust_remote_code
 
 
 def _load_model(
-    folder: Path, raw_config: dict[str, Any], dtype: Any, device: str, trust_remote_code: bool
+    folder: Path,
+    raw_config: dict[str, Any],
+    dtype: Any,
+    device: str,
+    trust_remote_code: bool,
+    qlora: bool = False,
 ) -> Any:
     from transformers import AutoModel, AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
@@ -986,12 +1043,28 @@ def _load_model(
         "local_files_only": True,
         "trust_remote_code": trust_remote_code,
     }
+    if qlora:  # NF4 base weights placed on the GPU as they load (bitsandbytes cannot .to() them later)
+        from bubble_desktop.core.llm.loader import _quantization_config
+
+        kwargs["quantization_config"] = _quantization_config("4bit", dtype)
+        kwargs["device_map"] = {"": device}
     try:
         glm = _chatglm_classes(folder, raw_config, trust_remote_code)
         if glm is not None:
             from bubble_desktop.core.llm.chatglm.compat import retie_output_embeddings
 
-            glm_model = glm[2].from_pretrained(str(folder), config=glm[0].from_pretrained(str(folder)))
+            config = glm[0].from_pretrained(str(folder))
+            if qlora:
+                glm_model = glm[2].from_pretrained(
+                    str(folder),
+                    config=config,
+                    dtype=dtype,
+                    quantization_config=kwargs["quantization_config"],
+                    device_map=kwargs["device_map"],
+                )
+                retie_output_embeddings(glm_model)
+                return glm_model
+            glm_model = glm[2].from_pretrained(str(folder), config=config)
             retie_output_embeddings(glm_model)
             return glm_model.to(dtype=dtype).to(device)
         try:
@@ -1000,7 +1073,7 @@ def _load_model(
             if not trust_remote_code:
                 raise
             model = AutoModel.from_pretrained(str(folder), **kwargs)  # ChatGLM maps only AutoModel
-        return model.to(device)  # type: ignore[arg-type]
+        return model if qlora else model.to(device)  # type: ignore[arg-type]
     except UserFacingError:
         raise
     except Exception as exc:
