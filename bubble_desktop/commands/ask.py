@@ -41,7 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="N",
         help="GGUF: layers on the GPU (-1 = as many as fit, 0 = CPU only)",
     )
-    p.add_argument("--lora", metavar="DIR", help="LoRA (peft) adapter folder applied on top of the model")
+    p.add_argument(
+        "--lora",
+        metavar="NAME|DIR",
+        help="LoRA (peft) adapter on top of the model: a folder, or the name given to train lora --out",
+    )
     p.add_argument(
         "--trust-remote-code",
         action="store_true",
@@ -120,7 +124,9 @@ def load_for_args(args: argparse.Namespace, settings: Settings) -> ChatModel:
     if getattr(args, "gpu_layers", None) is not None:
         request.extra["gpu_layers"] = args.gpu_layers
     if args.lora:
-        request.lora_path = args.lora
+        from bubble_desktop.core.llm.adapters import resolve_adapter_path
+
+        request.lora_path = resolve_adapter_path(args.lora)
     return load_model(request)
 
 

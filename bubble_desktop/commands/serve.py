@@ -57,7 +57,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="N",
         help="GGUF: layers on the GPU (-1 = as many as fit, 0 = CPU only)",
     )
-    p.add_argument("--lora", metavar="DIR", help="LoRA (peft) adapter folder applied on top of the model")
+    p.add_argument(
+        "--lora",
+        metavar="NAME|DIR",
+        help="LoRA (peft) adapter on top of the model: a folder, or the name given to train lora --out",
+    )
     p.add_argument(
         "--trust-remote-code",
         action="store_true",

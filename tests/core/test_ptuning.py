@@ -169,3 +169,16 @@ def test_a_lora_adapter_applies_on_the_chatglm_path(base: Path, tmp_path: Path) 
     assert _answer(tuned) != _answer(plain)
     for m in (source, plain, tuned):
         m.unload()
+
+
+def test_an_adapter_is_found_by_the_name_it_was_trained_under(bubble_home: Path, tmp_path: Path) -> None:
+    from bubble_desktop.core.llm.adapters import resolve_adapter_path
+
+    trained = bubble_home / "models" / "lora" / "facts"
+    trained.mkdir(parents=True)
+    assert resolve_adapter_path("facts") == str(trained)
+    folder = tmp_path / "facts"  # a folder given by path wins over the name
+    folder.mkdir()
+    assert resolve_adapter_path(str(folder)) == str(folder)
+    assert resolve_adapter_path("nothing-by-that-name") == "nothing-by-that-name"  # the loader says so
+    assert resolve_adapter_path("models/facts") == "models/facts"

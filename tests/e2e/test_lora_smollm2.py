@@ -4,7 +4,8 @@ The facts are made up (a cat called Pumpkin, a festival in Tallinn, ...), so the
 know them. `bubble-cli train lora` trains an adapter on them (8 epochs at lr 2e-3, rank 16; about
 2 minutes on 2 cores); then, greedily, the adapter's answers contain the fact for at least 80 % of
 the questions (two of the twenty are the held-out validation split) while the base model's
-contain none of them. One question goes through `bubble-cli ask --lora` as a user would ask it.
+contain none of them. One question goes through `bubble-cli ask --lora facts` (the adapter by
+its name) as a user would ask it.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def test_smollm2_learns_invented_facts_with_lora(smollm2_dir: Path, tmp_path: Pa
         "--model",
         str(smollm2_dir),
         "--lora",
-        str(adapter),
+        "facts",  # by the name given to train lora --out
         "--temperature",
         "0",
         "--max-new-tokens",

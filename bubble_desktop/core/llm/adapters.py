@@ -28,6 +28,17 @@ class Adapter:
     prefix_projection: bool = False
 
 
+def resolve_adapter_path(value: str) -> str:
+    """``value`` as a folder, or the name of an adapter trained in the app (``models/lora/NAME``)."""
+    given = Path(value).expanduser()
+    if given.exists() or "/" in value or "\\" in value:
+        return str(given)
+    from bubble_desktop.core.paths import Paths
+
+    named = Paths.default().models_dir / "lora" / value
+    return str(named) if named.is_dir() else str(given)
+
+
 def inspect_adapter(path: str) -> Adapter:
     """The kind of adapter in ``path``; a clear error for a folder that is neither kind."""
     folder = Path(path).expanduser()
