@@ -1053,20 +1053,13 @@ def _load_model(
         if glm is not None:
             from bubble_desktop.core.llm.chatglm.compat import retie_output_embeddings
 
+            quantized = (
+                {k: kwargs[k] for k in ("dtype", "quantization_config", "device_map")} if qlora else {}
+            )
             config = glm[0].from_pretrained(str(folder))
-            if qlora:
-                glm_model = glm[2].from_pretrained(
-                    str(folder),
-                    config=config,
-                    dtype=dtype,
-                    quantization_config=kwargs["quantization_config"],
-                    device_map=kwargs["device_map"],
-                )
-                retie_output_embeddings(glm_model)
-                return glm_model
-            glm_model = glm[2].from_pretrained(str(folder), config=config)
+            glm_model = glm[2].from_pretrained(str(folder), config=config, **quantized)
             retie_output_embeddings(glm_model)
-            return glm_model.to(dtype=dtype).to(device)
+            return glm_model if qlora else glm_model.to(dtype=dtype).to(device)
         try:
             model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
         except ValueError:
@@ -1092,17 +1085,13 @@ def _load_model(
 def merge_adapter(base: str, adapter: str, out: str | Path, dtype: str = "auto") -> Path:
     """Fold a LoRA adapter into a copy of the base model (peft ``merge_and_unload``): a plain model
     folder that loads without the adapter. Runs in this process (a one-off, minutes at most)."""
+    from bubble_desktop.core.llm.adapters import resolve_adapter_path
     from bubble_desktop.core.llm.loader import read_config, resolve_dtype
     from bubble_desktop.core.llm.locate import resolve_model_path
 
     folder = resolve_model_path(base)
     raw = read_config(folder)
-    adapter_path = Path(adapter).expanduser()
-    if (
-        not (adapter_path / "adapter_config.json").is_file()
-        and (adapter_dir(adapter) / "adapter_config.json").is_file()
-    ):
-        adapter_path = adapter_dir(adapter)
+    adapter_path = Path(resolve_adapter_path(adapter))
     if not (adapter_path / "adapter_config.json").is_file():
         raise TrainingError(f"{adapter!r} is not a LoRA adapter folder (no adapter_config.json).")
     target = Path(out).expanduser()
