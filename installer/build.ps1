@@ -106,6 +106,10 @@ if ($Torch -eq "cuda") {
 Step "O.Bubble and PyInstaller (pip install .[build])"
 Invoke-Native "installing the project" { & $VenvPy -m pip install ".[build]" }
 if ($Torch -eq "cuda") {
+  # QLoRA (4-bit base weights) and 8-/4-bit loading on the GPU: bitsandbytes, bundled by bubble.spec
+  # only when asked for (its CUDA libraries are ~125 MB)
+  Invoke-Native "installing bitsandbytes (QLoRA)" { & $VenvPy -m pip install ".[qlora]" }
+  $env:BUBBLE_BUNDLE_BITSANDBYTES = "1"
   # llama.cpp for GGUF models: the CUDA build of xllamacpp lives on its own index (same version as PyPI's
   # CPU wheel); see https://github.com/xorbitsai/xllamacpp
   $XllamaVersion = (& $VenvPy -c "from importlib.metadata import version; print(version('xllamacpp'))").Trim()

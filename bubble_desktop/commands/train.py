@@ -63,7 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--quantize",
         dest="quantization",
         choices=["auto", "4bit", "none"],
-        help="QLoRA: base weights in 4 bits (CUDA + bitsandbytes; auto: when 16-bit would not fit)",
+        help="QLoRA: base weights in 4 bits (bitsandbytes, on a CUDA GPU or the CPU; "
+        "auto: when full precision would not fit)",
     )
     lora.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
     lora.add_argument(

@@ -64,7 +64,8 @@ class ModelSettings(_Section):
     quantization: Literal["none", "8bit", "4bit"] = Field(
         "none",
         title="Quantization",
-        description="Load the weights in 8 or 4 bits (bitsandbytes) to save GPU memory. Needs an NVIDIA GPU.",
+        description="Load the weights in 8 or 4 bits (bitsandbytes) to save memory, on an NVIDIA GPU or "
+        "on the CPU (slower there than full precision; for speed on the CPU use a GGUF model).",
     )
     lora_path: str = Field(
         "",

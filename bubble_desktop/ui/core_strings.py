@@ -409,8 +409,7 @@ STRINGS = (
         "core",
         "The model type {model_type} cannot generate text (it is not a causal or seq2seq language model).",
     ),
-    QT_TRANSLATE_NOOP("core", "Unknown quantization {quantization}."),
-    QT_TRANSLATE_NOOP("core", "Use none, 8bit or 4bit."),
+    QT_TRANSLATE_NOOP("core", "Set the device to CPU, or set Quantization to none."),
     QT_TRANSLATE_NOOP("core", "Checking the model folder"),
     QT_TRANSLATE_NOOP("core", "Loading the libraries"),
     QT_TRANSLATE_NOOP("core", "{str(folder)} is a file, not a model folder."),
@@ -419,10 +418,10 @@ STRINGS = (
     QT_TRANSLATE_NOOP("core", "MPS was chosen but Apple's GPU backend is not available here."),
     QT_TRANSLATE_NOOP("core", "Unknown precision {dtype}."),
     QT_TRANSLATE_NOOP("core", "Use auto, float32, float16 or bfloat16."),
-    QT_TRANSLATE_NOOP(
-        "core", "{quantization} loading needs an NVIDIA GPU with CUDA, and none is usable here."
-    ),
-    QT_TRANSLATE_NOOP("core", "Set Quantization to none, or use a smaller model."),
+    QT_TRANSLATE_NOOP("core", "pip install -U bitsandbytes"),
+    QT_TRANSLATE_NOOP("core", "{quantization} loading runs on an NVIDIA GPU or on the CPU, not on {device}."),
+    QT_TRANSLATE_NOOP("core", "Unknown quantization {quantization}."),
+    QT_TRANSLATE_NOOP("core", "Use none, 8bit or 4bit."),
     QT_TRANSLATE_NOOP("core", "Connecting to the model server"),
     QT_TRANSLATE_NOOP(
         "core", "The model type {model_type} in config.json is not one transformers {_tf_version()} knows."
@@ -443,12 +442,21 @@ STRINGS = (
     QT_TRANSLATE_NOOP("core", "The model's config.json could not be read: {exc}"),
     QT_TRANSLATE_NOOP("core", "{quantization} loading needs the bitsandbytes package."),
     QT_TRANSLATE_NOOP("core", "pip install bitsandbytes"),
+    QT_TRANSLATE_NOOP(
+        "core",
+        "{quantization} loading on the CPU needs bitsandbytes 0.48 or newer; {installed} is installed.",
+    ),
+    QT_TRANSLATE_NOOP("core", "4-bit QLoRA training runs on an NVIDIA GPU or on the CPU, not on {device}."),
     QT_TRANSLATE_NOOP("core", "The tokenizer in {str(folder)} could not be loaded: {_first_line(exc)}"),
     QT_TRANSLATE_NOOP(
         "core",
         "The folder needs the tokenizer files (tokenizer.json or tokenizer.model + tokenizer_config.json).",
     ),
     QT_TRANSLATE_NOOP("core", "The model could not be loaded: {_first_line(exc)}"),
+    QT_TRANSLATE_NOOP("core", "4-bit QLoRA training needs the bitsandbytes package."),
+    QT_TRANSLATE_NOOP(
+        "core", "4-bit QLoRA training on the CPU needs bitsandbytes 0.48 or newer; {installed} is installed."
+    ),
     QT_TRANSLATE_NOOP(
         "core", "This model ships its own Python code, which this build of Bubble cannot run yet."
     ),
@@ -610,9 +618,6 @@ STRINGS = (
     QT_TRANSLATE_NOOP("core", "{adapter} is not a LoRA adapter folder (no adapter_config.json)."),
     QT_TRANSLATE_NOOP("core", "{str(target)} already exists and is not empty."),
     QT_TRANSLATE_NOOP("core", "Choose a new folder."),
-    QT_TRANSLATE_NOOP("core", "4-bit QLoRA training needs an NVIDIA GPU with CUDA, and none is usable here."),
-    QT_TRANSLATE_NOOP("core", "Set Quantization to none to train in full precision on this device."),
-    QT_TRANSLATE_NOOP("core", "4-bit QLoRA training needs the bitsandbytes package."),
     QT_TRANSLATE_NOOP("core", "There is no unfinished training named {name} to resume."),
     QT_TRANSLATE_NOOP("core", "Start it without resume."),
     QT_TRANSLATE_NOOP("core", "The tokenizer in {str(folder)} could not be loaded: {exc}"),

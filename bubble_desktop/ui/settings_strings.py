@@ -24,7 +24,8 @@ STRINGS = (
     ),
     QT_TRANSLATE_NOOP("settings", "Quantization"),
     QT_TRANSLATE_NOOP(
-        "settings", "Load the weights in 8 or 4 bits (bitsandbytes) to save GPU memory. Needs an NVIDIA GPU."
+        "settings",
+        "Load the weights in 8 or 4 bits (bitsandbytes) to save memory, on an NVIDIA GPU or on the CPU (slower there than full precision; for speed on the CPU use a GGUF model).",
     ),
     QT_TRANSLATE_NOOP("settings", "LoRA adapter"),
     QT_TRANSLATE_NOOP("settings", "Optional folder with a PEFT/LoRA adapter applied on top of the model."),

@@ -2948,14 +2948,6 @@ Context window: %3 tokens</source>
             <translation>请使用 auto、float32、float16 或 bfloat16。</translation>
         </message>
         <message>
-            <source>{quantization} loading needs an NVIDIA GPU with CUDA, and none is usable here.</source>
-            <translation>{0} 加载需要支持 CUDA 的 NVIDIA 显卡，但这里没有可用的。</translation>
-        </message>
-        <message>
-            <source>Set Quantization to none, or use a smaller model.</source>
-            <translation>请把量化设为“无”，或换用更小的模型。</translation>
-        </message>
-        <message>
             <source>{str(folder)} is not a LoRA adapter folder (no adapter_config.json).</source>
             <translation>{0} 不是 LoRA 适配器文件夹（没有 adapter_config.json）。</translation>
         </message>
@@ -3020,6 +3012,26 @@ Context window: %3 tokens</source>
             <translation>请使用为这个基础模型训练的适配器。</translation>
         </message>
         <message>
+            <source>Set the device to CPU, or set Quantization to none.</source>
+            <translation>把设备设为 CPU，或把量化设为 none。</translation>
+        </message>
+        <message>
+            <source>pip install -U bitsandbytes</source>
+            <translation>pip install -U bitsandbytes</translation>
+        </message>
+        <message>
+            <source>{quantization} loading runs on an NVIDIA GPU or on the CPU, not on {device}.</source>
+            <translation>{0} 加载只能在 NVIDIA 显卡或 CPU 上运行，不能在 {1} 上运行。</translation>
+        </message>
+        <message>
+            <source>{quantization} loading on the CPU needs bitsandbytes 0.48 or newer; {installed} is installed.</source>
+            <translation>在 CPU 上进行 {0} 加载需要 bitsandbytes 0.48 或更新版本；当前安装的是 {1}。</translation>
+        </message>
+        <message>
+            <source>4-bit QLoRA training runs on an NVIDIA GPU or on the CPU, not on {device}.</source>
+            <translation>4 位 QLoRA 训练只能在 NVIDIA 显卡或 CPU 上运行，不能在 {0} 上运行。</translation>
+        </message>
+        <message>
             <source>The tokenizer in {str(folder)} could not be loaded: {_first_line(exc)}</source>
             <translation>无法加载 {0} 中的分词器：{1}</translation>
         </message>
@@ -3030,6 +3042,10 @@ Context window: %3 tokens</source>
         <message>
             <source>The model could not be loaded: {_first_line(exc)}</source>
             <translation>无法加载模型：{0}</translation>
+        </message>
+        <message>
+            <source>4-bit QLoRA training on the CPU needs bitsandbytes 0.48 or newer; {installed} is installed.</source>
+            <translation>在 CPU 上进行 4 位 QLoRA 训练需要 bitsandbytes 0.48 或更新版本；当前安装的是 {0}。</translation>
         </message>
         <message>
             <source>This model ships its own Python code, which this build of Bubble cannot run yet.</source>
@@ -3412,14 +3428,6 @@ Context window: %3 tokens</source>
             <translation>请选择一个新文件夹。</translation>
         </message>
         <message>
-            <source>4-bit QLoRA training needs an NVIDIA GPU with CUDA, and none is usable here.</source>
-            <translation>4 位 QLoRA 训练需要支持 CUDA 的 NVIDIA 显卡，这台电脑上没有可用的。</translation>
-        </message>
-        <message>
-            <source>Set Quantization to none to train in full precision on this device.</source>
-            <translation>把量化设为 none，即可在此设备上以全精度训练。</translation>
-        </message>
-        <message>
             <source>4-bit QLoRA training needs the bitsandbytes package.</source>
             <translation>4 位 QLoRA 训练需要 bitsandbytes 包。</translation>
         </message>
@@ -3743,10 +3751,6 @@ Context window: %3 tokens</source>
             <translation>量化</translation>
         </message>
         <message>
-            <source>Load the weights in 8 or 4 bits (bitsandbytes) to save GPU memory. Needs an NVIDIA GPU.</source>
-            <translation>以 8 位或 4 位加载权重（bitsandbytes），节省显存。需要 NVIDIA 显卡。</translation>
-        </message>
-        <message>
             <source>LoRA adapter</source>
             <translation>LoRA 适配器</translation>
         </message>
@@ -3973,6 +3977,10 @@ Context window: %3 tokens</source>
         <message>
             <source>Embedding threads</source>
             <translation>嵌入线程数</translation>
+        </message>
+        <message>
+            <source>Load the weights in 8 or 4 bits (bitsandbytes) to save memory, on an NVIDIA GPU or on the CPU (slower there than full precision; for speed on the CPU use a GGUF model).</source>
+            <translation>以 8 位或 4 位加载权重（bitsandbytes）以节省内存，可在 NVIDIA 显卡或 CPU 上使用（在 CPU 上比全精度慢；想在 CPU 上跑得快，请用 GGUF 模型）。</translation>
         </message>
         <message>
             <source>CPU threads used for embedding. 0 chooses automatically.</source>

@@ -150,13 +150,36 @@ def test_device_and_dtype_resolution() -> None:
             resolve_device("cuda")
 
 
-def test_quantization_without_cuda_is_a_user_error(tiny_model_dir: Path) -> None:
-    import torch
+def test_quantization_without_bitsandbytes_says_what_to_install(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bubble_desktop.core.llm import loader
 
-    if torch.cuda.is_available():
-        pytest.skip("CUDA present")
-    with pytest.raises(ModelError, match="NVIDIA"):
+    monkeypatch.setattr(loader, "bitsandbytes_version", lambda: None)
+    with pytest.raises(ModelError, match="needs the bitsandbytes package") as err:
         load_model(LoadRequest(str(tiny_model_dir), quantization="4bit"))
+    assert err.value.hint == "pip install bitsandbytes"
+    with pytest.raises(ModelError, match="Unknown quantization"):
+        load_model(LoadRequest(str(tiny_model_dir), quantization="3bit"))
+
+
+@pytest.mark.parametrize("quantization", ["4bit", "8bit"])
+def test_quantized_weights_load_and_answer_on_the_cpu(tiny_model_dir: Path, quantization: str) -> None:
+    """bitsandbytes' CPU backend (0.48+): the weights load in 4 or 8 bits on the CPU and answer."""
+    from bubble_desktop.core.llm.loader import BNB_CPU_MIN_VERSION, bitsandbytes_version
+
+    found = bitsandbytes_version()
+    if found is None or found < BNB_CPU_MIN_VERSION:
+        pytest.skip("bitsandbytes with its CPU backend is not installed")
+    model = load_model(LoadRequest(str(tiny_model_dir), device="cpu", quantization=quantization))
+    assert isinstance(model, TransformersChatModel)
+    assert model.info.dtype == quantization and model.info.device == "cpu"
+    layer = type(model.model.model.layers[0].self_attn.q_proj).__name__
+    assert layer == ("Linear4bit" if quantization == "4bit" else "Linear8bitLt")
+    run = model.stream(QUESTION, GREEDY)
+    run.run()
+    assert run.token_ids and run.stats.completion_tokens == len(run.token_ids)
+    model.unload()
 
 
 def test_chosen_dtype_is_used(tiny_model_dir: Path) -> None:

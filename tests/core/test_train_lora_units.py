@@ -74,20 +74,40 @@ def test_memory_estimate_grows_with_length_and_shrinks_with_checkpointing() -> N
     assert not estimate_memory(cfg, 135_000_000, s, "cpu", 4, checkpointing=True).fits
 
 
-def test_qlora_is_picked_on_a_cuda_gpu_with_bitsandbytes_when_16_bit_does_not_fit() -> None:
-    assert pick_quantization("auto", "cuda:0", True, fits_unquantized=False)
-    assert not pick_quantization("auto", "cuda:0", True, fits_unquantized=True)
-    assert not pick_quantization("auto", "cuda:0", False, fits_unquantized=False)  # no bitsandbytes
-    assert not pick_quantization("auto", "cpu", True, fits_unquantized=False)
-    assert pick_quantization("4bit", "cuda", True, fits_unquantized=True)
-    assert not pick_quantization("none", "cuda", True, fits_unquantized=False)
-    with pytest.raises(TrainingError, match="NVIDIA GPU") as no_gpu:
-        pick_quantization("4bit", "cpu", True, fits_unquantized=True)
-    assert "none" in no_gpu.value.hint
-    with pytest.raises(TrainingError, match="bitsandbytes"):
-        pick_quantization("4bit", "cuda", False, fits_unquantized=True)
+def test_qlora_is_picked_when_full_precision_does_not_fit_and_4_bit_can_run() -> None:
+    missing = ("4-bit QLoRA training needs the bitsandbytes package.", "pip install bitsandbytes")
+    assert pick_quantization("auto", "cuda:0", None, fits_unquantized=False)
+    assert pick_quantization("auto", "cpu", None, fits_unquantized=False)  # bitsandbytes' CPU backend
+    assert not pick_quantization("auto", "cuda:0", None, fits_unquantized=True)
+    assert not pick_quantization("auto", "cuda:0", missing, fits_unquantized=False)
+    assert pick_quantization("4bit", "cpu", None, fits_unquantized=True)
+    assert not pick_quantization("none", "cuda", None, fits_unquantized=False)
+    with pytest.raises(TrainingError, match="bitsandbytes") as no_bnb:
+        pick_quantization("4bit", "cuda", missing, fits_unquantized=True)
+    assert no_bnb.value.hint == "pip install bitsandbytes"
     with pytest.raises(TrainingError, match="Unknown quantization"):
-        pick_quantization("3bit", "cuda", True, fits_unquantized=True)
+        pick_quantization("3bit", "cuda", None, fits_unquantized=True)
+
+
+def test_bitsandbytes_problem_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bubble_desktop.core.llm import loader
+
+    monkeypatch.setattr(loader, "bitsandbytes_version", lambda: None)
+    assert loader.bitsandbytes_problem("cuda", "8bit") == (
+        "8bit loading needs the bitsandbytes package.",
+        "pip install bitsandbytes",
+    )
+    missing = loader.bitsandbytes_problem("cuda", "4bit", training=True)
+    assert missing is not None and missing[0] == "4-bit QLoRA training needs the bitsandbytes package."
+    monkeypatch.setattr(loader, "bitsandbytes_version", lambda: (0, 45))
+    assert loader.bitsandbytes_problem("cuda:0", "4bit") is None
+    old_cpu = loader.bitsandbytes_problem("cpu", "4bit", training=True)
+    assert old_cpu is not None and old_cpu[0].startswith("4-bit QLoRA training on the CPU")
+    assert "0.48 or newer; 0.45 is installed" in old_cpu[0] and old_cpu[1] == "pip install -U bitsandbytes"
+    monkeypatch.setattr(loader, "bitsandbytes_version", lambda: (0, 50))
+    assert loader.bitsandbytes_problem("cpu", "4bit") is None
+    mps = loader.bitsandbytes_problem("mps", "4bit")
+    assert mps is not None and mps[0] == "4bit loading runs on an NVIDIA GPU or on the CPU, not on mps."
 
 
 def test_qlora_estimate_counts_4_bit_weights() -> None:

@@ -318,6 +318,60 @@ def test_ctrl_c_leaves_a_resumable_checkpoint(tiny_model_dir: Path, qa_file: Pat
     assert Path(events[-1]["checkpoint"]).is_dir()
 
 
+def test_qlora_trains_on_4_bit_base_weights_on_the_cpu(
+    tiny_model_dir: Path, qa_file: Path, bubble_home: Path
+) -> None:
+    """QLoRA for real: the base model's linear layers load as NF4 (bitsandbytes' CPU backend),
+    peft's k-bit preparation runs, the adapter learns, and it answers on the 4-bit base as on the
+    full-precision one (the usual way a QLoRA adapter is used)."""
+    from bubble_desktop.core.llm.loader import BNB_CPU_MIN_VERSION, bitsandbytes_version
+
+    found = bitsandbytes_version()
+    if found is None or found < BNB_CPU_MIN_VERSION:
+        pytest.skip("bitsandbytes with its CPU backend is not installed")
+    done = _cli(
+        bubble_home,
+        "train",
+        "lora",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(qa_file),
+        "--out",
+        "qfacts",
+        "--max-steps",
+        "60",
+        "--quantize",
+        "4bit",
+        "--json",
+        *FAST,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "kernels" not in done.stderr  # bitsandbytes' hint to fetch kernels from the hub is muted
+    events = _events(done.stdout)
+    start = next(e for e in events if e["event"] == "start")
+    assert start["qlora"] is True and start["gradient_checkpointing"] is True
+    assert start["device"] == "cpu" and start["settings"]["quantization"] == "4bit"
+    steps = [e for e in events if e["event"] == "step"]
+    assert len(steps) == 60 and steps[-1]["loss"] < steps[0]["loss"] - 0.5
+    adapter = Path(events[-1]["adapter"])
+    card = json.loads((adapter / "adapter_card.json").read_text(encoding="utf-8"))
+    assert card["settings"]["quantization"] == "4bit"
+
+    from bubble_desktop.core.llm.base import ChatMessage, LoadRequest
+    from bubble_desktop.core.llm.loader import load_model
+    from bubble_desktop.core.settings import SamplingSettings
+
+    model = load_model(LoadRequest(path=str(tiny_model_dir), lora_path=str(adapter), quantization="4bit"))
+    try:
+        sampling = SamplingSettings(temperature=0, max_new_tokens=16, system_prompt="")
+        with model.stream([ChatMessage("user", "What is Bubble?")], sampling) as gen:
+            assert "".join(gen) == "Bubble is a private chatbot."
+    finally:
+        model.unload()
+    assert _greedy(tiny_model_dir, str(adapter), "What is Bubble?") == "Bubble is a private chatbot."
+
+
 def test_memory_estimate_refuses_clearly(tiny_model_dir: Path, qa_file: Path, bubble_home: Path) -> None:
     done = _cli(
         bubble_home,

@@ -153,31 +153,89 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     return table[dtype]
 
 
-def _quantization_config(quantization: str, dtype: Any) -> Any:
+BNB_CPU_MIN_VERSION = (0, 48)  # bitsandbytes' CPU backend (4- and 8-bit layers on CPU tensors)
+
+
+def bitsandbytes_version() -> tuple[int, int] | None:
+    """The installed bitsandbytes' (major, minor), read from its metadata (nothing imported)."""
+    import re
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = re.findall(r"\d+", version("bitsandbytes"))
+    except PackageNotFoundError:
+        return None
+    return (int(found[0]), int(found[1])) if len(found) >= 2 else (0, 0)
+
+
+def bitsandbytes_problem(device: str, quantization: str, training: bool = False) -> tuple[str, str] | None:
+    """Why bitsandbytes' 8-/4-bit weights cannot run on ``device`` for loading in ``quantization``
+    (or QLoRA ``training``), as (message, hint); None when they can: on a CUDA GPU with any
+    bitsandbytes, on the CPU with its CPU backend (0.48 and later)."""
+    from bubble_desktop.core.i18n import N_
+
+    found = bitsandbytes_version()
+    if found is None:
+        if training:
+            return (
+                N_("4-bit QLoRA training needs the bitsandbytes package."),
+                N_("pip install bitsandbytes"),
+            )
+        return (N_(f"{quantization} loading needs the bitsandbytes package."), N_("pip install bitsandbytes"))
+    if device.startswith("cuda") or (device == "cpu" and found >= BNB_CPU_MIN_VERSION):
+        return None
+    installed = f"{found[0]}.{found[1]}"
+    if device == "cpu":
+        hint = N_("pip install -U bitsandbytes")
+        if training:
+            return (
+                N_(
+                    "4-bit QLoRA training on the CPU needs bitsandbytes 0.48 or newer; "
+                    f"{installed} is installed."
+                ),
+                hint,
+            )
+        return (
+            N_(
+                f"{quantization} loading on the CPU needs bitsandbytes 0.48 or newer; "
+                f"{installed} is installed."
+            ),
+            hint,
+        )
+    hint = N_("Set the device to CPU, or set Quantization to none.")
+    if training:
+        return (N_(f"4-bit QLoRA training runs on an NVIDIA GPU or on the CPU, not on {device}."), hint)
+    return (N_(f"{quantization} loading runs on an NVIDIA GPU or on the CPU, not on {device}."), hint)
+
+
+def quiet_bitsandbytes() -> None:
+    """bitsandbytes' CPU backend warns on import when the optional ``kernels`` package (which
+    fetches code from the Hugging Face hub) is absent; it then uses its own kernels, which is what
+    we want: nothing is fetched."""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+def _quantization_config(quantization: str, dtype: Any, device: str) -> Any:
     if quantization in ("", "none"):
         return None
-    import torch
-
-    if not torch.cuda.is_available():
-        raise ModelError(
-            f"{quantization} loading needs an NVIDIA GPU with CUDA, and none is usable here.",
-            "Set Quantization to none, or use a smaller model.",
-        )
-    try:
-        import bitsandbytes  # noqa: F401
-    except Exception as exc:
-        raise ModelError(
-            f"{quantization} loading needs the bitsandbytes package.", "pip install bitsandbytes"
-        ) from exc
+    if quantization not in ("8bit", "4bit"):
+        raise ModelError(f"Unknown quantization {quantization!r}.", "Use none, 8bit or 4bit.")
+    problem = bitsandbytes_problem(device, quantization)
+    if problem is not None:
+        raise ModelError(*problem)
+    quiet_bitsandbytes()
     from transformers import BitsAndBytesConfig
 
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)  # type: ignore[no-untyped-call]  # unannotated
-    if quantization == "4bit":
-        return BitsAndBytesConfig(  # type: ignore[no-untyped-call]  # unannotated in transformers
-            load_in_4bit=True, bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_type="nf4"
-        )
-    raise ModelError(f"Unknown quantization {quantization!r}.", "Use none, 8bit or 4bit.")
+    return BitsAndBytesConfig(  # type: ignore[no-untyped-call]  # unannotated in transformers
+        load_in_4bit=True, bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_type="nf4"
+    )
+
+
+def quantized_device_map(device: str) -> dict[str, Any]:
+    """Where bitsandbytes places the weights as they load (they cannot be moved with .to() later)."""
+    return {"": 0 if device == "cuda" else device}
 
 
 def context_window_of(config: Any, tokenizer: Any, override: int = 0) -> int:
@@ -279,11 +337,12 @@ def _load_transformers(
     from bubble_desktop.core.llm.transformers_backend import TransformersChatModel
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # progress goes through our callback, not tqdm on stderr
+    quiet_bitsandbytes()  # peft imports it when installed
     if request.lora_path:  # checked before the weights load: a wrong folder fails at once
         refuse_ptuning(inspect_adapter(request.lora_path), folder.name)
     device = resolve_device(request.device)
     dtype = resolve_dtype(request.dtype, device)
-    quant = _quantization_config(request.quantization, dtype)
+    quant = _quantization_config(request.quantization, dtype, device)
     _progress(progress, 0.1, "Loading the tokenizer")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
@@ -300,7 +359,7 @@ def _load_transformers(
     kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
     if quant is not None:
         kwargs["quantization_config"] = quant
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = quantized_device_map(device)
     try:
         model = cls.from_pretrained(str(folder), **kwargs)
         if quant is None:

@@ -305,32 +305,22 @@ def resolve_settings(
 NF4_BYTES_PER_PARAM = 0.55  # 4-bit NF4 weights with double-quantized scales, plus the fp16 norms
 
 
-def bitsandbytes_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("bitsandbytes") is not None
-
-
-def pick_quantization(setting: str, device: str, has_bitsandbytes: bool, fits_unquantized: bool) -> bool:
-    """Whether the base weights load in 4 bits (QLoRA). "4bit" insists (and says what is missing),
-    "none" never, "auto" only on a CUDA GPU with bitsandbytes when the 16-bit weights would not fit."""
-    cuda = device.startswith("cuda")
+def pick_quantization(
+    setting: str, device: str, bnb_problem: tuple[str, str] | None, fits_unquantized: bool
+) -> bool:
+    """Whether the base weights load in 4 bits (QLoRA). ``bnb_problem`` is why bitsandbytes cannot
+    run on ``device`` (None when it can: a CUDA GPU, or the CPU with bitsandbytes' CPU backend).
+    "4bit" insists (and says what is missing), "none" never, "auto" when the full-precision
+    weights would not fit and 4-bit ones can run here."""
     if setting == "4bit":
-        if not cuda:
-            raise TrainingError(
-                "4-bit QLoRA training needs an NVIDIA GPU with CUDA, and none is usable here.",
-                "Set Quantization to none to train in full precision on this device.",
-            )
-        if not has_bitsandbytes:
-            raise TrainingError(
-                "4-bit QLoRA training needs the bitsandbytes package.", "pip install bitsandbytes"
-            )
+        if bnb_problem is not None:
+            raise TrainingError(*bnb_problem)
         return True
     if setting in ("none", ""):
         return False
     if setting != "auto":
         raise TrainingError(f"Unknown quantization {setting!r}.", "Use auto, 4bit or none.")
-    return cuda and has_bitsandbytes and not fits_unquantized
+    return bnb_problem is None and not fits_unquantized
 
 
 @dataclass(frozen=True)
@@ -373,7 +363,11 @@ def plan(settings: LoraSettings, folder: Path, raw_config: dict[str, Any], n_exa
     if not est.fits and s.gradient_checkpointing == "auto" and not want_ckpt:
         want_ckpt = True  # checkpointing trades ~30 % speed for most of the activation memory
         est = estimate_memory(raw_config, n_params, s, device, bytes_per, want_ckpt)
-    qlora = pick_quantization(s.quantization, device, bitsandbytes_available(), est.fits)
+    from bubble_desktop.core.llm.loader import bitsandbytes_problem
+
+    qlora = pick_quantization(
+        s.quantization, device, bitsandbytes_problem(device, "4bit", training=True), est.fits
+    )
     if qlora:
         if s.gradient_checkpointing == "auto":
             want_ckpt = True  # QLoRA is for tight memory: checkpointing too, as in the QLoRA paper
@@ -667,8 +661,10 @@ def train(
     folder = resolve_model_path(s.model)
     raw_config = read_config(folder)
     emit({"event": "status", "message": "Loading the tokenizer"})
+    from bubble_desktop.core.llm.loader import quiet_bitsandbytes
     from bubble_desktop.core.native import heavy_imports
 
+    quiet_bitsandbytes()  # peft imports it when installed
     with heavy_imports():
         import torch
         from transformers import AutoTokenizer
@@ -1043,11 +1039,11 @@ def _load_model(
         "local_files_only": True,
         "trust_remote_code": trust_remote_code,
     }
-    if qlora:  # NF4 base weights placed on the GPU as they load (bitsandbytes cannot .to() them later)
-        from bubble_desktop.core.llm.loader import _quantization_config
+    if qlora:  # NF4 base weights placed on the device as they load (bitsandbytes cannot .to() them later)
+        from bubble_desktop.core.llm.loader import _quantization_config, quantized_device_map
 
-        kwargs["quantization_config"] = _quantization_config("4bit", dtype)
-        kwargs["device_map"] = {"": device}
+        kwargs["quantization_config"] = _quantization_config("4bit", dtype, device)
+        kwargs["device_map"] = quantized_device_map(device)
     try:
         glm = _chatglm_classes(folder, raw_config, trust_remote_code)
         if glm is not None:
