@@ -22,6 +22,7 @@ from PySide6.QtGui import QBrush, QColor, QPainter, QPaintEvent, QPalette, QPen,
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
@@ -414,6 +415,28 @@ class TrainingDialog(QDialog):
         adv.addRow(self.tr("Learning rate"), self.lr_spin)
         adv.addRow(self.tr("LoRA rank"), self.rank_spin)
         adv.addRow(self.tr("Maximum length (tokens)"), self.max_len_spin)
+        self.quantization_combo = QComboBox()
+        self.quantization_combo.setObjectName("trainingQuantizationCombo")
+        # its long item texts must not widen the (scrolling) settings column
+        self.quantization_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.quantization_combo.setMinimumContentsLength(16)
+        for label, value in (
+            (self.tr("Auto"), "auto"),
+            (self.tr("4 bits (QLoRA)"), "4bit"),
+            (self.tr("Full precision"), "none"),
+        ):
+            self.quantization_combo.addItem(label, value)
+        self.quantization_combo.setToolTip(
+            self.tr(
+                "QLoRA loads the base model's weights in 4 bits (bitsandbytes) and trains the adapter "
+                "on top: about a quarter of the memory, somewhat slower; on an NVIDIA GPU or the CPU. "
+                "Auto uses it only when full precision will not fit."
+            )
+        )
+        self.quantization_combo.currentIndexChanged.connect(self._on_setting_value_changed)
+        adv.addRow(self.tr("Base model weights"), self.quantization_combo)
         adv_note = QLabel(self.tr("Auto: picked for this computer and this data."))
         adv_note.setProperty("role", "hint")
         adv.addRow(adv_note)
@@ -632,6 +655,7 @@ class TrainingDialog(QDialog):
             lr=self.lr_spin.value(),
             rank=self.rank_spin.value(),
             max_len=self.max_len_spin.value(),
+            quantization=str(self.quantization_combo.currentData() or "auto"),
             skip_bad_rows=self.skip_bad.isChecked(),
             device=ctx.settings.model.device,
             trust_remote_code=trusted,
@@ -729,7 +753,7 @@ class TrainingDialog(QDialog):
                 .replace("%3", plan.device)
             )
             if plan.qlora:
-                line += " " + self.tr("The base model loads in 4 bits (QLoRA) to fit.")
+                line += " " + self.tr("The base model loads in 4 bits (QLoRA).")
             if plan.estimate.fits:
                 line += " " + self.tr("It fits.")
             else:

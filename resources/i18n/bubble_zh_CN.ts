@@ -1686,6 +1686,22 @@ Context window: %3 tokens</source>
             <translation>最大长度（词元）</translation>
         </message>
         <message>
+            <source>Full precision</source>
+            <translation>全精度</translation>
+        </message>
+        <message>
+            <source>4 bits (QLoRA)</source>
+            <translation>4 位（QLoRA）</translation>
+        </message>
+        <message>
+            <source>QLoRA loads the base model's weights in 4 bits (bitsandbytes) and trains the adapter on top: about a quarter of the memory, somewhat slower; on an NVIDIA GPU or the CPU. Auto uses it only when full precision will not fit.</source>
+            <translation>QLoRA 以 4 位（bitsandbytes）加载基础模型的权重，并在其上训练适配器：内存约为四分之一，速度稍慢；可在 NVIDIA 显卡或 CPU 上运行。选“自动”时，只有全精度装不下才使用它。</translation>
+        </message>
+        <message>
+            <source>Base model weights</source>
+            <translation>基础模型权重</translation>
+        </message>
+        <message>
             <source>Auto: picked for this computer and this data.</source>
             <translation>“自动”：根据这台电脑和这些数据选定。</translation>
         </message>
@@ -1802,8 +1818,8 @@ Context window: %3 tokens</source>
             <translation>内存：约需 %1 MB，%3 上可用 %2 MB。</translation>
         </message>
         <message>
-            <source>The base model loads in 4 bits (QLoRA) to fit.</source>
-            <translation>基础模型以 4 位（QLoRA）加载以便装得下。</translation>
+            <source>The base model loads in 4 bits (QLoRA).</source>
+            <translation>基础模型以 4 位（QLoRA）加载。</translation>
         </message>
         <message>
             <source>It fits.</source>

@@ -101,6 +101,28 @@ def test_preview_shows_the_rows_and_a_bad_rows_problem(qtbot: Any, dialog: Any, 
     assert dialog.start_button.isEnabled()
 
 
+def test_choosing_4_bit_base_weights_plans_qlora(qtbot: Any, dialog: Any, qa_file: Path) -> None:
+    from bubble_desktop.core.llm.loader import BNB_CPU_MIN_VERSION, bitsandbytes_version
+
+    found = bitsandbytes_version()
+    if found is None or found < BNB_CPU_MIN_VERSION:
+        pytest.skip("bitsandbytes with its CPU backend is not installed")
+    dialog.add_data_files([str(qa_file)])
+    _wait_preview(qtbot, dialog)
+    full = dialog._check.plan
+    assert not full.qlora and "QLoRA" not in dialog.estimate_label.text()
+    dialog.advanced_button.setChecked(True)
+    combo = dialog.quantization_combo
+    assert combo.isVisible() and combo.currentData() == "auto"
+    combo.setCurrentIndex(combo.findData("4bit"))
+    assert dialog.settings().quantization == "4bit"
+    qtbot.waitUntil(lambda: dialog._check is not None and dialog._check.plan.qlora, timeout=30_000)
+    plan = dialog._check.plan
+    assert plan.estimate.parts["weights"] < full.estimate.parts["weights"] / 4
+    assert "The base model loads in 4 bits (QLoRA)" in dialog.estimate_label.text()
+    assert dialog.start_button.isEnabled()
+
+
 def test_train_in_the_window_then_use_the_adapter(qtbot: Any, tiny_model_dir: Path, qa_file: Path) -> None:
     from bubble_desktop.ui.main_window import MainWindow
 
