@@ -10,7 +10,8 @@ of optimizer steps run two ways, interleaved, each in its own fresh spawned proc
 tokens/s counts the real (unpadded) tokens of every step but the first (warm-up) over their time;
 ``ratio`` = job ÷ bare (target ≥ 0.9). ``peak_rss_mb`` is each child's own peak. A final
 ``defaults`` run trains with the settings picked for this machine (nothing overridden but the step
-count) and reports its peak RSS.
+count) and reports its peak RSS; ``qlora_defaults`` the same with the base weights in 4-bit NF4
+(bitsandbytes' CPU backend), when it is installed.
 
 On a shared, loaded machine one step of the tiny model (~30 ms of work) can stall for seconds, so
 whole-run figures of identical code swing up to 40× (e.g. 305 vs 14,140 tok/s at load 5 on 2 cores)
@@ -180,6 +181,11 @@ def bench_model(label: str, model_dir: Path, data: Path, steps: int, rounds: int
     job_best = max(j["best_step_tokens_per_s"] for j in jobs)
     bare_best = max(b["best_step_tokens_per_s"] for b in bares)
     defaults = run_job(model_dir, data, {"max_steps": steps}, f"bench-{label}-defaults")
+    qlora = None
+    from bubble_desktop.core.llm.loader import bitsandbytes_problem
+
+    if bitsandbytes_problem("cpu", "4bit", training=True) is None:  # the same defaults, base in NF4
+        qlora = run_job(model_dir, data, {"max_steps": steps, "quantization": "4bit"}, f"bench-{label}-qlora")
     return {
         "job_tokens_per_s": round(job_tps, 1),
         "bare_tokens_per_s": round(bare_tps, 1),
@@ -201,6 +207,14 @@ def bench_model(label: str, model_dir: Path, data: Path, steps: int, rounds: int
             "gradient_checkpointing": defaults["gradient_checkpointing"],
         },
         "loss": [jobs[0]["first_loss"], jobs[0]["last_loss"]],
+        "qlora_defaults": None
+        if qlora is None
+        else {
+            "tokens_per_s": round(qlora["tokens_per_s"], 1),
+            "peak_rss_mb": qlora["peak_rss_mb"],
+            "gradient_checkpointing": qlora["gradient_checkpointing"],
+            "loss": [qlora["first_loss"], qlora["last_loss"]],
+        },
     }
 
 

@@ -4,6 +4,7 @@ memory estimate, adapter names."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,3 +127,43 @@ def test_qlora_estimate_counts_4_bit_weights() -> None:
 def test_bad_adapter_names(name: str) -> None:
     with pytest.raises(TrainingError):
         check_name(name)
+
+
+def test_4_bit_layers_still_train_after_a_validation_pass(tiny_model_dir: Path) -> None:
+    """The LoRA gradients through 4-bit base layers are the same before and after an eval-mode
+    pass (bitsandbytes' CPU backend would repack the weights for inference and cut the gradient)."""
+    from bubble_desktop.core.llm.loader import BNB_CPU_MIN_VERSION, bitsandbytes_version
+
+    found = bitsandbytes_version()
+    if found is None or found < BNB_CPU_MIN_VERSION:
+        pytest.skip("bitsandbytes with its CPU backend is not installed")
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from bubble_desktop.core.train.lora import keep_4bit_weights_trainable
+
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+    )
+    base = AutoModelForCausalLM.from_pretrained(
+        str(tiny_model_dir), dtype=torch.float32, quantization_config=quant, device_map={"": "cpu"}
+    )
+    keep_4bit_weights_trainable(base)
+    cfg = LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
+    model = get_peft_model(base, cfg)
+    ids = torch.randint(0, 400, (1, 24), generator=torch.Generator().manual_seed(0))
+
+    def grads() -> Any:
+        model.train()
+        model.zero_grad()
+        model(input_ids=ids, labels=ids).loss.backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad])
+
+    before = grads()
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=ids)
+    assert torch.equal(grads(), before)

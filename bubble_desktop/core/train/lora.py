@@ -758,6 +758,7 @@ def train(
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
         model.config.use_cache = False
+        keep_4bit_weights_trainable(model)
     elif want_ckpt and getattr(model, "supports_gradient_checkpointing", False):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
@@ -1013,6 +1014,19 @@ def _chatglm_classes(folder: Path, raw_config: dict[str, Any], trust_remote_code
     from bubble_desktop.core.llm.chatglm.model import compat_classes
 
     return compat_classes(folder)
+
+
+def keep_4bit_weights_trainable(model: Any) -> int:
+    """bitsandbytes' CPU backend repacks a 4-bit layer's weights in place for fast inference the first
+    time it runs in eval mode without grad (on CPUs with AVX512-BF16), and the training path then
+    gets no gradient through them: after the first validation pass the loss went from 3.8 to 17 on
+    SmolLM2. Training keeps the plain layout; returns how many layers were switched."""
+    n = 0
+    for module in model.modules():
+        if getattr(module, "support_avx512bf16_for_cpu", False):
+            module.support_avx512bf16_for_cpu = False
+            n += 1
+    return n
 
 
 def _load_model(
