@@ -149,7 +149,11 @@ def test_smollm2_streamed_equals_non_streamed_and_ask(
         assert "Paris" in text
         streamed, chunks = stream_text(client, name, question, max_tokens=40)
         assert streamed == text
-        assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 3  # really streamed
+        # really streamed: a longer answer arrives in many pieces (llama.cpp's child sends what it
+        # decoded every 20 ms, ~2 tokens at this speed, and the server writes what has arrived)
+        long_text, long_chunks = stream_text(client, name, "Tell me a long story about a fox.", max_tokens=64)
+        pieces = [c for c in long_chunks if c.choices and c.choices[0].delta.content]
+        assert len(pieces) > 10 and "".join(c.choices[0].delta.content for c in pieces) == long_text
         # a stop sequence cuts the answer before it and ends the generation
         word = text.split()[2]
         cut = chat(client, name, question, max_tokens=40, stop=[word])

@@ -47,6 +47,13 @@ from bubble_desktop.core.settings import SamplingSettings
 
 log = logging.getLogger(__name__)
 
+# A stream wakes for what its child sends and for its cancel event (a thread sleeps on it), not on
+# a timer: every wake-up of this process takes CPU from llama.cpp's threads, which wait for each
+# other at every step (polling every 5 ms cost ~5 % of the tokens/s on 2 cores). POLL_S is only a
+# safety net; WATCH_S is how soon the stop thread notices its stream ended.
+POLL_S = 0.5
+WATCH_S = 0.25
+
 # Architectures this build of llama.cpp loads (a subset check: an unknown name is refused before load)
 _GGUF_MAGIC = b"GGUF"
 
@@ -174,6 +181,12 @@ class LlamaCppGeneration(Generation):
         if self._rid:
             self._model.cancel_up_to(self._rid)
 
+    def _watch_cancel(self, finished: threading.Event) -> None:
+        while not finished.is_set():
+            if self.cancel.wait(WATCH_S):
+                self._stop_in_child()
+                return
+
     def _produce(self) -> Iterator[str]:
         model = self._model
         t0 = time.perf_counter()
@@ -188,6 +201,7 @@ class LlamaCppGeneration(Generation):
         with model.lock:  # one request at a time on the one slot
             conn = model.live_conn()
             self._rid = model.next_request_id()
+            finished = threading.Event()
             try:
                 try:
                     conn.send(("chat", self._rid, self._request))
@@ -195,13 +209,15 @@ class LlamaCppGeneration(Generation):
                     model.child_died()
                     error = exc
                     done = True
-                if self.cancel.is_set():
-                    self._stop_in_child()
+                # a stop (the caller's cancel event) reaches the child at once, through a thread that
+                # sleeps on the event: this loop then only wakes for what the child sends, and stop
+                # takes ≤ 1 decode step (the child checks its cancel flag at every token)
+                threading.Thread(
+                    target=self._watch_cancel, args=(finished,), name="llamacpp-stop", daemon=True
+                ).start()
                 while not done:
                     try:
-                        # poll, so a stop (the caller's cancel event) reaches the child at once, not
-                        # only when the next token arrives: stop then takes ≤ 1 decode step + 5 ms
-                        if not conn.poll(0.005):
+                        if not conn.poll(POLL_S):
                             if self.cancel.is_set():
                                 self._stop_in_child()
                             continue
@@ -221,29 +237,32 @@ class LlamaCppGeneration(Generation):
                     if kind == "error":
                         error = RuntimeError(str(payload))
                         continue
-                    item = payload
-                    if not isinstance(item, dict):
-                        continue
-                    if "error" in item:
-                        error = RuntimeError(str(item["error"]))
-                        continue
-                    if isinstance(item.get("timings"), dict):
-                        self.timings = item["timings"]
-                    if isinstance(item.get("usage"), dict):
-                        usage = item["usage"]
-                    for choice in item.get("choices") or ():
-                        if choice.get("finish_reason"):
-                            finish = str(choice["finish_reason"])
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            now = time.perf_counter()
-                            if t_first is None:
-                                t_first = now
-                                ttft = now - t0
-                            t_last = now
-                            n_chunks += 1
-                            yield str(text)
+                    for item in payload if kind == "chunks" else ():
+                        if self.cancel.is_set():
+                            break  # the rest of a coalesced batch is not shown either
+                        if not isinstance(item, dict):
+                            continue
+                        if "error" in item:
+                            error = RuntimeError(str(item["error"]))
+                            continue
+                        if isinstance(item.get("timings"), dict):
+                            self.timings = item["timings"]
+                        if isinstance(item.get("usage"), dict):
+                            usage = item["usage"]
+                        for choice in item.get("choices") or ():
+                            if choice.get("finish_reason"):
+                                finish = str(choice["finish_reason"])
+                            text = (choice.get("delta") or {}).get("content")
+                            if text:
+                                now = time.perf_counter()
+                                if t_first is None:
+                                    t_first = now
+                                    ttft = now - t0
+                                t_last = now
+                                n_chunks += 1
+                                yield str(text)
             finally:
+                finished.set()
                 cut_short = not done
                 if cut_short:  # the consumer stopped early: stop the child and keep the pipe in step
                     self._stop_in_child()
