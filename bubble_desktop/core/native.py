@@ -78,3 +78,32 @@ def release_freed_memory(collect: bool = True) -> None:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
         except (OSError, AttributeError):
             pass
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory in bytes (0 where it cannot be read). On Linux it is
+    /proc/self/status' VmHWM: getrusage's ru_maxrss survives execve, so in a spawned child (the
+    llama.cpp model, a training job) it starts at the parent's size at the fork, the app's few
+    hundred MB, whatever the child itself uses."""
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/self/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError):
+            pass
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak) * (1 if sys.platform == "darwin" else 1024)
+    except ImportError:  # Windows
+        pass
+    try:
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return int(getattr(info, "peak_wset", info.rss))
+    except Exception:  # noqa: BLE001 - informational only
+        return 0

@@ -45,8 +45,9 @@ import json, os, resource, sys, time
 sys.path.insert(0, sys.argv[3])
 mode, model = sys.argv[1], sys.argv[2]
 SYSTEM, QUESTION, N = json.loads(sys.argv[4])
-def rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_mb():  # peak: VmHWM (getrusage's ru_maxrss would start at the bench parent's size)
+    from bubble_desktop.core.native import peak_rss_bytes
+    return peak_rss_bytes() / 2**20
 def now_rss_mb():
     import psutil
     return psutil.Process().memory_info().rss / 2**20

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,16 +136,9 @@ def _gpu_device() -> tuple[str, int]:
 
 
 def _peak_rss_bytes() -> int:
-    try:
-        import resource
+    from bubble_desktop.core.native import peak_rss_bytes
 
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(peak) * (1 if sys.platform == "darwin" else 1024)
-    except ImportError:  # Windows
-        import psutil
-
-        info = psutil.Process().memory_info()
-        return int(getattr(info, "peak_wset", info.rss))
+    return peak_rss_bytes()
 
 
 COALESCE_S = 0.02

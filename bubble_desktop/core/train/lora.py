@@ -36,7 +36,6 @@ import random
 import re
 import shutil
 import struct
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -978,19 +977,9 @@ def train(
 
 def peak_rss_mb() -> float:
     """This process's peak resident memory in MB (0 where it cannot be read)."""
-    try:
-        import resource
+    from bubble_desktop.core.native import peak_rss_bytes
 
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return round(peak / (MB if sys.platform == "darwin" else 1024), 1)
-    except (ImportError, OSError):
-        try:
-            import psutil
-
-            info = psutil.Process().memory_info()
-            return round(getattr(info, "peak_wset", info.rss) / MB, 1)
-        except Exception:  # noqa: BLE001 - informational only
-            return 0.0
+    return round(peak_rss_bytes() / MB, 1)
 
 
 def _versions() -> dict[str, str]:
