@@ -54,6 +54,29 @@ def test_greedy_and_fixed_seed_repeat_and_other_seeds_differ(tiny) -> None:
     assert others - {a}, "different seeds should give different samples"
 
 
+def test_a_stop_as_the_answer_ends_does_not_hang(tiny) -> None:
+    """Stop pressed after the last token, with the end already on its way: the stream ends at once
+    (it once read the end as 'stopped', then waited for a second end that never came)."""
+    for n_tokens in (2, 3, 6, 12):
+        chunks = sum(1 for _ in tiny.stream(HELLO, sampling(max_new_tokens=n_tokens)))  # greedy: repeatable
+        cancel = threading.Event()
+        gen = tiny.stream(HELLO, sampling(max_new_tokens=n_tokens), cancel)
+        result: list[object] = []
+
+        def consume(gen=gen, cancel=cancel, last=chunks, result=result) -> None:
+            for i, _ in enumerate(gen, 1):
+                if i == last:
+                    cancel.set()  # the last chunk: only the end is left in the pipe
+            result.append(gen.stats)
+
+        worker = threading.Thread(target=consume, daemon=True)
+        worker.start()
+        worker.join(20)
+        assert not worker.is_alive(), f"the stream hung after a stop at its end ({n_tokens} tokens)"
+        assert chunks and result and result[0] is not None
+    assert tiny.stream(HELLO, sampling(max_new_tokens=4)).run() is not None  # the model is free
+
+
 def test_chat_template_comes_from_the_file(tiny) -> None:
     # the template wraps each message in <|im_start|>role ... <|im_end|>: more tokens with a system prompt
     assert tiny.count_tokens(HELLO) > tiny.count_tokens(HELLO[1:]) > 5

@@ -227,12 +227,12 @@ class LlamaCppGeneration(Generation):
                         error = exc
                         done = True
                         break
-                    if self.cancel.is_set():  # stopped: what is already in the pipe is not shown
-                        break
-                    if kind == "done":
+                    if kind == "done":  # first: a stop that comes with the end must not wait for another
                         done = True
                         if isinstance(payload, dict) and "error" in payload:
                             error = RuntimeError(str(payload["error"]))
+                        break
+                    if self.cancel.is_set():  # stopped: what is already in the pipe is not shown
                         break
                     if kind == "error":
                         error = RuntimeError(str(payload))
