@@ -167,3 +167,21 @@ def test_4_bit_layers_still_train_after_a_validation_pass(tiny_model_dir: Path) 
     with torch.no_grad():
         model(input_ids=ids)
     assert torch.equal(grads(), before)
+
+
+def test_bitsandbytes_metadata_without_the_package_is_not_bitsandbytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A frozen bundle can carry bitsandbytes' dist-info and leave the package out (bubble.spec
+    excludes it): then 4-bit choices must say it is missing, not fail at import."""
+    import importlib.util
+
+    from bubble_desktop.core.llm import loader
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a)
+    )
+    assert loader.bitsandbytes_version() is None
+    problem = loader.bitsandbytes_problem("cpu", "4bit", training=True)
+    assert problem is not None and "needs the bitsandbytes package" in problem[0]

@@ -157,10 +157,14 @@ BNB_CPU_MIN_VERSION = (0, 48)  # bitsandbytes' CPU backend (4- and 8-bit layers 
 
 
 def bitsandbytes_version() -> tuple[int, int] | None:
-    """The installed bitsandbytes' (major, minor), read from its metadata (nothing imported)."""
+    """The installed bitsandbytes' (major, minor), read from its metadata (nothing imported); None
+    when it is not importable (a frozen bundle can carry its metadata without the package)."""
+    import importlib.util
     import re
     from importlib.metadata import PackageNotFoundError, version
 
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return None
     try:
         found = re.findall(r"\d+", version("bitsandbytes"))
     except PackageNotFoundError:
