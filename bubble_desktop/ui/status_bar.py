@@ -100,8 +100,12 @@ class ModelStatusBar(QStatusBar):
             return
         if stats.tokens_per_s:
             self.speed_label.setText(self.tr("%1 tokens/s").replace("%1", f"{stats.tokens_per_s:.1f}"))
-        self.tokens_label.setText(
-            self.tr("prompt %1 · answer %2 tokens")
-            .replace("%1", str(stats.prompt_tokens))
-            .replace("%2", str(stats.completion_tokens))
-        )
+        if stats.prompt_tokens > 0:
+            text = (
+                self.tr("prompt %1 · answer %2 tokens")
+                .replace("%1", str(stats.prompt_tokens))
+                .replace("%2", str(stats.completion_tokens))
+            )
+        else:  # not known: llama.cpp sends no timings after a stop
+            text = self.tr("answer %1 tokens").replace("%1", str(stats.completion_tokens))
+        self.tokens_label.setText(text)

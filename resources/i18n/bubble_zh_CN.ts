@@ -1095,6 +1095,10 @@ Context window: %3 tokens</source>
             <source>prompt %1 · answer %2 tokens</source>
             <translation>提示 %1 · 回答 %2 个词元</translation>
         </message>
+        <message>
+            <source>answer %1 tokens</source>
+            <translation>回答 %1 个词元</translation>
+        </message>
     </context>
     <context>
         <name>ModelsDialog</name>

@@ -497,6 +497,7 @@ TRANSLATIONS: dict[str, str] = {
     "%1\nPrecision: %2\nContext window: %3 tokens": "%1\n精度：%2\n上下文窗口：%3 个词元",
     "Model: not loaded (%1)": "模型：未加载（%1）",
     "prompt %1 · answer %2 tokens": "提示 %1 · 回答 %2 个词元",
+    "answer %1 tokens": "回答 %1 个词元",
     "Loading was cancelled.": "已取消加载。",
     "Details are in the log file.": "详细信息已写入日志文件。",
     "Choose a model first.": "请先选择一个模型。",
