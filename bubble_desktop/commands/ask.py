@@ -12,6 +12,9 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from bubble_desktop.core.errors import SettingsError
     from bubble_desktop.core.llm.base import ChatModel
     from bubble_desktop.core.settings import SamplingSettings, Settings
 
@@ -24,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "Options left out come from the saved settings.",
     )
     p.add_argument("question", help="the question")
-    p.add_argument("--model", metavar="PATH", help="model folder (or the name of an imported model)")
+    p.add_argument(
+        "--model", metavar="PATH", help="model folder, .gguf file, or the name of an imported model"
+    )
     p.add_argument("--system", metavar="TEXT", help="system prompt")
     p.add_argument("--temperature", type=float, metavar="F", help="0 = greedy (repeatable)")
     p.add_argument("--top-p", type=float, metavar="F")
@@ -33,24 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--repetition-penalty", type=float, metavar="F")
     p.add_argument("--max-new-tokens", type=int, metavar="N")
     p.add_argument("--seed", type=int, metavar="N", help="-1 = random")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
-    p.add_argument(
-        "--gpu-layers",
-        type=int,
-        metavar="N",
-        help="GGUF: layers on the GPU (-1 = as many as fit, 0 = CPU only)",
-    )
-    p.add_argument(
-        "--lora",
-        metavar="NAME|DIR",
-        help="LoRA (peft) adapter on top of the model: a folder, or the name given to train lora --out",
-    )
-    p.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="allow models that ship their own Python code (e.g. ChatGLM)",
-    )
+    add_load_args(p)
     p.add_argument(
         "--json", action="store_true", help="print one JSON object at the end instead of streaming"
     )
@@ -75,6 +63,37 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
+def add_load_args(p: argparse.ArgumentParser) -> None:
+    """How to load the model: the options ``ask`` and ``serve`` share (read by ``load_for_args``)."""
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
+    p.add_argument(
+        "--context-window",
+        type=int,
+        metavar="N",
+        help="tokens the model sees at once (0 = from the model; a GGUF's memory grows with it)",
+    )
+    p.add_argument(
+        "--threads", type=int, metavar="N", help="GGUF: CPU threads (0 = the number of physical cores)"
+    )
+    p.add_argument(
+        "--gpu-layers",
+        type=int,
+        metavar="N",
+        help="GGUF: layers on the GPU (-1 = as many as fit, 0 = CPU only)",
+    )
+    p.add_argument(
+        "--lora",
+        metavar="NAME|DIR",
+        help="LoRA (peft) adapter on top of the model: a folder, or the name given to train lora --out",
+    )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow models that ship their own Python code (e.g. ChatGLM)",
+    )
+
+
 def load_user_settings() -> Settings:
     from bubble_desktop.core.paths import Paths
     from bubble_desktop.core.settings import load_settings
@@ -89,7 +108,6 @@ def sampling_from_args(args: argparse.Namespace, settings: Settings) -> Sampling
     """The saved sampling settings with the command-line overrides applied (validated)."""
     from pydantic import ValidationError
 
-    from bubble_desktop.core.errors import SettingsError
     from bubble_desktop.core.settings import SamplingSettings
 
     update: dict[str, Any] = {}
@@ -102,17 +120,32 @@ def sampling_from_args(args: argparse.Namespace, settings: Settings) -> Sampling
     try:
         return SamplingSettings.model_validate({**settings.sampling.model_dump(), **update})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err.get("loc", ())).replace("_", "-")
-        raise SettingsError(
-            f"--{where}: {err.get('msg')}", "See bubble-cli ask --help for the ranges."
-        ) from exc
+        raise _option_error(exc) from exc
+
+
+def _option_error(exc: ValidationError) -> SettingsError:
+    """A command-line value out of range, named as the option the user typed."""
+    from bubble_desktop.core.errors import SettingsError
+
+    err = exc.errors()[0]
+    where = ".".join(str(x) for x in err.get("loc", ())).replace("_", "-")
+    return SettingsError(f"--{where}: {err.get('msg')}", "See bubble-cli ask --help for the ranges.")
 
 
 def load_for_args(args: argparse.Namespace, settings: Settings) -> ChatModel:
+    from pydantic import ValidationError
+
     from bubble_desktop.core.llm.loader import from_settings, load_model
 
-    model_settings = settings.model.model_copy()
+    update: dict[str, Any] = {}
+    for name in ("context_window", "threads", "gpu_layers"):
+        value = getattr(args, name, None)
+        if value is not None:
+            update[name] = value
+    try:
+        model_settings = type(settings.model).model_validate({**settings.model.model_dump(), **update})
+    except ValidationError as exc:
+        raise _option_error(exc) from exc
     request = from_settings(model_settings, trust_remote_code=bool(args.trust_remote_code))
     if args.model:
         request.path = args.model
@@ -121,8 +154,6 @@ def load_for_args(args: argparse.Namespace, settings: Settings) -> ChatModel:
         request.device = args.device
     if args.dtype:
         request.dtype = args.dtype
-    if getattr(args, "gpu_layers", None) is not None:
-        request.extra["gpu_layers"] = args.gpu_layers
     if args.lora:
         from bubble_desktop.core.llm.adapters import resolve_adapter_path
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bubble_desktop.commands.ask import add_load_args
 from bubble_desktop.core.paths import Paths
 
 KEY_ENV = "BUBBLE_API_KEY"
@@ -49,24 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--kb-dir", metavar="DIR", help="folder holding the knowledge bases (default: the one the app uses)"
     )
     p.add_argument("--no-kb", action="store_true", help="serve no knowledge bases and no embeddings")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
-    p.add_argument(
-        "--gpu-layers",
-        type=int,
-        metavar="N",
-        help="GGUF: layers on the GPU (-1 = as many as fit, 0 = CPU only)",
-    )
-    p.add_argument(
-        "--lora",
-        metavar="NAME|DIR",
-        help="LoRA (peft) adapter on top of the model: a folder, or the name given to train lora --out",
-    )
-    p.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="allow models that ship their own Python code (e.g. ChatGLM)",
-    )
+    add_load_args(p)
     p.add_argument(
         "--max-queue",
         type=int,

@@ -207,3 +207,25 @@ def test_fast_header_reader_agrees_with_the_gguf_package(tiny_gguf: Path) -> Non
         else:
             assert value == field.contents(), key
     assert ours.data_end == tiny_gguf.stat().st_size
+
+
+def test_cli_options_set_the_context_window_and_threads(tiny_gguf: Path) -> None:
+    """`bubble-cli ask/serve --context-window N --threads N` reach llama.cpp (the memory guard's hint
+    names a smaller context; a command-line user can now try it without editing settings)."""
+    import argparse
+
+    from bubble_desktop.commands.ask import add_load_args, load_for_args
+    from bubble_desktop.core.settings import Settings
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--model")
+    add_load_args(p)
+    args = p.parse_args(["--model", str(tiny_gguf), "--context-window", "512", "--threads", "1"])
+    model = load_for_args(args, Settings())
+    try:
+        assert model.info.context_window == 512
+        assert model.status_text == "CPU · 1 thread", model.status_text
+        gen = model.stream(HELLO, sampling(max_new_tokens=4))
+        assert gen.run() and gen.stats and gen.stats.completion_tokens == 4
+    finally:
+        model.unload()

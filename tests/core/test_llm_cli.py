@@ -100,6 +100,8 @@ def test_ask_defaults_come_from_saved_settings(
         (["--model", "Qwen/Qwen2.5-0.5B-Instruct"], "not downloaded"),
         (["--temperature", "9"], "--temperature"),
         (["--top-k", "-1"], "--top-k"),
+        (["--threads", "-1"], "--threads"),
+        (["--context-window", "-5"], "--context-window"),
     ],
 )
 def test_ask_errors_are_one_clear_line(
