@@ -16,6 +16,7 @@ from bubble_desktop.core.llm.loader import from_settings, load_model, resolve_de
 from bubble_desktop.core.llm.registry import RECOMMENDED, recommend
 from bubble_desktop.core.llm.transformers_backend import TransformersChatModel
 from bubble_desktop.core.settings import ModelSettings, SamplingSettings
+from tests.fixtures.markers import needs_bitsandbytes_cpu
 
 QUESTION = [ChatMessage("user", "What is the capital of France?")]
 GREEDY = SamplingSettings(temperature=0.0, max_new_tokens=16, repetition_penalty=1.0)
@@ -164,13 +165,9 @@ def test_quantization_without_bitsandbytes_says_what_to_install(
 
 
 @pytest.mark.parametrize("quantization", ["4bit", "8bit"])
+@needs_bitsandbytes_cpu
 def test_quantized_weights_load_and_answer_on_the_cpu(tiny_model_dir: Path, quantization: str) -> None:
     """bitsandbytes' CPU backend (0.48+): the weights load in 4 or 8 bits on the CPU and answer."""
-    from bubble_desktop.core.llm.loader import BNB_CPU_MIN_VERSION, bitsandbytes_version
-
-    found = bitsandbytes_version()
-    if found is None or found < BNB_CPU_MIN_VERSION:
-        pytest.skip("bitsandbytes with its CPU backend is not installed")
     model = load_model(LoadRequest(str(tiny_model_dir), device="cpu", quantization=quantization))
     assert isinstance(model, TransformersChatModel)
     assert model.info.dtype == quantization and model.info.device == "cpu"

@@ -18,6 +18,7 @@ from bubble_desktop.core.train.lora import (
     pick_quantization,
     resolve_settings,
 )
+from tests.fixtures.markers import needs_bitsandbytes_cpu
 
 
 def test_defaults_by_hardware() -> None:
@@ -129,14 +130,10 @@ def test_bad_adapter_names(name: str) -> None:
         check_name(name)
 
 
+@needs_bitsandbytes_cpu
 def test_4_bit_layers_still_train_after_a_validation_pass(tiny_model_dir: Path) -> None:
     """The LoRA gradients through 4-bit base layers are the same before and after an eval-mode
     pass (bitsandbytes' CPU backend would repack the weights for inference and cut the gradient)."""
-    from bubble_desktop.core.llm.loader import BNB_CPU_MIN_VERSION, bitsandbytes_version
-
-    found = bitsandbytes_version()
-    if found is None or found < BNB_CPU_MIN_VERSION:
-        pytest.skip("bitsandbytes with its CPU backend is not installed")
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.markers import needs_bitsandbytes_cpu
+
 ROOT = Path(__file__).parents[2]
 QA = "What is Bubble?##Bubble is a private chatbot.\nWho made the moon cheese?##The blue fox made it.\n" * 4
 FAST = [
@@ -44,6 +46,11 @@ def _cli(home: Path, *args: str, timeout: float = 240) -> subprocess.CompletedPr
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
+
+
+def _lora(model: Path, data: Path, out: str) -> list[str]:
+    """The arguments of ``bubble-cli train lora`` every test here starts from."""
+    return ["train", "lora", "--model", str(model), "--data", str(data), "--out", out]
 
 
 def _events(stdout: str) -> list[dict[str, Any]]:
@@ -76,14 +83,7 @@ def test_training_lowers_the_loss_and_the_adapter_answers(
 ) -> None:
     done = _cli(
         bubble_home,
-        "train",
-        "lora",
-        "--model",
-        str(tiny_model_dir),
-        "--data",
-        str(qa_file),
-        "--out",
-        "facts",
+        *_lora(tiny_model_dir, qa_file, "facts"),
         "--max-steps",
         "60",
         "--save-every",
@@ -119,14 +119,7 @@ def test_training_lowers_the_loss_and_the_adapter_answers(
 
     again = _cli(
         bubble_home,
-        "train",
-        "lora",
-        "--model",
-        str(tiny_model_dir),
-        "--data",
-        str(qa_file),
-        "--out",
-        "facts",
+        *_lora(tiny_model_dir, qa_file, "facts"),
         *FAST,
     )
     assert again.returncode == 2 and "already exists" in again.stderr
@@ -158,14 +151,7 @@ def test_sigkill_then_resume_continues_from_the_checkpoint(
         "bubble_desktop.cli",
         "--home",
         str(bubble_home),
-        "train",
-        "lora",
-        "--model",
-        str(tiny_model_dir),
-        "--data",
-        str(qa_file),
-        "--out",
-        "crash",
+        *_lora(tiny_model_dir, qa_file, "crash"),
         "--max-steps",
         "40",
         "--save-every",
@@ -200,14 +186,7 @@ def test_sigkill_then_resume_continues_from_the_checkpoint(
 
     fresh = _cli(
         bubble_home,
-        "train",
-        "lora",
-        "--model",
-        str(tiny_model_dir),
-        "--data",
-        str(qa_file),
-        "--out",
-        "crash",
+        *_lora(tiny_model_dir, qa_file, "crash"),
         *FAST,
     )
     assert fresh.returncode == 2 and "--resume" in fresh.stderr  # never silently starts over
@@ -281,14 +260,7 @@ def test_ctrl_c_leaves_a_resumable_checkpoint(tiny_model_dir: Path, qa_file: Pat
         "bubble_desktop.cli",
         "--home",
         str(bubble_home),
-        "train",
-        "lora",
-        "--model",
-        str(tiny_model_dir),
-        "--data",
-        str(qa_file),
-        "--out",
-        "intr",
+        *_lora(tiny_model_dir, qa_file, "intr"),
         "--max-steps",
         "500",
         "--save-every",
@@ -318,27 +290,16 @@ def test_ctrl_c_leaves_a_resumable_checkpoint(tiny_model_dir: Path, qa_file: Pat
     assert Path(events[-1]["checkpoint"]).is_dir()
 
 
+@needs_bitsandbytes_cpu
 def test_qlora_trains_on_4_bit_base_weights_on_the_cpu(
     tiny_model_dir: Path, qa_file: Path, bubble_home: Path
 ) -> None:
     """QLoRA for real: the base model's linear layers load as NF4 (bitsandbytes' CPU backend),
     peft's k-bit preparation runs, the adapter learns, and it answers on the 4-bit base as on the
     full-precision one (the usual way a QLoRA adapter is used)."""
-    from bubble_desktop.core.llm.loader import BNB_CPU_MIN_VERSION, bitsandbytes_version
-
-    found = bitsandbytes_version()
-    if found is None or found < BNB_CPU_MIN_VERSION:
-        pytest.skip("bitsandbytes with its CPU backend is not installed")
     done = _cli(
         bubble_home,
-        "train",
-        "lora",
-        "--model",
-        str(tiny_model_dir),
-        "--data",
-        str(qa_file),
-        "--out",
-        "qfacts",
+        *_lora(tiny_model_dir, qa_file, "qfacts"),
         "--max-steps",
         "60",
         "--quantize",
@@ -375,14 +336,7 @@ def test_qlora_trains_on_4_bit_base_weights_on_the_cpu(
 def test_memory_estimate_refuses_clearly(tiny_model_dir: Path, qa_file: Path, bubble_home: Path) -> None:
     done = _cli(
         bubble_home,
-        "train",
-        "lora",
-        "--model",
-        str(tiny_model_dir),
-        "--data",
-        str(qa_file),
-        "--out",
-        "big",
+        *_lora(tiny_model_dir, qa_file, "big"),
         "--memory-limit-mb",
         "50",
         *FAST,
@@ -396,31 +350,20 @@ def test_memory_estimate_refuses_clearly(tiny_model_dir: Path, qa_file: Path, bu
 def test_bad_data_files_give_clear_errors(tiny_model_dir: Path, tmp_path: Path, bubble_home: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "Hi", "response": "Hello"}\n{"prompt": "x"\n{"foo": 1}\n', encoding="utf-8")
-    done = _cli(
-        bubble_home, "train", "lora", "--model", str(tiny_model_dir), "--data", str(bad), "--out", "b"
-    )
+    done = _cli(bubble_home, *_lora(tiny_model_dir, bad, "b"))
     assert done.returncode == 2
     assert "2 row(s)" in done.stderr and "bad.jsonl:2: not valid JSON" in done.stderr
     assert "bad.jsonl:3: unknown row shape (keys: foo)" in done.stderr
 
     missing = _cli(
         bubble_home,
-        "train",
-        "lora",
-        "--model",
-        str(tiny_model_dir),
-        "--data",
-        str(tmp_path / "nope.csv"),
-        "--out",
-        "b",
+        *_lora(tiny_model_dir, tmp_path / "nope.csv", "b"),
     )
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
     noqa = tmp_path / "cols.csv"
     noqa.write_text("foo,bar\n1,2\n", encoding="utf-8")
-    cols = _cli(
-        bubble_home, "train", "lora", "--model", str(tiny_model_dir), "--data", str(noqa), "--out", "b"
-    )
+    cols = _cli(bubble_home, *_lora(tiny_model_dir, noqa, "b"))
     assert cols.returncode == 2 and "question,answer" in cols.stderr
 
     pv = _cli(bubble_home, "train", "preview", "--model", str(tiny_model_dir), "--data", str(bad), "--json")

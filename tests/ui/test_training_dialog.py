@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from bubble_desktop.core.paths import Paths
 from bubble_desktop.core.settings import Settings
+from tests.fixtures.markers import needs_bitsandbytes_cpu
 
 QA = "What is Bubble?##Bubble is a private chatbot.\nWho made the moon cheese?##The blue fox made it.\n" * 4
 
@@ -101,12 +102,8 @@ def test_preview_shows_the_rows_and_a_bad_rows_problem(qtbot: Any, dialog: Any, 
     assert dialog.start_button.isEnabled()
 
 
+@needs_bitsandbytes_cpu
 def test_choosing_4_bit_base_weights_plans_qlora(qtbot: Any, dialog: Any, qa_file: Path) -> None:
-    from bubble_desktop.core.llm.loader import BNB_CPU_MIN_VERSION, bitsandbytes_version
-
-    found = bitsandbytes_version()
-    if found is None or found < BNB_CPU_MIN_VERSION:
-        pytest.skip("bitsandbytes with its CPU backend is not installed")
     dialog.add_data_files([str(qa_file)])
     _wait_preview(qtbot, dialog)
     full = dialog._check.plan

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bubble_desktop.core.errors import ModelError, OutOfMemoryError, UserFacingError
+from bubble_desktop.core.native import peak_rss_bytes
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +136,6 @@ def _gpu_device() -> tuple[str, int]:
 # --- the child process -------------------------------------------------------------------------
 
 
-def _peak_rss_bytes() -> int:
-    from bubble_desktop.core.native import peak_rss_bytes
-
-    return peak_rss_bytes()
-
-
 COALESCE_S = 0.02
 
 
@@ -186,7 +181,7 @@ def serve(conn: Any, cancel_id: Any, path: str, options: dict[str, Any]) -> None
     and ``("done", result)``; per other request one ``(kind, reply)`` or ``("error", text)``.
     """
     logging.basicConfig(level=options.get("log_level", logging.WARNING))
-    rss_start = _peak_rss_bytes()  # the interpreter and our imports, before any model
+    rss_start = peak_rss_bytes()  # the interpreter and our imports, before any model
     try:
         server, ready = _load_in_child(conn, path, options)
         ready["rss_start"] = rss_start
@@ -222,7 +217,7 @@ def serve(conn: Any, cancel_id: Any, path: str, options: dict[str, Any]) -> None
             elif kind == "complete":
                 conn.send(("complete", server.handle_chat_completions(payload)))
             elif kind == "rss":
-                conn.send(("rss", _peak_rss_bytes()))
+                conn.send(("rss", peak_rss_bytes()))
             else:
                 conn.send(("error", f"unknown request {kind!r}"))
         except (BrokenPipeError, EOFError):
@@ -279,6 +274,6 @@ def _load_in_child(conn: Any, path: str, options: dict[str, Any]) -> tuple[Any, 
         "gpu_name": gpu_name,
         "gpu_layers": gpu_layers,
         "threads": n_threads,
-        "peak_rss": _peak_rss_bytes(),
+        "peak_rss": peak_rss_bytes(),
     }
     return server, ready
