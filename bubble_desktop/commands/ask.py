@@ -73,9 +73,7 @@ def add_load_args(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="tokens the model sees at once (0 = from the model; a GGUF's memory grows with it)",
     )
-    p.add_argument(
-        "--threads", type=int, metavar="N", help="GGUF: CPU threads (0 = the number of physical cores)"
-    )
+    p.add_argument("--threads", type=int, metavar="N", help="GGUF: CPU threads (0 = the performance cores)")
     p.add_argument(
         "--gpu-layers",
         type=int,

@@ -84,7 +84,10 @@ class ModelSettings(_Section):
         ge=0,
         le=256,
         title="CPU threads",
-        description="Threads llama.cpp uses for GGUF models. 0 = the number of physical cores.",
+        description=(
+            "Threads llama.cpp uses for GGUF models. 0 = the number of performance cores "
+            "(all physical cores on a CPU without efficiency cores)."
+        ),
     )
     gpu_layers: int = Field(
         -1,

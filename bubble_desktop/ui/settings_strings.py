@@ -33,7 +33,8 @@ STRINGS = (
     QT_TRANSLATE_NOOP("settings", "Tokens the model can see at once. 0 reads it from the model's config."),
     QT_TRANSLATE_NOOP("settings", "CPU threads"),
     QT_TRANSLATE_NOOP(
-        "settings", "Threads llama.cpp uses for GGUF models. 0 = the number of physical cores."
+        "settings",
+        "Threads llama.cpp uses for GGUF models. 0 = the number of performance cores (all physical cores on a CPU without efficiency cores).",
     ),
     QT_TRANSLATE_NOOP("settings", "GPU layers"),
     QT_TRANSLATE_NOOP(

@@ -3791,10 +3791,6 @@ Context window: %3 tokens</source>
             <translation>CPU 线程数</translation>
         </message>
         <message>
-            <source>Threads llama.cpp uses for GGUF models. 0 = the number of physical cores.</source>
-            <translation>llama.cpp 运行 GGUF 模型所用的线程数。0 表示使用物理核心数。</translation>
-        </message>
-        <message>
             <source>GPU layers</source>
             <translation>GPU 层数</translation>
         </message>
@@ -4001,6 +3997,10 @@ Context window: %3 tokens</source>
         <message>
             <source>Load the weights in 8 or 4 bits (bitsandbytes) to save memory, on an NVIDIA GPU or on the CPU (slower there than full precision; for speed on the CPU use a GGUF model).</source>
             <translation>以 8 位或 4 位加载权重（bitsandbytes）以节省内存，可在 NVIDIA 显卡或 CPU 上使用（在 CPU 上比全精度慢；想在 CPU 上跑得快，请用 GGUF 模型）。</translation>
+        </message>
+        <message>
+            <source>Threads llama.cpp uses for GGUF models. 0 = the number of performance cores (all physical cores on a CPU without efficiency cores).</source>
+            <translation>llama.cpp 运行 GGUF 模型所用的线程数。0 表示使用性能核心数（没有能效核心的处理器上即全部物理核心）。</translation>
         </message>
         <message>
             <source>CPU threads used for embedding. 0 chooses automatically.</source>

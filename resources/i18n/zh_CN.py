@@ -380,7 +380,7 @@ TRANSLATIONS: dict[str, str] = {
     "Copy": "复制",
     "Copied": "已复制",
     "CPU threads": "CPU 线程数",
-    "Threads llama.cpp uses for GGUF models. 0 = the number of physical cores.": "llama.cpp 运行 GGUF 模型所用的线程数。0 表示使用物理核心数。",
+    "Threads llama.cpp uses for GGUF models. 0 = the number of performance cores (all physical cores on a CPU without efficiency cores).": "llama.cpp 运行 GGUF 模型所用的线程数。0 表示使用性能核心数（没有能效核心的处理器上即全部物理核心）。",
     "GPU layers": "GPU 层数",
     "Layers of a GGUF model that run on the graphics card. -1 = as many as fit in its free memory, 0 = none (CPU only).": "GGUF 模型放到显卡上运行的层数。-1 表示显存放得下多少就放多少，0 表示不用显卡（只用 CPU）。",
     "Start a new conversation (Ctrl+N)": "开始新对话（Ctrl+N）",
