@@ -64,10 +64,10 @@ def performance_cores() -> int:
     """llama.cpp's default thread count: the physical cores of the fastest kind.
 
     On a hybrid CPU (Intel 12th generation and later, Core Ultra, Apple M-series) llama.cpp's threads
-    wait for each other at every step, so a thread on an efficiency core holds up those on the
-    performance cores: a 6P+4E i5-13400 decodes faster on 6 threads than on 10. llama.cpp itself
-    counts only the performance cores on Linux; this does the same on Windows and macOS too. On a
-    CPU with one kind of core it is the number of physical cores."""
+    wait for each other at every step, so a thread on a slower efficiency core holds up those on the
+    performance cores. llama.cpp's own default counts only the performance cores on Linux (its
+    ``cpu_get_num_math``); this does the same on Windows and macOS too. On a CPU with one kind of
+    core it is the number of physical cores. (Not measured here: this machine has one kind.)"""
     import sys
 
     n: int | None = None
