@@ -57,12 +57,12 @@ def now_rss_mb():
 import gguf  # the GGUF reader every mode has loaded before its model (as the app has)
 if mode.startswith("bare"):  # in our engine llama.cpp lives in the model's child process, not in the app
     import xllamacpp
-from bubble_desktop.core.llm.llamacpp_child import physical_cores
+from bubble_desktop.core.llm.llamacpp_child import performance_cores
 from bubble_desktop.core.llm.loader import load_model
 before = now_rss_mb()
 if mode.startswith("bare"):
     p = xllamacpp.CommonParams(); p.model.path = model; p.n_ctx = 4096; p.n_parallel = 1
-    p.cpuparams.n_threads = p.cpuparams_batch.n_threads = physical_cores()
+    p.cpuparams.n_threads = p.cpuparams_batch.n_threads = performance_cores()  # as ours
     p.warmup = False; p.verbosity = 0; p.use_jinja = True
     t0 = time.perf_counter(); server = xllamacpp.Server(p); load_s = time.perf_counter() - t0
     after_load = rss_mb()
