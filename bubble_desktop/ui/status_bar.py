@@ -71,7 +71,8 @@ class ModelStatusBar(QStatusBar):
 
     def show_ready(self, info: ModelInfo) -> None:
         self.progress.setVisible(False)
-        where = info.runs_on or info.device.upper()  # llama.cpp: "CPU · 4 threads", "CUDA0 · 33/33 layers"
+        # llama.cpp: "CPU · 4 threads", "CUDA0 · 33/33 layers" (core's text, in the user's language)
+        where = localize(info.runs_on) if info.runs_on else info.device.upper()
         self._set_model_text(
             self.tr("%1 · ready on %2").replace("%1", info.name).replace("%2", where),
             self.tr("%1\nPrecision: %2\nContext window: %3 tokens")

@@ -3032,6 +3032,26 @@ Context window: %3 tokens</source>
             <translation>请使用为这个基础模型训练的适配器。</translation>
         </message>
         <message>
+            <source>{device} · {layers}/{layers} layers</source>
+            <translation>{0} · {1}/{2} 层</translation>
+        </message>
+        <message>
+            <source>{device} · {blocks}/{layers} layers · CPU {threads} threads</source>
+            <translation>{0} · {1}/{2} 层 · CPU {3} 线程</translation>
+        </message>
+        <message>
+            <source>CPU · 1 thread</source>
+            <translation>CPU · 1 线程</translation>
+        </message>
+        <message>
+            <source>CPU · {threads} threads</source>
+            <translation>CPU · {0} 线程</translation>
+        </message>
+        <message>
+            <source>{device} · {blocks}/{layers} layers · CPU 1 thread</source>
+            <translation>{0} · {1}/{2} 层 · CPU 1 线程</translation>
+        </message>
+        <message>
             <source>Set the device to CPU, or set Quantization to none.</source>
             <translation>把设备设为 CPU，或把量化设为 none。</translation>
         </message>

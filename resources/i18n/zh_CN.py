@@ -1034,6 +1034,12 @@ CORE_TRANSLATIONS: dict[str, str] = {
     "Moving the model to {device}": "正在把模型移到 {0}",
     "Loading llama.cpp": "正在加载 llama.cpp",
     "Mapping the weights": "正在映射权重",
+    # what a GGUF model runs on (the status bar)
+    "{device} · {layers}/{layers} layers": "{0} · {1}/{2} 层",
+    "{device} · {blocks}/{layers} layers · CPU 1 thread": "{0} · {1}/{2} 层 · CPU 1 线程",
+    "{device} · {blocks}/{layers} layers · CPU {threads} threads": "{0} · {1}/{2} 层 · CPU {3} 线程",
+    "CPU · 1 thread": "CPU · 1 线程",
+    "CPU · {threads} threads": "CPU · {0} 线程",
     "Starting llama.cpp": "正在启动 llama.cpp",
     "Checking the model folder": "正在检查模型文件夹",
     "Loading the libraries": "正在加载运行库",

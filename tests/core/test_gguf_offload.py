@@ -107,3 +107,29 @@ def test_the_cli_and_the_settings_pass_the_layer_count_to_the_loader(monkeypatch
     monkeypatch.setattr(loader, "load_model", seen.append)
     ask.load_for_args(args, Settings())
     assert seen[0].path == "x.gguf" and seen[0].extra["gpu_layers"] == 12
+
+
+def test_what_a_gguf_runs_on_reads_in_chinese(monkeypatch) -> None:
+    """The status bar localizes core's text: '已就绪（CPU · 2 threads）' was seen in a real window."""
+    from bubble_desktop.core.i18n import Catalog, localize, set_translator
+    from tests.core.test_core_messages_i18n import ROOT, _load
+
+    chinese = dict(_load("zh_CN", ROOT / "resources" / "i18n" / "zh_CN.py").CORE_TRANSLATIONS)
+    set_translator(Catalog(chinese, lambda template: chinese.get(template, template)))
+    try:
+        info = ModelInfo(
+            name="llama-7b", path="x", arch="llama", device="CUDA0", dtype="gguf", context_window=4096
+        )
+
+        def status(gpu_layers: int, threads: int = 4) -> str:
+            model = LlamaCppChatModel(None, None, None, SEVEN_B, info, threads=threads, gpu_layers=gpu_layers)
+            return localize(model.status_text)
+
+        assert status(33) == "CUDA0 · 32/32 层"
+        assert status(20) == "CUDA0 · 20/32 层 · CPU 4 线程"
+        assert status(20, threads=1) == "CUDA0 · 20/32 层 · CPU 1 线程"
+        assert status(0, threads=8) == "CPU · 8 线程"
+        assert status(0, threads=1) == "CPU · 1 线程"
+    finally:
+        set_translator(None)
+    assert status(0, threads=8) == "CPU · 8 threads"  # without a translator (CLI, API): English

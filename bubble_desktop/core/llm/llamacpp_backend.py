@@ -37,6 +37,7 @@ from bubble_desktop.core.errors import (
     OutOfMemoryError,
     UserFacingError,
 )
+from bubble_desktop.core.i18n import N_
 from bubble_desktop.core.llm.base import ChatMessage, Generation, GenerationStats, ModelInfo, ProgressCallback
 from bubble_desktop.core.llm.llamacpp_child import (  # the light module the child process imports
     GgufFacts,
@@ -341,12 +342,16 @@ class LlamaCppChatModel:
     def status_text(self) -> str:
         """What the status bar shows: "CPU · 2 threads", "CUDA0 · 33/33 layers", or with only part of
         the model on the GPU "CUDA0 · 20/33 layers · CPU 4 threads"."""
-        threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
+        # whole sentences marked for translation: the status bar shows them localized
+        device, layers, threads = self.info.device, self.facts.n_layers, self.threads
+        if self.gpu_layers > layers:
+            return N_(f"{device} · {layers}/{layers} layers")
         if self.gpu_layers > 0:
-            blocks = min(self.gpu_layers, self.facts.n_layers)
-            text = f"{self.info.device} · {blocks}/{self.facts.n_layers} layers"
-            return text if self.gpu_layers > self.facts.n_layers else f"{text} · CPU {threads}"
-        return f"CPU · {threads}"
+            blocks = self.gpu_layers
+            if threads == 1:
+                return N_(f"{device} · {blocks}/{layers} layers · CPU 1 thread")
+            return N_(f"{device} · {blocks}/{layers} layers · CPU {threads} threads")
+        return N_("CPU · 1 thread") if threads == 1 else N_(f"CPU · {threads} threads")
 
     # --- talking to the child ------------------------------------------------------------------
 
