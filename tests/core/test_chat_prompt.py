@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bubble_desktop.core.chat.prompt import assemble, build_prompt, cited_numbers, render_source, user_turn
+from bubble_desktop.core.chat.prompt import (
+    asked_in_chinese,
+    assemble,
+    build_prompt,
+    cited_numbers,
+    render_source,
+    user_turn,
+)
 from bubble_desktop.core.chat.sources import Source
 from bubble_desktop.core.errors import GenerationError
 from bubble_desktop.core.llm.base import ChatMessage
@@ -95,3 +102,28 @@ def test_unknown_context_window_keeps_everything() -> None:
 def test_user_turn_and_citations() -> None:
     assert "Question: q" in user_turn("q", _sources(1))
     assert cited_numbers("See [1] and [3], not [x].") == {1, 3}
+
+
+def test_a_question_asked_in_chinese_gets_the_instruction_in_chinese() -> None:
+    msgs = assemble("你是一个乐于助人的助手。", [], "青山果园的门票多少钱？", _sources(2))
+    last = msgs[-1].content
+    assert last.startswith("资料：\n[1] doc0.md\n")
+    assert last.index("[2] doc1.md") < last.index("问题：青山果园的门票多少钱？") < last.index("例如 [1]")
+    assert "Sources:" not in last and "Question:" not in last
+    assert msgs[0].content.endswith("并像 [1] 这样标注出处。")
+    english = assemble("Be brief.", [], "What does 青山 mean in the orchard's name?", _sources(1))
+    assert english[-1].content.startswith("Sources:") and "cite them like [1]" in english[0].content
+
+
+@pytest.mark.parametrize(
+    "question, chinese",
+    [
+        ("青山果园的门票多少钱？", True),
+        ("GGUF 模型怎么加载？", True),  # product names in Latin letters, the question in Chinese
+        ("What is 青山?", False),
+        ("When is the festival?", False),
+        ("2024?", False),
+    ],
+)
+def test_which_questions_count_as_chinese(question: str, chinese: bool) -> None:
+    assert asked_in_chinese(question) is chinese

@@ -27,6 +27,12 @@ CITE_INSTRUCTION = (
     "square brackets, like [1]. If the sources do not contain the answer, say so."
 )
 SYSTEM_WITH_SOURCES = "Use the numbered sources in the user's message to answer, and cite them like [1]."
+# the same for a question asked in Chinese: the model reads the instruction in the question's language
+# (as Langchain-Chatchat's templates do), which keeps Qwen/GLM answering in Chinese
+CITE_INSTRUCTION_ZH = (
+    "请根据上面的资料回答问题，并用方括号标注所用资料的编号，例如 [1]。如果资料中没有答案，请如实说明。"
+)
+SYSTEM_WITH_SOURCES_ZH = "请使用用户消息中带编号的资料回答，并像 [1] 这样标注出处。"
 
 
 @dataclass(frozen=True)
@@ -57,19 +63,30 @@ def render_source(source: Source) -> str:
     return f"{head}\n{text} [{source.index}]"
 
 
+def asked_in_chinese(question: str) -> bool:
+    """Chinese characters make up at least a third of the question's letters."""
+    han = sum(1 for ch in question if "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf")
+    letters = sum(1 for ch in question if ch.isalpha())
+    return han > 0 and 3 * han >= letters
+
+
 def user_turn(question: str, sources: Sequence[Source]) -> str:
-    """The final user message: sources first, then the question, then how to cite."""
+    """The final user message: sources first, then the question, then how to cite (in Chinese for
+    a question asked in Chinese)."""
     if not sources:
         return question
     block = "\n\n".join(render_source(s) for s in sources)
+    if asked_in_chinese(question):
+        return f"资料：\n{block}\n\n问题：{question}\n{CITE_INSTRUCTION_ZH}"
     return f"Sources:\n{block}\n\nQuestion: {question}\n{CITE_INSTRUCTION}"
 
 
-def system_text(system_prompt: str, with_sources: bool) -> str:
+def system_text(system_prompt: str, with_sources: bool, question: str = "") -> str:
     system_prompt = effective_system_prompt(system_prompt).strip()
     if not with_sources:
         return system_prompt
-    return f"{system_prompt} {SYSTEM_WITH_SOURCES}".strip()
+    cite = SYSTEM_WITH_SOURCES_ZH if asked_in_chinese(question) else SYSTEM_WITH_SOURCES
+    return f"{system_prompt} {cite}".strip()
 
 
 def assemble(
@@ -80,7 +97,7 @@ def assemble(
 ) -> list[ChatMessage]:
     """The message list for the model (no budgeting)."""
     renumbered = [s.renumbered(i) for i, s in enumerate(sources, start=1)]
-    system = system_text(system_prompt, bool(renumbered))
+    system = system_text(system_prompt, bool(renumbered), question)
     messages = [ChatMessage("system", system)] if system else []
     messages += [m for m in history if m.role in ("user", "assistant")]
     messages.append(ChatMessage("user", user_turn(question, renumbered)))
@@ -113,7 +130,7 @@ def build_prompt(
         try:
             fitted = fit_messages(
                 model,
-                system_text(system_prompt, bool(kept)),
+                system_text(system_prompt, bool(kept), question),
                 turns,
                 user_turn(question, kept),
                 max(1, max_new_tokens),
