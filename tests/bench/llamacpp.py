@@ -170,47 +170,27 @@ def smollm2_gguf() -> Path:
 ANSWERS = 5  # answers per process after the first; each process reports their median (--answers)
 
 
-def child(mode: str, model: Path) -> dict[str, Any]:
+def _run(name: str, script: str, *args: str) -> dict[str, Any]:
+    """Run a bench script in a fresh Python; its last stdout line is its JSON result."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _CHILD,
-            mode,
-            str(model),
-            str(ROOT),
-            json.dumps([SYSTEM, QUESTION, NEW_TOKENS, ANSWERS]),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
+        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=900
     )
     if out.returncode != 0:
-        raise RuntimeError(f"{mode} failed: {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{name} failed: {out.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def child(mode: str, model: Path) -> dict[str, Any]:
+    setup = json.dumps([SYSTEM, QUESTION, NEW_TOKENS, ANSWERS])
+    return _run(mode, _CHILD, mode, str(model), str(ROOT), setup)
 
 
 def paired(model: Path, pairs: int) -> dict[str, Any]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _PAIRED,
-            str(model),
-            str(ROOT),
-            json.dumps([SYSTEM, QUESTION, NEW_TOKENS, pairs]),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"paired failed: {out.stderr[-2000:]}")
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]), target=">= 0.95")
+    setup = json.dumps([SYSTEM, QUESTION, NEW_TOKENS, pairs])
+    result = _run("paired", _PAIRED, str(model), str(ROOT), setup)
+    return dict(result, target=">= 0.95")
 
 
 def med(rows: list[dict[str, Any]], key: str) -> float:
