@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -77,17 +78,27 @@ def test_the_default_is_the_performance_cores_and_falls_back_to_physical(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(llamacpp_child, "linux_performance_cores", lambda devices: 6)
+    monkeypatch.setattr(llamacpp_child, "physical_cores", lambda: 10)  # a 6P+4E i5-13400
     monkeypatch.setattr("sys.platform", "linux")
     assert performance_cores() == 6
+    monkeypatch.setattr(llamacpp_child, "physical_cores", lambda: 4)  # a container with 4 CPUs
+    assert performance_cores() == 4
     monkeypatch.setattr(llamacpp_child, "linux_performance_cores", lambda devices: None)
-    assert performance_cores() == physical_cores()
+    assert performance_cores() == 4
 
     def broken(devices: Path) -> int:
         raise OSError("sysfs unreadable")
 
     monkeypatch.setattr(llamacpp_child, "linux_performance_cores", broken)
-    assert performance_cores() == physical_cores()
+    assert performance_cores() == 4
 
 
 def test_this_machine_gets_a_sane_count() -> None:
     assert 1 <= performance_cores() <= physical_cores()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux: CPU affinity")
+def test_threads_never_exceed_the_cpus_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container (or taskset) with one CPU on a many-core host: one thread, not one per core."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
+    assert physical_cores() == 1

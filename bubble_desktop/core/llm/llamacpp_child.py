@@ -51,13 +51,18 @@ class GgufFacts:
 
 
 def physical_cores() -> int:
+    """The physical cores, at most the CPUs this process may run on (a container or ``taskset``
+    limits those; more threads than CPUs would make llama.cpp's threads wait for each other)."""
     try:
         import psutil
 
         n = psutil.cpu_count(logical=False)
     except Exception:
         n = None
-    return max(1, n or os.cpu_count() or 1)
+    n = n or os.cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        n = min(n, len(os.sched_getaffinity(0)) or n)
+    return max(1, n)
 
 
 def performance_cores() -> int:
@@ -80,7 +85,7 @@ def performance_cores() -> int:
             n = linux_performance_cores(Path("/sys/devices"))
     except Exception:  # noqa: BLE001 - a count we cannot read is the physical cores
         log.debug("reading the performance cores failed", exc_info=True)
-    return n if n and n > 0 else physical_cores()
+    return min(n, physical_cores()) if n and n > 0 else physical_cores()  # within the affinity
 
 
 def _cpu_list(text: str) -> list[int]:
