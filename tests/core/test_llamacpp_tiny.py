@@ -229,3 +229,42 @@ def test_cli_options_set_the_context_window_and_threads(tiny_gguf: Path) -> None
         assert gen.run() and gen.stats and gen.stats.completion_tokens == 4
     finally:
         model.unload()
+
+
+def test_a_file_without_a_chat_template_answers_in_the_plain_format(tmp_path: Path) -> None:
+    """No template in the GGUF: the plain instruction format goes to llama.cpp as it is (a chat request
+    would have wrapped it in a template llama.cpp picks). Greedy, our answer equals a bare llama.cpp
+    completion of exactly that text, so nothing was added around it; the prompt cache and the token
+    count take the same path."""
+    import xllamacpp
+
+    from bubble_desktop.core.llm.transformers_backend import plain_prompt
+    from tests.fixtures.tiny_models import build_tiny_gguf
+
+    gguf = build_tiny_gguf(tmp_path / "plain.gguf", chat_template=None)
+    model = load_model(LoadRequest(path=str(gguf), device="cpu", extra={"threads": 1}))
+    try:
+        assert not model.facts.has_chat_template  # type: ignore[attr-defined]
+        plain = sampling(max_new_tokens=12, repetition_penalty=1.0)  # the bare call's sampling
+        gen = model.stream(HELLO, plain)
+        chunks = list(gen)
+        assert len(chunks) > 1 and gen.stats and gen.stats.completion_tokens == 12
+        prompt_tokens = gen.stats.prompt_tokens
+        assert model.count_tokens(HELLO) == prompt_tokens
+        again = model.stream(HELLO, plain)
+        assert again.run() == gen.text and again.timings.get("cache_n", 0) > 0  # the prompt cache
+    finally:
+        model.unload()
+
+    p = xllamacpp.CommonParams()
+    p.model.path = str(gguf)
+    p.n_ctx = 2048
+    p.cpuparams.n_threads = p.cpuparams_batch.n_threads = 1
+    p.warmup = False
+    p.verbosity = 0
+    bare = xllamacpp.Server(p)
+    out = bare.handle_completions(
+        {"prompt": plain_prompt(HELLO), "max_tokens": 12, "temperature": 0.0, "top_k": 1, "stream": False}
+    )
+    assert out["choices"][0]["text"] == gen.text
+    assert out["usage"]["prompt_tokens"] == prompt_tokens

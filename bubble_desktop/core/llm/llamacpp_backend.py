@@ -253,7 +253,8 @@ class LlamaCppGeneration(Generation):
                         for choice in item.get("choices") or ():
                             if choice.get("finish_reason"):
                                 finish = str(choice["finish_reason"])
-                            text = (choice.get("delta") or {}).get("content")
+                            # a chat chunk's delta, or a completion chunk's text (no chat template)
+                            text = (choice.get("delta") or {}).get("content") or choice.get("text")
                             if text:
                                 now = time.perf_counter()
                                 if t_first is None:
@@ -403,16 +404,19 @@ class LlamaCppChatModel:
     # --- ChatModel -----------------------------------------------------------------------------
 
     def request(self, messages: Sequence[ChatMessage], sampling: SamplingSettings) -> dict[str, Any]:
-        """The OpenAI-shaped request dict for llama.cpp from our messages and sampling settings."""
-        msgs = [{"role": m.role, "content": m.content} for m in messages]
-        if not self.facts.has_chat_template:
+        """The OpenAI-shaped request dict for llama.cpp from our messages and sampling settings: a chat
+        request, or for a file without a chat template a completion of the plain instruction format
+        (as a chat request llama.cpp would wrap that in a template of its own choosing)."""
+        prompt: dict[str, Any]
+        if self.facts.has_chat_template:
+            prompt = {"messages": [{"role": m.role, "content": m.content} for m in messages]}
+        else:
             from bubble_desktop.core.llm.transformers_backend import plain_prompt
 
-            # no template in the file: the plain instruction format as one raw prompt
-            msgs = [{"role": "user", "content": plain_prompt(messages)}]
+            prompt = {"prompt": plain_prompt(messages)}
         seed = sampling.seed if sampling.seed >= 0 else random.SystemRandom().randrange(2**31)
         req: dict[str, Any] = {
-            "messages": msgs,
+            **prompt,
             "stream": True,
             "max_tokens": sampling.max_new_tokens,
             "temperature": max(sampling.temperature, 0.0),

@@ -312,13 +312,16 @@ def serve(conn: Any, cancel_id: Any, path: str, options: dict[str, Any]) -> None
         if kind == "quit":
             return
         try:
+            # a chat request, or a raw prompt for a file without a chat template
+            raw = isinstance(payload, dict) and "prompt" in payload
+            handle = server.handle_completions if raw else server.handle_chat_completions
             if kind == "chat":
                 send = _ChunkSender(conn, cancel_id, rid)
-                result = server.handle_chat_completions(payload, send)
+                result = handle(payload, send)
                 send.flush()
                 conn.send(("done", result if isinstance(result, dict) and "error" in result else None))
             elif kind == "complete":
-                conn.send(("complete", server.handle_chat_completions(payload)))
+                conn.send(("complete", handle(payload)))
             elif kind == "rss":
                 conn.send(("rss", peak_rss_bytes()))
             else:
