@@ -195,6 +195,7 @@ def print_context_answer(answer: Any, as_json: bool) -> int:
             out.write("\nSources:\n")
             for s in answer.sources:
                 out.write(f"[{s.index}] {s.title} — {s.where}\n")
+        out.flush()  # the answer's last line before the note on stderr (a terminal shows both)
         print(f"(conversation {answer.conversation_id})", file=sys.stderr)
     out.flush()
     if stats.finish_reason == "error":
