@@ -268,3 +268,32 @@ def test_a_file_without_a_chat_template_answers_in_the_plain_format(tmp_path: Pa
     )
     assert out["choices"][0]["text"] == gen.text
     assert out["usage"]["prompt_tokens"] == prompt_tokens
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{% for m in messages %}{{ m.content }}",  # unclosed block
+        "{{ raise_exception('Only user and assistant roles are supported!') }}",
+        "{% for m in messages %}{{ m.content | frobnicate }}{% endfor %}",  # a filter llama.cpp lacks
+    ],
+    ids=["unclosed", "raises", "unknown-filter"],
+)
+def test_a_chat_template_llama_cpp_cannot_use_falls_back_to_the_plain_format(
+    tmp_path: Path, template: str
+) -> None:
+    """llama.cpp refused to start on such a file ('Failed to init server, please check the input
+    params', and our hint said to try a smaller context): it now loads, and answers in the plain
+    format as a file without a template does."""
+    from tests.fixtures.tiny_models import build_tiny_gguf
+
+    gguf = build_tiny_gguf(tmp_path / "odd.gguf", chat_template=template)
+    assert inspect_gguf(gguf).has_chat_template
+    model = load_model(LoadRequest(path=str(gguf), device="cpu", extra={"threads": 1}))
+    try:
+        assert not model.facts.has_chat_template  # type: ignore[attr-defined]
+        assert "prompt" in model.request(HELLO, sampling())  # type: ignore[attr-defined]
+        gen = model.stream(HELLO, sampling(max_new_tokens=6))
+        assert gen.run() and gen.stats and gen.stats.completion_tokens == 6
+    finally:
+        model.unload()

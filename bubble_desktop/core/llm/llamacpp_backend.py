@@ -543,6 +543,8 @@ def load_gguf(
         if proc.is_alive():
             proc.kill()
         raise
+    if payload.get("template_unusable"):  # llama.cpp could not use the file's chat template
+        facts = replace(facts, has_chat_template=False)  # so requests go in the plain format
     gpu_layers = int(payload["gpu_layers"])
     info = ModelInfo(
         name=Path(facts.path).stem,

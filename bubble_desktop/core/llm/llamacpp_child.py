@@ -373,13 +373,26 @@ def _load_in_child(conn: Any, path: str, options: dict[str, Any]) -> tuple[Any, 
     # llama.cpp logs every request at its default verbosity (3) to stderr; errors only unless debugging
     params.verbosity = 3 if options.get("log_level", logging.WARNING) <= logging.DEBUG else 0
     progress(0.2, "Mapping the weights")
-    server = xllamacpp.Server(params)
+    plain = not facts.has_chat_template
+    try:
+        server = xllamacpp.Server(params)
+    except Exception:
+        if plain:
+            raise
+        # llama.cpp parses the file's chat template when it starts and gives up on one it cannot
+        # use (Jinja it does not support, a template that raises): start on a built-in template
+        # instead, never used, since the app then sends the plain instruction format as raw prompts
+        log.warning("llama.cpp cannot use the chat template of %s: the plain format instead", facts.path)
+        params.chat_template = "chatml"
+        server = xllamacpp.Server(params)
+        plain = True
     ready = {
         "facts": facts,
         "n_ctx": n_ctx,
         "gpu_name": gpu_name,
         "gpu_layers": gpu_layers,
         "threads": n_threads,
+        "template_unusable": plain and facts.has_chat_template,
         "peak_rss": peak_rss_bytes(),
     }
     return server, ready
