@@ -389,6 +389,13 @@ STRINGS = (
     QT_TRANSLATE_NOOP("core", "llama.cpp could not answer: {str(reply)[:200]}"),
     QT_TRANSLATE_NOOP("core", "llama.cpp stopped unexpectedly while answering."),
     QT_TRANSLATE_NOOP("core", "Reload the model (File → Reload model)."),
+    QT_TRANSLATE_NOOP(
+        "core",
+        "The conversation ({needed} tokens) does not fit the model's context window of {window} tokens.",
+    ),
+    QT_TRANSLATE_NOOP(
+        "core", "Start a new chat, shorten the message, or raise the context window in Settings → Model."
+    ),
     QT_TRANSLATE_NOOP("core", "{device} · {blocks}/{layers} layers · CPU 1 thread"),
     QT_TRANSLATE_NOOP("core", "llama.cpp stopped unexpectedly."),
     QT_TRANSLATE_NOOP("core", "Reload the model."),

@@ -2884,6 +2884,10 @@ Context window: %3 tokens</source>
             <translation>请重新加载模型（文件 → 重新加载模型）。</translation>
         </message>
         <message>
+            <source>The conversation ({needed} tokens) does not fit the model's context window of {window} tokens.</source>
+            <translation>对话长度（{0} 个词元）超出了模型的上下文窗口（{1} 个词元）。</translation>
+        </message>
+        <message>
             <source>llama.cpp stopped unexpectedly.</source>
             <translation>llama.cpp 意外停止。</translation>
         </message>
@@ -3046,6 +3050,10 @@ Context window: %3 tokens</source>
         <message>
             <source>CPU · {threads} threads</source>
             <translation>CPU · {0} 线程</translation>
+        </message>
+        <message>
+            <source>Start a new chat, shorten the message, or raise the context window in Settings → Model.</source>
+            <translation>请新建对话、缩短消息，或在“设置 → 模型”中调大上下文窗口。</translation>
         </message>
         <message>
             <source>{device} · {blocks}/{layers} layers · CPU 1 thread</source>

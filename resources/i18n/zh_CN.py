@@ -1034,6 +1034,8 @@ CORE_TRANSLATIONS: dict[str, str] = {
     "Moving the model to {device}": "正在把模型移到 {0}",
     "Loading llama.cpp": "正在加载 llama.cpp",
     "Mapping the weights": "正在映射权重",
+    "The conversation ({needed} tokens) does not fit the model's context window of {window} tokens.": "对话长度（{0} 个词元）超出了模型的上下文窗口（{1} 个词元）。",
+    "Start a new chat, shorten the message, or raise the context window in Settings → Model.": "请新建对话、缩短消息，或在“设置 → 模型”中调大上下文窗口。",
     # what a GGUF model runs on (the status bar)
     "{device} · {layers}/{layers} layers": "{0} · {1}/{2} 层",
     "{device} · {blocks}/{layers} layers · CPU 1 thread": "{0} · {1}/{2} 层 · CPU 1 线程",

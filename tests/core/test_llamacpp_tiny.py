@@ -297,3 +297,18 @@ def test_a_chat_template_llama_cpp_cannot_use_falls_back_to_the_plain_format(
         assert gen.run() and gen.stats and gen.stats.completion_tokens == 6
     finally:
         model.unload()
+
+
+def test_a_prompt_longer_than_the_context_says_so_plainly(tiny_gguf: Path) -> None:
+    """llama.cpp's refusal came through as its raw error object ("{'code': 400, 'message': ...")."""
+    model = load_model(
+        LoadRequest(path=str(tiny_gguf), device="cpu", context_window=256, extra={"threads": 1})
+    )
+    try:
+        with pytest.raises(UserFacingError) as info:
+            model.stream([ChatMessage("user", "word " * 1500)], sampling(max_new_tokens=4)).run()
+        assert "does not fit the model's context window of 256 tokens" in info.value.message
+        assert "{" not in info.value.message and "context window" in (info.value.hint or "")
+        assert model.stream(HELLO, sampling(max_new_tokens=4)).run()  # and the model goes on
+    finally:
+        model.unload()

@@ -165,6 +165,14 @@ def _read_facts(p: Path, size: int) -> GgufFacts:
     )
 
 
+class _LlamaCppError(RuntimeError):
+    """An error llama.cpp reported for a request; ``detail`` is its error object when it sent one."""
+
+    def __init__(self, error: Any) -> None:
+        self.detail: dict[str, Any] = error if isinstance(error, dict) else {}
+        super().__init__(str(self.detail.get("message") or error))
+
+
 class LlamaCppGeneration(Generation):
     """One streamed answer: the child runs ``handle_chat_completions``; this object yields its text."""
 
@@ -231,7 +239,7 @@ class LlamaCppGeneration(Generation):
                     if kind == "done":  # first: a stop that comes with the end must not wait for another
                         done = True
                         if isinstance(payload, dict) and "error" in payload:
-                            error = RuntimeError(str(payload["error"]))
+                            error = _LlamaCppError(payload["error"])
                         break
                     if self.cancel.is_set():  # stopped: what is already in the pipe is not shown
                         break
@@ -244,7 +252,7 @@ class LlamaCppGeneration(Generation):
                         if not isinstance(item, dict):
                             continue
                         if "error" in item:
-                            error = RuntimeError(str(item["error"]))
+                            error = _LlamaCppError(item["error"])
                             continue
                         if isinstance(item.get("timings"), dict):
                             self.timings = item["timings"]
@@ -300,6 +308,14 @@ class LlamaCppGeneration(Generation):
                 raise GenerationError(
                     "llama.cpp stopped unexpectedly while answering.",
                     "Reload the model (File → Reload model).",
+                ) from error
+            detail = error.detail if isinstance(error, _LlamaCppError) else {}
+            if detail.get("type") == "exceed_context_size_error":
+                needed, window = int(detail.get("n_prompt_tokens") or 0), int(detail.get("n_ctx") or 0)
+                raise GenerationError(
+                    f"The conversation ({needed:,} tokens) does not fit "
+                    f"the model's context window of {window:,} tokens.",
+                    "Start a new chat, shorten the message, or raise the context window in Settings → Model.",
                 ) from error
             raise GenerationError(f"llama.cpp could not answer: {str(error)[:200]}") from error
 
