@@ -156,7 +156,10 @@ def load_for_args(args: argparse.Namespace, settings: Settings) -> ChatModel:
         from bubble_desktop.core.llm.adapters import resolve_adapter_path
 
         request.lora_path = resolve_adapter_path(args.lora)
-    return load_model(request)
+    model = load_model(request)
+    for notice in model.info.notices:  # e.g. the file's chat template could not be used
+        print(f"note: {notice}", file=sys.stderr)
+    return model
 
 
 def print_context_answer(answer: Any, as_json: bool) -> int:

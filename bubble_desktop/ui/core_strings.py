@@ -387,6 +387,10 @@ STRINGS = (
     QT_TRANSLATE_NOOP("core", "The model has been unloaded."),
     QT_TRANSLATE_NOOP("core", "Load a model first."),
     QT_TRANSLATE_NOOP("core", "llama.cpp could not answer: {str(reply)[:200]}"),
+    QT_TRANSLATE_NOOP(
+        "core",
+        "llama.cpp cannot use the chat template in {Path(facts.path).name}: the model gets a plain instruction format instead, which it may follow less well. Another conversion of this model (a newer GGUF) may carry a template that works.",
+    ),
     QT_TRANSLATE_NOOP("core", "llama.cpp stopped unexpectedly while answering."),
     QT_TRANSLATE_NOOP("core", "Reload the model (File → Reload model)."),
     QT_TRANSLATE_NOOP(

@@ -73,13 +73,17 @@ class ModelStatusBar(QStatusBar):
         self.progress.setVisible(False)
         # llama.cpp: "CPU · 4 threads", "CUDA0 · 33/33 layers" (core's text, in the user's language)
         where = localize(info.runs_on) if info.runs_on else info.device.upper()
-        self._set_model_text(
-            self.tr("%1 · ready on %2").replace("%1", info.name).replace("%2", where),
+        text = self.tr("%1 · ready on %2").replace("%1", info.name).replace("%2", where)
+        tooltip = (
             self.tr("%1\nPrecision: %2\nContext window: %3 tokens")
             .replace("%1", info.path)
             .replace("%2", info.dtype)
-            .replace("%3", str(info.context_window)),
+            .replace("%3", str(info.context_window))
         )
+        if info.notices:  # e.g. llama.cpp could not use the file's chat template: a mark, words on hover
+            text += " ⚠"
+            tooltip += "\n\n" + "\n".join(f"⚠ {localize(n)}" for n in info.notices)
+        self._set_model_text(text, tooltip)
 
     def show_api(self, address: str) -> None:
         """ "API on 127.0.0.1:8765" while the local API server runs; hidden when it is off."""

@@ -3052,6 +3052,10 @@ Context window: %3 tokens</source>
             <translation>CPU · {0} 线程</translation>
         </message>
         <message>
+            <source>llama.cpp cannot use the chat template in {Path(facts.path).name}: the model gets a plain instruction format instead, which it may follow less well. Another conversion of this model (a newer GGUF) may carry a template that works.</source>
+            <translation>llama.cpp 无法使用 {0} 中的对话模板：改用通用的指令格式，模型可能不太适应。换一个该模型的其他转换版本（更新的 GGUF）也许带有可用的模板。</translation>
+        </message>
+        <message>
             <source>Start a new chat, shorten the message, or raise the context window in Settings → Model.</source>
             <translation>请新建对话、缩短消息，或在“设置 → 模型”中调大上下文窗口。</translation>
         </message>

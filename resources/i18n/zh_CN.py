@@ -1042,6 +1042,10 @@ CORE_TRANSLATIONS: dict[str, str] = {
     "{device} · {blocks}/{layers} layers · CPU {threads} threads": "{0} · {1}/{2} 层 · CPU {3} 线程",
     "CPU · 1 thread": "CPU · 1 线程",
     "CPU · {threads} threads": "CPU · {0} 线程",
+    "llama.cpp cannot use the chat template in {Path(facts.path).name}: the model gets a plain "
+    "instruction format instead, which it may follow less well. Another conversion of this model "
+    "(a newer GGUF) may carry a template that works.": "llama.cpp 无法使用 {0} 中的对话模板：改用通用的指令格式，"
+    "模型可能不太适应。换一个该模型的其他转换版本（更新的 GGUF）也许带有可用的模板。",
     "Starting llama.cpp": "正在启动 llama.cpp",
     "Checking the model folder": "正在检查模型文件夹",
     "Loading the libraries": "正在加载运行库",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 from bubble_desktop.core.llm.base import ModelInfo
 from bubble_desktop.core.llm.llamacpp_backend import LlamaCppChatModel, inspect_gguf
@@ -104,7 +105,10 @@ def test_the_cli_and_the_settings_pass_the_layer_count_to_the_loader(monkeypatch
     ask.register(parser.add_subparsers())
     args = parser.parse_args(["ask", "hi", "--model", "x.gguf", "--gpu-layers", "12"])
     seen = []
-    monkeypatch.setattr(loader, "load_model", seen.append)
+    loaded = SimpleNamespace(
+        info=ModelInfo(name="x", path="x.gguf", arch="llama", device="cpu", dtype="gguf", context_window=8)
+    )
+    monkeypatch.setattr(loader, "load_model", lambda request: seen.append(request) or loaded)
     ask.load_for_args(args, Settings())
     assert seen[0].path == "x.gguf" and seen[0].extra["gpu_layers"] == 12
 

@@ -292,6 +292,8 @@ def test_a_chat_template_llama_cpp_cannot_use_falls_back_to_the_plain_format(
     model = load_model(LoadRequest(path=str(gguf), device="cpu", extra={"threads": 1}))
     try:
         assert not model.facts.has_chat_template  # type: ignore[attr-defined]
+        (notice,) = model.info.notices  # the user is told, not left to wonder why answers are odd
+        assert "odd.gguf" in notice and "chat template" in notice
         assert "prompt" in model.request(HELLO, sampling())  # type: ignore[attr-defined]
         gen = model.stream(HELLO, sampling(max_new_tokens=6))
         assert gen.run() and gen.stats and gen.stats.completion_tokens == 6

@@ -1,10 +1,11 @@
-"""The status bar's answer figures: a prompt size is shown only when it is known."""
+"""The status bar: answer figures (a prompt size only when it is known) and the model state."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from bubble_desktop.core.llm.base import GenerationStats
+from bubble_desktop.core.llm.base import GenerationStats, ModelInfo
 from bubble_desktop.ui.status_bar import ModelStatusBar
 
 
@@ -17,3 +18,20 @@ def test_answer_figures_leave_out_an_unknown_prompt_size(qtbot: Any) -> None:
     # stopped through llama.cpp: no timings come after a stop, so the prompt size is not known
     bar.show_stats(GenerationStats(prompt_tokens=0, completion_tokens=91, finish_reason="cancelled"))
     assert bar.tokens_label.text() == "answer 91 tokens"
+
+
+def test_a_model_notice_marks_the_ready_state_and_is_read_on_hover(qtbot: Any) -> None:
+    """A GGUF whose chat template llama.cpp could not use answers in the plain format: the status bar
+    says so (a mark, the words in the tooltip) instead of leaving the user to wonder at odd answers."""
+    bar = ModelStatusBar()
+    qtbot.addWidget(bar)
+    info = ModelInfo(
+        name="odd", path="/m/odd.gguf", arch="llama", device="cpu", dtype="gguf", context_window=4096
+    )
+    bar.show_ready(info)
+    assert bar.model_label.text() == "odd · ready on CPU" and "⚠" not in bar.model_label.toolTip()
+    notice = "llama.cpp cannot use the chat template in odd.gguf: …"
+    bar.show_ready(replace(info, runs_on="CPU · 2 threads", notices=(notice,)))
+    assert bar.model_label.text() == "odd · ready on CPU · 2 threads ⚠"
+    tooltip = bar.model_label.toolTip()
+    assert tooltip.startswith("/m/odd.gguf\n") and tooltip.endswith(f"\n\n⚠ {notice}")

@@ -63,6 +63,9 @@ class ModelInfo:
     lora: str | None = None
     # what the status bar names, when the backend knows better than ``device``: "CPU · 4 threads"
     runs_on: str = ""
+    # what the user should know about how it runs, shown once it is loaded (status bar, CLI note);
+    # texts marked N_ in core and localized where shown
+    notices: tuple[str, ...] = ()
 
 
 class Generation:

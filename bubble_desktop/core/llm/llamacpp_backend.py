@@ -559,8 +559,16 @@ def load_gguf(
         if proc.is_alive():
             proc.kill()
         raise
+    notices: tuple[str, ...] = ()
     if payload.get("template_unusable"):  # llama.cpp could not use the file's chat template
         facts = replace(facts, has_chat_template=False)  # so requests go in the plain format
+        notices = (
+            N_(
+                f"llama.cpp cannot use the chat template in {Path(facts.path).name}: the model gets "
+                "a plain instruction format instead, which it may follow less well. Another "
+                "conversion of this model (a newer GGUF) may carry a template that works."
+            ),
+        )
     gpu_layers = int(payload["gpu_layers"])
     info = ModelInfo(
         name=Path(facts.path).stem,
@@ -569,6 +577,7 @@ def load_gguf(
         device=str(payload["gpu_name"]) if gpu_layers else "cpu",
         dtype="gguf",
         context_window=int(payload["n_ctx"]),
+        notices=notices,
     )
     model = LlamaCppChatModel(
         proc,

@@ -382,7 +382,7 @@ def _load_in_child(conn: Any, path: str, options: dict[str, Any]) -> tuple[Any, 
         # llama.cpp parses the file's chat template when it starts and gives up on one it cannot
         # use (Jinja it does not support, a template that raises): start on a built-in template
         # instead, never used, since the app then sends the plain instruction format as raw prompts
-        log.warning("llama.cpp cannot use the chat template of %s: the plain format instead", facts.path)
+        log.info("llama.cpp cannot use the chat template of %s: the plain format instead", facts.path)
         params.chat_template = "chatml"
         server = xllamacpp.Server(params)
         plain = True
