@@ -262,6 +262,10 @@ class SmokeRun:
         info = rec.model_info
         if info.dtype != "gguf":
             raise SmokeFailure(f"{path} did not open through llama.cpp ({info.dtype})")
+        from bubble_desktop.core.llm.gguf_constants import constants_file
+
+        if constants_file() is None:  # opening a GGUF would import numpy: a GUI stall at every load
+            raise SmokeFailure("gguf/constants.py is not shipped as a file (bubble.spec's datas)")
         self.window.chat.set_options([], False)
         return {
             "model": info.name,

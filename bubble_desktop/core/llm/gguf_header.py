@@ -4,7 +4,8 @@
 included: 3–5 s and ~15 MB for SmolLM2's 49k-token vocabulary, more for Qwen's 151k. Loading a
 model needs a dozen scalars and the tensor table, so this reads the header with ``struct`` over a
 memory map and skips array contents (string arrays by their lengths). The format is the documented
-GGUF v2/v3 layout (ggml's docs/gguf.md); type sizes come from the ``gguf`` package's constants.
+GGUF v2/v3 layout (ggml's docs/gguf.md); type sizes come from the ``gguf`` package's constants
+(loaded without the package, which imports numpy: ``gguf_constants``).
 """
 
 from __future__ import annotations
@@ -105,7 +106,10 @@ class _Cursor:
 
 def read_header(path: str | Path) -> GgufHeader:
     """Metadata (long arrays as :class:`LongArray`) and the tensor table; GgufHeaderError when malformed."""
-    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+    from bubble_desktop.core.llm.gguf_constants import gguf_constants
+
+    constants = gguf_constants()  # not ``import gguf``: that imports numpy (a GUI stall at every load)
+    quant_sizes, quant_type = constants.GGML_QUANT_SIZES, constants.GGMLQuantizationType
 
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         c = _Cursor(buf)
@@ -135,7 +139,7 @@ def read_header(path: str | Path) -> GgufHeader:
             ggml_type = c.take("<I")
             offset = c.take("<Q")
             try:
-                block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
+                block, type_size = quant_sizes[quant_type(ggml_type)]
             except (ValueError, KeyError) as exc:
                 raise GgufHeaderError(f"tensor {name!r} has an unknown type {ggml_type}") from exc
             infos.append((name, offset, count // block * type_size))

@@ -60,9 +60,9 @@ _GGUF_MAGIC = b"GGUF"
 
 
 def _known_architectures() -> frozenset[str]:
-    from gguf.constants import MODEL_ARCH_NAMES
+    from bubble_desktop.core.llm.gguf_constants import gguf_constants
 
-    return frozenset(MODEL_ARCH_NAMES.values())
+    return frozenset(gguf_constants().MODEL_ARCH_NAMES.values())
 
 
 def inspect_gguf(path: str | os.PathLike[str]) -> GgufFacts:
