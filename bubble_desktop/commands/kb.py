@@ -216,7 +216,8 @@ def _report(report: Any, as_json: bool) -> int:
     if not as_json:
         print(
             f"indexed {len(report.indexed)}, unchanged {len(report.unchanged)}, failed {len(report.failed)}, "
-            f"{report.chunks_added} chunks added" + (" (cancelled)" if report.cancelled else ""),
+            f"{report.chunks_added} chunk{'' if report.chunks_added == 1 else 's'} added"
+            + (" (cancelled)" if report.cancelled else ""),
             file=sys.stderr,
         )
     return EXIT_OK if report.ok else EXIT_FAILED

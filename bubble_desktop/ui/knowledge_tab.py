@@ -590,12 +590,17 @@ class KnowledgeTab(QWidget):
         self._set_busy(self.controller.busy)
         if report is not None:
             secs = time.monotonic() - self._ingest_started_at
-            summary = self.tr("%1 indexed, %2 unchanged, %3 failed, %4 chunks added in %5 s.")
+            summary = self.tr("%1 indexed, %2 unchanged, %3 failed, %4 in %5 s.")
+            chunks = (
+                self.tr("1 chunk added")
+                if report.chunks_added == 1
+                else self.tr("%1 chunks added").replace("%1", str(report.chunks_added))
+            )
             for key, value in (
                 ("%1", len(report.indexed)),
                 ("%2", len(report.unchanged)),
                 ("%3", len(report.failed)),
-                ("%4", report.chunks_added),
+                ("%4", chunks),  # a phrase, not a number: '1 chunks added' was shown for one chunk
                 ("%5", f"{secs:.1f}"),
             ):
                 summary = summary.replace(key, str(value))

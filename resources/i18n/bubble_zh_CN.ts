@@ -579,10 +579,6 @@
             <translation>约剩 %1</translation>
         </message>
         <message>
-            <source>%1 indexed, %2 unchanged, %3 failed, %4 chunks added in %5 s.</source>
-            <translation>已索引 %1 个，未变化 %2 个，失败 %3 个，用时 %5 秒新增 %4 个片段。</translation>
-        </message>
-        <message>
             <source>Re-index cancelled — the current index is unchanged.</source>
             <translation>已取消重建索引——当前索引保持不变。</translation>
         </message>
@@ -653,6 +649,18 @@
         <message>
             <source>Read and embed every document of “%1” again? This can take a while. Search keeps answering from the current index until the new one is complete; if you cancel, the current index stays as it is.</source>
             <translation>要重新读取并嵌入“%1”中的所有文档吗？这可能需要一些时间。新索引完成之前，搜索仍使用当前索引；如果取消，当前索引保持不变。</translation>
+        </message>
+        <message>
+            <source>%1 indexed, %2 unchanged, %3 failed, %4 in %5 s.</source>
+            <translation>已索引 %1 个，未变化 %2 个，失败 %3 个，%4，用时 %5 秒。</translation>
+        </message>
+        <message>
+            <source>1 chunk added</source>
+            <translation>新增 1 个片段</translation>
+        </message>
+        <message>
+            <source>%1 chunks added</source>
+            <translation>新增 %1 个片段</translation>
         </message>
         <message>
             <source>Cancelling after the current batch…</source>

@@ -286,6 +286,24 @@ def test_one_failed_file_is_not_called_files(tab):
     assert tab.failed_title.text() == "2 files could not be indexed:"
 
 
+def test_one_chunk_is_not_called_chunks(qtbot, tab, tmp_path):
+    """'1 indexed, 0 unchanged, 0 failed, 1 chunks added in 6.0 s.' was seen in a real window."""
+    import re
+
+    for n in (1, 2):
+        docs = tmp_path / f"docs{n}"
+        docs.mkdir()
+        for i in range(n):
+            (docs / f"note{i}.txt").write_text(f"Short note {i} about the harbour.\n", encoding="utf-8")
+        tab._last_report = None
+        with qtbot.waitSignal(tab.controller.ingest_finished, timeout=TIMEOUT):
+            tab.add_paths([docs])
+        qtbot.waitUntil(lambda: tab._last_report is not None, timeout=TIMEOUT)
+        added = "1 chunk added" if n == 1 else "2 chunks added"
+        pattern = rf"{n} indexed, 0 unchanged, 0 failed, {added} in \d+\.\d s\."
+        assert re.fullmatch(pattern, tab.result_label.text()), tab.result_label.text()
+
+
 def test_files_dropped_right_after_new_base_are_indexed(qtbot, tab, tmp_path):
     """The "New" button runs on the query thread, a drop's create-if-missing on the ingest thread; the
     second used to see no base, then fail with "already exists" when the first had made it meanwhile
