@@ -765,6 +765,7 @@ class MainWindow(QMainWindow):
         self.chat.clear()
         self.chat.set_title(conversation.title)
         self.chat.set_options(conversation.kb_names, conversation.web)
+        self._warm_knowledge()
         for m in messages:
             widget = self.chat.add_message("user" if m.role == "user" else "assistant", m.text, m.id)
             if m.role != "user":
@@ -892,10 +893,22 @@ class MainWindow(QMainWindow):
                 )
             except Exception as exc:
                 log.warning("could not save chat options: %s", exc)
+        self._warm_knowledge()
+
+    def _warm_knowledge(self) -> None:
+        """This chat asks a knowledge base: load the embedding model now, in the background, not when
+        the first question comes (it waited ~5 s for the imports and the model before retrieval)."""
+        warm_up = getattr(self.ctx.knowledge, "warm_up", None)
+        if self.chat.kb_names and warm_up is not None:
+            try:
+                warm_up()
+            except Exception as exc:  # noqa: BLE001 - an optimisation: the question reports errors
+                log.info("could not warm the embedding model: %s", exc)
 
     @Slot(object)
     def _on_knowledge_bases_changed(self, bases: Any) -> None:
         self.chat.set_knowledge_bases([getattr(b, "name", str(b)) for b in bases])
+        self._warm_knowledge()  # an open conversation's saved choice is known only now
 
     # ---- asking ------------------------------------------------------------------------
     def send(self, text: str) -> None:

@@ -307,3 +307,25 @@ def test_long_ingestion_rotates_the_writable_segment_and_the_index_build_restore
     assert point_count(svc, "kb") == 5
     assert svc.search("kb", "Who created Python?", top_k=1)[0].path.endswith("python.md")
     assert len(svc.add_paths("kb", [corpus / "france.txt"]).unchanged) == 1
+
+
+def test_warm_up_loads_the_embedding_model_in_the_background(tmp_path: Path) -> None:
+    """A chat that chooses a knowledge base warms the model, so its first question does not wait for
+    it; a loaded model, or a load already running, is not started again."""
+    svc = KnowledgeService(Paths.default(), KnowledgeSettings())  # its own, unloaded MiniLM
+    try:
+        embedder = svc.embedder
+        assert isinstance(embedder, SentenceTransformerEmbedder) and not embedder.loaded
+        assert svc.warm_up() is True
+        assert svc.warm_up() is False  # already loading
+        deadline = time.monotonic() + 120
+        while not embedder.loaded and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert embedder.loaded and embedder.dim == 384
+        assert svc.warm_up() is False  # loaded
+        svc.create_base("notes")
+        (tmp_path / "a.txt").write_text("The lighthouse keeper feeds the gulls at dawn.\n", encoding="utf-8")
+        svc.add_paths("notes", [tmp_path / "a.txt"])
+        assert svc.search("notes", "who feeds the gulls")[0].text.startswith("The lighthouse keeper")
+    finally:
+        svc.close()

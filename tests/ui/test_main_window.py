@@ -638,3 +638,31 @@ def test_export_from_the_sidebar_menu_and_the_file_menu(qtbot: Any, window: Any,
     window.new_chat()
     file_menu.aboutToShow.emit()
     assert not window.export_markdown_action.isEnabled()
+
+
+def test_choosing_a_knowledge_base_warms_the_embedding_model(qtbot: Any) -> None:
+    """A chat that chooses a knowledge base (or is opened with one) loads the embedding model in the
+    background: the first question waited ~5 s for it before retrieval. A chat without one never does."""
+    from bubble_desktop.core.kb.service import KnowledgeService
+
+    service = KnowledgeService(Paths.default().ensure(), Settings().knowledge)
+    service.create_base("notes")
+    calls: list[int] = []
+    service.warm_up = lambda: bool(calls.append(1)) or True  # type: ignore[method-assign]
+    w = make_window(qtbot, knowledge=service)
+    try:
+        w.load_configured_model()
+        qtbot.waitUntil(lambda: "notes" in [a.text() for a in w.chat.kb_menu.actions()], timeout=10_000)
+        w.send("hello")
+        wait_idle(qtbot, w)
+        assert calls == []  # no knowledge base chosen: nothing loaded
+        w.chat.kb_menu.actions()[0].setChecked(True)
+        assert calls == [1]
+        conversation = w.conversation_id
+        w.new_chat()
+        before = len(calls)  # (a bases refresh from the Knowledge tab warms too, as it may arrive)
+        w.open_conversation(conversation)  # its saved choice: warmed again (a no-op once loaded)
+        assert len(calls) == before + 1
+    finally:
+        close_window(w)
+        service.close()

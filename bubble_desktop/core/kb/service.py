@@ -131,6 +131,7 @@ class KnowledgeService:
         self.last_search_stats: SearchStats | None = None
         self._reindexing: set[str] = set()  # kb_ids with a re-index running (search uses their old model)
         self._old_embedders: dict[str, Embedder] = {}
+        self._warming: threading.Thread | None = None
 
     # ------------------------------------------------------------------------------ plumbing
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -149,6 +150,30 @@ class KnowledgeService:
                     self._settings.embedding_model, self._settings.embed_threads
                 )
             return self._embedder
+
+    def warm_up(self) -> bool:
+        """Load the embedding model in the background; True when a load started.
+
+        For when a chat has just chosen a knowledge base: its first question otherwise waited for
+        torch, transformers, sentence-transformers and the model before retrieval (first search
+        4.8 s, 0.21 s warmed: tests/bench/kb_warm_up.py). Only then, not at start-up: a chat without
+        knowledge never loads torch. A failure is left to the question, which reports it as usual."""
+        embedder = self.embedder
+        if self._closing or getattr(embedder, "loaded", True):
+            return False
+        with self._embedder_lock:
+            if self._warming is not None and self._warming.is_alive():
+                return False
+
+            def run() -> None:
+                try:
+                    embedder.dim  # noqa: B018 - loads the model
+                except Exception as exc:  # noqa: BLE001 - the question reports it, with its hint
+                    log.info("warming the embedding model failed: %s", exc)
+
+            self._warming = threading.Thread(target=run, name="bubble-embedder-warm-up", daemon=True)
+            self._warming.start()
+        return True
 
     def _old_embedder(self, identity: str) -> Embedder:
         """The embedder of a base being re-indexed for another model (dropped when the re-index ends)."""
