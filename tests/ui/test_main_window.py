@@ -666,3 +666,21 @@ def test_choosing_a_knowledge_base_warms_the_embedding_model(qtbot: Any) -> None
     finally:
         close_window(w)
         service.close()
+
+
+def test_a_model_notice_is_shown_in_words_when_it_loads(qtbot: Any) -> None:
+    """A GGUF whose chat template llama.cpp could not use: the status bar says so in words for a
+    while, then keeps a ⚠ after the ready state (tooltip: the words)."""
+    from dataclasses import replace
+
+    model = ScriptedModel()
+    notice = "llama.cpp cannot use the chat template in odd.gguf: the model gets a plain instruction format."
+    model.info = replace(model.info, notices=(notice,))
+    w = make_window(qtbot, loader=Loader(model))
+    try:
+        with qtbot.waitSignal(w.model_ready, timeout=5000):
+            w.load_configured_model()
+        assert w.status.currentMessage() == f"⚠ {notice}"
+        assert w.status.model_label.text().endswith("⚠") and notice in w.status.model_label.toolTip()
+    finally:
+        close_window(w)
