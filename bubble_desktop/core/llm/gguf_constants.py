@@ -2,7 +2,7 @@
 
 ``import gguf.constants`` runs the package's ``__init__`` first, which imports numpy and gguf's
 reader and writer: ~130 ms, much of it numpy's C initialisation holding the GIL. Opening a GGUF does
-that on the model worker thread, and the GUI thread's heartbeat stalled 21–54 ms at every load
+that on the model worker thread, and the GUI thread's heartbeat stalled 21–36 ms at every load
 (``tests/bench/gui_responsiveness.py``); with gguf already imported, 3–15 ms. ``constants.py`` itself
 imports only ``enum`` and ``typing``, so it is loaded here on its own, from the installed package
 (the frozen app ships it as a file for this). Where it cannot be found as a file, the normal import.
