@@ -462,8 +462,6 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_inference_model_loaded(self, info: ModelInfo) -> None:
         self.status.show_ready(info)
-        if info.notices:  # in words for a while, then the ⚠ after the ready state (its tooltip keeps them)
-            self.status.showMessage(" ".join(f"⚠ {localize(n)}" for n in info.notices), 20000)
         if self.settings.api.enabled:
             self.api.apply(self.settings, self.inference.loaded_model)
         self.model_ready.emit(info)

@@ -9,6 +9,7 @@ from bubble_desktop.core.i18n import localize
 from bubble_desktop.core.llm.base import GenerationStats, ModelInfo
 
 MODEL_LABEL_MAX_PX = 460  # beyond this the model state is elided (the tooltip has it all)
+NOTICE_MS = 20000  # how long a model's notice is shown in words when it loads
 
 
 class ModelStatusBar(QStatusBar):
@@ -80,10 +81,20 @@ class ModelStatusBar(QStatusBar):
             .replace("%2", info.dtype)
             .replace("%3", str(info.context_window))
         )
-        if info.notices:  # e.g. llama.cpp could not use the file's chat template: a mark, words on hover
+        notices = [f"⚠ {localize(n)}" for n in info.notices]  # e.g. the chat template was unusable
+        if notices:  # a mark after the ready state, the words in its tooltip
             text += " ⚠"
-            tooltip += "\n\n" + "\n".join(f"⚠ {localize(n)}" for n in info.notices)
+            tooltip += "\n\n" + "\n".join(notices)
         self._set_model_text(text, tooltip)
+        if notices:  # and in words for a while (a temporary message covers the ready state)
+            self.showMessage(self._fit(" ".join(notices)), NOTICE_MS)
+
+    def _fit(self, message: str) -> str:
+        """``message`` elided to the room beside the permanent widgets: a long English notice was
+        cut mid-word at the window's edge (its tooltip keeps it whole)."""
+        permanent = [w.geometry().left() for w in (self.speed_label, self.tokens_label) if w.isVisible()]
+        room = min(permanent, default=self.width()) - 24  # where the permanent widgets start, a margin
+        return self.fontMetrics().elidedText(message, Qt.TextElideMode.ElideRight, max(room, 200))
 
     def show_api(self, address: str) -> None:
         """ "API on 127.0.0.1:8765" while the local API server runs; hidden when it is off."""

@@ -35,3 +35,19 @@ def test_a_model_notice_marks_the_ready_state_and_is_read_on_hover(qtbot: Any) -
     assert bar.model_label.text() == "odd · ready on CPU · 2 threads ⚠"
     tooltip = bar.model_label.toolTip()
     assert tooltip.startswith("/m/odd.gguf\n") and tooltip.endswith(f"\n\n⚠ {notice}")
+
+
+def test_a_long_notice_is_elided_to_the_bar_not_cut_mid_word(qtbot: Any) -> None:
+    """Seen in a real window: the English chat-template notice ran past the window's edge."""
+    bar = ModelStatusBar()
+    qtbot.addWidget(bar)
+    bar.resize(600, 24)
+    notice = "llama.cpp cannot use the chat template in odd.gguf: " + "the plain format instead. " * 12
+    info = ModelInfo(
+        name="odd", path="/m/odd.gguf", arch="llama", device="cpu", dtype="gguf", context_window=8
+    )
+    bar.show_ready(replace(info, notices=(notice,)))
+    shown = bar.currentMessage()
+    assert shown.startswith("⚠ llama.cpp cannot use the chat template") and shown.endswith("…")
+    assert bar.fontMetrics().horizontalAdvance(shown) <= 600
+    assert bar.model_label.toolTip().endswith(f"⚠ {notice}")  # whole on hover
